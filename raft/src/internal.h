@@ -70,6 +70,9 @@ struct sv__progress {
     uint64_t snap_next;  /* next offset to send */
     uint64_t snap_acked; /* bytes the follower confirmed */
     bool snap_done_sent;
+    /* Offset the last gap report rewound to: a burst of reordered chunks
+     * yields many reports of the same gap, and only the first resends. */
+    uint64_t snap_rewound;
     uint32_t snap_stall;  /* heartbeat rounds without progress */
     uint64_t read_acked;  /* highest read sequence echoed */
     uint64_t lease_acked; /* highest leader tick echoed */

@@ -364,6 +364,7 @@ static void start_snapshot(struct sv_raft *r, struct sv__progress *pr)
     pr->snap_next = 0;
     pr->snap_acked = 0;
     pr->snap_done_sent = false;
+    pr->snap_rewound = UINT64_MAX;
     send_snapshot_chunks(r, pr);
 }
 
@@ -791,7 +792,7 @@ static void handle_heartbeat_resp(struct sv_raft *r, struct sv__progress *pr,
                 p->commit = r->commit;
             }
         } else {
-            send_append(r, pr, false);
+            send_append(r, pr, true);
         }
     }
     release_reads(r);
@@ -811,15 +812,18 @@ static void handle_snapshot(struct sv_raft *r, const struct sv_raft_msg *m)
      * identified by its sender and term as well. */
     bool same = r->rx_meta.index == meta->index && r->rx_meta.term == meta->term &&
                 r->rx_from == m->from && r->rx_term == m->term;
-    if (m->offset == 0) {
+    if (!same && m->offset == 0) {
         r->rx_meta = *meta;
         r->rx_from = m->from;
         r->rx_term = m->term;
         r->rx_len = 0;
     } else if (!same || m->offset != r->rx_len) {
+        /* A gap (reject: resend from rx_len, or from 0 for an unknown
+         * transfer) or a duplicate of a chunk we hold (ack what we have;
+         * the same sender, term and index mean the same bytes). */
         struct sv_raft_msg *resp = send(r, SV_RAFT_MSG_SNAPSHOT_RESP, m->from, r->term);
         if (resp != NULL) {
-            resp->reject = true;
+            resp->reject = !same || m->offset > r->rx_len;
             resp->snap.index = meta->index;
             resp->offset = same ? r->rx_len : 0;
         }
@@ -876,11 +880,24 @@ static void handle_snapshot_resp(struct sv_raft *r, struct sv__progress *pr,
         return;
     }
     if (m->reject) {
-        pr->snap_acked = m->offset <= pr->snap_next ? m->offset : 0;
-        pr->snap_next = pr->snap_acked;
-        pr->snap_done_sent = false;
-    } else if (m->offset > pr->snap_acked && m->offset <= pr->snap_next) {
+        /* A gap report. Offset 0 means the follower holds nothing of this
+         * transfer (it restarted, or saw another first); any other offset
+         * below what it confirmed is an old report overtaken by acks. */
+        if ((m->offset != 0 && m->offset < pr->snap_acked) || m->offset > r->snap.len ||
+            (m->offset == pr->snap_rewound && m->offset < pr->snap_next)) {
+            return; /* stale, or already resending from there (a lost resend stalls) */
+        }
         pr->snap_acked = m->offset;
+        pr->snap_next = m->offset;
+        pr->snap_rewound = m->offset;
+        pr->snap_done_sent = false;
+    } else if (m->offset > pr->snap_acked && m->offset < r->snap.len) {
+        /* The follower holds a prefix of this very snapshot: go on from it,
+         * past what we sent if a rewind left us behind. */
+        pr->snap_acked = m->offset;
+        if (pr->snap_next < m->offset) {
+            pr->snap_next = m->offset;
+        }
     }
     pr->snap_stall = 0;
     send_append(r, pr, false);
@@ -963,8 +980,14 @@ int sv_raft_step(struct sv_raft *r, const struct sv_raft_msg *m)
             /* Tell a stale leader about our term so it steps down; without
              * this, pre-vote and check-quorum can leave it stuck. */
             respond(r, m, SV_RAFT_MSG_APPEND_RESP, true, 0);
-        } else if (m->type == SV_RAFT_MSG_PRE_VOTE) {
-            struct sv_raft_msg *resp = send(r, SV_RAFT_MSG_PRE_VOTE_RESP, m->from, r->term);
+        } else if (m->type == SV_RAFT_MSG_PRE_VOTE || m->type == SV_RAFT_MSG_VOTE) {
+            /* Reject with our term (§5.1) so the candidate catches up: a
+             * server whose configuration does not list us as a voter never
+             * asks us, and two such servers would otherwise race their
+             * terms upward forever. */
+            struct sv_raft_msg *resp = send(
+                r, m->type == SV_RAFT_MSG_VOTE ? SV_RAFT_MSG_VOTE_RESP : SV_RAFT_MSG_PRE_VOTE_RESP,
+                m->from, r->term);
             if (resp != NULL) {
                 resp->reject = true;
             }
@@ -1087,6 +1110,7 @@ static void tick_leader(struct sv_raft *r)
                 /* lost chunks: go back to what the follower confirmed */
                 pr->snap_stall = 0;
                 pr->snap_next = pr->snap_acked;
+                pr->snap_rewound = UINT64_MAX;
                 pr->snap_done_sent = false;
                 send_append(r, pr, false);
             }
