@@ -937,3 +937,16 @@ bool h_read_seen(struct h_cluster *h, sv_raft_id id, uint64_t ctx, uint64_t *ind
     }
     return false;
 }
+
+void h_others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
+{
+    sv_raft_id ids[2];
+    int n = 0;
+    for (sv_raft_id id = 1; id <= 3; id++) {
+        if (id != not ) {
+            ids[n++] = id;
+        }
+    }
+    *a = ids[0];
+    *b = ids[1];
+}

@@ -213,4 +213,7 @@ bool h_applied_data(struct h_cluster *h, sv_raft_id id, const void *data, size_t
 /* Read announced on id for ctx (served or not); false when none. */
 bool h_read_seen(struct h_cluster *h, sv_raft_id id, uint64_t ctx, uint64_t *index_out);
 
+/* The two ids of {1, 2, 3} other than `not`, in increasing order. */
+void h_others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b);
+
 #endif

@@ -10,19 +10,6 @@ enum { ALL3 = H_BIT(1) | H_BIT(2) | H_BIT(3) };
 static void check_stale_candidate_loses(void);
 
 /* The two ids of a three-node cluster other than `not`. */
-static void others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
-{
-    sv_raft_id ids[2];
-    int n = 0;
-    for (sv_raft_id id = 1; id <= 3; id++) {
-        if (id != not ) {
-            ids[n++] = id;
-        }
-    }
-    *a = ids[0];
-    *b = ids[1];
-}
-
 static uint32_t count_role(struct h_cluster *h, uint32_t n, enum sv_raft_role role)
 {
     uint32_t cnt = 0;
@@ -186,7 +173,7 @@ void test_prevote_isolated_keeps_term(void)
     sv_raft_id l = h_tick_until_leader(h);
     uint64_t term = h_st(h, l).term;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
 
     h_isolate(h, f);
     uint64_t prevotes_before = h_sent(h, f, 0, SV_RAFT_MSG_PRE_VOTE);
@@ -221,7 +208,7 @@ void test_prevote_off_raises_term(void)
     sv_raft_id l = h_tick_until_leader(h);
     uint64_t term = h_st(h, l).term;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
 
     h_isolate(h, f);
     h_ticks(h, 100);
@@ -249,7 +236,7 @@ void test_check_quorum_step_down(void)
     uint64_t term = h_st(h, l).term;
     uint32_t et = h->nodes[l].opts.election_ticks;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
 
     h_isolate(h, l);
     uint32_t t = 0;
@@ -292,7 +279,7 @@ void test_stale_leader_rejected(void)
     sv_raft_id l = h_tick_until_leader(h);
     uint64_t term = h_st(h, l).term;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
 
     h_isolate(h, l);
     uint64_t stale = h_propose(h, l, "stale", 5);

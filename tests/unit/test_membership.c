@@ -6,19 +6,6 @@
 
 enum { ALL3 = H_BIT(1) | H_BIT(2) | H_BIT(3) };
 
-static void others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
-{
-    sv_raft_id ids[2];
-    int n = 0;
-    for (sv_raft_id id = 1; id <= 3; id++) {
-        if (id != not ) {
-            ids[n++] = id;
-        }
-    }
-    *a = ids[0];
-    *b = ids[1];
-}
-
 /* Role of id in the latest configuration known to node at. */
 static int role_of(struct h_cluster *h, sv_raft_id at, sv_raft_id id)
 {
@@ -31,7 +18,7 @@ void test_learner_not_in_quorum(void)
     struct h_cluster *h = h_new(3, NULL);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     h_propose_and_commit(h, l, "before", 6);
 
     /* A brand-new server joins as a learner and catches up. */
@@ -122,7 +109,7 @@ void test_leader_removes_itself(void)
     sv_raft_id l = h_tick_until_leader(h);
     uint64_t term = h_st(h, l).term;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     h_propose_and_commit(h, l, "x", 1);
     h_ticks(h, 2);
 
@@ -178,7 +165,7 @@ void test_conf_change_rules(void)
     struct h_cluster *h = h_new(3, NULL);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     struct sv_raft *r = h_r(h, l);
     CHECK_RC(sv_raft_propose_conf(h_r(h, f), SV_RAFT_ADD_LEARNER, 4, NULL), SV_RAFT_E_NOT_LEADER);
 

@@ -5,19 +5,6 @@
 #include "harness.h"
 #include "tests.h"
 
-static void others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
-{
-    sv_raft_id ids[2];
-    int n = 0;
-    for (sv_raft_id id = 1; id <= 3; id++) {
-        if (id != not ) {
-            ids[n++] = id;
-        }
-    }
-    *a = ids[0];
-    *b = ids[1];
-}
-
 void test_read_index_leader(void)
 {
     struct h_cluster *h = h_new(3, NULL);
@@ -61,7 +48,7 @@ void test_read_index_follower(void)
 
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     /* The write commits on the leader; f has not learned the commit yet. */
     uint64_t w = h_propose_and_commit(h, l, "w", 1);
 
@@ -92,7 +79,7 @@ void test_read_index_partition(void)
     struct h_cluster *h = h_new(3, NULL);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     h_propose_and_commit(h, l, "v1", 2);
 
     /* The leader is cut off: a read on it must never be answered, since the
@@ -143,7 +130,7 @@ void test_read_lease(void)
     struct h_cluster *h = h_new(3, &o);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     uint64_t w = h_propose_and_commit(h, l, "w", 1);
     h_ticks(h, 2);
 

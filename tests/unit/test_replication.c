@@ -7,19 +7,6 @@
 
 enum { ALL3 = H_BIT(1) | H_BIT(2) | H_BIT(3) };
 
-static void others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
-{
-    sv_raft_id ids[2];
-    int n = 0;
-    for (sv_raft_id id = 1; id <= 3; id++) {
-        if (id != not ) {
-            ids[n++] = id;
-        }
-    }
-    *a = ids[0];
-    *b = ids[1];
-}
-
 /* Payload "<tag><i>" into buf; returns its length. */
 static size_t payload(char *buf, size_t cap, const char *tag, int i)
 {
@@ -84,7 +71,7 @@ void test_log_repair_few_rejections(void)
     struct h_cluster *h = h_new(3, NULL);
     sv_raft_id a = h_tick_until_leader(h);
     sv_raft_id b, c;
-    others(a, &b, &c);
+    h_others(a, &b, &c);
     uint64_t base = h_st(h, a).last_index;
 
     /* a, cut off, appends OLD entries of its term. */
@@ -270,7 +257,7 @@ void test_flow_inflight_limit(void)
     struct h_cluster *h = h_new(3, &o);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     h_ticks(h, 2);
 
     /* f's answers are lost (f -> l cut): its window never drains. */
@@ -321,7 +308,7 @@ void test_flow_batching(void)
     struct h_cluster *h = h_new(3, &o);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     h_ticks(h, 2);
 
     struct batch_count c;

@@ -6,19 +6,6 @@
 #include "harness.h"
 #include "tests.h"
 
-static void others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
-{
-    sv_raft_id ids[2];
-    int n = 0;
-    for (sv_raft_id id = 1; id <= 3; id++) {
-        if (id != not ) {
-            ids[n++] = id;
-        }
-    }
-    *a = ids[0];
-    *b = ids[1];
-}
-
 struct resp_watch {
     sv_raft_id from, to;
     uint32_t granted;
@@ -139,7 +126,7 @@ void test_restart_catches_up(void)
     struct h_cluster *h = h_new(3, NULL);
     sv_raft_id l = h_tick_until_leader(h);
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     char buf[16];
 
     /* A follower down while 50 entries commit catches up from the log. */

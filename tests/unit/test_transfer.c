@@ -4,19 +4,6 @@
 #include "harness.h"
 #include "tests.h"
 
-static void others(sv_raft_id not, sv_raft_id *a, sv_raft_id *b)
-{
-    sv_raft_id ids[2];
-    int n = 0;
-    for (sv_raft_id id = 1; id <= 3; id++) {
-        if (id != not ) {
-            ids[n++] = id;
-        }
-    }
-    *a = ids[0];
-    *b = ids[1];
-}
-
 struct timeout_watch {
     uint32_t sent;
     uint64_t target_last; /* the target's last index when TimeoutNow went out */
@@ -44,7 +31,7 @@ void test_transfer_to_lagging(void)
     uint64_t term = h_st(h, l).term;
     uint32_t et = h->nodes[l].opts.election_ticks;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
 
     /* f misses 20 entries. */
     h_cut(h, l, f);
@@ -96,7 +83,7 @@ void test_transfer_times_out(void)
     uint64_t term = h_st(h, l).term;
     uint32_t et = h->nodes[l].opts.election_ticks;
     sv_raft_id f, g;
-    others(l, &f, &g);
+    h_others(l, &f, &g);
     h_ticks(h, 2);
 
     /* The target is unreachable: the transfer cannot complete. */
