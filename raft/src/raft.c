@@ -898,6 +898,8 @@ static void handle_snapshot_resp(struct sv_raft *r, struct sv__progress *pr,
         if (pr->snap_next < m->offset) {
             pr->snap_next = m->offset;
         }
+    } else {
+        return; /* no news: only progress holds off the stall timer */
     }
     pr->snap_stall = 0;
     send_append(r, pr, false);
@@ -1107,9 +1109,13 @@ static void tick_leader(struct sv_raft *r)
         for (uint32_t i = 0; i < r->n_prs; i++) {
             struct sv__progress *pr = &r->prs[i];
             if (pr->state == PR_SNAPSHOT && ++pr->snap_stall > r->opts.election_ticks / 2 + 1) {
-                /* lost chunks: go back to what the follower confirmed */
+                /* No progress: lost chunks, or a follower that restarted
+                 * below what it once confirmed. Start over from 0; the
+                 * follower acks what it already holds of this transfer, so
+                 * the leader skips ahead at once. */
                 pr->snap_stall = 0;
-                pr->snap_next = pr->snap_acked;
+                pr->snap_acked = 0;
+                pr->snap_next = 0;
                 pr->snap_rewound = UINT64_MAX;
                 pr->snap_done_sent = false;
                 send_append(r, pr, false);

@@ -176,10 +176,12 @@ void test_snapshot_lost_chunk_resent(void)
     /* The gap was reported and the missing chunk sent again. */
     CHECK(w.rejects[f[0]] >= 1);
     CHECK(w.sent[f[0]][1] >= 2);
-    /* The lost last chunk was sent again after a stall, without a rejection. */
+    /* The lost last chunk was sent again after a stall, without a rejection:
+     * the leader starts over from chunk 0 (the follower may have restarted)
+     * and the follower's ack of what it holds makes it skip ahead. */
     CHECK_EQ_INT(w.rejects[f[1]], 0);
     CHECK_EQ_INT(w.sent[f[1]][N_CHUNKS - 1], 2);
-    CHECK_EQ_INT(w.sent[f[1]][0], 1);
+    CHECK_EQ_INT(w.sent[f[1]][0], 2);
     CHECK_LE_U64(w.max_len, CHUNK);
 
     h->filter = NULL;
