@@ -20,6 +20,15 @@ static struct lin_op put(uint32_t key, uint64_t v, uint64_t call, uint64_t ret)
     return o;
 }
 
+/* An indeterminate write that, if it took effect, did so before `by`. */
+static struct lin_op put_by(uint32_t key, uint64_t v, uint64_t call, uint64_t by)
+{
+    struct lin_op o = {.key = key, .kind = LIN_PUT, .done = false, .arg = v};
+    o.call = call;
+    o.ret = by;
+    return o;
+}
+
 static struct lin_op get(uint32_t key, uint64_t v, uint64_t call, uint64_t ret)
 {
     struct lin_op o = {.key = key, .kind = LIN_GET, .done = ret != INF, .out = v};
@@ -132,6 +141,10 @@ int main(void)
            get(0, 1, 5, 6), get(0, 1, 7, 8));
     EXPECT("indeterminate cas may succeed", LIN_OK, put(0, 1, 1, 2), cas(0, 1, 7, 1, 3, INF),
            get(0, 7, 10, 11));
+    EXPECT("bounded indeterminate write takes effect in time", LIN_OK, put_by(0, 1, 1, 6),
+           get(0, 0, 2, 3), get(0, 1, 7, 8));
+    EXPECT("bounded indeterminate write never takes effect", LIN_OK, put_by(0, 1, 1, 4),
+           get(0, 0, 5, 6), get(0, 0, 7, 8));
     EXPECT("indeterminate read is ignored", LIN_OK, put(0, 1, 1, 2), get(0, 42, 3, INF));
     EXPECT("keys are independent", LIN_OK, put(0, 1, 1, 2), put(1, 2, 3, 4), get(0, 1, 5, 6),
            get(1, 2, 7, 8), get(2, 0, 9, 10));
@@ -148,6 +161,8 @@ int main(void)
            get(0, 0, 4, 5));
     EXPECT("indeterminate write undone", LIN_VIOLATION, put(0, 1, 1, INF), get(0, 1, 5, 6),
            get(0, 0, 7, 8));
+    EXPECT("bounded indeterminate write takes effect too late", LIN_VIOLATION, put_by(0, 1, 1, 4),
+           get(0, 0, 5, 6), get(0, 1, 7, 8));
     EXPECT("write applied twice", LIN_VIOLATION, put(0, 1, 1, 2), put(0, 2, 3, 4), get(0, 1, 5, 6),
            get(0, 2, 7, 8), get(0, 1, 9, 10));
     EXPECT("violation on one key among several", LIN_VIOLATION, put(0, 1, 1, 2), put(1, 2, 3, 4),

@@ -17,6 +17,7 @@ struct ent {
 struct frame {
     struct ent *call;
     uint64_t state;
+    int variant; /* which outcome of the op was taken (see model_step) */
 };
 
 /* Open-addressing set of (linearized bitset, state) pairs. */
@@ -103,9 +104,22 @@ static int memo_add(struct memo *m, const uint64_t *bits, uint64_t state)
     return 1;
 }
 
-/* The register model: may `o` be linearized in `state`, and what follows. */
-static bool model_step(const struct lin_op *o, uint64_t state, uint64_t *next)
+/* Outcomes to try for o: an indeterminate write with a deadline may also
+ * never take effect (linearized as a no-op); without a deadline that case is
+ * covered by linearizing it last. */
+static int variants(const struct lin_op *o)
 {
+    return !o->done && o->ret != 0 && o->kind != LIN_GET ? 2 : 1;
+}
+
+/* The register model: may outcome `variant` of `o` be linearized in `state`,
+ * and what follows. */
+static bool model_step(const struct lin_op *o, int variant, uint64_t state, uint64_t *next)
+{
+    if (variant == 1) {
+        *next = state;
+        return true;
+    }
     switch (o->kind) {
     case LIN_PUT:
         *next = o->arg;
@@ -179,7 +193,7 @@ static int check_key(const struct lin_op *const *ops, size_t n, uint64_t init, u
         c->op = r->op = (uint32_t)i;
         c->call = true;
         c->time = ops[i]->call;
-        r->time = ops[i]->done ? ops[i]->ret : UINT64_MAX;
+        r->time = ops[i]->done || ops[i]->ret != 0 ? ops[i]->ret : UINT64_MAX;
     }
     qsort(&ents[1], 2 * n, sizeof(*ents), ent_cmp);
     /* Re-link matches after sorting: where[2*op + call] = position. */
@@ -199,6 +213,7 @@ static int check_key(const struct lin_op *const *ops, size_t n, uint64_t init, u
     struct ent *cur = head->next;
     uint64_t state = init;
     size_t depth = 0;
+    int variant = 0; /* first outcome to try at cur */
     while (head->next != NULL) {
         if (++steps > LIN_STEPS_MAX) {
             verdict = LIN_UNKNOWN;
@@ -206,18 +221,22 @@ static int check_key(const struct lin_op *const *ops, size_t n, uint64_t init, u
         }
         if (cur->call) {
             const struct lin_op *o = ops[cur->op];
-            uint64_t next;
-            if (model_step(o, state, &next)) {
+            bool pushed = false;
+            for (; variant < variants(o) && !pushed; variant++) {
+                uint64_t next;
+                if (!model_step(o, variant, state, &next))
+                    continue;
                 bits[cur->op / 64] |= 1ull << (cur->op % 64);
                 int rc = memo_add(&memo, bits, next);
                 if (rc == 1) {
                     stack[depth].call = cur;
                     stack[depth].state = state;
+                    stack[depth].variant = variant;
                     depth++;
                     state = next;
                     lift(cur);
-                    cur = head->next;
-                    continue;
+                    pushed = true;
+                    break;
                 }
                 bits[cur->op / 64] &= ~(1ull << (cur->op % 64));
                 if (rc == -1)
@@ -227,7 +246,8 @@ static int check_key(const struct lin_op *const *ops, size_t n, uint64_t init, u
                     goto out;
                 }
             }
-            cur = cur->next;
+            variant = 0;
+            cur = pushed ? head->next : cur->next;
         } else {
             /* A return whose call cannot be linearized yet: backtrack. */
             if (depth == 0) {
@@ -239,7 +259,7 @@ static int check_key(const struct lin_op *const *ops, size_t n, uint64_t init, u
             state = stack[depth].state;
             bits[cur->op / 64] &= ~(1ull << (cur->op % 64));
             unlift(cur);
-            cur = cur->next;
+            variant = stack[depth].variant + 1; /* the next outcome of the same call */
         }
     }
     verdict = LIN_OK;

@@ -24,12 +24,13 @@ struct lin_op {
     uint32_t key;
     uint8_t kind; /* enum lin_kind */
     bool done;    /* true: completed with `out`; false: indeterminate (info):
-                     may or may not have taken effect, at any time after call */
+                     may or may not have taken effect, after call */
     uint64_t arg;
     uint64_t arg2;
     uint64_t out;
     uint64_t call;
-    uint64_t ret; /* ignored when !done */
+    uint64_t ret; /* when !done: 0 = no bound, else a deadline: if the op
+                     took effect at all, it did before ret */
 };
 
 enum lin_verdict {

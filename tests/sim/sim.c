@@ -103,6 +103,7 @@ static void draw_params(struct sim *s)
     p->client_timeout = (uint32_t)rng_range(r, 2, 6) * p->election_ticks;
     p->op_timeout = p->client_timeout * (uint32_t)rng_range(r, 3, 10);
     p->p_log_read = (uint32_t)rng_range(r, 0, 500000);
+    p->p_abandon = (uint32_t)rng_range(r, 0, 200000);
 
     p->p_tick = (uint32_t)rng_range(r, 100000, 250000);
     p->p_client = (uint32_t)rng_range(r, 50000, 200000);

@@ -101,6 +101,7 @@ struct sim_params {
     uint32_t client_timeout; /* ticks an attempt waits for its answer */
     uint32_t op_timeout;     /* ticks before a client gives an op up */
     uint32_t p_log_read;     /* gets through the log instead of ReadIndex */
+    uint32_t p_abandon;      /* a client gives up a write that may be in a log */
 
     uint32_t p_tick, p_client, p_nemesis; /* event mix */
     uint32_t p_crash_mid_ready;           /* per ready: crash after early sends, before persist */
