@@ -1,4 +1,4 @@
-/* Wire frames: encoding with msgpack-c, and an incremental, bounded decoder. */
+/* Wire frames: encoded with msgpack-c, decoded by a bounded incremental parser. */
 #include "wire.h"
 
 #include <errno.h>
@@ -127,12 +127,69 @@ int sv_wire_feed(struct sv_wire_decoder *d, const void *data, size_t len)
     return check_prefix(d);
 }
 
-static bool get_uint(const msgpack_object *o, uint64_t *v)
+/* The frame's shape is fixed, so it is parsed by hand: msgpack-c's unpacker
+ * allocates from the element counts an input declares before it can see they
+ * are false (an array header claiming 2^32 elements), which a peer must not
+ * be able to trigger. Bodies are decoded later, under their own limits. */
+struct cursor {
+    const uint8_t *p, *end;
+};
+
+static bool take(struct cursor *c, size_t n, const uint8_t **out)
 {
-    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    if ((size_t)(c->end - c->p) < n)
         return false;
-    *v = o->via.u64;
+    *out = c->p;
+    c->p += n;
     return true;
+}
+
+static uint64_t be(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* A msgpack unsigned integer (positive fixint, uint 8/16/32/64). */
+static bool get_uint(struct cursor *c, uint64_t *v)
+{
+    const uint8_t *b, *x;
+    if (!take(c, 1, &b))
+        return false;
+    size_t n;
+    if (*b <= 0x7f) {
+        *v = *b;
+        return true;
+    } else if (*b == 0xcc) {
+        n = 1;
+    } else if (*b == 0xcd) {
+        n = 2;
+    } else if (*b == 0xce) {
+        n = 4;
+    } else if (*b == 0xcf) {
+        n = 8;
+    } else {
+        return false;
+    }
+    if (!take(c, n, &x))
+        return false;
+    *v = be(x, n);
+    return true;
+}
+
+/* A msgpack bin 8/16/32, referenced in place. */
+static bool get_bin(struct cursor *c, const uint8_t **data, size_t *len)
+{
+    const uint8_t *b, *x;
+    if (!take(c, 1, &b))
+        return false;
+    size_t n = *b == 0xc4 ? 1 : *b == 0xc5 ? 2 : *b == 0xc6 ? 4 : 0;
+    if (n == 0 || !take(c, n, &x))
+        return false;
+    *len = (size_t)be(x, n);
+    return take(c, *len, data);
 }
 
 int sv_wire_next(struct sv_wire_decoder *d, struct sv_wire_frame *f)
@@ -149,61 +206,35 @@ int sv_wire_next(struct sv_wire_decoder *d, struct sv_wire_frame *f)
                       (unsigned)SV_WIRE_FRAME_MAX);
     if (avail - SV_WIRE_PREFIX < n)
         return 0;
-    const char *payload = (const char *)p + SV_WIRE_PREFIX;
-
-    msgpack_unpacked up;
-    msgpack_unpacked_init(&up);
-    size_t off = 0;
-    msgpack_unpack_return ur = msgpack_unpack_next(&up, payload, n, &off);
-    int rc = 0;
-    if (ur != MSGPACK_UNPACK_SUCCESS) {
-        rc = poison(d, SV_WIRE_E_MALFORMED, "payload of %u bytes is not one msgpack object", n);
-        goto out;
-    }
-    if (off != n) {
-        rc = poison(d, SV_WIRE_E_MALFORMED, "%zu trailing bytes after the frame", (size_t)n - off);
-        goto out;
-    }
-    const msgpack_object *o = &up.data;
-    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4) {
-        rc = poison(d, SV_WIRE_E_MALFORMED, "frame is not a 4-element array");
-        goto out;
-    }
-    const msgpack_object *e = o->via.array.ptr;
+    struct cursor c = {p + SV_WIRE_PREFIX, p + SV_WIRE_PREFIX + n};
+    const uint8_t *head;
+    if (!take(&c, 1, &head))
+        return poison(d, SV_WIRE_E_MALFORMED, "empty frame");
+    if (*head != 0x94) /* fixarray of 4 */
+        return poison(d, SV_WIRE_E_MALFORMED, "frame is not a 4-element array");
     uint64_t version, type, req_id;
-    if (!get_uint(&e[0], &version) || !get_uint(&e[1], &type) || !get_uint(&e[2], &req_id) ||
-        e[3].type != MSGPACK_OBJECT_BIN) {
-        rc = poison(d, SV_WIRE_E_MALFORMED, "frame fields are not [uint, uint, uint, bin]");
-        goto out;
-    }
-    if (version != SV_WIRE_VERSION) {
-        rc = poison(d, SV_WIRE_E_VERSION, "protocol version %llu, this build speaks %d",
-                    (unsigned long long)version, SV_WIRE_VERSION);
-        goto out;
-    }
-    if (type > SV_WIRE_TYPE_MAX) {
-        rc = poison(d, SV_WIRE_E_MALFORMED, "frame type %llu out of range",
-                    (unsigned long long)type);
-        goto out;
-    }
-    if (e[3].via.bin.size > SV_WIRE_BODY_MAX) {
-        rc = poison(d, SV_WIRE_E_TOO_BIG, "body of %u bytes", e[3].via.bin.size);
-        goto out;
-    }
+    const uint8_t *body;
+    size_t body_len;
+    if (!get_uint(&c, &version) || !get_uint(&c, &type) || !get_uint(&c, &req_id) ||
+        !get_bin(&c, &body, &body_len))
+        return poison(d, SV_WIRE_E_MALFORMED,
+                      "frame fields are not [uint, uint, uint, bin] within %u bytes", n);
+    if (c.p != c.end)
+        return poison(d, SV_WIRE_E_MALFORMED, "%zu trailing bytes after the frame",
+                      (size_t)(c.end - c.p));
+    if (version != SV_WIRE_VERSION)
+        return poison(d, SV_WIRE_E_VERSION, "protocol version %llu, this build speaks %d",
+                      (unsigned long long)version, SV_WIRE_VERSION);
+    if (type > SV_WIRE_TYPE_MAX)
+        return poison(d, SV_WIRE_E_MALFORMED, "frame type %llu out of range",
+                      (unsigned long long)type);
+    if (body_len > SV_WIRE_BODY_MAX)
+        return poison(d, SV_WIRE_E_TOO_BIG, "body of %zu bytes", body_len);
     f->version = (uint32_t)version;
     f->type = (uint32_t)type;
     f->req_id = req_id;
-    /* msgpack-c references bin bodies in the input buffer: our buffer. */
-    f->body = (const uint8_t *)e[3].via.bin.ptr;
-    f->body_len = e[3].via.bin.size;
-    if (f->body_len > 0 && (f->body < (const uint8_t *)payload ||
-                            f->body + f->body_len > (const uint8_t *)payload + n)) {
-        rc = poison(d, SV_WIRE_E_MALFORMED, "body not inside the frame");
-        goto out;
-    }
+    f->body = body;
+    f->body_len = body_len;
     d->consumed += SV_WIRE_PREFIX + n;
-    rc = 1;
-out:
-    msgpack_unpacked_destroy(&up);
-    return rc;
+    return 1;
 }

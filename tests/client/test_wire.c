@@ -42,7 +42,8 @@ static size_t frame_raw(const msgpack_sbuffer *sb, uint8_t *out)
     out[1] = (uint8_t)(n >> 16);
     out[2] = (uint8_t)(n >> 8);
     out[3] = (uint8_t)n;
-    memcpy(out + 4, sb->data, sb->size);
+    if (sb->size > 0)
+        memcpy(out + 4, sb->data, sb->size);
     return 4 + sb->size;
 }
 
@@ -181,6 +182,7 @@ static void test_bad_frames(void)
         {"type out of range", SV_WIRE_E_MALFORMED, 6},
         {"trailing bytes inside the frame", SV_WIRE_E_MALFORMED, 7},
         {"empty payload", SV_WIRE_E_MALFORMED, 8},
+        {"a field claiming 4 billion elements", SV_WIRE_E_MALFORMED, 9},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         msgpack_sbuffer_init(&sb);
@@ -218,6 +220,9 @@ static void test_bad_frames(void)
                 msgpack_pack_bin_with_body(&pk, "abc", 3);
             if (cases[i].shape == 7)
                 msgpack_pack_nil(&pk);
+            break;
+        case 9: /* must be refused without allocating for the claimed count */
+            msgpack_sbuffer_write(&sb, "\x94\xdd\xff\xff\xff\xff", 6);
             break;
         default:
             break;
