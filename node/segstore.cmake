@@ -6,6 +6,7 @@ find_library(SV_LEVELDB_LIB leveldb REQUIRED)
 find_path(SV_LEVELDB_INCLUDE leveldb/c.h REQUIRED)
 
 add_library(svsegstore STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore.c)
+target_link_libraries(svsegstore PRIVATE svcodec)
 target_include_directories(svsegstore PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svsegstore PRIVATE ${SV_LEVELDB_INCLUDE})
 target_link_libraries(svsegstore PUBLIC PkgConfig::URING ${SV_LEVELDB_LIB})

@@ -19,6 +19,7 @@
 #include <liburing.h>
 
 #include "sv_assert.h"
+#include "sv_codec.h"
 
 enum {
     MAGIC = 0x47535653u, /* "SVSG" little endian */
@@ -139,105 +140,35 @@ static int dberr(struct sv_seg_store *s, char *err, const char *what)
     return rc;
 }
 
-/* ---- encoding ---- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* CRC32C (Castagnoli), reflected, slice-by-8 tables built once. */
-static uint32_t crc_table[8][256];
-
-static void crc_init_once(void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        crc_table[0][n] = c;
-    }
-    for (uint32_t n = 0; n < 256; n++)
-        for (int t = 1; t < 8; t++)
-            crc_table[t][n] = (crc_table[t - 1][n] >> 8) ^ crc_table[0][crc_table[t - 1][n] & 0xff];
-}
-
-/* Stores may be opened from several threads. */
-static void crc_init(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, crc_init_once);
-}
-
-static uint32_t crc32c(uint32_t crc, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    crc = ~crc;
-    while (len >= 8) {
-        uint32_t lo = crc ^ get32(p);
-        uint32_t hi = get32(p + 4);
-        crc = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-              crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
-              crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^
-              crc_table[0][hi >> 24];
-        p += 8;
-        len -= 8;
-    }
-    while (len--)
-        crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
-    return ~crc;
-}
+/* ---- encoding: sv_codec.h ---- */
 
 static void header_encode(uint8_t *h, const uint8_t *id, const void *data, uint32_t len)
 {
     memset(h, 0, SV_SEG_HEADER_BYTES);
-    put32(h, MAGIC);
+    sv_put32(h, MAGIC);
     h[4] = VERSION;
-    put32(h + 8, len);
+    sv_put32(h + 8, len);
     memcpy(h + 16, id, SV_SEG_ID_BYTES);
-    uint32_t crc = crc32c(0, h, CRC_OFF);
+    uint32_t crc = sv_crc32c(0, h, CRC_OFF);
     if (len > 0)
-        crc = crc32c(crc, data, len);
-    put32(h + CRC_OFF, crc);
+        crc = sv_crc32c(crc, data, len);
+    sv_put32(h + CRC_OFF, crc);
 }
 
 /* Header fields are sane (the record can be parsed); payload not checked. */
 static bool header_sane(const uint8_t *h)
 {
-    return get32(h) == MAGIC && h[4] == VERSION && h[5] == 0 && h[6] == 0 && h[7] == 0 &&
-           get32(h + 8) <= SV_SEG_PAYLOAD_MAX;
+    return sv_get32(h) == MAGIC && h[4] == VERSION && h[5] == 0 && h[6] == 0 && h[7] == 0 &&
+           sv_get32(h + 8) <= SV_SEG_PAYLOAD_MAX;
 }
 
 static bool record_valid(const uint8_t *h, const void *payload)
 {
-    uint32_t len = get32(h + 8);
-    uint32_t crc = crc32c(0, h, CRC_OFF);
+    uint32_t len = sv_get32(h + 8);
+    uint32_t crc = sv_crc32c(0, h, CRC_OFF);
     if (len > 0)
-        crc = crc32c(crc, payload, len);
-    return crc == get32(h + CRC_OFF);
+        crc = sv_crc32c(crc, payload, len);
+    return crc == sv_get32(h + CRC_OFF);
 }
 
 static void key_encode(uint8_t *k, char prefix, const uint8_t *id)
@@ -248,14 +179,14 @@ static void key_encode(uint8_t *k, char prefix, const uint8_t *id)
 
 static void loc_encode(uint8_t *v, const struct loc *l)
 {
-    put32(v, l->seg);
-    put64(v + 4, l->off);
-    put32(v + 12, l->len);
+    sv_put32(v, l->seg);
+    sv_put64(v + 4, l->off);
+    sv_put32(v + 12, l->len);
 }
 
 static struct loc loc_decode(const uint8_t *v)
 {
-    struct loc l = {.seg = get32(v), .off = get64(v + 4), .len = get32(v + 12)};
+    struct loc l = {.seg = sv_get32(v), .off = sv_get64(v + 4), .len = sv_get32(v + 12)};
     return l;
 }
 
@@ -711,8 +642,8 @@ int sv_seg_delete(struct sv_seg_store *s, const uint8_t *id)
 
 static void tail_encode(uint8_t *v, uint32_t seg, uint64_t off)
 {
-    put32(v, seg);
-    put64(v + 4, off);
+    sv_put32(v, seg);
+    sv_put64(v + 4, off);
 }
 
 /* The fsyncs failed: nothing since the last sync is known durable, so forget
@@ -824,7 +755,7 @@ int sv_seg_get(struct sv_seg_store *s, const uint8_t *id, void *buf, size_t cap,
     const char *why = NULL;
     if ((uint64_t)n < rec_bytes(l.len))
         why = "short record";
-    else if (!header_sane(h) || get32(h + 8) != l.len)
+    else if (!header_sane(h) || sv_get32(h + 8) != l.len)
         why = "bad header";
     else if (memcmp(h + 16, id, SV_SEG_ID_BYTES) != 0)
         why = "record holds another id";
@@ -866,7 +797,7 @@ static int relocate(struct sv_seg_store *s, const uint8_t *id, const struct loc 
     if (n < 0)
         return seterr(s, (int)n, "compaction read of segment %u", l->seg);
     if ((uint64_t)n < rec_bytes(l->len) || !header_sane(s->iobuf) ||
-        get32(s->iobuf + 8) != l->len || memcmp(s->iobuf + 16, id, SV_SEG_ID_BYTES) != 0 ||
+        sv_get32(s->iobuf + 8) != l->len || memcmp(s->iobuf + 16, id, SV_SEG_ID_BYTES) != 0 ||
         !record_valid(s->iobuf, s->iobuf + SV_SEG_HEADER_BYTES)) {
         /* Not worth copying: the replica repairs it; keep it listed. */
         int rc = bad_add(s, id);
@@ -1021,7 +952,7 @@ static int scan_segment(struct sv_seg_store *s, struct seg *g, uint64_t from, ui
         const uint8_t *h = win + (off - win_off);
         if (!header_sane(h))
             break;
-        uint32_t len = get32(h + 8);
+        uint32_t len = sv_get32(h + 8);
         uint64_t rec = rec_bytes(len);
         if (rec > left)
             break;
@@ -1079,8 +1010,8 @@ static int recover(struct sv_seg_store *s)
         return dberr(s, err, "read tail");
     if (v != NULL) {
         if (vlen == TAIL_BYTES) {
-            tail_seg = get32((const uint8_t *)v);
-            tail_off = get64((const uint8_t *)v + 4);
+            tail_seg = sv_get32((const uint8_t *)v);
+            tail_off = sv_get64((const uint8_t *)v + 4);
             have_tail = true;
         }
         leveldb_free(v);
@@ -1198,7 +1129,6 @@ int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_s
     int rc;
     ASSERT(dir != NULL && out != NULL);
     *out = NULL;
-    crc_init();
 
     struct sv_seg_store *s = calloc(1, sizeof *s);
     if (s == NULL) {
