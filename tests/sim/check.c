@@ -63,8 +63,9 @@ static void check_new_leader(struct sim *s, struct sim_node *n, const struct sv_
                  n->id, st->term, st->last_index, t, k, a->node, k, a->term);
 }
 
-void sv__check_roles(struct sim *s)
+struct sim_node *sv__check_roles(struct sim *s)
 {
+    struct sim_node *won = NULL;
     for (int i = 0; i < SIM_SLOTS_MAX && !s->failed; i++) {
         struct sim_node *n = &s->nodes[i];
         if (!n->used || !n->up)
@@ -83,7 +84,7 @@ void sv__check_roles(struct sim *s)
             n->led_term = st.term;
             n->led_commit = st.commit;
             check_new_leader(s, n, &st);
-            sv__maybe_silence(s, n);
+            won = n;
         } else if (s->rule_checks && st.role == SV_RAFT_LEADER && st.commit > n->led_commit &&
                    st.commit > st.snapshot_index && sv_raft_term_at(n->r, st.commit) != st.term) {
             /* §5.4.2: a leader commits by counting replicas only entries of
@@ -97,6 +98,7 @@ void sv__check_roles(struct sim *s)
         n->role = st.role;
         n->term = st.term;
     }
+    return won;
 }
 
 /* Log matching (§5.3): two logs with an entry of the same index and term are

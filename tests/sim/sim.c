@@ -329,8 +329,11 @@ static void nemesis(struct sim *s)
 static void after_event(struct sim *s)
 {
     process_all(s);
-    if (!s->failed)
-        sv__check_roles(s);
+    if (s->failed)
+        return;
+    struct sim_node *won = sv__check_roles(s);
+    if (won != NULL && !s->failed)
+        sv__maybe_silence(s, won); /* the checks only watch; faults are injected here */
     if (!s->failed)
         retire_removed(s);
 }

@@ -346,7 +346,9 @@ void sv__clients_finish(struct sim *s);
 void sv__history_check(struct sim *s);
 
 /* check.c */
-void sv__check_roles(struct sim *s);
+/* Election safety and leader completeness for new leaders, the commit rule for
+ * others; returns a server that became leader since the last call, or NULL. */
+struct sim_node *sv__check_roles(struct sim *s);
 void sv__check_log_entry(struct sim *s, struct sim_node *n, uint64_t index, uint64_t term,
                          uint64_t chain);
 void sv__check_applied(struct sim *s, struct sim_node *n, uint64_t index, uint64_t term,
