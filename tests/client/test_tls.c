@@ -25,44 +25,12 @@
 
 #include "tls.h"
 
+#define CHECK_STRERROR(rc) sv_tls_strerror(rc)
+#include "check.h"
+
 /* Checks. */
 
-static const char *current;
-static int test_failures; /* in the current test */
-static long checks;
 static bool verbose;
-
-static void fail(const char *file, int line, const char *what)
-{
-    if (test_failures < 20) {
-        fprintf(stderr, "%s:%d: %s: FAIL: %s\n", file, line, current, what);
-    } else if (test_failures == 20) {
-        fprintf(stderr, "%s: further failures not shown\n", current);
-    }
-    test_failures++;
-}
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (!(cond)) {                                                                             \
-            fail(__FILE__, __LINE__, #cond);                                                       \
-        }                                                                                          \
-    } while (0)
-
-/* CHECK_RC(expr, want): expr returns an int error code equal to want. */
-#define CHECK_RC(expr, want)                                                                       \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        int want_ = (want);                                                                        \
-        checks++;                                                                                  \
-        if (rc_ != want_) {                                                                        \
-            char msg_[512];                                                                        \
-            snprintf(msg_, sizeof(msg_), "%s = %d (%s), expected %d (%s)", #expr, rc_,             \
-                     sv_tls_strerror(rc_), want_, sv_tls_strerror(want_));                         \
-            fail(__FILE__, __LINE__, msg_);                                                        \
-        }                                                                                          \
-    } while (0)
 
 /* CHECK_MSG(conn, text): the connection's error message mentions text. */
 #define CHECK_MSG(conn, text)                                                                      \
@@ -75,7 +43,7 @@ static void fail(const char *file, int line, const char *what)
         if (strstr(m_, (text)) == NULL) {                                                          \
             char msg_[512];                                                                        \
             snprintf(msg_, sizeof(msg_), "%s errmsg \"%s\" lacks \"%s\"", #conn, m_, (text));      \
-            fail(__FILE__, __LINE__, msg_);                                                        \
+            check_fail(__FILE__, __LINE__, msg_);                                                  \
         }                                                                                          \
     } while (0)
 
@@ -990,7 +958,7 @@ static void test_config(void)
         if (strstr(err, bad[i].text) == NULL) {
             char msg[400];
             snprintf(msg, sizeof(msg), "config case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].text);
-            fail(__FILE__, __LINE__, msg);
+            check_fail(__FILE__, __LINE__, msg);
         }
     }
     /* Every error has a message; errno passes through. */

@@ -19,43 +19,10 @@
 
 #include "crypto.h"
 
+#define CHECK_STRERROR(rc) sv_crypto_strerror(rc)
+#include "check.h"
+
 /* Checks. */
-
-static const char *current;
-static int test_failures; /* in the current test */
-static long checks;
-
-static void fail(const char *file, int line, const char *what)
-{
-    if (test_failures < 20) {
-        fprintf(stderr, "%s:%d: %s: FAIL: %s\n", file, line, current, what);
-    } else if (test_failures == 20) {
-        fprintf(stderr, "%s: further failures not shown\n", current);
-    }
-    test_failures++;
-}
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (!(cond)) {                                                                             \
-            fail(__FILE__, __LINE__, #cond);                                                       \
-        }                                                                                          \
-    } while (0)
-
-/* CHECK_RC(expr, want): expr returns an int error code equal to want. */
-#define CHECK_RC(expr, want)                                                                       \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        int want_ = (want);                                                                        \
-        checks++;                                                                                  \
-        if (rc_ != want_) {                                                                        \
-            char msg_[512];                                                                        \
-            snprintf(msg_, sizeof(msg_), "%s = %d (%s), expected %d (%s)", #expr, rc_,             \
-                     sv_crypto_strerror(rc_), want_, sv_crypto_strerror(want_));                   \
-            fail(__FILE__, __LINE__, msg_);                                                        \
-        }                                                                                          \
-    } while (0)
 
 /* Fixtures. */
 
@@ -671,7 +638,7 @@ static void test_master_create(void)
     CHECK_RC(sv_crypto_master_load(path, &b, err, sizeof(err)), 0);
     CHECK_RC(sv_crypto_master_load(path2, &c, err, sizeof(err)), 0);
     if (a == NULL || b == NULL || c == NULL) {
-        fail(__FILE__, __LINE__, err);
+        check_fail(__FILE__, __LINE__, err);
         goto out;
     }
     CHECK(sv_crypto_key_id(a) == 5);
@@ -778,7 +745,7 @@ static void expect_load(const char *name, const uint8_t *buf, size_t len, int wa
     if (words != NULL && strstr(err, words) == NULL) {
         char msg[700];
         snprintf(msg, sizeof(msg), "%s: errmsg \"%s\" lacks \"%s\"", name, err, words);
-        fail(__FILE__, __LINE__, msg);
+        check_fail(__FILE__, __LINE__, msg);
     }
     CHECK(strstr(err, path) != NULL);
     sv_crypto_key_free(key);

@@ -6,6 +6,9 @@
 #define _GNU_SOURCE
 #include "logstore.h"
 
+#define CHECK_STRERROR(rc) sv_logstore_strerror(rc)
+#include "check.h"
+
 #include <leveldb/c.h>
 
 #include <ftw.h>
@@ -17,28 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
 static char root[256];
 static int dirs;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "    FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                                       \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != (want)) {                                                                       \
-            fprintf(stderr, "    FAIL %s:%d: %s = %d (%s), want %d (%s)\n", __FILE__, __LINE__,    \
-                    #expr, rc_, sv_logstore_strerror(rc_), (int)(want),                            \
-                    sv_logstore_strerror(want));                                                   \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* ---- helpers ---- */
 

@@ -4,6 +4,9 @@
 #define _GNU_SOURCE
 #include "segstore.h"
 
+#define CHECK_STRERROR(rc) sv_seg_strerror(rc)
+#include "check.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -18,26 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures;
 static char root[256];
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "    FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                    \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
-
-#define CHECK_RC(expr, want)                                                                       \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != (want)) {                                                                       \
-            fprintf(stderr, "    FAIL %s:%d: %s = %d (%s), want %d (%s)\n", __FILE__, __LINE__,    \
-                    #expr, rc_, sv_seg_strerror(rc_), (int)(want), sv_seg_strerror(want));         \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* ---- helpers ---- */
 
