@@ -29,7 +29,7 @@ enum {
 
 /* Domain errors (negative); system errors are negative errno values. */
 enum sv_wire_err {
-    SV_WIRE_E_TOO_BIG = -2000, /* frame or body over its *_MAX */
+    SV_WIRE_E_TOO_BIG = -2300, /* frame or body over its *_MAX */
     SV_WIRE_E_MALFORMED,       /* payload is not [version, type, id, body] msgpack */
     SV_WIRE_E_VERSION,         /* a version this build does not speak */
     SV_WIRE_E_LAST_
