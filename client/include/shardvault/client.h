@@ -1,0 +1,236 @@
+/* libshardvault: the C client of ShardVault, a replicated encrypted object store.
+ *
+ * A client (struct sv_client) holds the cluster map (which node leads which
+ * shard), a pool of TLS connections per node address and an exactly-once
+ * write session. It is thread-safe: any number of threads may share one
+ * client and call any function concurrently, except sv_client_close, which
+ * must be the last call.
+ *
+ * Every operation is blocking and bounded by the client's deadline_ms: it is
+ * routed to the leader of the object's shard, follows NOT_LEADER redirects at
+ * once, and retries connection failures, timeouts and UNAVAILABLE answers
+ * with exponential backoff (50 ms doubling to 1 s, jittered) until the
+ * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT.
+ *
+ * Errors: every function returns 0 (SV_OK) or a negative enum sv_client_err.
+ * On failure, a one-line human explanation (what was tried, what the server
+ * said) is kept per calling thread: sv_client_errmsg() returns it until the
+ * next call of this library from the same thread.
+ *
+ * Names: a bucket is 1..63 bytes of [a-z0-9.-] starting and ending with a
+ * letter or digit; a key is 1..SV_CLIENT_NAME_MAX bytes without NUL. Both are
+ * NUL-terminated C strings here, borrowed for the call.
+ */
+#ifndef SHARDVAULT_CLIENT_H
+#define SHARDVAULT_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SV_CLIENT_API __attribute__((visibility("default")))
+
+enum {
+    SV_CLIENT_NAME_MAX = 1024,    /* bytes of a key, prefix or start_after */
+    SV_CLIENT_ENDPOINTS_MAX = 64, /* endpoints in sv_client_options.endpoints */
+    SV_CLIENT_DEADLINE_MS_DEFAULT = 30000,
+    SV_CLIENT_LIST_LIMIT_MAX = 1000, /* entries in one sv_client_list answer */
+    SV_CLIENT_ERRMSG_MAX = 512,      /* sv_client_errmsg, with the NUL */
+    SV_CLIENT_CHUNK = 1 << 20,       /* bytes per chunk of a large object */
+};
+
+/* Error codes (negative). Stable: svctl maps them to exit codes. */
+enum sv_client_err {
+    SV_OK = 0,
+    SV_E_NOT_FOUND = -3000, /* no such object */
+    SV_E_VERSION_CONFLICT,  /* if_version did not match, or the object changed during a read */
+    SV_E_UNAVAILABLE,       /* no node could serve the request before the deadline */
+    SV_E_DENIED,            /* not authenticated or not allowed */
+    SV_E_BAD_ARGUMENT,      /* invalid bucket, key, option or argument */
+    SV_E_TOO_BIG,           /* a size over a server limit */
+    SV_E_NO_SPACE,          /* a server disk is full: nothing was written */
+    SV_E_CORRUPT,           /* data failed the end-to-end SHA-256 check */
+    SV_E_TIMEOUT,           /* the deadline passed while waiting for a node */
+    SV_E_TLS,               /* TLS configuration or handshake failure (bad CA, wrong cert) */
+    SV_E_PROTOCOL,          /* a node sent something this client does not understand */
+    SV_E_IO,                /* a local I/O error, or a read/write callback failed */
+    SV_E_INTERNAL,          /* the server reported an internal error */
+    SV_E_NOMEM,             /* out of memory */
+    SV_E_LAST_
+};
+
+/* Static name of an error code ("ok", "not found", "version conflict", ...;
+ * "unknown error" otherwise). */
+SV_CLIENT_API const char *sv_client_strerror(int err);
+
+/* The explanation of the last failed call of this library made by the
+ * calling thread ("" when none). The string belongs to the thread and stays
+ * valid until its next call into the library. */
+SV_CLIENT_API const char *sv_client_errmsg(void);
+
+/* Read consistency. */
+enum sv_consistency {
+    SV_LINEARIZABLE = 0, /* read the latest committed version (leader, read index) */
+    SV_STALE = 1,        /* any replica may answer, possibly with an older version */
+};
+
+/* Condition of a write on the current version of the object. */
+enum {
+    SV_IF_ANY = -1,   /* unconditional */
+    SV_IF_ABSENT = 0, /* the object must not exist */
+    /* N > 0: the object's current version must be N */
+};
+
+struct sv_client_options {
+    const char *endpoints; /* "host:port,host:port" (required): any node will do */
+    const char *ca_file;   /* PEM CA bundle that vouches for the nodes (required) */
+    const char *token;     /* access token, may be NULL (copied; kept for when the protocol
+                              carries tokens: this version does not send it) */
+    uint64_t tenant;       /* tenant id, default 0 */
+    uint32_t deadline_ms;  /* per operation, 0 = SV_CLIENT_DEADLINE_MS_DEFAULT */
+};
+
+struct sv_client;
+
+/* Open a client. opts and its strings are borrowed for the call (copied).
+ * Nothing is sent yet: the cluster map is fetched on first use, so an
+ * unreachable cluster shows up on the first operation. On success *out owns
+ * the client (free it with sv_client_close). Returns 0, SV_E_BAD_ARGUMENT
+ * (endpoints empty or malformed, more than SV_CLIENT_ENDPOINTS_MAX), SV_E_TLS
+ * (CA file missing or invalid) or SV_E_NOMEM; *out untouched on failure. */
+SV_CLIENT_API int sv_client_open(const struct sv_client_options *opts, struct sv_client **out);
+
+/* Close every pooled connection and free the client. No other call on c may
+ * be running or follow. NULL is a no-op. */
+SV_CLIENT_API void sv_client_close(struct sv_client *c);
+
+/* Metadata of an object. */
+struct sv_stat {
+    uint64_t size;    /* bytes */
+    uint64_t version; /* increases with every write of the key */
+    uint8_t sha256[32];
+    uint64_t mtime_ms; /* ms since the epoch */
+};
+
+/* Store data[0..len) (borrowed) as bucket/key. if_version: SV_IF_ANY,
+ * SV_IF_ABSENT or a version N > 0. *version (may be NULL) receives the new
+ * version. A retried write is applied exactly once. Returns 0,
+ * SV_E_VERSION_CONFLICT, SV_E_BAD_ARGUMENT, SV_E_TOO_BIG, SV_E_NO_SPACE,
+ * SV_E_DENIED, SV_E_UNAVAILABLE, SV_E_TIMEOUT, ... */
+SV_CLIENT_API int sv_client_put(struct sv_client *c, const char *bucket, const char *key,
+                                const void *data, size_t len, int64_t if_version,
+                                uint64_t *version);
+
+/* Read callback of a streamed put: fill buf[0..cap) and return the number of
+ * bytes written (0 only at the end of the data), or a negative value to
+ * abort the put (it then fails with SV_E_IO). */
+typedef int64_t (*sv_client_read_cb)(void *arg, void *buf, size_t cap);
+
+/* Store the bytes that read returns until it returns 0. size is the total
+ * when known (checked: a different count fails with SV_E_BAD_ARGUMENT), or -1.
+ * At most 8 chunks of SV_CLIENT_CHUNK bytes are held in memory at a time,
+ * never the whole object. Otherwise as sv_client_put. */
+SV_CLIENT_API int sv_client_put_stream(struct sv_client *c, const char *bucket, const char *key,
+                                       int64_t size, int64_t if_version, uint64_t *version,
+                                       sv_client_read_cb read, void *arg);
+
+/* Read bucket/key into a new malloc'd buffer: on success *data (the caller
+ * frees it; never NULL, even for an empty object) and *len are set, and *st
+ * (may be NULL) receives the metadata. The content is checked against its
+ * SHA-256. Returns 0, SV_E_NOT_FOUND, SV_E_CORRUPT, SV_E_VERSION_CONFLICT
+ * (the object changed during the read), SV_E_NOMEM, SV_E_UNAVAILABLE, ... */
+SV_CLIENT_API int sv_client_get(struct sv_client *c, const char *bucket, const char *key,
+                                enum sv_consistency consistency, void **data, size_t *len,
+                                struct sv_stat *st);
+
+/* Write callback of a streamed get: consume buf[0..len) (borrowed for the
+ * call); return 0 to go on, anything else to abort (the get then fails with
+ * SV_E_IO). */
+typedef int (*sv_client_write_cb)(void *arg, const void *buf, size_t len);
+
+/* Stream bucket/key to write, in order, holding at most 9 chunks in memory.
+ * *st (may be NULL) receives the metadata. The SHA-256 of what was delivered
+ * is checked at the end: SV_E_CORRUPT means the bytes already given to write
+ * are not the object (discard them). When the object is replaced during the
+ * read, the read restarts if nothing was delivered yet, otherwise it fails
+ * with SV_E_VERSION_CONFLICT. Otherwise as sv_client_get. */
+SV_CLIENT_API int sv_client_get_stream(struct sv_client *c, const char *bucket, const char *key,
+                                       enum sv_consistency consistency, struct sv_stat *st,
+                                       sv_client_write_cb write, void *arg);
+
+/* Delete bucket/key if its version matches if_version (SV_IF_ANY, or N > 0).
+ * *version (may be NULL) receives the deleted version. Returns 0,
+ * SV_E_NOT_FOUND, SV_E_VERSION_CONFLICT, ... */
+SV_CLIENT_API int sv_client_delete(struct sv_client *c, const char *bucket, const char *key,
+                                   int64_t if_version, uint64_t *version);
+
+/* Metadata of bucket/key into *st (caller-owned). Returns 0, SV_E_NOT_FOUND, ... */
+SV_CLIENT_API int sv_client_stat(struct sv_client *c, const char *bucket, const char *key,
+                                 enum sv_consistency consistency, struct sv_stat *st);
+
+struct sv_list_entry {
+    char *key; /* NUL-terminated, owned by the list */
+    uint64_t size, version, mtime_ms;
+};
+
+struct sv_list {
+    size_t n;                      /* entries, sorted by key (bytewise) */
+    struct sv_list_entry *entries; /* owned by the list */
+    bool more;                     /* keys after the last entry exist: pass it as start_after */
+};
+
+/* List the keys of bucket that start with prefix (NULL or "" = all) and
+ * sort after start_after (NULL or "" = from the first), at most limit
+ * (1..SV_CLIENT_LIST_LIMIT_MAX) of them, from every shard merged. On success
+ * *out owns a new list (free it with sv_client_list_free). Returns 0,
+ * SV_E_BAD_ARGUMENT, SV_E_NOMEM, SV_E_UNAVAILABLE, ... */
+SV_CLIENT_API int sv_client_list(struct sv_client *c, const char *bucket, const char *prefix,
+                                 const char *start_after, uint32_t limit,
+                                 enum sv_consistency consistency, struct sv_list **out);
+
+/* Free a list. NULL is a no-op. */
+SV_CLIENT_API void sv_client_list_free(struct sv_list *l);
+
+struct sv_status_node {
+    uint64_t id;
+    char address[SV_CLIENT_NAME_MAX + 1]; /* host:port */
+    char zone[SV_CLIENT_NAME_MAX + 1];
+    char state[32]; /* "up" when it answered STATUS, "down" otherwise */
+};
+
+struct sv_status_replica {
+    uint64_t node;
+    char zone[SV_CLIENT_NAME_MAX + 1];
+    char role[32]; /* as the node reports it ("leader", "follower", ...), or "down" */
+};
+
+struct sv_status_shard {
+    uint64_t id;
+    size_t n_replicas;
+    struct sv_status_replica replicas[16];
+};
+
+struct sv_cluster_status {
+    size_t n_nodes;
+    struct sv_status_node *nodes; /* owned */
+    size_t n_shards;
+    struct sv_status_shard *shards; /* owned */
+};
+
+/* Gather the cluster map (MAP from any node) and ask every node for STATUS;
+ * a node that does not answer within the deadline is "down". On success *out
+ * owns a new status (free it with sv_client_status_free). Returns 0,
+ * SV_E_NOMEM, or the error of fetching the map. */
+SV_CLIENT_API int sv_client_status(struct sv_client *c, struct sv_cluster_status **out);
+
+/* Free a status. NULL is a no-op. */
+SV_CLIENT_API void sv_client_status_free(struct sv_cluster_status *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

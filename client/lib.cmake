@@ -1,0 +1,26 @@
+# client/lib.cmake: libshardvault (the C client library), the svctl command-line
+# tool, and their tests: client-test (against an in-process fake server) and
+# svctl-usage-test (exit codes of svctl).
+find_package(OpenSSL 3 REQUIRED)
+find_package(Threads REQUIRED)
+
+add_library(shardvault STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/client.c)
+target_include_directories(shardvault PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+                           PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+target_link_libraries(shardvault PUBLIC svproto svtls svwire OpenSSL::Crypto Threads::Threads)
+
+add_executable(svctl ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl.c)
+target_link_libraries(svctl PRIVATE shardvault)
+
+# The fake server speaks svtls, svwire and proto itself, with test certificates.
+add_executable(client-test ${CMAKE_SOURCE_DIR}/tests/client/test_client.c
+                           ${CMAKE_SOURCE_DIR}/tests/common/testcerts.c)
+target_link_libraries(client-test PRIVATE shardvault svproto svtls svwire OpenSSL::SSL
+                                          OpenSSL::Crypto Threads::Threads)
+target_include_directories(client-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common
+                                               ${CMAKE_CURRENT_SOURCE_DIR}/src)
+add_test(NAME client-test COMMAND client-test --svctl $<TARGET_FILE:svctl>)
+set_tests_properties(client-test PROPERTIES TIMEOUT 300)
+
+add_test(NAME svctl-usage-test
+         COMMAND sh ${CMAKE_SOURCE_DIR}/tests/client/svctl_usage.sh $<TARGET_FILE:svctl>)

@@ -1,0 +1,1433 @@
+/* client-test: libshardvault against an in-process fake server: two TLS
+ * listeners ("nodes") speaking svwire + proto, with objects in memory and
+ * knobs for redirects, UNAVAILABLE bursts, dropped answers, out-of-order
+ * chunk answers, corrupted digests and stalls.
+ * With --svctl PATH, svctl is also run against the fake server.
+ * Usage: client-test [--svctl PATH] [NAME...] (no name: every test). Exit 1 on any failure. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "proto.h"
+#include "shardvault/client.h"
+#include "testcerts.h"
+#include "tls.h"
+#include "wire.h"
+
+#define CHECK_STRERROR(rc) sv_client_strerror(rc)
+#include "check.h"
+
+enum {
+    N_NODES = 2,
+    N_SHARDS = 4,
+    MiB = 1 << 20,
+    UP_CHUNKS_MAX = 64,
+    BUF = 64 * 1024,
+};
+
+static char dir[SV_TESTCERTS_PATH_MAX];
+static char ca_path[SV_TESTCERTS_PATH_MAX];
+
+/* Fake server state. */
+
+struct obj {
+    struct obj *next;
+    char bucket[64];
+    char key[SV_MSG_NAME_MAX + 1];
+    uint64_t version, mtime_ms;
+    uint8_t *data;
+    size_t len;
+    uint8_t sha[32];
+};
+
+struct upload {
+    struct upload *next;
+    uint64_t id;
+    uint8_t *chunks[UP_CHUNKS_MAX];
+    size_t lens[UP_CHUNKS_MAX];
+};
+
+struct dedup {
+    struct dedup *next;
+    uint64_t session, seq, version;
+    int64_t status;
+};
+
+struct sconn;
+
+struct fake {
+    pthread_mutex_t lock;
+    struct sv_tls_ctx *tls;
+    int lfd[N_NODES];
+    uint16_t port[N_NODES];
+    pthread_t accept_thr[N_NODES];
+    atomic_bool stop;
+    struct sconn *conns;
+    int dead_port; /* a port nobody listens on (node 3 when map_dead_node) */
+
+    int leader[N_SHARDS];     /* node index that leads each shard */
+    int map_leader[N_SHARDS]; /* what MAP says (may be stale) */
+    bool map_dead_node;
+    struct obj *objs;
+    uint64_t next_version, next_upload;
+    struct upload *ups;
+    struct dedup *dd;
+
+    int unavailable_left;
+    int unavailable_chunks_left; /* PUT_CHUNK answers UNAVAILABLE this many times */
+    int drop_chunk_left;         /* PUT_CHUNK stored, then the connection closes unanswered */
+    int flip_after_chunks;       /* leadership of the shard moves after this many chunks */
+    bool always_unavailable;
+    bool blackhole;
+    int drop_after_write;
+    bool reorder_chunks;
+    bool corrupt_sha;
+    int conflict_chunk_left; /* GET_CHUNK answers VERSION_CONFLICT this many times */
+    int conflict_on_chunk;   /* GET_CHUNK of this index (> 0) always conflicts */
+
+    int n_req[16];
+    int applied_writes;
+    int not_leader;
+    int shard_mismatch;
+    int chunks_max_pending; /* most PUT_CHUNK requests seen before one was answered */
+};
+
+static struct fake F;
+
+struct sconn {
+    struct sconn *next;
+    int node;
+    int fd;
+    pthread_t thr;
+    struct sv_tls_conn *tls;
+    struct sv_wire_decoder dec;
+    uint8_t *held; /* a held PUT_CHUNK answer (reorder_chunks) */
+    size_t held_len;
+    int pending_chunks;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sha256(const void *p, size_t n, uint8_t out[32])
+{
+    EVP_Digest(n ? p : "", n, out, NULL, EVP_sha256(), NULL);
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int sc_flush(struct sconn *s)
+{
+    static _Thread_local uint8_t buf[BUF];
+    while (sv_tls_pending_out_len(s->tls) > 0) {
+        size_t n = 0;
+        sv_tls_pending_out(s->tls, buf, sizeof(buf), &n);
+        if (send_all(s->fd, buf, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int sc_write_frame(struct sconn *s, const uint8_t *frame, size_t len)
+{
+    for (;;) {
+        int rc = sv_tls_write(s->tls, frame, len);
+        if (rc == SV_TLS_E_BUFFER_FULL) {
+            if (sc_flush(s) != 0)
+                return -1;
+            continue;
+        }
+        if (rc != 0)
+            return -1;
+        return sc_flush(s);
+    }
+}
+
+/* Encode a response frame into *out (malloc'd). */
+static void encode_resp(uint32_t type, uint64_t id, const struct sv_msg *m, uint8_t **out,
+                        size_t *len)
+{
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    if (sv_msg_encode(m, &body, &blen) != 0 ||
+        sv_wire_encode(type | SV_MSG_RESP, id, body, blen, out, len) != 0) {
+        fprintf(stderr, "fake: encode failed\n");
+        abort();
+    }
+    free(body);
+}
+
+static struct obj *find_obj(struct sv_bytes b, struct sv_bytes k)
+{
+    for (struct obj *o = F.objs; o != NULL; o = o->next)
+        if (strlen(o->bucket) == b.len && memcmp(o->bucket, b.p, b.len) == 0 &&
+            strlen(o->key) == k.len && memcmp(o->key, k.p, k.len) == 0)
+            return o;
+    return NULL;
+}
+
+static void remove_obj(struct obj *x)
+{
+    for (struct obj **pp = &F.objs; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == x) {
+            *pp = x->next;
+            free(x->data);
+            free(x);
+            return;
+        }
+}
+
+static struct dedup *find_dedup(const struct sv_msg *m)
+{
+    for (struct dedup *d = F.dd; d != NULL; d = d->next)
+        if (d->session == m->session && d->seq == m->seq)
+            return d;
+    return NULL;
+}
+
+static void add_dedup(const struct sv_msg *m, int64_t status, uint64_t version)
+{
+    struct dedup *d = calloc(1, sizeof(*d));
+    d->session = m->session;
+    d->seq = m->seq;
+    d->status = status;
+    d->version = version;
+    d->next = F.dd;
+    F.dd = d;
+}
+
+static bool if_version_ok(const struct sv_msg *m, const struct obj *o)
+{
+    if (!SV_MSG_HAS(m, SV_F_IF_VERSION))
+        return true;
+    if (m->if_version == 0)
+        return o == NULL;
+    return o != NULL && o->version == m->if_version;
+}
+
+/* Store a new object version (takes data). */
+static uint64_t store(const struct sv_msg *m, uint8_t *data, size_t len)
+{
+    struct obj *o = find_obj(m->bucket, m->key);
+    if (o == NULL) {
+        o = calloc(1, sizeof(*o));
+        memcpy(o->bucket, m->bucket.p, m->bucket.len);
+        memcpy(o->key, m->key.p, m->key.len);
+        o->next = F.objs;
+        F.objs = o;
+    }
+    free(o->data);
+    o->data = data;
+    o->len = len;
+    sha256(data, len, o->sha);
+    o->version = ++F.next_version;
+    o->mtime_ms = 1700000000000ull + o->version;
+    F.applied_writes++;
+    return o->version;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct obj *const *)a)->key, (*(struct obj *const *)b)->key);
+}
+
+static void fill_meta(struct sv_msg *r, const struct obj *o)
+{
+    r->version = o->version;
+    r->size = o->len;
+    memcpy(r->sha256, o->sha, 32);
+    if (F.corrupt_sha)
+        r->sha256[5] ^= 0x40;
+    r->mtime_ms = o->mtime_ms;
+    r->n_chunks = o->len == 0 ? 1 : (o->len + MiB - 1) / MiB;
+    r->upload = 0;
+    r->fields |= 1u << SV_F_VERSION | 1u << SV_F_SIZE | 1u << SV_F_SHA256 | 1u << SV_F_MTIME_MS |
+                 1u << SV_F_N_CHUNKS | 1u << SV_F_UPLOAD;
+}
+
+/* Handle one request under F.lock. Returns 1 to answer with *r, 0 to stay
+ * silent, -1 to answer and then close the connection. items (for MAP,
+ * STATUS, LIST) is a caller buffer; keep is freed by the caller after encoding. */
+static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_msg *r,
+                  struct sv_item *items)
+{
+    int node = s->node;
+    r->fields = 1u << SV_F_STATUS;
+    r->status = SV_ST_OK;
+    if (type < 16)
+        F.n_req[type]++;
+    if (type == SV_MSG_MAP) {
+        uint32_t n = 0;
+        int nn = F.map_dead_node ? 3 : 2;
+        for (int i = 0; i < nn; i++) {
+            static _Thread_local char addr[3][64];
+            static const char *zones[] = {"zone-a", "zone-b", "zone-c"};
+            snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u",
+                     i < N_NODES ? F.port[i] : (unsigned)F.dead_port);
+            struct sv_item *it = &items[n++];
+            it->id = (uint64_t)i + 1;
+            it->addr = (struct sv_bytes){(const uint8_t *)addr[i], strlen(addr[i])};
+            it->zone = (struct sv_bytes){(const uint8_t *)zones[i], strlen(zones[i])};
+            it->state = (struct sv_bytes){(const uint8_t *)"up", 2};
+            it->fields = 1u << SV_I_ID | 1u << SV_I_ADDR | 1u << SV_I_ZONE | 1u << SV_I_STATE;
+        }
+        for (int sh = 0; sh < N_SHARDS; sh++) {
+            struct sv_item *it = &items[n++];
+            it->id = (uint64_t)sh;
+            it->n_replicas = 2;
+            it->replicas[0] = 1;
+            it->replicas[1] = 2;
+            if (F.map_dead_node && sh == 0)
+                it->replicas[it->n_replicas++] = 3;
+            it->leader = (uint64_t)F.map_leader[sh] + 1;
+            it->fields = 1u << SV_I_ID | 1u << SV_I_REPLICAS | 1u << SV_I_LEADER;
+        }
+        r->n_items = n;
+        r->items = items;
+        r->n_shards = N_SHARDS;
+        r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_N_SHARDS;
+        return 1;
+    }
+    if (type == SV_MSG_STATUS) {
+        for (int sh = 0; sh < N_SHARDS; sh++) {
+            struct sv_item *it = &items[sh];
+            it->id = (uint64_t)sh;
+            const char *role = F.leader[sh] == node ? "leader" : "follower";
+            it->role = (struct sv_bytes){(const uint8_t *)role, strlen(role)};
+            it->leader = (uint64_t)F.leader[sh] + 1;
+            it->fields = 1u << SV_I_ID | 1u << SV_I_ROLE | 1u << SV_I_LEADER;
+        }
+        r->n_items = N_SHARDS;
+        r->items = items;
+        r->node = (uint64_t)node + 1;
+        r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_NODE;
+        return 1;
+    }
+    if (F.blackhole)
+        return 0;
+    if (type == SV_MSG_PUT_CHUNK && F.unavailable_chunks_left > 0) {
+        F.unavailable_chunks_left--;
+        r->status = SV_ST_UNAVAILABLE;
+        return 1;
+    }
+    if (F.always_unavailable || F.unavailable_left > 0) {
+        if (F.unavailable_left > 0)
+            F.unavailable_left--;
+        r->status = SV_ST_UNAVAILABLE;
+        return 1;
+    }
+    uint32_t shard;
+    if (type == SV_MSG_LIST) {
+        shard = (uint32_t)m->shard;
+    } else {
+        shard = sv_shard_of(
+            sv_object_hash(m->tenant, m->bucket.p, m->bucket.len, m->key.p, m->key.len), N_SHARDS);
+        if (!SV_MSG_HAS(m, SV_F_SHARD) || m->shard != shard)
+            F.shard_mismatch++;
+    }
+    if (shard >= N_SHARDS) {
+        r->status = SV_ST_BAD_REQUEST;
+        return 1;
+    }
+    if (F.leader[shard] != node) {
+        static _Thread_local char addr[64];
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", F.port[F.leader[shard]]);
+        r->status = SV_ST_NOT_LEADER;
+        r->leader = (uint64_t)F.leader[shard] + 1;
+        r->addr = (struct sv_bytes){(const uint8_t *)addr, strlen(addr)};
+        r->fields |= 1u << SV_F_LEADER | 1u << SV_F_ADDR;
+        F.not_leader++;
+        return 1;
+    }
+    struct obj *o = type == SV_MSG_LIST ? NULL : find_obj(m->bucket, m->key);
+    switch (type) {
+    case SV_MSG_PUT:
+    case SV_MSG_DELETE:
+    case SV_MSG_PUT_COMMIT: {
+        struct dedup *d = find_dedup(m);
+        if (d != NULL) {
+            r->status = d->status;
+            r->version = d->version;
+            r->fields |= 1u << SV_F_VERSION;
+            return 1;
+        }
+        if (!if_version_ok(m, o)) {
+            r->status = SV_ST_VERSION_CONFLICT;
+        } else if (type == SV_MSG_DELETE) {
+            if (o == NULL) {
+                r->status = SV_ST_NOT_FOUND;
+            } else {
+                r->version = o->version;
+                r->fields |= 1u << SV_F_VERSION;
+                remove_obj(o);
+                F.applied_writes++;
+            }
+        } else if (type == SV_MSG_PUT) {
+            uint8_t sum[32];
+            sha256(m->data.p, m->data.len, sum);
+            if (m->size != m->data.len || memcmp(sum, m->sha256, 32) != 0) {
+                r->status = SV_ST_BAD_REQUEST;
+            } else {
+                uint8_t *copy = malloc(m->data.len ? m->data.len : 1);
+                memcpy(copy, m->data.p, m->data.len);
+                r->version = store(m, copy, m->data.len);
+                r->fields |= 1u << SV_F_VERSION;
+            }
+        } else {
+            struct upload *u = F.ups;
+            while (u != NULL && u->id != m->upload)
+                u = u->next;
+            size_t total = 0;
+            bool ok = u != NULL && m->n_chunks <= UP_CHUNKS_MAX;
+            for (uint64_t i = 0; ok && i < m->n_chunks; i++) {
+                ok = u->chunks[i] != NULL;
+                total += ok ? u->lens[i] : 0;
+            }
+            uint8_t *all = ok && total == m->size ? malloc(total ? total : 1) : NULL;
+            if (all != NULL) {
+                size_t off = 0;
+                for (uint64_t i = 0; i < m->n_chunks; i++) {
+                    memcpy(all + off, u->chunks[i], u->lens[i]);
+                    off += u->lens[i];
+                }
+                uint8_t sum[32];
+                sha256(all, total, sum);
+                if (memcmp(sum, m->sha256, 32) != 0) {
+                    free(all);
+                    all = NULL;
+                }
+            }
+            if (all == NULL) {
+                r->status = SV_ST_BAD_REQUEST;
+                r->msg = (struct sv_bytes){(const uint8_t *)"bad upload", 10};
+                r->fields |= 1u << SV_F_MSG;
+            } else {
+                r->version = store(m, all, total);
+                r->fields |= 1u << SV_F_VERSION;
+            }
+        }
+        add_dedup(m, r->status, r->version);
+        if (r->status == SV_ST_OK && F.drop_after_write > 0) {
+            F.drop_after_write--;
+            return -2; /* applied, but the answer is lost */
+        }
+        return 1;
+    }
+    case SV_MSG_PUT_BEGIN: {
+        struct upload *u = calloc(1, sizeof(*u));
+        u->id = ++F.next_upload;
+        u->next = F.ups;
+        F.ups = u;
+        r->upload = u->id;
+        r->fields |= 1u << SV_F_UPLOAD;
+        return 1;
+    }
+    case SV_MSG_PUT_CHUNK: {
+        struct upload *u = F.ups;
+        while (u != NULL && u->id != m->upload)
+            u = u->next;
+        if (u == NULL || m->chunk >= UP_CHUNKS_MAX || m->data.len > MiB) {
+            r->status = SV_ST_BAD_REQUEST;
+            return 1;
+        }
+        free(u->chunks[m->chunk]);
+        u->chunks[m->chunk] = malloc(m->data.len ? m->data.len : 1);
+        memcpy(u->chunks[m->chunk], m->data.p, m->data.len);
+        u->lens[m->chunk] = m->data.len;
+        if (F.drop_chunk_left > 0) {
+            F.drop_chunk_left--;
+            return -2;
+        }
+        if (F.flip_after_chunks > 0 && --F.flip_after_chunks == 0)
+            F.leader[shard] ^= 1;
+        return 1;
+    }
+    case SV_MSG_GET:
+    case SV_MSG_STAT:
+        if (o == NULL) {
+            r->status = SV_ST_NOT_FOUND;
+            return 1;
+        }
+        fill_meta(r, o);
+        if (type == SV_MSG_GET) {
+            r->data = (struct sv_bytes){o->data, o->len < MiB ? o->len : MiB};
+            r->fields |= 1u << SV_F_DATA;
+        }
+        return 1;
+    case SV_MSG_GET_CHUNK:
+        if (F.conflict_chunk_left > 0 ||
+            (F.conflict_on_chunk > 0 && m->chunk == (uint64_t)F.conflict_on_chunk)) {
+            if (F.conflict_chunk_left > 0)
+                F.conflict_chunk_left--;
+            r->status = SV_ST_VERSION_CONFLICT;
+            return 1;
+        }
+        if (o == NULL || o->version != m->version || m->chunk * MiB >= o->len) {
+            r->status = o == NULL ? SV_ST_NOT_FOUND : SV_ST_VERSION_CONFLICT;
+            return 1;
+        }
+        {
+            size_t off = (size_t)m->chunk * MiB;
+            size_t n = o->len - off < MiB ? o->len - off : MiB;
+            r->data = (struct sv_bytes){o->data + off, n};
+            r->fields |= 1u << SV_F_DATA;
+        }
+        return 1;
+    case SV_MSG_LIST: {
+        size_t cnt = 0;
+        for (struct obj *x = F.objs; x != NULL; x = x->next)
+            cnt++;
+        struct obj **v = calloc(cnt + 1, sizeof(*v));
+        size_t k = 0;
+        for (struct obj *x = F.objs; x != NULL; x = x->next) {
+            if (strlen(x->bucket) != m->bucket.len ||
+                memcmp(x->bucket, m->bucket.p, m->bucket.len) != 0)
+                continue;
+            if (sv_shard_of(
+                    sv_object_hash(m->tenant, x->bucket, strlen(x->bucket), x->key, strlen(x->key)),
+                    N_SHARDS) != shard)
+                continue;
+            if (SV_MSG_HAS(m, SV_F_PREFIX) &&
+                (strlen(x->key) < m->prefix.len || memcmp(x->key, m->prefix.p, m->prefix.len)))
+                continue;
+            if (SV_MSG_HAS(m, SV_F_START_AFTER)) {
+                char after[SV_MSG_NAME_MAX + 1];
+                memcpy(after, m->start_after.p, m->start_after.len);
+                after[m->start_after.len] = '\0';
+                if (strcmp(x->key, after) <= 0)
+                    continue;
+            }
+            v[k++] = x;
+        }
+        qsort(v, k, sizeof(*v), key_cmp);
+        uint64_t limit = SV_MSG_HAS(m, SV_F_LIMIT) ? m->limit : 1000;
+        uint32_t n = 0;
+        for (size_t i = 0; i < k && n < limit; i++) {
+            struct sv_item *it = &items[n++];
+            it->key = (struct sv_bytes){(const uint8_t *)v[i]->key, strlen(v[i]->key)};
+            it->size = v[i]->len;
+            it->version = v[i]->version;
+            it->mtime_ms = v[i]->mtime_ms;
+            it->fields =
+                1u << SV_I_KEY | 1u << SV_I_SIZE | 1u << SV_I_VERSION | 1u << SV_I_MTIME_MS;
+        }
+        r->flags = k > n ? 1 : 0;
+        r->n_items = n;
+        r->items = items;
+        r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_FLAGS;
+        free(v);
+        return 1;
+    }
+    default:
+        r->status = SV_ST_BAD_REQUEST;
+        return 1;
+    }
+}
+
+static void *conn_main(void *arg)
+{
+    struct sconn *s = arg;
+    uint8_t *buf = malloc(BUF);
+    struct sv_item *items = calloc(SV_MSG_ITEMS_MAX, sizeof(*items));
+    for (;;) {
+        struct sv_wire_frame f;
+        int rc;
+        bool close_now = false;
+        while (!close_now && (rc = sv_wire_next(&s->dec, &f)) == 1) {
+            struct sv_msg m, r;
+            memset(&r, 0, sizeof(r));
+            if (sv_msg_decode(f.body, f.body_len, &m, NULL, 0) != 0) {
+                sv_msg_free(&m);
+                close_now = true;
+                break;
+            }
+            pthread_mutex_lock(&F.lock);
+            int what = handle(s, f.type, &m, &r, items);
+            bool chunk = f.type == SV_MSG_PUT_CHUNK;
+            if (chunk) {
+                s->pending_chunks++;
+                if (s->pending_chunks > F.chunks_max_pending)
+                    F.chunks_max_pending = s->pending_chunks;
+            }
+            uint8_t *out = NULL;
+            size_t out_len = 0;
+            if (what == 1)
+                encode_resp(f.type, f.req_id, &r, &out, &out_len);
+            bool reorder = F.reorder_chunks && chunk;
+            pthread_mutex_unlock(&F.lock);
+            sv_msg_free(&m);
+            if (what == -2) {
+                close_now = true;
+                break;
+            }
+            if (out == NULL)
+                continue;
+            if (reorder && s->held == NULL) {
+                s->held = out;
+                s->held_len = out_len;
+                continue;
+            }
+            int w = sc_write_frame(s, out, out_len);
+            free(out);
+            if (w == 0 && s->held != NULL) {
+                w = sc_write_frame(s, s->held, s->held_len);
+                free(s->held);
+                s->held = NULL;
+                s->pending_chunks--;
+            }
+            if (chunk)
+                s->pending_chunks--;
+            if (w != 0)
+                close_now = true;
+        }
+        if (close_now || rc < 0)
+            break;
+        size_t n = 0;
+        rc = sv_tls_read(s->tls, buf, BUF, &n);
+        if (rc != 0) {
+            sc_flush(s);
+            break;
+        }
+        if (n > 0) {
+            if (sv_wire_feed(&s->dec, buf, n) != 0)
+                break;
+            continue;
+        }
+        if (sc_flush(s) != 0)
+            break;
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        int pr = poll(&p, 1, 20);
+        if (pr == 0) {
+            if (s->held != NULL) {
+                int w = sc_write_frame(s, s->held, s->held_len);
+                free(s->held);
+                s->held = NULL;
+                s->pending_chunks--;
+                if (w != 0)
+                    break;
+            }
+            if (atomic_load(&F.stop))
+                break;
+            continue;
+        }
+        ssize_t got = recv(s->fd, buf, BUF, 0);
+        if (got <= 0)
+            break;
+        if (sv_tls_feed(s->tls, buf, (size_t)got) != 0)
+            break;
+    }
+    free(s->held);
+    s->held = NULL;
+    free(items);
+    free(buf);
+    shutdown(s->fd, SHUT_RDWR);
+    return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+    int node = (int)(intptr_t)arg;
+    while (!atomic_load(&F.stop)) {
+        struct pollfd p = {.fd = F.lfd[node], .events = POLLIN};
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        int fd = accept(F.lfd[node], NULL, NULL);
+        if (fd < 0)
+            continue;
+        struct sconn *s = calloc(1, sizeof(*s));
+        s->node = node;
+        s->fd = fd;
+        sv_wire_decoder_init(&s->dec);
+        if (sv_tls_conn_new(F.tls, NULL, &s->tls, NULL, 0) != 0) {
+            close(fd);
+            free(s);
+            continue;
+        }
+        pthread_mutex_lock(&F.lock);
+        s->next = F.conns;
+        F.conns = s;
+        pthread_mutex_unlock(&F.lock);
+        pthread_create(&s->thr, NULL, conn_main, s);
+    }
+    return NULL;
+}
+
+static int listen_any(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+        perror("fake: listen");
+        exit(1);
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void fake_reset_state(void)
+{
+    while (F.objs != NULL)
+        remove_obj(F.objs);
+    while (F.ups != NULL) {
+        struct upload *u = F.ups;
+        F.ups = u->next;
+        for (int i = 0; i < UP_CHUNKS_MAX; i++)
+            free(u->chunks[i]);
+        free(u);
+    }
+    while (F.dd != NULL) {
+        struct dedup *d = F.dd;
+        F.dd = d->next;
+        free(d);
+    }
+}
+
+static void fake_start(void)
+{
+    memset(&F, 0, sizeof(F));
+    pthread_mutex_init(&F.lock, NULL);
+    char node_crt[SV_TESTCERTS_PATH_MAX], node_key[SV_TESTCERTS_PATH_MAX];
+    sv_testcerts_path(dir, "node-1", ".pem", node_crt, sizeof(node_crt));
+    sv_testcerts_path(dir, "node-1", ".key", node_key, sizeof(node_key));
+    struct sv_tls_config cfg = {
+        .role = SV_TLS_SERVER, .ca_file = ca_path, .cert_file = node_crt, .key_file = node_key};
+    char err[256];
+    if (sv_tls_ctx_new(&cfg, &F.tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fake: tls: %s\n", err);
+        exit(1);
+    }
+    for (int i = 0; i < N_NODES; i++)
+        F.lfd[i] = listen_any(&F.port[i]);
+    uint16_t dp;
+    int dfd = listen_any(&dp);
+    close(dfd); /* nobody listens there now */
+    F.dead_port = dp;
+    for (int sh = 0; sh < N_SHARDS; sh++)
+        F.leader[sh] = F.map_leader[sh] = sh % 2;
+    for (int i = 0; i < N_NODES; i++)
+        pthread_create(&F.accept_thr[i], NULL, accept_main, (void *)(intptr_t)i);
+}
+
+static void fake_stop(void)
+{
+    atomic_store(&F.stop, true);
+    for (int i = 0; i < N_NODES; i++) {
+        pthread_join(F.accept_thr[i], NULL);
+        close(F.lfd[i]);
+    }
+    while (F.conns != NULL) {
+        struct sconn *s = F.conns;
+        F.conns = s->next;
+        pthread_join(s->thr, NULL);
+        close(s->fd);
+        sv_tls_conn_free(s->tls);
+        sv_wire_decoder_free(&s->dec);
+        free(s);
+    }
+    fake_reset_state();
+    sv_tls_ctx_free(F.tls);
+    pthread_mutex_destroy(&F.lock);
+}
+
+/* Set knobs under the lock. */
+#define KNOB(stmt)                                                                                 \
+    do {                                                                                           \
+        pthread_mutex_lock(&F.lock);                                                               \
+        stmt;                                                                                      \
+        pthread_mutex_unlock(&F.lock);                                                             \
+    } while (0)
+
+static int knob_get(const int *p)
+{
+    pthread_mutex_lock(&F.lock);
+    int v = *p;
+    pthread_mutex_unlock(&F.lock);
+    return v;
+}
+
+/* Client helpers. */
+
+static struct sv_client *client_new(uint32_t deadline_ms)
+{
+    char ep[128];
+    snprintf(ep, sizeof(ep), "127.0.0.1:%u,127.0.0.1:%u", F.port[0], F.port[1]);
+    struct sv_client_options o = {.endpoints = ep, .ca_file = ca_path, .deadline_ms = deadline_ms};
+    struct sv_client *c = NULL;
+    int rc = sv_client_open(&o, &c);
+    CHECK_RC(rc, 0);
+    if (rc != 0) {
+        fprintf(stderr, "open: %s\n", sv_client_errmsg());
+        exit(1);
+    }
+    return c;
+}
+
+static void fill(uint8_t *buf, size_t len, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15u + 1;
+    for (size_t i = 0; i < len; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        buf[i] = (uint8_t)((x * 0x2545F4914F6CDD1Du) >> 56);
+    }
+}
+
+/* A reader that hands out the buffer in uneven pieces. */
+struct src {
+    const uint8_t *p;
+    size_t len, off;
+    unsigned step;
+};
+
+static int64_t src_read(void *arg, void *buf, size_t cap)
+{
+    struct src *s = arg;
+    size_t n = 1 + (s->step++ * 7919u) % 300000u;
+    if (n > cap)
+        n = cap;
+    if (n > s->len - s->off)
+        n = s->len - s->off;
+    memcpy(buf, s->p + s->off, n);
+    s->off += n;
+    return (int64_t)n;
+}
+
+struct sink {
+    const uint8_t *want;
+    size_t want_len, off;
+    bool mismatch;
+};
+
+static int sink_write(void *arg, const void *buf, size_t len)
+{
+    struct sink *s = arg;
+    if (s->off + len > s->want_len || memcmp(s->want + s->off, buf, len) != 0)
+        s->mismatch = true;
+    s->off += len;
+    return 0;
+}
+
+/* Tests. */
+
+static void test_round_trips(void)
+{
+    struct sv_client *c = client_new(10000);
+    static const size_t sizes[] = {0, 1, MiB, MiB + 1, 5 * MiB};
+    uint8_t *buf = malloc(5 * MiB);
+    fill(buf, 5 * MiB, 7);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t n = sizes[i];
+        char key[64];
+        snprintf(key, sizeof(key), "obj-%zu", n);
+        int chunks_before = knob_get(&F.n_req[SV_MSG_PUT_CHUNK]);
+        uint64_t v1 = 0, v2 = 0;
+        CHECK_RC(sv_client_put(c, "rt", key, buf, n, SV_IF_ANY, &v1), 0);
+        int want_chunks = n > MiB ? (int)((n + MiB - 1) / MiB) : 0;
+        CHECK(knob_get(&F.n_req[SV_MSG_PUT_CHUNK]) - chunks_before == want_chunks);
+        void *got = NULL;
+        size_t got_len = 0;
+        struct sv_stat st;
+        CHECK_RC(sv_client_get(c, "rt", key, SV_LINEARIZABLE, &got, &got_len, &st), 0);
+        CHECK(got != NULL && got_len == n && memcmp(got, buf, n) == 0);
+        CHECK(st.size == n && st.version == v1);
+        uint8_t sum[32];
+        sha256(buf, n, sum);
+        CHECK(memcmp(st.sha256, sum, 32) == 0);
+        free(got);
+
+        /* Streamed, unknown size, chunk answers out of order. */
+        KNOB(F.reorder_chunks = true);
+        struct src s = {buf, n, 0, (unsigned)i};
+        CHECK_RC(sv_client_put_stream(c, "rt", key, -1, SV_IF_ANY, &v2, src_read, &s), 0);
+        KNOB(F.reorder_chunks = false);
+        CHECK(v2 > v1);
+        struct sink k = {buf, n, 0, false};
+        struct sv_stat st2;
+        CHECK_RC(sv_client_get_stream(c, "rt", key, SV_STALE, &st2, sink_write, &k), 0);
+        CHECK(!k.mismatch && k.off == n && st2.version == v2);
+        CHECK_RC(sv_client_stat(c, "rt", key, SV_LINEARIZABLE, &st2), 0);
+        CHECK(st2.size == n && st2.version == v2 && st2.mtime_ms > 0);
+
+        /* A wrong announced size is refused. */
+        struct src s2 = {buf, n, 0, 3};
+        CHECK_RC(sv_client_put_stream(c, "rt", key, (int64_t)n + 1, SV_IF_ANY, NULL, src_read, &s2),
+                 SV_E_BAD_ARGUMENT);
+    }
+    CHECK(knob_get(&F.chunks_max_pending) >= 2); /* chunk requests were pipelined */
+    CHECK(knob_get(&F.shard_mismatch) == 0);
+    free(buf);
+    sv_client_close(c);
+}
+
+static void test_redirect(void)
+{
+    /* MAP names node 1 as leader of every shard; shards 1 and 3 are led by node 2. */
+    KNOB(for (int s = 0; s < N_SHARDS; s++) F.map_leader[s] = 0);
+    struct sv_client *c = client_new(5000);
+    uint8_t data[100];
+    fill(data, sizeof(data), 3);
+    int before = knob_get(&F.not_leader);
+    for (int i = 0; i < 16; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "r-%d", i);
+        CHECK_RC(sv_client_put(c, "redir", key, data, sizeof(data), SV_IF_ANY, NULL), 0);
+    }
+    int after = knob_get(&F.not_leader);
+    CHECK(after > before);
+    CHECK(after - before <= 2); /* the cache learned the leaders */
+    for (int i = 0; i < 16; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "r-%d", i);
+        struct sv_stat st;
+        CHECK_RC(sv_client_stat(c, "redir", key, SV_LINEARIZABLE, &st), 0);
+    }
+    CHECK(knob_get(&F.not_leader) == after);
+    /* Leadership moves: the client follows the next redirect. */
+    KNOB(F.leader[0] = 1);
+    for (int i = 0; i < 16; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "r-%d", i);
+        struct sv_stat st;
+        CHECK_RC(sv_client_stat(c, "redir", key, SV_LINEARIZABLE, &st), 0);
+    }
+    KNOB(for (int s = 0; s < N_SHARDS; s++) F.leader[s] = F.map_leader[s] = s % 2);
+    sv_client_close(c);
+}
+
+static void test_unavailable_retry(void)
+{
+    struct sv_client *c = client_new(10000);
+    KNOB(F.unavailable_left = 3);
+    uint64_t t0 = now_ms();
+    CHECK_RC(sv_client_put(c, "retry", "k", "abc", 3, SV_IF_ANY, NULL), 0);
+    uint64_t el = now_ms() - t0;
+    CHECK(el >= 150); /* three jittered backoffs: at least 25 + 50 + 100 ms */
+    CHECK(knob_get(&F.unavailable_left) == 0);
+    /* Chunk uploads survive an UNAVAILABLE burst in the middle. */
+    uint8_t *buf = malloc(3 * MiB + 5);
+    fill(buf, 3 * MiB + 5, 11);
+    int chunk_reqs = knob_get(&F.n_req[SV_MSG_PUT_CHUNK]);
+    int begins = knob_get(&F.n_req[SV_MSG_PUT_BEGIN]);
+    KNOB(F.unavailable_chunks_left = 2);
+    CHECK_RC(sv_client_put(c, "retry", "big", buf, 3 * MiB + 5, SV_IF_ANY, NULL), 0);
+    CHECK(knob_get(&F.unavailable_chunks_left) == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_CHUNK]) - chunk_reqs >= 4 + 2);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_BEGIN]) - begins == 1); /* the same upload went on */
+    void *got = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "retry", "big", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(len == 3 * MiB + 5 && got != NULL && memcmp(got, buf, len) == 0);
+    free(got);
+    free(buf);
+    sv_client_close(c);
+}
+
+static void test_exactly_once(void)
+{
+    struct sv_client *c = client_new(10000);
+    int applied = knob_get(&F.applied_writes);
+    int puts = knob_get(&F.n_req[SV_MSG_PUT]);
+    KNOB(F.drop_after_write = 1);
+    uint64_t v = 0;
+    CHECK_RC(sv_client_put(c, "once", "k", "hello", 5, SV_IF_ANY, &v), 0);
+    CHECK(knob_get(&F.applied_writes) - applied == 1);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT]) - puts == 2);
+    struct sv_stat st;
+    CHECK_RC(sv_client_stat(c, "once", "k", SV_LINEARIZABLE, &st), 0);
+    CHECK(st.version == v);
+    /* A conditional put retried after a lost answer must not see its own write as a conflict. */
+    KNOB(F.drop_after_write = 1);
+    uint64_t v2 = 0;
+    CHECK_RC(sv_client_put(c, "once", "k", "again", 5, (int64_t)v, &v2), 0);
+    CHECK(v2 > v);
+    /* Same for a chunked commit and a delete. */
+    uint8_t *buf = malloc(2 * MiB);
+    fill(buf, 2 * MiB, 5);
+    applied = knob_get(&F.applied_writes);
+    KNOB(F.drop_after_write = 1);
+    CHECK_RC(sv_client_put(c, "once", "big", buf, 2 * MiB, SV_IF_ABSENT, NULL), 0);
+    CHECK(knob_get(&F.applied_writes) - applied == 1);
+    KNOB(F.drop_after_write = 1);
+    CHECK_RC(sv_client_delete(c, "once", "big", SV_IF_ANY, NULL), 0);
+    CHECK(knob_get(&F.applied_writes) - applied == 2);
+    free(buf);
+    sv_client_close(c);
+}
+
+static void test_deadline(void)
+{
+    struct sv_client *c = client_new(600);
+    KNOB(F.always_unavailable = true);
+    uint64_t t0 = now_ms();
+    CHECK_RC(sv_client_put(c, "dl", "k", "x", 1, SV_IF_ANY, NULL), SV_E_UNAVAILABLE);
+    uint64_t el = now_ms() - t0;
+    CHECK(el >= 550 && el <= 600 + 400);
+    CHECK(strstr(sv_client_errmsg(), "127.0.0.1:") != NULL);
+    CHECK(strstr(sv_client_errmsg(), "unavailable") != NULL);
+    KNOB(F.always_unavailable = false);
+    KNOB(F.blackhole = true);
+    t0 = now_ms();
+    struct sv_stat st;
+    CHECK_RC(sv_client_stat(c, "dl", "k", SV_LINEARIZABLE, &st), SV_E_TIMEOUT);
+    el = now_ms() - t0;
+    CHECK(el >= 550 && el <= 600 + 400);
+    KNOB(F.blackhole = false);
+    sv_client_close(c);
+
+    /* Nobody listens: unavailable, naming the endpoint. */
+    struct sv_client_options o = {
+        .endpoints = "127.0.0.1:1", .ca_file = ca_path, .deadline_ms = 300};
+    struct sv_client *d = NULL;
+    CHECK_RC(sv_client_open(&o, &d), 0);
+    t0 = now_ms();
+    CHECK_RC(sv_client_stat(d, "dl", "k", SV_LINEARIZABLE, &st), SV_E_UNAVAILABLE);
+    CHECK(now_ms() - t0 <= 300 + 400);
+    CHECK(strstr(sv_client_errmsg(), "127.0.0.1:1") != NULL);
+    sv_client_close(d);
+}
+
+static void test_corrupt_and_changes(void)
+{
+    struct sv_client *c = client_new(10000);
+    uint8_t *buf = malloc(3 * MiB);
+    fill(buf, 3 * MiB, 9);
+    CHECK_RC(sv_client_put(c, "chg", "small", buf, 1000, SV_IF_ANY, NULL), 0);
+    CHECK_RC(sv_client_put(c, "chg", "big", buf, 3 * MiB, SV_IF_ANY, NULL), 0);
+    KNOB(F.corrupt_sha = true);
+    void *got = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "chg", "small", SV_LINEARIZABLE, &got, &len, NULL), SV_E_CORRUPT);
+    CHECK_RC(sv_client_get(c, "chg", "big", SV_LINEARIZABLE, &got, &len, NULL), SV_E_CORRUPT);
+    KNOB(F.corrupt_sha = false);
+
+    /* Changed before anything was delivered: the read restarts. */
+    int gets = knob_get(&F.n_req[SV_MSG_GET]);
+    KNOB(F.conflict_chunk_left = 1);
+    CHECK_RC(sv_client_get(c, "chg", "big", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_GET]) - gets == 2);
+    CHECK(len == 3 * MiB && memcmp(got, buf, len) == 0);
+    free(got);
+
+    /* Changed after delivery started: an error. */
+    KNOB(F.conflict_on_chunk = 2);
+    struct sink k = {buf, 3 * MiB, 0, false};
+    CHECK_RC(sv_client_get_stream(c, "chg", "big", SV_LINEARIZABLE, NULL, sink_write, &k),
+             SV_E_VERSION_CONFLICT);
+    CHECK(strstr(sv_client_errmsg(), "changed") != NULL);
+    KNOB(F.conflict_on_chunk = 0);
+    free(buf);
+    sv_client_close(c);
+}
+
+static void test_conditional(void)
+{
+    struct sv_client *c = client_new(5000);
+    uint64_t v1 = 0, v2 = 0, dv = 0;
+    CHECK_RC(sv_client_put(c, "cond", "k", "one", 3, SV_IF_ABSENT, &v1), 0);
+    CHECK_RC(sv_client_put(c, "cond", "k", "two", 3, SV_IF_ABSENT, NULL), SV_E_VERSION_CONFLICT);
+    CHECK_RC(sv_client_put(c, "cond", "k", "two", 3, (int64_t)v1 + 100, NULL),
+             SV_E_VERSION_CONFLICT);
+    CHECK_RC(sv_client_put(c, "cond", "k", "two", 3, (int64_t)v1, &v2), 0);
+    CHECK(v2 > v1);
+    CHECK_RC(sv_client_delete(c, "cond", "k", (int64_t)v1, NULL), SV_E_VERSION_CONFLICT);
+    CHECK_RC(sv_client_delete(c, "cond", "k", (int64_t)v2, &dv), 0);
+    CHECK(dv == v2);
+    struct sv_stat st;
+    CHECK_RC(sv_client_stat(c, "cond", "k", SV_LINEARIZABLE, &st), SV_E_NOT_FOUND);
+    void *got = NULL;
+    size_t len;
+    CHECK_RC(sv_client_get(c, "cond", "k", SV_LINEARIZABLE, &got, &len, NULL), SV_E_NOT_FOUND);
+    CHECK_RC(sv_client_delete(c, "cond", "k", SV_IF_ANY, NULL), SV_E_NOT_FOUND);
+    CHECK_RC(sv_client_put(c, "Bad_Bucket", "k", "x", 1, SV_IF_ANY, NULL), SV_E_BAD_ARGUMENT);
+    CHECK_RC(sv_client_put(c, "b", "", "x", 1, SV_IF_ANY, NULL), SV_E_BAD_ARGUMENT);
+    sv_client_close(c);
+}
+
+struct worker {
+    struct sv_client *c;
+    int id;
+    int errors;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    size_t big = MiB + MiB / 2;
+    uint8_t *buf = malloc(big);
+    for (int i = 0; i < 12; i++) {
+        size_t n = i == 5 ? big : (size_t)(i * 1000 + w->id);
+        fill(buf, n, (uint64_t)(w->id * 100 + i));
+        char key[32];
+        snprintf(key, sizeof(key), "t%d-%d", w->id, i);
+        if (sv_client_put(w->c, "conc", key, buf, n, SV_IF_ANY, NULL) != 0) {
+            w->errors++;
+            continue;
+        }
+        void *got = NULL;
+        size_t len = 0;
+        if (sv_client_get(w->c, "conc", key, SV_LINEARIZABLE, &got, &len, NULL) != 0 || len != n ||
+            memcmp(got, buf, n) != 0)
+            w->errors++;
+        free(got);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    struct sv_client *c = client_new(20000);
+    KNOB(F.unavailable_left = 4);
+    struct worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){c, i, 0};
+        pthread_create(&t[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].errors == 0);
+    }
+    struct sv_list *l = NULL;
+    CHECK_RC(sv_client_list(c, "conc", NULL, NULL, 1000, SV_LINEARIZABLE, &l), 0);
+    CHECK(l != NULL && l->n == 48 && !l->more);
+    sv_client_list_free(l);
+    sv_client_close(c);
+}
+
+static void test_list(void)
+{
+    struct sv_client *c = client_new(5000);
+    enum { N = 30 };
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "%s%02d", i % 3 == 0 ? "img/" : "doc/", i);
+        CHECK_RC(sv_client_put(c, "lst", key, key, strlen(key), SV_IF_ANY, NULL), 0);
+    }
+    CHECK_RC(sv_client_put(c, "other", "img/00", "x", 1, SV_IF_ANY, NULL), 0);
+    /* Page through everything 7 at a time. */
+    char after[64] = "", prev[64] = "";
+    int seen = 0, pages = 0;
+    bool more = true;
+    while (more && pages < 20) {
+        struct sv_list *l = NULL;
+        CHECK_RC(sv_client_list(c, "lst", NULL, after, 7, SV_LINEARIZABLE, &l), 0);
+        if (l == NULL)
+            break;
+        CHECK(l->n <= 7);
+        for (size_t i = 0; i < l->n; i++) {
+            CHECK(strcmp(prev, l->entries[i].key) < 0);
+            snprintf(prev, sizeof(prev), "%s", l->entries[i].key);
+            CHECK(l->entries[i].size == strlen(l->entries[i].key));
+            seen++;
+        }
+        more = l->more;
+        if (l->n > 0)
+            snprintf(after, sizeof(after), "%s", l->entries[l->n - 1].key);
+        else
+            more = false;
+        pages++;
+        sv_client_list_free(l);
+    }
+    CHECK(seen == N);
+    CHECK(pages == 5); /* 7+7+7+7+2 */
+    struct sv_list *l = NULL;
+    CHECK_RC(sv_client_list(c, "lst", "img/", NULL, 1000, SV_LINEARIZABLE, &l), 0);
+    CHECK(l != NULL && l->n == 10 && !l->more);
+    for (size_t i = 0; l != NULL && i < l->n; i++)
+        CHECK(strncmp(l->entries[i].key, "img/", 4) == 0);
+    sv_client_list_free(l);
+    CHECK_RC(sv_client_list(c, "lst", NULL, NULL, 0, SV_LINEARIZABLE, &l), SV_E_BAD_ARGUMENT);
+    sv_client_close(c);
+}
+
+static void test_status(void)
+{
+    KNOB(F.map_dead_node = true);
+    struct sv_client *c = client_new(3000);
+    struct sv_cluster_status *s = NULL;
+    CHECK_RC(sv_client_status(c, &s), 0);
+    CHECK(s != NULL && s->n_nodes == 3 && s->n_shards == N_SHARDS);
+    for (size_t i = 0; s != NULL && i < s->n_nodes; i++) {
+        bool dead = s->nodes[i].id == 3;
+        CHECK(strcmp(s->nodes[i].state, dead ? "down" : "up") == 0);
+        CHECK(strncmp(s->nodes[i].address, "127.0.0.1:", 10) == 0);
+        CHECK(strncmp(s->nodes[i].zone, "zone-", 5) == 0);
+    }
+    for (size_t i = 0; s != NULL && i < s->n_shards; i++) {
+        const struct sv_status_shard *sh = &s->shards[i];
+        CHECK(sh->n_replicas == (sh->id == 0 ? 3u : 2u));
+        for (size_t j = 0; j < sh->n_replicas; j++) {
+            const struct sv_status_replica *r = &sh->replicas[j];
+            const char *want = r->node == 3                            ? "down"
+                               : (uint64_t)(sh->id % 2) + 1 == r->node ? "leader"
+                                                                       : "follower";
+            CHECK(strcmp(r->role, want) == 0);
+            CHECK(strncmp(r->zone, "zone-", 5) == 0);
+        }
+    }
+    sv_client_status_free(s);
+    /* Object operations still work with a dead replica in the map. */
+    CHECK_RC(sv_client_put(c, "st", "k", "x", 1, SV_IF_ANY, NULL), 0);
+    KNOB(F.map_dead_node = false);
+    sv_client_close(c);
+}
+
+static void test_open_errors(void)
+{
+    struct sv_client *c = NULL;
+    struct sv_client_options o = {.endpoints = "127.0.0.1:1", .ca_file = "/nonexistent/ca.pem"};
+    CHECK_RC(sv_client_open(&o, &c), SV_E_TLS);
+    CHECK(sv_client_errmsg()[0] != '\0');
+    o = (struct sv_client_options){.endpoints = "nocolon", .ca_file = ca_path};
+    CHECK_RC(sv_client_open(&o, &c), SV_E_BAD_ARGUMENT);
+    o = (struct sv_client_options){.endpoints = ",", .ca_file = ca_path};
+    CHECK_RC(sv_client_open(&o, &c), SV_E_BAD_ARGUMENT);
+    CHECK(strcmp(sv_client_strerror(SV_E_VERSION_CONFLICT), "version conflict") == 0);
+    CHECK(strcmp(sv_client_strerror(12345), "unknown error") == 0);
+}
+
+static void test_upload_failover(void)
+{
+    struct sv_client *c = client_new(10000);
+    size_t n = 6 * MiB + 7;
+    uint8_t *buf = malloc(n);
+    fill(buf, n, 21);
+    /* A chunk's answer is lost with its connection: the chunk is sent again. */
+    int chunks = knob_get(&F.n_req[SV_MSG_PUT_CHUNK]);
+    KNOB(F.drop_chunk_left = 1);
+    CHECK_RC(sv_client_put(c, "fo", "a", buf, n, SV_IF_ANY, NULL), 0);
+    CHECK(knob_get(&F.drop_chunk_left) == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_CHUNK]) - chunks > 7);
+    void *got = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "fo", "a", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(len == n && got != NULL && memcmp(got, buf, n) == 0);
+    free(got);
+    /* Leadership moves in the middle of an upload: the new leader takes the
+     * rest of the same upload. */
+    int nl = knob_get(&F.not_leader), begins = knob_get(&F.n_req[SV_MSG_PUT_BEGIN]);
+    KNOB(F.flip_after_chunks = 3);
+    CHECK_RC(sv_client_put(c, "fo", "b", buf, n, SV_IF_ANY, NULL), 0);
+    CHECK(knob_get(&F.not_leader) > nl);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_BEGIN]) - begins == 1);
+    CHECK_RC(sv_client_get(c, "fo", "b", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(len == n && got != NULL && memcmp(got, buf, n) == 0);
+    free(got);
+    KNOB(for (int s = 0; s < N_SHARDS; s++) F.leader[s] = F.map_leader[s] = s % 2);
+    free(buf);
+    sv_client_close(c);
+}
+
+/* svctl against the fake server (when client-test is given --svctl PATH). */
+
+static const char *svctl_path;
+static char sv_out[8192], sv_err[2048];
+
+static void slurp(const char *name, char *buf, size_t cap)
+{
+    char path[SV_TESTCERTS_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    unlink(path);
+}
+
+/* Run svctl with the cluster's global options and args (shell syntax);
+ * its stdout and stderr land in sv_out and sv_err. Returns its exit code. */
+static int svctl(const char *global, const char *args)
+{
+    char cmd[8 * SV_TESTCERTS_PATH_MAX];
+    int len =
+        snprintf(cmd, sizeof(cmd),
+                 "'%s' --endpoints 127.0.0.1:%u,127.0.0.1:%u --ca '%s' %s %s >'%s/out' 2>'%s/err'",
+                 svctl_path, F.port[0], F.port[1], ca_path, global, args, dir, dir);
+    if (len < 0 || (size_t)len >= sizeof(cmd))
+        return -1;
+    int st = system(cmd);
+    slurp("out", sv_out, sizeof(sv_out));
+    slurp("err", sv_err, sizeof(sv_err));
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static bool files_equal(const char *a, const char *b)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool eq = fa != NULL && fb != NULL;
+    while (eq) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        eq = ca == cb;
+        if (ca == EOF)
+            break;
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+    return eq;
+}
+
+static void test_svctl(void)
+{
+    if (svctl_path == NULL) {
+        printf("     svctl: skipped (no --svctl PATH)\n");
+        return;
+    }
+    char in[SV_TESTCERTS_PATH_MAX + 16], out[SV_TESTCERTS_PATH_MAX + 16];
+    char small[SV_TESTCERTS_PATH_MAX + 16], args[3 * SV_TESTCERTS_PATH_MAX];
+    snprintf(in, sizeof(in), "%s/in.bin", dir);
+    snprintf(out, sizeof(out), "%s/got.bin", dir);
+    snprintf(small, sizeof(small), "%s/small.txt", dir);
+    size_t n = 5 * MiB + 3;
+    uint8_t *buf = malloc(n);
+    fill(buf, n, 77);
+    FILE *f = fopen(in, "wb");
+    CHECK(f != NULL && fwrite(buf, 1, n, f) == n && fclose(f) == 0);
+    f = fopen(small, "w");
+    CHECK(f != NULL && fputs("hello svctl\n", f) >= 0 && fclose(f) == 0);
+    free(buf);
+
+    snprintf(args, sizeof(args), "put e2e/big.bin '%s'", in);
+    CHECK(svctl("", args) == 0);
+    CHECK(strtoull(sv_out, NULL, 10) > 0);
+    snprintf(args, sizeof(args), "get e2e/big.bin '%s'", out);
+    CHECK(svctl("", args) == 0);
+    CHECK(files_equal(in, out));
+    CHECK(svctl("-o json", "stat e2e/big.bin") == 0);
+    CHECK(strstr(sv_out, "\"size\":5242883") != NULL);
+
+    snprintf(args, sizeof(args), "put e2e/small - < '%s'", small);
+    CHECK(svctl("-o json", args) == 0);
+    CHECK(strstr(sv_out, "{\"version\":") != NULL);
+    uint64_t v = strtoull(sv_out + strlen("{\"version\":"), NULL, 10);
+    CHECK(svctl("", "get e2e/small") == 0);
+    CHECK(strcmp(sv_out, "hello svctl\n") == 0);
+    CHECK(svctl("", "get e2e/small --consistency stale") == 0);
+    CHECK(svctl("", "ls e2e") == 0);
+    CHECK(strstr(sv_out, "big.bin") != NULL && strstr(sv_out, "small") != NULL);
+    CHECK(svctl("-o json", "ls e2e --limit 1") == 0);
+    CHECK(strstr(sv_out, "\"key\":\"big.bin\"") != NULL && strstr(sv_out, "\"more\":true"));
+    CHECK(svctl("", "ls e2e/sm") == 0);
+    CHECK(strstr(sv_out, "small") != NULL && strstr(sv_out, "big.bin") == NULL);
+
+    CHECK(svctl("", "rm e2e/small --if-version 999999") == 6);
+    CHECK(strncmp(sv_err, "svctl: rm e2e/small: version conflict", 37) == 0);
+    snprintf(args, sizeof(args), "put e2e/small '%s' --if-version 0", small);
+    CHECK(svctl("", args) == 6);
+    snprintf(args, sizeof(args), "rm e2e/small --if-version %llu", (unsigned long long)v);
+    CHECK(svctl("", args) == 0);
+    CHECK(svctl("", "stat e2e/small") == 3);
+    CHECK(strncmp(sv_err, "svctl: stat e2e/small: not found", 32) == 0);
+    CHECK(svctl("", "get e2e/nope") == 3);
+
+    CHECK(svctl("-o json", "status") == 0);
+    CHECK(strncmp(sv_out, "{\"nodes\":[{\"id\":1,\"address\":\"127.0.0.1:", 38) == 0);
+    CHECK(strstr(sv_out, "\"state\":\"up\"") != NULL);
+    CHECK(strstr(sv_out, "\"shards\":[{\"id\":0,\"replicas\":[{\"node\":1,\"zone\":\"zone-a\","
+                         "\"role\":\"leader\"}") != NULL);
+    CHECK(svctl("", "status") == 0);
+    CHECK(strstr(sv_out, "zone-b") != NULL);
+
+    KNOB(F.always_unavailable = true);
+    CHECK(svctl("--timeout 0.3", "stat e2e/big.bin") == 5);
+    CHECK(strstr(sv_err, "unavailable") != NULL);
+    KNOB(F.always_unavailable = false);
+    unlink(in);
+    unlink(out);
+    unlink(small);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} tests[] = {
+    {"round_trips", test_round_trips},
+    {"redirect", test_redirect},
+    {"unavailable_retry", test_unavailable_retry},
+    {"exactly_once", test_exactly_once},
+    {"upload_failover", test_upload_failover},
+    {"deadline", test_deadline},
+    {"corrupt_and_changes", test_corrupt_and_changes},
+    {"conditional", test_conditional},
+    {"concurrent", test_concurrent},
+    {"list", test_list},
+    {"status", test_status},
+    {"open_errors", test_open_errors},
+    {"svctl", test_svctl},
+};
+
+int main(int argc, char **argv)
+{
+    char err[256];
+    if (sv_testcerts_mkdtemp("client-test", dir, sizeof(dir), err, sizeof(err)) != 0 ||
+        sv_testcerts_ca(dir, "ca", "ShardVault test CA", err, sizeof(err)) != 0 ||
+        sv_testcerts_leaf(dir, "ca", "node-1", NULL, -SV_TESTCERTS_DAY_S, 30L * SV_TESTCERTS_DAY_S,
+                          err, sizeof(err)) != 0) {
+        fprintf(stderr, "client-test: certificates: %s\n", err);
+        return 1;
+    }
+    sv_testcerts_path(dir, "ca", ".pem", ca_path, sizeof(ca_path));
+    fake_start();
+    int first = 1;
+    if (argc > 2 && strcmp(argv[1], "--svctl") == 0) {
+        svctl_path = argv[2];
+        first = 3;
+    }
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+        bool run = argc == first;
+        for (int a = first; a < argc; a++)
+            run |= strcmp(argv[a], tests[i].name) == 0;
+        if (!run)
+            continue;
+        current = tests[i].name;
+        test_failures = 0;
+        uint64_t t0 = now_ms();
+        tests[i].fn();
+        printf("%s %s (%llu ms)\n", test_failures ? "FAIL" : "ok  ", tests[i].name,
+               (unsigned long long)(now_ms() - t0));
+        fflush(stdout);
+    }
+    current = NULL;
+    fake_stop();
+    sv_testcerts_rmdir(dir);
+    printf("%ld checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
