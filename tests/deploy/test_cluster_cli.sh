@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# tests/deploy/test_cluster_cli.sh: deploy/cluster's command line, certificates,
+# keys, config and process management, against stand-in svd/svctl scripts.
+#
+# usage: test_cluster_cli.sh [BIN_DIR]
+# BIN_DIR (the build's bin/) is accepted for ctest but not used: the test needs
+# no real svd or svctl. It uses a temporary DIR and high ports, and kills only
+# processes it started (every svd stand-in runs from its own temporary bin/).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cluster=$repo/deploy/cluster
+unset SV_CLUSTER_DIR SV_CLUSTER_TIMEOUT_S SV_CLUSTER_STOP_TIMEOUT_S SV_CLUSTER_NO_PORT_WAIT
+
+tmp=$(mktemp -d /tmp/sv-cluster-test.XXXXXX)
+bin=$tmp/bin
+other_pid=""
+
+# Kill every stand-in svd still running (only processes whose command line
+# names our temporary bin/svd) and the unrelated process the test started.
+cleanup()
+{
+    local f pid
+    for f in "$tmp"/*/node*/svd.pid "$tmp"/*/*/node*/svd.pid; do
+        [[ -f $f ]] || continue
+        pid=$(<"$f")
+        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$bin/svd"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    [[ -n $other_pid ]] && kill -KILL "$other_pid" 2>/dev/null
+    rm -rf -- "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+failures=0
+checks=0
+out=$tmp/out
+err=$tmp/err
+
+pass() { checks=$((checks + 1)); }
+fail()
+{
+    checks=$((checks + 1))
+    failures=$((failures + 1))
+    echo "FAIL: $*"
+    echo "  stdout: $(head -c 2000 "$out" 2>/dev/null)"
+    echo "  stderr: $(head -c 2000 "$err" 2>/dev/null)"
+}
+
+# expect RC DESC -- CMD...: run CMD (stdout to $out, stderr to $err), check its exit status.
+expect()
+{
+    local want=$1 desc=$2 rc=0
+    shift 3
+    "$@" >"$out" 2>"$err" || rc=$?
+    if ((rc == want)); then pass; else fail "$desc: exit $rc, wanted $want"; fi
+}
+
+# ok DESC -- CMD...: CMD must succeed (a predicate, not captured).
+ok()
+{
+    local desc=$1
+    shift 2
+    if "$@" >/dev/null; then pass; else fail "$desc"; fi
+}
+
+grep_out() { grep -qE -- "$1" "$out"; }
+grep_err() { grep -qE -- "$1" "$err"; }
+
+# --- stand-in svd and svctl -------------------------------------------------
+mkdir -p "$bin"
+cat >"$bin/svd" <<'SVD'
+#!/usr/bin/env bash
+# Stand-in svd for tests/deploy: keygen writes two 0600 files; a node checks
+# its config line and sleeps until SIGTERM. FAKE_SVD_FAIL=1: exit at once;
+# FAKE_SVD_IGNORE_TERM=1: ignore SIGTERM.
+set -u
+case ${1-} in
+--help) echo "usage: svd --config FILE --id N | svd keygen --master FILE --data-key FILE"; exit 0 ;;
+keygen)
+    [[ ${2-} == --master && ${4-} == --data-key && -n ${5-} ]] || exit 2
+    [[ -e $3 ]] && { echo "svd keygen: $3 exists" >&2; exit 1; }
+    umask 077
+    echo master >"$3" && echo data >"$5"
+    exit ;;
+--config)
+    [[ ${3-} == --id && -n ${4-} ]] || exit 2
+    line=$(grep -E "^node $4 " "$2") || { echo "svd: no node $4 in $2" >&2; exit 1; }
+    echo "fake svd: $line"
+    if [[ -n ${FAKE_SVD_FAIL-} ]]; then echo "fake svd: boom" >&2; exit 1; fi
+    if [[ -n ${FAKE_SVD_IGNORE_TERM-} ]]; then
+        trap '' TERM
+    else
+        trap 'echo "fake svd $4: SIGTERM"; kill "$child" 2>/dev/null; exit 0' TERM INT
+    fi
+    if [[ -n ${FAKE_SVD_LISTEN-} ]]; then
+        # Listen on the node's address (perl-base is always there); the
+        # listener exits within 1 s once this stand-in is gone.
+        addr=$(awk '{print $4}' <<<"$line")
+        perl -MIO::Socket::INET -e '
+            my $pp = getppid();
+            sleep($ARGV[1]);
+            my $s = IO::Socket::INET->new(LocalAddr => $ARGV[0], Listen => 5, ReuseAddr => 1)
+                or die "fake svd: listen $ARGV[0]: $!\n";
+            $SIG{ALRM} = sub { exit 0 if getppid() != $pp; alarm 1 };
+            alarm 1;
+            while (1) { my $c = $s->accept; close $c if $c }' "$addr" "${FAKE_SVD_LISTEN_DELAY_S:-0}" &
+        child=$!
+        wait "$child"
+        exit 1
+    fi
+    # Short sleeps: a SIGKILLed stand-in leaves its sleep behind for 1 s at most.
+    while :; do
+        sleep 1 &
+        child=$!
+        wait "$child"
+    done ;;
+*) exit 2 ;;
+esac
+SVD
+cat >"$bin/svctl" <<'SVCTL'
+#!/usr/bin/env bash
+# Stand-in svctl: status succeeds unless FAKE_SVCTL_FAIL is set; echoes its environment.
+[[ ${1-} == status ]] || exit 2
+if [[ -n ${FAKE_SVCTL_FAIL-} ]]; then echo "svctl: cannot reach the cluster" >&2; exit 1; fi
+echo "{\"nodes\":[],\"shards\":[],\"endpoints\":\"$SV_ENDPOINTS\",\"ca\":\"$SV_CA\",\"token\":\"${SV_TOKEN-none}\"}"
+SVCTL
+chmod +x "$bin/svd" "$bin/svctl"
+export SV_CLUSTER_NO_PORT_WAIT=1
+
+base=$((20000 + RANDOM % 30000))
+dir=$tmp/c1
+
+# pid_of DIR N: the recorded PID of node N.
+pid_of() { cat "$1/node$2/svd.pid"; }
+# alive PID: PID runs (a zombie waiting for init to reap it does not count).
+alive()
+{
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z* ]]
+}
+dead() { ! alive "$1"; }
+mode_of() { stat -c %a "$1"; }
+
+# --- help, usage, bad values, missing DIR ------------------------------------
+expect 0 "help" -- "$cluster" help
+ok "help lists the commands" -- grep_out "kill NODE"
+expect 0 "--help" -- "$cluster" --help
+expect 0 "-h" -- "$cluster" -h
+for c in up down status kill start logs env; do
+    expect 0 "$c --help" -- "$cluster" "$c" --help
+    ok "$c --help prints its usage" -- grep_out "usage: deploy/cluster $c"
+done
+expect 2 "no command" -- "$cluster"
+ok "no command: usage on stderr" -- grep_err "^usage:"
+expect 2 "unknown command" -- "$cluster" frobnicate
+ok "unknown command named" -- grep_err "unknown command 'frobnicate'"
+expect 2 "unknown option" -- "$cluster" up --frob --bin "$bin" --dir "$dir"
+ok "unknown option: usage on stderr" -- grep_err "usage: deploy/cluster up"
+expect 2 "option without value" -- "$cluster" up --nodes
+expect 2 "kill without NODE" -- "$cluster" kill --dir "$dir"
+expect 2 "kill with a non-number" -- "$cluster" kill abc --dir "$dir"
+expect 2 "two NODEs" -- "$cluster" start 1 2 --dir "$dir"
+expect 2 "replicas > zones" -- "$cluster" up --zones 2 --replicas 3 --bin "$bin" --dir "$dir"
+ok "replicas > zones explained" -- grep_err "exceeds --zones"
+expect 2 "nodes < replicas" -- "$cluster" up --nodes 2 --bin "$bin" --dir "$dir"
+expect 2 "zones > nodes" -- "$cluster" up --nodes 3 --zones 4 --bin "$bin" --dir "$dir"
+expect 2 "port above 65535" -- "$cluster" up --base-port 65532 --bin "$bin" --dir "$dir"
+expect 2 "privileged port" -- "$cluster" up --base-port 80 --bin "$bin" --dir "$dir"
+expect 2 "non-numeric port" -- "$cluster" up --base-port 7x --bin "$bin" --dir "$dir"
+expect 2 "a leading zero (octal to bash)" -- "$cluster" up --nodes 08 --bin "$bin" --dir "$dir"
+expect 2 "a bad SV_CLUSTER_TIMEOUT_S" -- env SV_CLUSTER_TIMEOUT_S=soon "$cluster" status --dir "$dir"
+expect 2 "zero shards" -- "$cluster" up --shards 0 --bin "$bin" --dir "$dir"
+expect 2 "too many nodes" -- "$cluster" up --nodes 65 --bin "$bin" --dir "$dir"
+ok "bad values create nothing" -- test ! -e "$dir"
+for c in down status env "kill 1" "start 1" "logs 1"; do
+    # shellcheck disable=SC2086 # split "kill 1" into command and NODE
+    expect 1 "$c on a DIR without cluster.conf" -- "$cluster" $c --dir "$tmp/none"
+    ok "$c: missing deployment explained" -- grep_err "no cluster.conf"
+done
+expect 1 "up with a missing --bin" -- "$cluster" up --bin "$tmp/nobin" --dir "$dir" --base-port "$base"
+ok "missing svd explained" -- grep_err "no executable"
+
+# --- up: a new deployment ----------------------------------------------------
+expect 0 "up (6 nodes, 3 zones)" -- "$cluster" up --bin "$bin" --dir "$dir" --base-port "$base"
+ok "up prints the env hint" -- grep_out 'eval "\$\(./deploy/cluster env'
+ok "up summary lists node 6" -- grep_out "^6 +zone-c +127\.0\.0\.1:$((base + 6)) +[0-9]+ +running"
+ok "DIR is mode 0700" -- test "$(mode_of "$dir")" = 700
+conf=$dir/cluster.conf
+ok "cluster.conf exists" -- test -f "$conf"
+ok "conf: shards 16" -- grep -qx "shards 16" "$conf"
+ok "conf: replicas 3" -- grep -qx "replicas 3" "$conf"
+ok "conf: ca" -- grep -qx "ca $dir/ca/ca.pem" "$conf"
+ok "conf: master_key" -- grep -qx "master_key $dir/keys/master.key" "$conf"
+ok "conf: data_key" -- grep -qx "data_key $dir/keys/data.key" "$conf"
+ok "conf: 6 node lines" -- test "$(grep -c '^node ' "$conf")" = 6
+zones=(zone-a zone-b zone-c zone-a zone-b zone-c)
+for i in 1 2 3 4 5 6; do
+    nd=$dir/node$i
+    ok "conf: node $i line (round-robin zone)" -- \
+        grep -qx "node $i ${zones[i - 1]} 127.0.0.1:$((base + i)) $nd" "$conf"
+    ok "node $i certificate verifies against the CA" -- \
+        openssl verify -CAfile "$dir/ca/ca.pem" "$nd/node.pem"
+    ok "node $i CN is node-$i" -- bash -c \
+        "openssl x509 -in '$nd/node.pem' -noout -subject -nameopt multiline | grep -qE '^ *commonName *= node-$i\$'"
+    ok "node $i SAN" -- bash -c \
+        "openssl x509 -in '$nd/node.pem' -noout -ext subjectAltName | grep -q 'IP Address:127.0.0.1, DNS:localhost, DNS:node-$i'"
+    ok "node $i EKU serverAuth+clientAuth" -- bash -c \
+        "openssl x509 -in '$nd/node.pem' -noout -ext extendedKeyUsage | grep -q 'TLS Web Server Authentication, TLS Web Client Authentication'"
+    ok "node $i key matches its certificate" -- test \
+        "$(openssl x509 -in "$nd/node.pem" -noout -pubkey)" = "$(openssl pkey -in "$nd/node.key" -pubout)"
+    ok "node $i key is mode 0600" -- test "$(mode_of "$nd/node.key")" = 600
+    ok "node $i pid file names a live process" -- alive "$(pid_of "$dir" "$i")"
+done
+ok "CA key is mode 0600" -- test "$(mode_of "$dir/ca/ca.key")" = 600
+ok "master key (svd keygen) is mode 0600" -- test "$(mode_of "$dir/keys/master.key")" = 600
+ok "data key (svd keygen) exists" -- test -f "$dir/keys/data.key"
+ok "node 1 logs to svd.log" -- grep -q "fake svd: node 1 zone-a" "$dir/node1/svd.log"
+ok "the CA is a CA" -- bash -c \
+    "openssl x509 -in '$dir/ca/ca.pem' -noout -ext basicConstraints | grep -q 'CA:TRUE'"
+
+# --- status, env, logs ---------------------------------------------------------
+expect 0 "status" -- "$cluster" status --dir "$dir"
+ok "status: table header" -- grep_out "^NODE +ZONE +ADDRESS +PID +STATE"
+ok "status: 6 running nodes" -- test "$(grep -cE ' running$' "$out")" = 6
+ok "status: svctl ran with the endpoints" -- grep_out "\"endpoints\":\"127.0.0.1:$((base + 1)),"
+expect 0 "status via SV_CLUSTER_DIR" -- env SV_CLUSTER_DIR="$dir" "$cluster" status
+ok "SV_CLUSTER_DIR: 6 running nodes" -- test "$(grep -cE ' running$' "$out")" = 6
+expect 0 "status with a relative --dir" -- bash -c "cd '$tmp' && '$cluster' status --dir c1"
+ok "relative --dir: 6 running nodes" -- test "$(grep -cE ' running$' "$out")" = 6
+
+expect 0 "env" -- "$cluster" env --dir "$dir"
+eps=""
+for i in 1 2 3 4 5 6; do eps+="${eps:+,}127.0.0.1:$((base + i))"; done
+ok "env: SV_ENDPOINTS" -- grep -qx "export SV_ENDPOINTS=$eps" "$out"
+ok "env: SV_CA" -- grep -qx "export SV_CA=$dir/ca/ca.pem" "$out"
+ok "env: no SV_TOKEN without DIR/token" -- test "$(grep -c SV_TOKEN "$out")" = 0
+ok "env output evaluates" -- bash -c "eval \"\$(cat '$out')\" && [[ \$SV_ENDPOINTS == '$eps' ]]"
+echo "tok123" >"$dir/token"
+expect 0 "env with a token" -- "$cluster" env --dir "$dir"
+ok "env: SV_TOKEN" -- grep -qx "export SV_TOKEN=tok123" "$out"
+rm -f "$dir/token"
+
+expect 0 "logs 2" -- "$cluster" logs 2 --dir "$dir"
+ok "logs 2 shows node 2's log" -- grep_out "fake svd: node 2 zone-b"
+expect 2 "logs of an unknown node" -- "$cluster" logs 9 --dir "$dir"
+out_follow_rc=0
+timeout 1 "$cluster" logs 3 -f --dir "$dir" >"$out" 2>"$err" || out_follow_rc=$?
+ok "logs -f follows until stopped (timeout: 124)" -- test "$out_follow_rc" = 124
+ok "logs -f printed the log" -- grep_out "fake svd: node 3"
+
+# --- a second up reuses the deployment -----------------------------------------
+p1=$(pid_of "$dir" 1)
+expect 0 "second up" -- "$cluster" up --bin "$bin" --dir "$dir"
+ok "second up says it reuses" -- grep_out "reusing"
+ok "second up starts nothing" -- grep_out "every node already runs"
+ok "node 1 keeps its pid" -- test "$(pid_of "$dir" 1)" = "$p1"
+expect 2 "up with other --nodes on an existing DIR" -- "$cluster" up --nodes 3 --bin "$bin" --dir "$dir"
+ok "other --nodes: down --purge explained" -- grep_err "down --purge"
+expect 0 "up with the same --nodes" -- "$cluster" up --nodes 6 --zones 3 --base-port "$base" --bin "$bin" --dir "$dir"
+
+# --- kill and start --------------------------------------------------------------
+p3=$(pid_of "$dir" 3)
+declare -A before=()
+for i in 1 2 3 4 5 6; do before[$i]=$(pid_of "$dir" "$i"); done
+expect 0 "kill 3" -- "$cluster" kill 3 --dir "$dir"
+ok "node 3 is dead" -- dead "$p3"
+ok "node 3 pid file removed" -- test ! -e "$dir/node3/svd.pid"
+for i in 1 2 4 5 6; do ok "kill 3 spares node $i" -- alive "${before[$i]}"; done
+expect 0 "status after kill" -- "$cluster" status --dir "$dir"
+ok "status: node 3 stopped" -- grep_out "^3 .* stopped$"
+ok "status: 5 running" -- test "$(grep -cE ' running$' "$out")" = 5
+expect 1 "kill 3 again" -- "$cluster" kill 3 --dir "$dir"
+ok "kill of a stopped node explained" -- grep_err "not running"
+expect 2 "kill an unknown node" -- "$cluster" kill 7 --dir "$dir"
+expect 0 "start 3" -- "$cluster" start --dir "$dir" 3
+p3b=$(pid_of "$dir" 3)
+ok "node 3 runs again" -- alive "$p3b"
+ok "node 3 has a new pid" -- test "$p3b" != "$p3"
+expect 0 "start 3 while running" -- "$cluster" start 3 --dir "$dir"
+ok "start of a running node says so" -- grep_out "already runs"
+ok "start of a running node keeps its pid" -- test "$(pid_of "$dir" 3)" = "$p3b"
+
+# A pid file naming a process that is not our svd (reused PID): never signalled.
+sleep 1000 &
+other_pid=$!
+disown "$other_pid"
+"$cluster" kill 4 --dir "$dir" >/dev/null
+echo "$other_pid" >"$dir/node4/svd.pid"
+expect 1 "kill refuses a foreign pid" -- "$cluster" kill 4 --dir "$dir"
+ok "the foreign process survives kill" -- alive "$other_pid"
+expect 0 "status with a foreign pid" -- "$cluster" status --dir "$dir"
+ok "status: node 4 stopped" -- grep_out "^4 .* stopped$"
+expect 0 "up restarts node 4 only" -- "$cluster" up --bin "$bin" --dir "$dir"
+ok "up started node 4" -- grep_out "started node\(s\) 4;"
+ok "node 4 runs again" -- alive "$(pid_of "$dir" 4)"
+ok "node 4 is not the foreign process" -- test "$(pid_of "$dir" 4)" != "$other_pid"
+"$cluster" kill 5 --dir "$dir" >/dev/null
+echo "$other_pid" >"$dir/node5/svd.pid"
+
+# --- down ------------------------------------------------------------------------
+declare -A running=()
+for i in 1 2 3 4 6; do running[$i]=$(pid_of "$dir" "$i"); done
+expect 0 "down" -- "$cluster" down --dir "$dir"
+for i in 1 2 3 4 6; do
+    ok "down stopped node $i" -- dead "${running[$i]}"
+    ok "down removed node $i's pid file" -- test ! -e "$dir/node$i/svd.pid"
+done
+ok "down used SIGTERM (graceful)" -- grep -q "fake svd 1: SIGTERM" "$dir/node1/svd.log"
+ok "down spared the foreign process" -- alive "$other_pid"
+ok "down removed the stale pid file" -- test ! -e "$dir/node5/svd.pid"
+ok "down keeps DIR" -- test -f "$conf"
+expect 0 "down again" -- "$cluster" down --dir "$dir"
+ok "down again: nothing ran" -- grep_out "no node was running"
+expect 0 "status when stopped" -- "$cluster" status --dir "$dir"
+ok "status: 6 stopped" -- test "$(grep -cE ' stopped$' "$out")" = 6
+ok "status: no svctl when stopped" -- bash -c "! grep -q endpoints '$out'"
+
+# down escalates to SIGKILL for a node ignoring SIGTERM.
+expect 0 "up, nodes ignore SIGTERM" -- env FAKE_SVD_IGNORE_TERM=1 "$cluster" up --bin "$bin" --dir "$dir"
+p2=$(pid_of "$dir" 2)
+expect 0 "down with SIGKILL" -- env SV_CLUSTER_STOP_TIMEOUT_S=1 "$cluster" down --dir "$dir"
+ok "down says SIGKILL" -- grep_out "SIGKILL"
+ok "node 2 is gone" -- dead "$p2"
+
+expect 0 "up again" -- "$cluster" up --bin "$bin" --dir "$dir"
+declare -A last=()
+for i in 1 2 3 4 5 6; do last[$i]=$(pid_of "$dir" "$i"); done
+expect 0 "down --purge" -- "$cluster" down --purge --dir "$dir"
+ok "down --purge deleted DIR" -- test ! -e "$dir"
+for i in 1 2 3 4 5 6; do ok "purge stopped node $i" -- dead "${last[$i]}"; done
+mkdir "$tmp/notacluster"
+expect 1 "down --purge on a DIR without cluster.conf" -- "$cluster" down --purge --dir "$tmp/notacluster"
+ok "a DIR without cluster.conf is not deleted" -- test -d "$tmp/notacluster"
+
+# --- failures while starting ---------------------------------------------------------
+d2=$tmp/c2
+expect 1 "up when svd exits at once" -- env FAKE_SVD_FAIL=1 FAKE_SVCTL_FAIL=1 SV_CLUSTER_TIMEOUT_S=5 \
+    "$cluster" up --nodes 3 --zones 3 --bin "$bin" --dir "$d2" --base-port "$base"
+ok "failed up shows the node's log" -- grep_err "fake svd: boom"
+expect 0 "down after the failed up" -- "$cluster" down --purge --dir "$d2"
+expect 1 "up when svctl never answers" -- env FAKE_SVCTL_FAIL=1 SV_CLUSTER_TIMEOUT_S=1 \
+    "$cluster" up --nodes 3 --zones 3 --bin "$bin" --dir "$d2" --base-port "$base"
+ok "svctl timeout explained" -- grep_err "svctl status did not succeed"
+ok "svctl timeout shows svctl's message" -- grep_err "cannot reach the cluster"
+expect 0 "down --purge after the timeout" -- "$cluster" down --purge --dir "$d2"
+ok "DIR gone" -- test ! -e "$d2"
+
+# --- waiting for the ports (stand-ins that listen) ---------------------------------
+# port_open ADDR: something accepts connections at host:port.
+# shellcheck disable=SC2016 # expanded by the inner bash
+port_open() { timeout 2 bash -c 'exec 3<>"/dev/tcp/${0%:*}/${0##*:}"' "$1" 2>/dev/null; }
+# port_closed_soon ADDR: within 5 s nothing accepts connections there.
+port_closed_soon()
+{
+    local i
+    for ((i = 0; i < 50; i++)); do port_open "$1" || return 0; sleep 0.1; done
+    return 1
+}
+d5=$tmp/c5
+# Three ports nothing listens on (another run of this test may be listening).
+for ((try = 0; try < 20; try++)); do
+    lport=$((20000 + RANDOM % 30000))
+    port_open "127.0.0.1:$((lport + 1))" || port_open "127.0.0.1:$((lport + 2))" ||
+        port_open "127.0.0.1:$((lport + 3))" || break
+done
+unset SV_CLUSTER_NO_PORT_WAIT
+expect 0 "up waits for the ports" -- env FAKE_SVD_LISTEN=1 FAKE_SVD_LISTEN_DELAY_S=1 \
+    "$cluster" up --nodes 3 --bin "$bin" --dir "$d5" --base-port "$lport"
+for i in 1 2 3; do ok "node $i listens after up" -- port_open "127.0.0.1:$((lport + i))"; done
+expect 1 "up on ports in use" -- "$cluster" up --nodes 3 --bin "$bin" --dir "$tmp/c6" --base-port "$lport"
+ok "ports in use explained" -- grep_err "already in use"
+expect 0 "down --purge after ports in use" -- "$cluster" down --purge --dir "$tmp/c6"
+expect 0 "kill 2 (listening)" -- "$cluster" kill 2 --dir "$d5"
+ok "node 2's port closes" -- port_closed_soon "127.0.0.1:$((lport + 2))"
+expect 0 "start 2 waits for its port" -- env FAKE_SVD_LISTEN=1 FAKE_SVD_LISTEN_DELAY_S=1 \
+    "$cluster" start 2 --dir "$d5"
+ok "node 2 listens after start" -- port_open "127.0.0.1:$((lport + 2))"
+expect 0 "down (listening)" -- "$cluster" down --dir "$d5"
+for i in 1 2 3; do ok "node $i's port closes after down" -- port_closed_soon "127.0.0.1:$((lport + i))"; done
+expect 1 "up times out when nodes do not listen" -- env SV_CLUSTER_TIMEOUT_S=1 \
+    "$cluster" up --bin "$bin" --dir "$d5"
+ok "port timeout explained" -- grep_err "not listening after 1 s"
+ok "port timeout shows the log" -- grep_err "fake svd: node 1 "
+expect 0 "down --purge (listening)" -- "$cluster" down --purge --dir "$d5"
+export SV_CLUSTER_NO_PORT_WAIT=1
+
+# A 4-node, 2-zone, 2-replica deployment.
+d3=$tmp/sub/c3
+expect 0 "up --nodes 4 --zones 2 --replicas 2 --shards 8" -- "$cluster" up --nodes 4 --zones 2 \
+    --replicas 2 --shards 8 --bin "$bin" --dir "$d3" --base-port "$base"
+ok "conf: shards 8" -- grep -qx "shards 8" "$d3/cluster.conf"
+ok "conf: replicas 2" -- grep -qx "replicas 2" "$d3/cluster.conf"
+ok "conf: node 3 in zone-a" -- grep -qx "node 3 zone-a 127.0.0.1:$((base + 3)) $d3/node3" "$d3/cluster.conf"
+ok "conf: node 4 in zone-b" -- grep -qx "node 4 zone-b 127.0.0.1:$((base + 4)) $d3/node4" "$d3/cluster.conf"
+expect 0 "down --purge (4 nodes)" -- "$cluster" down --purge --dir "$d3"
+
+# A non-empty DIR without cluster.conf is not taken over.
+mkdir -p "$tmp/busy" && touch "$tmp/busy/file"
+expect 1 "up in a non-empty DIR without cluster.conf" -- "$cluster" up --bin "$bin" --dir "$tmp/busy" --base-port "$base"
+ok "the non-empty DIR is left alone" -- test -f "$tmp/busy/file"
+# keygen failure: nothing half-made stays behind.
+printf '#!/bin/sh\nexit 1\n' >"$tmp/badbin.svd"
+mkdir -p "$tmp/badbin" && mv "$tmp/badbin.svd" "$tmp/badbin/svd" && cp "$bin/svctl" "$tmp/badbin/"
+chmod +x "$tmp/badbin/svd"
+expect 1 "up when svd keygen fails" -- "$cluster" up --bin "$tmp/badbin" --dir "$tmp/c4" --base-port "$base"
+ok "keygen failure explained" -- grep_err "svd keygen failed"
+ok "failed creation leaves no DIR" -- test ! -e "$tmp/c4"
+
+echo "test_cluster_cli: $checks checks, $failures failed"
+((failures == 0))
