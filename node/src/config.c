@@ -1,0 +1,183 @@
+/* svd cluster configuration file and shard placement. */
+#define _POSIX_C_SOURCE 200809L
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { LINE_MAX_ = 4096 };
+
+static int fail(char *errmsg, size_t errlen, int err, const char *path, unsigned line,
+                const char *why)
+{
+    if (errmsg && errlen)
+        snprintf(errmsg, errlen, "%s:%u: %s", path, line, why);
+    return err;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi || s[0] == '-')
+        return -EINVAL;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n == 0 || n >= cap)
+        return -EINVAL;
+    memcpy(dst, src, n + 1);
+    return 0;
+}
+
+int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->n_shards = 16;
+    out->replicas = 3;
+    out->upload_ttl_s = 600;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int err = -errno;
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "%s: %s", path, strerror(-err));
+        return err;
+    }
+    char line[LINE_MAX_];
+    unsigned ln = 0;
+    int rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        ln++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *tok[6];
+        int nt = 0;
+        for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t;
+             t = strtok_r(NULL, " \t\r\n", &save)) {
+            if (nt == 6) {
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "too many words");
+                goto out;
+            }
+            tok[nt++] = t;
+        }
+        if (nt == 0)
+            continue;
+        const char *d = tok[0];
+        if (!strcmp(d, "shards") && nt == 2) {
+            if (parse_u32(tok[1], 1, SV_CFG_SHARDS_MAX, &out->n_shards))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "shards: expected 1..4096");
+        } else if (!strcmp(d, "replicas") && nt == 2) {
+            if (parse_u32(tok[1], 1, SV_CFG_REPLICAS_MAX, &out->replicas))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "replicas: expected 1..7");
+        } else if (!strcmp(d, "upload_ttl_s") && nt == 2) {
+            if (parse_u32(tok[1], 1, 7 * 86400, &out->upload_ttl_s))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "upload_ttl_s: expected 1..604800");
+        } else if (!strcmp(d, "ca") && nt == 2) {
+            if (copy(out->ca, sizeof out->ca, tok[1]))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "ca: path too long");
+        } else if (!strcmp(d, "master_key") && nt == 2) {
+            if (copy(out->master_key, sizeof out->master_key, tok[1]))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "master_key: path too long");
+        } else if (!strcmp(d, "data_key") && nt == 2) {
+            if (copy(out->data_key, sizeof out->data_key, tok[1]))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "data_key: path too long");
+        } else if (!strcmp(d, "node") && nt == 5) {
+            if (out->n_nodes == SV_CFG_NODES_MAX) {
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "too many nodes (64 at most)");
+                goto out;
+            }
+            struct sv_cfg_node *n = &out->nodes[out->n_nodes];
+            uint32_t id;
+            if (parse_u32(tok[1], 1, UINT32_MAX, &id) || copy(n->zone, sizeof n->zone, tok[2]) ||
+                copy(n->addr, sizeof n->addr, tok[3]) || copy(n->dir, sizeof n->dir, tok[4]) ||
+                !strchr(n->addr, ':')) {
+                rc =
+                    fail(errmsg, errlen, -EINVAL, path, ln, "node: expected ID ZONE HOST:PORT DIR");
+                goto out;
+            }
+            n->id = id;
+            for (uint32_t i = 0; i < out->n_nodes; i++) {
+                if (out->nodes[i].id == n->id || !strcmp(out->nodes[i].addr, n->addr)) {
+                    rc = fail(errmsg, errlen, -EINVAL, path, ln, "node: duplicate id or address");
+                    goto out;
+                }
+            }
+            n->zone_index = out->n_zones;
+            for (uint32_t i = 0; i < out->n_nodes; i++) {
+                if (!strcmp(out->nodes[i].zone, n->zone)) {
+                    n->zone_index = out->nodes[i].zone_index;
+                    break;
+                }
+            }
+            if (n->zone_index == out->n_zones)
+                out->n_zones++;
+            out->n_nodes++;
+        } else {
+            rc = fail(errmsg, errlen, -EINVAL, path, ln, "unknown directive or wrong arguments");
+        }
+        if (rc)
+            goto out;
+    }
+    if (ferror(f)) {
+        rc = fail(errmsg, errlen, -EIO, path, ln, "read error");
+        goto out;
+    }
+    if (!out->ca[0] || !out->master_key[0] || !out->data_key[0])
+        rc = fail(errmsg, errlen, -EINVAL, path, ln, "ca, master_key and data_key are required");
+    else if (out->n_nodes == 0)
+        rc = fail(errmsg, errlen, -EINVAL, path, ln, "no node");
+    else if (out->replicas > out->n_zones)
+        rc = fail(errmsg, errlen, -EINVAL, path, ln, "replicas exceed the number of zones");
+out:
+    fclose(f);
+    return rc;
+}
+
+const struct sv_cfg_node *sv_cfg_node(const struct sv_cfg *c, uint64_t id)
+{
+    for (uint32_t i = 0; i < c->n_nodes; i++)
+        if (c->nodes[i].id == id)
+            return &c->nodes[i];
+    return NULL;
+}
+
+/* The k-th node (in file order) of zone z, and the zone's size. */
+static const struct sv_cfg_node *zone_node(const struct sv_cfg *c, uint32_t z, uint32_t k,
+                                           uint32_t *size)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < c->n_nodes; i++)
+        n += c->nodes[i].zone_index == z;
+    *size = n;
+    k %= n;
+    for (uint32_t i = 0; i < c->n_nodes; i++)
+        if (c->nodes[i].zone_index == z && k-- == 0)
+            return &c->nodes[i];
+    return NULL;
+}
+
+uint32_t sv_cfg_replicas(const struct sv_cfg *c, uint64_t group, uint64_t *ids)
+{
+    uint32_t size;
+    if (group == 0) {
+        uint32_t n = c->n_zones < SV_CFG_META_REPLICAS ? c->n_zones : SV_CFG_META_REPLICAS;
+        for (uint32_t j = 0; j < n; j++)
+            ids[j] = zone_node(c, j, 0, &size)->id;
+        return n;
+    }
+    uint64_t s = group - 1;
+    for (uint32_t j = 0; j < c->replicas; j++) {
+        uint32_t z = (uint32_t)((s + j) % c->n_zones);
+        ids[j] = zone_node(c, z, (uint32_t)(s / c->n_zones) + j, &size)->id;
+    }
+    return c->replicas;
+}

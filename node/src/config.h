@@ -1,0 +1,69 @@
+/* svd cluster configuration: the file deploy/cluster writes, and the fixed
+ * placement of shards on nodes computed from it at bootstrap.
+ *
+ * File format: one directive per line, '#' starts a comment.
+ *   shards N          number of shards (default 16)
+ *   replicas R        replicas per shard (default 3), in R distinct zones
+ *   ca PATH           cluster CA bundle (PEM)
+ *   master_key PATH   master key file (KEK), mode 0600
+ *   data_key PATH     the cluster data key wrapped by the master key
+ *   upload_ttl_s S    seconds after which an unfinished upload is removed (default 600)
+ *   node ID ZONE HOST:PORT DIR   a node; its certificate is DIR/node.pem and
+ *                     DIR/node.key, its data DIR/data
+ * Group ids: 0 is the meta group, group s + 1 is shard s.
+ */
+#ifndef SV_CONFIG_H
+#define SV_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    SV_CFG_NODES_MAX = 64,
+    SV_CFG_SHARDS_MAX = 4096,
+    SV_CFG_REPLICAS_MAX = 7,
+    SV_CFG_META_REPLICAS = 3, /* the meta group lives on (up to) this many nodes */
+    SV_CFG_NAME_MAX = 64,     /* zone name, with NUL */
+    SV_CFG_ADDR_MAX = 256,    /* host:port, with NUL */
+    SV_CFG_PATH_MAX = 1024,   /* paths, with NUL */
+};
+
+struct sv_cfg_node {
+    uint64_t id;
+    char zone[SV_CFG_NAME_MAX];
+    char addr[SV_CFG_ADDR_MAX];
+    char dir[SV_CFG_PATH_MAX];
+    uint32_t zone_index; /* zones numbered in order of first appearance */
+};
+
+struct sv_cfg {
+    uint32_t n_shards;
+    uint32_t replicas;
+    uint32_t upload_ttl_s;
+    char ca[SV_CFG_PATH_MAX];
+    char master_key[SV_CFG_PATH_MAX];
+    char data_key[SV_CFG_PATH_MAX];
+    uint32_t n_nodes;
+    struct sv_cfg_node nodes[SV_CFG_NODES_MAX];
+    uint32_t n_zones;
+};
+
+/* Parse the file at path into *out (caller-owned). Checks: every directive
+ * known and well formed, unique node ids (> 0) and addresses, 1 <= replicas
+ * <= zones, replicas <= SV_CFG_REPLICAS_MAX, shards in 1..SV_CFG_SHARDS_MAX,
+ * ca/master_key/data_key present. Returns 0, or -EINVAL / a negative errno
+ * with errmsg naming the line. */
+int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errlen);
+
+/* Node with id, or NULL. */
+const struct sv_cfg_node *sv_cfg_node(const struct sv_cfg *c, uint64_t id);
+
+/* Replica node ids of group (0 = meta, s + 1 = shard s) into ids
+ * (SV_CFG_REPLICAS_MAX entries); returns how many. Deterministic: every
+ * node computes the same placement. Shard s takes zones s, s+1, ... (mod
+ * zones) and, in each, the node at (s / zones + j) modulo the zone's size,
+ * so replicas and leaders spread evenly. The meta group takes the first
+ * node of each of the first min(SV_CFG_META_REPLICAS, zones) zones. */
+uint32_t sv_cfg_replicas(const struct sv_cfg *c, uint64_t group, uint64_t *ids);
+
+#endif

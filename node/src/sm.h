@@ -1,0 +1,163 @@
+/* The shard state machine: what a committed Raft entry of a shard does to the
+ * node's object metadata (LevelDB) and chunk store (svsegstore).
+ *
+ * Commands (the data of a NORMAL Raft entry) are built by the leader from a
+ * client request; every replica applies them in log order with the same
+ * result. Chunk payloads in commands are already sealed (crypto.h) by the
+ * leader, so a command never carries plaintext.
+ *   PUT     a whole small object in one entry (0 or 1 chunk)
+ *   BEGIN   open an upload (id chosen by the leader: term << 32 | counter,
+ *           unique in the shard since a term has one leader)
+ *   CHUNK   one sealed chunk of an open upload (idempotent per index)
+ *   COMMIT  make an upload the key's new version if if_version allows and
+ *           every chunk 0..n-1 arrived; the old version's chunks are deleted
+ *   DELETE  remove the live version (a tombstone keeps the version number,
+ *           so versions grow per key across deletes)
+ *   ABORT   drop an upload and its chunks (expired uploads)
+ * PUT, COMMIT and DELETE carry (session, seq): a repeated pair returns the
+ * stored result without applying again (exactly-once, Raft thesis §6.3);
+ * results of seqs below ack_below are forgotten.
+ *
+ * LevelDB layout, all keys start with 'S' + group (u64 BE):
+ *   'a'                              -> applied index (u64 LE)
+ *   'o' tenant(BE) bucket 0x00 key   -> object: version, size, mtime_ms,
+ *                                       upload (u64 LE), n_chunks (u32),
+ *                                       deleted (u8), sha256[32]
+ *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64), bucket
+ *                                       and key (u16 length each), chunk
+ *                                       bitmap length (u32) and bitmap
+ *   's' session(BE) 0(u64)           -> the session's recent results: count
+ *                                       (u32), then per write seq (u64),
+ *                                       status (u32), version (u64), by seq
+ * Each entry's changes and the new applied index go in ONE write batch, so
+ * a crash leaves either all or none of an entry applied. Writes are not
+ * synced: the Raft log is the write-ahead log, and an entry lost from the
+ * state machine by a power failure is applied again after restart.
+ *
+ * Chunks live in the segment store under sv_chunk_id(group, upload, index).
+ * Thread safety: LevelDB is thread-safe; the caller serialises use of the
+ * segment store.
+ */
+#ifndef SV_SM_H
+#define SV_SM_H
+
+#include "segstore.h"
+
+#include <shardvault/raft.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sv_cmd_type {
+    SV_CMD_PUT = 1,
+    SV_CMD_BEGIN = 2,
+    SV_CMD_CHUNK = 3,
+    SV_CMD_COMMIT = 4,
+    SV_CMD_DELETE = 5,
+    SV_CMD_ABORT = 6,
+};
+
+enum {
+    SV_SM_NAME_MAX = 1024,            /* bucket or key bytes */
+    SV_SM_CHUNKS_MAX = 1u << 20,      /* chunks in one object: 1 TiB */
+    SV_SM_DATA_MAX = (1u << 20) + 64, /* sealed chunk in a command */
+    SV_SM_RESULTS_PER_SESSION = 256,  /* stored results per session, oldest dropped */
+};
+
+/* A decoded command; byte pointers point into the encoded buffer. */
+struct sv_cmd {
+    uint8_t type;
+    uint64_t tenant;
+    const uint8_t *bucket;
+    uint16_t bucket_len;
+    const uint8_t *key;
+    uint16_t key_len;
+    uint64_t upload;
+    uint32_t chunk;
+    uint32_t n_chunks;
+    bool has_if_version;
+    uint64_t if_version;
+    uint64_t session, seq, ack_below;
+    uint64_t mtime_ms;
+    uint64_t size;
+    uint8_t sha256[32];
+    const uint8_t *data;
+    uint32_t data_len;
+};
+
+/* Encoded size, and encoding into out (that many bytes, caller-owned). */
+size_t sv_cmd_encoded_len(const struct sv_cmd *c);
+void sv_cmd_encode(const struct sv_cmd *c, uint8_t *out);
+/* Decode p[0..len) (borrowed; *c points into it). 0 or -EINVAL. */
+int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c);
+
+/* Chunk id of chunk `index` of `upload` in `group`: group (u64 BE), upload
+ * (u64 BE), index (u32 BE), zeros. */
+void sv_chunk_id(uint64_t group, uint64_t upload, uint32_t index, uint8_t id[SV_SEG_ID_BYTES]);
+/* Object id bound into a chunk's ciphertext: the first 16 bytes of
+ * SHA-256(tenant LE, bucket, 0x00, key). */
+void sv_object_id(uint64_t tenant, const uint8_t *bucket, size_t blen, const uint8_t *key,
+                  size_t klen, uint8_t oid[16]);
+
+struct sv_obj {
+    uint64_t version, size, mtime_ms, upload;
+    uint32_t n_chunks;
+    bool deleted;
+    uint8_t sha256[32];
+};
+
+struct sv_sm_result {
+    int status;       /* enum sv_status (proto.h) */
+    uint64_t version; /* PUT/COMMIT: new version; DELETE: deleted version */
+    uint64_t upload;  /* BEGIN: the upload id */
+};
+
+struct sv_sm;
+
+/* Open (creating) the state machine database in dir. */
+int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen);
+void sv_sm_close(struct sv_sm *sm);
+
+/* Applied index of group (0 when none). 0 or -EIO. */
+int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index);
+
+/* Apply committed entry e of group. NOOP and CONF entries only advance the
+ * applied index. The domain result goes to *res; the return value is 0 or an
+ * I/O error (LevelDB or segment store failure; -ENOSPC when a disk is full),
+ * after which nothing of the entry was applied and the node must stop
+ * applying (the entry is retried after a restart). seg is borrowed. */
+int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
+                const struct sv_raft_entry *e, struct sv_sm_result *res, char *errmsg,
+                size_t errlen);
+
+/* Object record of (tenant, bucket, key) in group: 0, -ENOENT (never
+ * written; a tombstone is returned with deleted = true), -EIO. */
+int sv_sm_get(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *bucket, size_t blen,
+              const uint8_t *key, size_t klen, struct sv_obj *o);
+
+/* Live objects of bucket in group whose key starts with prefix and sorts
+ * after start_after (may be empty), ascending, at most limit: cb per
+ * object (key borrowed for the call). *more is set when more follow. */
+typedef void (*sv_sm_list_cb)(void *arg, const uint8_t *key, size_t klen, const struct sv_obj *o);
+int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *bucket,
+               size_t blen, const uint8_t *prefix, size_t plen, const uint8_t *start_after,
+               size_t salen, uint32_t limit, bool *more, sv_sm_list_cb cb, void *arg);
+
+/* Uploads of group begun before before_ms: up to cap ids into ids, *n set. */
+int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, uint64_t *ids,
+                          size_t cap, size_t *n);
+
+/* Every chunk id group's metadata references (live objects and open
+ * uploads): cb per id. For finding chunks to fetch after a snapshot. */
+typedef void (*sv_sm_chunk_cb)(void *arg, const uint8_t *id);
+int sv_sm_chunks(struct sv_sm *sm, uint64_t group, sv_sm_chunk_cb cb, void *arg);
+
+/* Image of group's state (every record but the applied index) into a new
+ * malloc'd buffer: repeated (u32 key length, key, u32 value length, value).
+ * 0, -ENOMEM, -EFBIG (over max bytes), -EIO. */
+int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, size_t *len);
+/* Replace group's state by an image from sv_sm_snapshot and set its applied
+ * index. 0, -EINVAL (malformed image), -EIO. */
+int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_t *img, size_t len);
+
+#endif

@@ -1,0 +1,166 @@
+/* Integration test harness: clusters of real svd processes (see harness.h). */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#include "proto.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SV_SOURCE_DIR
+#error "SV_SOURCE_DIR must be defined (the repository root)"
+#endif
+
+uint64_t it_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int it_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "+ %s\n", cmd);
+    int st = system(cmd);
+    return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
+           int base_port)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->bin, sizeof c->bin, "%s", bin);
+    snprintf(c->dir, sizeof c->dir, "/tmp/sv-it-%s-%d", name, (int)getpid());
+    snprintf(c->ca, sizeof c->ca, "%s/ca/ca.pem", c->dir);
+    c->nodes = nodes;
+    c->zones = zones;
+    c->base_port = base_port;
+    size_t off = 0;
+    for (int i = 1; i <= nodes; i++)
+        off += (size_t)snprintf(c->endpoints + off, sizeof c->endpoints - off, "%s127.0.0.1:%d",
+                                i > 1 ? "," : "", base_port + i);
+    it_sh("rm -rf '%s'", c->dir);
+    if (it_sh("'%s/deploy/cluster' up --bin '%s' --dir '%s' --nodes %d --zones %d --replicas %d "
+              "--base-port %d --shards 8 >&2",
+              SV_SOURCE_DIR, bin, c->dir, nodes, zones, zones < 3 ? zones : 3, base_port)) {
+        fprintf(stderr, "it_up: the cluster did not come up\n");
+        it_down(c);
+        exit(1);
+    }
+}
+
+void it_down(struct it_cluster *c)
+{
+    if (!c->dir[0])
+        return;
+    if (getenv("SV_IT_KEEP")) {
+        /* Debugging: stop the nodes, keep their logs and data. */
+        it_sh("'%s/deploy/cluster' down --dir '%s' >&2", SV_SOURCE_DIR, c->dir);
+        fprintf(stderr, "SV_IT_KEEP: kept %s\n", c->dir);
+        c->dir[0] = 0;
+        return;
+    }
+    it_sh("'%s/deploy/cluster' down --purge --dir '%s' >&2", SV_SOURCE_DIR, c->dir);
+    it_sh("rm -rf '%s'", c->dir);
+    c->dir[0] = 0;
+}
+
+pid_t it_pid(const struct it_cluster *c, int id)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/node%d/svd.pid", c->dir, id);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+void it_kill(struct it_cluster *c, int id)
+{
+    it_sh("'%s/deploy/cluster' kill %d --dir '%s' >&2", SV_SOURCE_DIR, id, c->dir);
+}
+
+void it_start(struct it_cluster *c, int id)
+{
+    if (it_sh("'%s/deploy/cluster' start %d --dir '%s' >&2", SV_SOURCE_DIR, id, c->dir))
+        fprintf(stderr, "it_start: node %d did not start\n", id);
+}
+
+struct sv_client *it_client(const struct it_cluster *c, uint32_t deadline_ms)
+{
+    struct sv_client_options o = {
+        .endpoints = c->endpoints, .ca_file = c->ca, .deadline_ms = deadline_ms};
+    struct sv_client *cl = NULL;
+    int rc = sv_client_open(&o, &cl);
+    if (rc) {
+        fprintf(stderr, "it_client: %s: %s\n", sv_client_strerror(rc), sv_client_errmsg());
+        exit(1);
+    }
+    return cl;
+}
+
+uint64_t it_leader_of(const struct it_cluster *c, struct sv_client *cl, const char *bucket,
+                      const char *key, uint64_t *replicas, size_t *n)
+{
+    (void)c;
+    uint64_t deadline = it_now_ms() + 10000;
+    *n = 0;
+    do {
+        struct sv_cluster_status *st = NULL;
+        if (sv_client_status(cl, &st) == 0) {
+            uint32_t shard =
+                sv_shard_of(sv_object_hash(0, bucket, strlen(bucket), key, strlen(key)),
+                            (uint32_t)st->n_shards);
+            uint64_t leader = 0;
+            for (size_t i = 0; i < st->n_shards; i++) {
+                if (st->shards[i].id != shard)
+                    continue;
+                *n = st->shards[i].n_replicas;
+                for (size_t k = 0; k < st->shards[i].n_replicas; k++) {
+                    replicas[k] = st->shards[i].replicas[k].node;
+                    if (!strcmp(st->shards[i].replicas[k].role, "leader"))
+                        leader = st->shards[i].replicas[k].node;
+                }
+            }
+            sv_client_status_free(st);
+            if (leader)
+                return leader;
+        }
+        usleep(200 * 1000);
+    } while (it_now_ms() < deadline);
+    return 0;
+}
+
+void it_fill(void *buf, size_t len, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    uint8_t *p = buf;
+    for (size_t i = 0; i < len; i += 8) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t k = len - i < 8 ? len - i : 8;
+        memcpy(p + i, &x, k);
+    }
+}
+
+void it_sha256(const void *buf, size_t len, uint8_t md[32])
+{
+    unsigned n = 0;
+    EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL);
+}

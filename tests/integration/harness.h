@@ -1,0 +1,52 @@
+/* Multi-process integration tests: a real cluster of svd processes started
+ * with deploy/cluster (--bin: the build's binaries) in a fresh directory, and
+ * libshardvault clients against it. */
+#ifndef SV_IT_HARNESS_H
+#define SV_IT_HARNESS_H
+
+#include <shardvault/client.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum { IT_NODES_MAX = 16, IT_SKIP = 77 /* ctest SKIP_RETURN_CODE */ };
+
+struct it_cluster {
+    char dir[512]; /* cluster directory (deploy/cluster --dir) */
+    char bin[512]; /* directory of svd and svctl */
+    char ca[600];  /* CA file */
+    char endpoints[IT_NODES_MAX * 24];
+    int nodes, zones, base_port;
+};
+
+/* Start a cluster of `nodes` nodes in `zones` zones on ports base_port+1..,
+ * in a fresh temporary directory named after name. bin is the directory of
+ * svd and svctl. Exits the test (status 1) when the cluster does not come up. */
+void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
+           int base_port);
+/* Stop every node and remove the directory (kept when SV_IT_KEEP is set). */
+void it_down(struct it_cluster *c);
+/* kill -9 node id / start it again (waits until it listens). */
+void it_kill(struct it_cluster *c, int id);
+void it_start(struct it_cluster *c, int id);
+pid_t it_pid(const struct it_cluster *c, int id);
+/* Run a shell command line (printed first); returns its exit status. */
+int it_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A client for the cluster with the given per-operation deadline. */
+struct sv_client *it_client(const struct it_cluster *c, uint32_t deadline_ms);
+
+/* Node id of the leader of the shard holding bucket/key (0 when unknown),
+ * and the ids of its replicas (up to 16) into replicas/n. Retries for up to
+ * 10 s while no leader is known. */
+uint64_t it_leader_of(const struct it_cluster *c, struct sv_client *cl, const char *bucket,
+                      const char *key, uint64_t *replicas, size_t *n);
+
+/* Deterministic pseudo-random bytes. */
+void it_fill(void *buf, size_t len, uint64_t seed);
+/* SHA-256 of buf into md. */
+void it_sha256(const void *buf, size_t len, uint8_t md[32]);
+uint64_t it_now_ms(void);
+
+#endif

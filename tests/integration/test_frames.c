@@ -1,0 +1,197 @@
+/* Integration: a plain-TCP client, an oversized frame, a malformed frame and
+ * a malformed request body each get their connection closed, while the
+ * cluster keeps serving other clients. */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#define CHECK_STRERROR(rc) sv_client_strerror(rc)
+#include "check.h"
+
+#include "tls.h"
+#include "wire.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct it_cluster cl_;
+
+static int dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* True when the server closes fd within timeout_ms (EOF or reset). */
+static bool closed_by_server(int fd, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    char buf[4096];
+    while (it_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0)
+            return true;
+    }
+    return false;
+}
+
+static void flush_tls(int fd, struct sv_tls_conn *t)
+{
+    uint8_t buf[65536];
+    size_t n;
+    while (sv_tls_pending_out(t, buf, sizeof buf, &n) == 0 && n > 0)
+        if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
+            return;
+}
+
+/* A TLS client connection that completed its handshake, or NULL. */
+static struct sv_tls_conn *tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp)
+{
+    int fd = dial(port);
+    struct sv_tls_conn *t = NULL;
+    char em[256];
+    if (fd < 0 || sv_tls_conn_new(ctx, "127.0.0.1", &t, em, sizeof em))
+        return NULL;
+    uint64_t end = it_now_ms() + 5000;
+    uint8_t buf[65536], plain[1024];
+    while (!sv_tls_handshake_done(t) && it_now_ms() < end) {
+        flush_tls(fd, t);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0)
+            break;
+        size_t n;
+        sv_tls_feed(t, buf, (size_t)r);
+        sv_tls_read(t, plain, sizeof plain, &n);
+    }
+    flush_tls(fd, t);
+    if (!sv_tls_handshake_done(t)) {
+        sv_tls_conn_free(t);
+        close(fd);
+        return NULL;
+    }
+    *fdp = fd;
+    return t;
+}
+
+static void still_serving(struct sv_client *c, int i)
+{
+    char key[32];
+    snprintf(key, sizeof key, "alive-%d", i);
+    CHECK_RC(sv_client_put(c, "frames", key, key, strlen(key), SV_IF_ANY, NULL), SV_OK);
+    void *d = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "frames", key, SV_LINEARIZABLE, &d, &len, NULL), SV_OK);
+    CHECK(len == strlen(key) && d && !memcmp(d, key, len));
+    free(d);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
+        return 2;
+    }
+    it_up(&cl_, argv[1], "frames", 3, 3, 17400);
+    struct sv_client *c = it_client(&cl_, 30000);
+    int port = cl_.base_port + 1;
+    still_serving(c, 0);
+
+    current = "plain TCP refused";
+    int fd = dial(port);
+    CHECK(fd >= 0);
+    const char http[] = "GET / HTTP/1.0\r\n\r\n";
+    CHECK(send(fd, http, sizeof http - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof http - 1));
+    CHECK(closed_by_server(fd, 5000));
+    close(fd);
+    still_serving(c, 1);
+
+    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
+    struct sv_tls_ctx *ctx = NULL;
+    char em[256];
+    CHECK_RC(sv_tls_ctx_new(&tc, &ctx, em, sizeof em), 0);
+
+    current = "oversized frame";
+    struct sv_tls_conn *t = ctx ? tls_dial(ctx, port, &fd) : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        uint8_t hdr[4] = {0x10, 0, 0, 0}; /* 256 MiB declared */
+        CHECK_RC(sv_tls_write(t, hdr, 4), 0);
+        flush_tls(fd, t);
+        CHECK(closed_by_server(fd, 5000));
+        sv_tls_conn_free(t);
+        close(fd);
+    }
+    still_serving(c, 2);
+
+    current = "malformed frame";
+    t = ctx ? tls_dial(ctx, port, &fd) : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        uint8_t junk[12] = {0, 0, 0, 8, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1};
+        CHECK_RC(sv_tls_write(t, junk, sizeof junk), 0);
+        flush_tls(fd, t);
+        CHECK(closed_by_server(fd, 5000));
+        sv_tls_conn_free(t);
+        close(fd);
+    }
+    still_serving(c, 3);
+
+    current = "malformed request body";
+    t = ctx ? tls_dial(ctx, port, &fd) : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        uint8_t *frame;
+        size_t flen;
+        const uint8_t body[] = {0x93, 0x01, 0x02}; /* an array, not a map */
+        CHECK_RC(sv_wire_encode(2 /* PUT */, 1, body, sizeof body, &frame, &flen), 0);
+        CHECK_RC(sv_tls_write(t, frame, flen), 0);
+        free(frame);
+        flush_tls(fd, t);
+        CHECK(closed_by_server(fd, 5000));
+        sv_tls_conn_free(t);
+        close(fd);
+    }
+    still_serving(c, 4);
+
+    current = "unauthenticated raft traffic";
+    t = ctx ? tls_dial(ctx, port, &fd) : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        uint8_t *frame;
+        size_t flen;
+        const uint8_t body[] = {0x90}; /* an empty batch */
+        CHECK_RC(sv_wire_encode(65 /* RAFT */, 0, body, sizeof body, &frame, &flen), 0);
+        CHECK_RC(sv_tls_write(t, frame, flen), 0);
+        free(frame);
+        flush_tls(fd, t);
+        CHECK(closed_by_server(fd, 5000));
+        sv_tls_conn_free(t);
+        close(fd);
+    }
+    still_serving(c, 5);
+    sv_tls_ctx_free(ctx);
+
+    CHECK(it_sh("grep -q 'malformed request body' '%s'/node1/svd.log", cl_.dir) == 0 ||
+          it_sh("grep -q 'malformed' '%s'/node1/svd.log", cl_.dir) == 0);
+    sv_client_close(c);
+    it_down(&cl_);
+    printf("%ld checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
