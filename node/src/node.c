@@ -29,12 +29,13 @@
 
 enum {
     TICK_MS = 100,
-    ELECTION_TICKS = 10,            /* 1 to 2 s */
-    REQUEST_TIMEOUT_MS = 10000,     /* a request waiting on Raft longer gets UNAVAILABLE */
-    SEG_SYNC_MS = 1000,             /* chunk segments are synced at least this often */
-    PEER_RETRY_MS = 300,            /* between dials of an unreachable peer */
-    UPLOAD_SCAN_MS = 5000,          /* leaders look for expired uploads this often */
-    EXPIRED_BATCH = 64,             /* uploads aborted per scan */
+    ELECTION_TICKS = 10,        /* 1 to 2 s */
+    REQUEST_TIMEOUT_MS = 10000, /* a request waiting on Raft longer gets UNAVAILABLE */
+    SEG_SYNC_MS = 1000,         /* chunk segments are synced at least this often */
+    PEER_RETRY_MS = 300,        /* between dials of an unreachable peer */
+    UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
+    SEG_COMPACT_MS = 30000,     /* segments with mostly deleted chunks are compacted this often */
+    EXPIRED_BATCH = 64,         /* uploads aborted per scan */
     DISK_RESERVE_BYTES = 64u << 20, /* writes are refused below this much free space */
     DISK_CHECK_MS = 100,            /* free space is looked up at most this often */
     REPAIR_ATTEMPTS = 2,            /* re-reads of a chunk after repairing it */
@@ -181,6 +182,7 @@ struct sv_node {
     uint64_t next_ctx;
     uint64_t next_fetch;
     uint64_t last_upload_scan_ms;
+    uint64_t last_compact_ms;
     uint64_t disk_checked_ms;
     uint64_t disk_free;
     struct fetch *fetches;
@@ -1230,19 +1232,23 @@ static void on_fetch_reply(struct sv_node *n, const struct sv_wire_frame *fr)
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* A waiter for request f; keep_body copies the body (reads decode it again
+ * in the pool; writes have turned it into a command already). */
 static struct waiter *waiter_new(struct sv_node *n, struct sv_conn *c,
-                                 const struct sv_wire_frame *f, uint64_t group)
+                                 const struct sv_wire_frame *f, uint64_t group, bool keep_body)
 {
     struct waiter *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    w->body = malloc(f->body_len ? f->body_len : 1);
-    if (!w->body) {
-        free(w);
-        return NULL;
+    if (keep_body) {
+        w->body = malloc(f->body_len ? f->body_len : 1);
+        if (!w->body) {
+            free(w);
+            return NULL;
+        }
+        memcpy(w->body, f->body, f->body_len);
+        w->body_len = f->body_len;
     }
-    memcpy(w->body, f->body, f->body_len);
-    w->body_len = f->body_len;
     w->node = n;
     w->conn = sv_conn_id(c);
     w->req_id = f->req_id;
@@ -1357,39 +1363,37 @@ static void handle_status(struct sv_node *n, struct sv_conn *c, const struct sv_
     free(items);
 }
 
-/* Seal one chunk for (tenant, bucket/key, upload, idx) into a new command
- * buffer built from cmd (whose data is set here). NULL + status on error. */
+/* Encode cmd into a new buffer, sealing plain (may be NULL) for (tenant,
+ * bucket/key, chunk, upload) straight into the command's data. NULL + status
+ * on error. */
 static uint8_t *build_cmd(struct sv_node *n, struct sv_cmd *cmd, const struct sv_bytes *plain,
                           size_t *len, int *status)
 {
-    uint8_t *sealed = NULL;
     *status = SV_ST_OK;
-    if (plain && plain->len) {
+    cmd->data = NULL;
+    cmd->data_len = plain && plain->len ? (uint32_t)sv_crypto_sealed_len(plain->len) : 0;
+    *len = sv_cmd_encoded_len(cmd);
+    uint8_t *buf = malloc(*len);
+    if (!buf) {
+        *status = SV_ST_INTERNAL;
+        return NULL;
+    }
+    sv_cmd_encode(cmd, buf);
+    if (cmd->data_len) {
         struct sv_crypto_chunk_ad ad = {
             .tenant_id = cmd->tenant, .chunk_index = cmd->chunk, .version = cmd->upload};
         sv_object_id(cmd->tenant, cmd->bucket, cmd->bucket_len, cmd->key, cmd->key_len,
                      ad.object_id);
         size_t slen;
-        sealed = malloc(sv_crypto_sealed_len(plain->len));
-        int rc = sealed ? sv_crypto_seal(n->dek, &ad, plain->p, plain->len, sealed,
-                                         sv_crypto_sealed_len(plain->len), &slen)
-                        : -ENOMEM;
+        int rc = sv_crypto_seal(n->dek, &ad, plain->p, plain->len, buf + *len - cmd->data_len,
+                                cmd->data_len, &slen);
         if (rc) {
             LOG_ERROR("seal: %s", sv_crypto_strerror(rc));
-            free(sealed);
+            free(buf);
             *status = SV_ST_INTERNAL;
             return NULL;
         }
-        cmd->data = sealed;
-        cmd->data_len = (uint32_t)slen;
     }
-    *len = sv_cmd_encoded_len(cmd);
-    uint8_t *buf = malloc(*len);
-    if (buf)
-        sv_cmd_encode(cmd, buf);
-    else
-        *status = SV_ST_INTERNAL;
-    free(sealed);
     return buf;
 }
 
@@ -1465,7 +1469,7 @@ static void handle_write(struct sv_node *n, struct sv_conn *c, const struct sv_w
         reply_status(n, conn, f->type, f->req_id, status, "could not build the command");
         return;
     }
-    struct waiter *w = waiter_new(n, c, f, g->id);
+    struct waiter *w = waiter_new(n, c, f, g->id, false);
     if (!w) {
         free(buf);
         reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
@@ -1477,7 +1481,7 @@ static void handle_write(struct sv_node *n, struct sv_conn *c, const struct sv_w
 static void handle_read(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                         const struct sv_msg *m, struct group *g)
 {
-    struct waiter *w = waiter_new(n, c, f, g->id);
+    struct waiter *w = waiter_new(n, c, f, g->id, true);
     if (!w) {
         reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
         return;
@@ -1678,6 +1682,47 @@ static void scan_uploads(struct sv_node *n)
     }
 }
 
+struct compact_job {
+    uv_work_t w;
+    struct sv_node *node;
+    uint64_t reclaimed;
+    int rc;
+};
+
+static void compact_work(uv_work_t *req)
+{
+    struct compact_job *cj = req->data;
+    struct sv_node *n = cj->node;
+    pthread_mutex_lock(&n->seg_mu);
+    cj->rc = sv_seg_compact(n->seg, 0.5, &cj->reclaimed);
+    pthread_mutex_unlock(&n->seg_mu);
+}
+
+static void compact_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct compact_job *cj = req->data;
+    cj->node->jobs_in_pool--;
+    if (cj->rc)
+        LOG_WARN("segment compaction: %s", sv_seg_strerror(cj->rc));
+    else if (cj->reclaimed)
+        LOG_INFO("segment compaction reclaimed %" PRIu64 " bytes", cj->reclaimed);
+    free(cj);
+}
+
+/* Deleted and replaced chunks leave dead bytes in their segments: copy the
+ * live records of mostly-dead segments forward and remove the old files. */
+static void compact_segments(struct sv_node *n)
+{
+    struct compact_job *cj = calloc(1, sizeof *cj);
+    if (!cj)
+        return;
+    cj->node = n;
+    cj->w.data = cj;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &cj->w, compact_work, compact_after);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct sv_node *n = t->data;
@@ -1710,6 +1755,10 @@ static void on_tick(uv_timer_t *t)
     if (now - n->last_upload_scan_ms >= UPLOAD_SCAN_MS) {
         n->last_upload_scan_ms = now;
         scan_uploads(n);
+    }
+    if (now - n->last_compact_ms >= SEG_COMPACT_MS && !n->stopping) {
+        n->last_compact_ms = now;
+        compact_segments(n);
     }
 }
 

@@ -64,7 +64,7 @@ void sv_cmd_encode(const struct sv_cmd *c, uint8_t *p)
     sv_put64(p, c->size), p += 8;
     memcpy(p, c->sha256, 32), p += 32;
     sv_put32(p, c->data_len), p += 4;
-    if (c->data_len)
+    if (c->data_len && c->data)
         memcpy(p, c->data, c->data_len);
 }
 

@@ -85,7 +85,9 @@ struct sv_cmd {
     uint32_t data_len;
 };
 
-/* Encoded size, and encoding into out (that many bytes, caller-owned). */
+/* Encoded size, and encoding into out (that many bytes, caller-owned). With
+ * c->data NULL and c->data_len > 0, the last data_len bytes of out are left
+ * for the caller to fill (the leader seals a chunk straight into them). */
 size_t sv_cmd_encoded_len(const struct sv_cmd *c);
 void sv_cmd_encode(const struct sv_cmd *c, uint8_t *out);
 /* Decode p[0..len) (borrowed; *c points into it). 0 or -EINVAL. */
