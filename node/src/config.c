@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,4 +181,74 @@ uint32_t sv_cfg_replicas(const struct sv_cfg *c, uint64_t group, uint64_t *ids)
         ids[j] = zone_node(c, z, (uint32_t)(s / c->n_zones) + j, &size)->id;
     }
     return c->replicas;
+}
+
+/* Append n bytes to a growing buffer. */
+struct buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void put_bytes(struct buf *b, const void *d, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n)
+            cap *= 2;
+        uint8_t *np = realloc(b->p, cap);
+        if (!np) {
+            b->failed = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+}
+
+static void put_u64(struct buf *b, uint64_t v)
+{
+    uint8_t x[8];
+    for (int i = 0; i < 8; i++)
+        x[i] = (uint8_t)(v >> (8 * i));
+    put_bytes(b, x, 8);
+}
+
+static void put_str(struct buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    put_u64(b, n);
+    put_bytes(b, s, n);
+}
+
+int sv_cfg_map_encode(const struct sv_cfg *c, uint8_t **out, size_t *len)
+{
+    struct buf b = {0};
+    put_bytes(&b, "svmap1", 6);
+    put_u64(&b, c->n_shards);
+    put_u64(&b, c->replicas);
+    put_u64(&b, c->n_nodes);
+    for (uint32_t i = 0; i < c->n_nodes; i++) {
+        put_u64(&b, c->nodes[i].id);
+        put_str(&b, c->nodes[i].zone);
+        put_str(&b, c->nodes[i].addr);
+    }
+    for (uint64_t g = 0; g <= c->n_shards; g++) {
+        uint64_t ids[SV_CFG_REPLICAS_MAX];
+        uint32_t n = sv_cfg_replicas(c, g, ids);
+        put_u64(&b, n);
+        for (uint32_t k = 0; k < n; k++)
+            put_u64(&b, ids[k]);
+    }
+    if (b.failed) {
+        free(b.p);
+        return -ENOMEM;
+    }
+    *out = b.p;
+    *len = b.len;
+    return 0;
 }

@@ -66,4 +66,9 @@ const struct sv_cfg_node *sv_cfg_node(const struct sv_cfg *c, uint64_t id);
  * node of each of the first min(SV_CFG_META_REPLICAS, zones) zones. */
 uint32_t sv_cfg_replicas(const struct sv_cfg *c, uint64_t group, uint64_t *ids);
 
+/* The cluster map derived from c (nodes with zone and address, shards with
+ * their replicas) in a canonical encoding, as the meta group records it:
+ * a new malloc'd buffer. 0 or -ENOMEM. */
+int sv_cfg_map_encode(const struct sv_cfg *c, uint8_t **out, size_t *len);
+
 #endif

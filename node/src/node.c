@@ -34,6 +34,7 @@ enum {
     SEG_SYNC_MS = 1000,         /* chunk segments are synced at least this often */
     PEER_RETRY_MS = 300,        /* between dials of an unreachable peer */
     UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
+    MAP_CHECK_MS = 1000,        /* until the meta group's map is recorded and checked */
     SEG_COMPACT_MS = 30000,     /* segments with mostly deleted chunks are compacted this often */
     EXPIRED_BATCH = 64,         /* uploads aborted per scan */
     DISK_RESERVE_BYTES = 64u << 20, /* writes are refused below this much free space */
@@ -142,6 +143,8 @@ struct group {
      * restart, and never below the applied index: see open_group). */
     bool rd_persist;
     uint64_t hs_term, hs_vote; /* as last persisted */
+    int map_state;             /* meta group: 0 not checked, 1 checked, 2 differs */
+    bool map_busy;
     struct sv_raft_snapshot snap;
 };
 
@@ -183,6 +186,7 @@ struct sv_node {
     uint64_t next_fetch;
     uint64_t last_upload_scan_ms;
     uint64_t last_compact_ms;
+    uint64_t last_map_check_ms;
     uint64_t disk_checked_ms;
     uint64_t disk_free;
     struct fetch *fetches;
@@ -1663,6 +1667,73 @@ static void scan_after(uv_work_t *req, int status)
     free(s);
 }
 
+/* The meta group records the cluster map once, at bootstrap; every member
+ * then checks its own cluster.conf against the recorded map, so a node
+ * started with a different configuration says so loudly. */
+struct map_job {
+    uv_work_t w;
+    struct sv_node *node;
+    uint8_t *mine, *rec;
+    size_t mine_len, rec_len;
+    int rc;
+};
+
+static void map_work(uv_work_t *req)
+{
+    struct map_job *m = req->data;
+    m->rc = sv_cfg_map_encode(&m->node->cfg, &m->mine, &m->mine_len);
+    if (!m->rc)
+        m->rc = sv_sm_map(m->node->sm, 0, &m->rec, &m->rec_len);
+}
+
+static void map_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct map_job *m = req->data;
+    struct sv_node *n = m->node;
+    struct group *g = n->groups[0];
+    n->jobs_in_pool--;
+    g->map_busy = false;
+    if (m->rc == -ENOENT && g->role == SV_RAFT_LEADER && !n->stopping) {
+        struct sv_cmd cmd = {
+            .type = SV_CMD_MAP, .data = m->mine, .data_len = (uint32_t)m->mine_len};
+        size_t len = sv_cmd_encoded_len(&cmd);
+        uint8_t *buf = malloc(len);
+        if (buf) {
+            sv_cmd_encode(&cmd, buf);
+            LOG_INFO("meta group: recording the cluster map (%u nodes, %u shards)", n->cfg.n_nodes,
+                     n->cfg.n_shards);
+            propose(n, g, buf, len, NULL);
+        }
+    } else if (m->rc == 0) {
+        bool same = m->rec_len == m->mine_len && !memcmp(m->rec, m->mine, m->mine_len);
+        if (same)
+            LOG_INFO("meta group: this node's cluster.conf matches the recorded cluster map");
+        else
+            LOG_ERROR("meta group: this node's cluster.conf DIFFERS from the cluster map "
+                      "recorded at bootstrap: every node must be started with the same file");
+        g->map_state = same ? 1 : 2;
+    }
+    free(m->mine);
+    free(m->rec);
+    free(m);
+}
+
+static void check_map(struct sv_node *n)
+{
+    struct group *g = n->groups[0];
+    if (!g || g->map_state || g->map_busy || g->applied == 0)
+        return;
+    struct map_job *m = calloc(1, sizeof *m);
+    if (!m)
+        return;
+    m->node = n;
+    m->w.data = m;
+    g->map_busy = true;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &m->w, map_work, map_after);
+}
+
 static void scan_uploads(struct sv_node *n)
 {
     uint64_t before = wall_ms() - (uint64_t)n->cfg.upload_ttl_s * 1000;
@@ -1755,6 +1826,10 @@ static void on_tick(uv_timer_t *t)
     if (now - n->last_upload_scan_ms >= UPLOAD_SCAN_MS) {
         n->last_upload_scan_ms = now;
         scan_uploads(n);
+    }
+    if (now - n->last_map_check_ms >= MAP_CHECK_MS) {
+        n->last_map_check_ms = now;
+        check_map(n);
     }
     if (now - n->last_compact_ms >= SEG_COMPACT_MS && !n->stopping) {
         n->last_compact_ms = now;

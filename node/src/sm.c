@@ -83,7 +83,7 @@ int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c)
     c->tenant = sv_get64(p), p += 8;
     c->bucket_len = get16(p), p += 2;
     c->key_len = get16(p), p += 2;
-    if (c->type < SV_CMD_PUT || c->type > SV_CMD_ABORT || c->bucket_len > SV_SM_NAME_MAX ||
+    if (c->type < SV_CMD_PUT || c->type > SV_CMD_MAP || c->bucket_len > SV_SM_NAME_MAX ||
         c->key_len > SV_SM_NAME_MAX ||
         (size_t)(end - p) < CMD_FIXED - 13u + c->bucket_len + c->key_len)
         return -EINVAL;
@@ -320,6 +320,25 @@ int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index)
         rc = -EIO;
     leveldb_free(v);
     return rc;
+}
+
+int sv_sm_map(struct sv_sm *sm, uint64_t group, uint8_t **out, size_t *len)
+{
+    uint8_t k[PFX];
+    char *v;
+    size_t vlen;
+    int rc = db_get(sm, k, key_pfx(k, group, 'm'), &v, &vlen);
+    if (rc)
+        return rc;
+    if (!v)
+        return -ENOENT;
+    *out = malloc(vlen ? vlen : 1);
+    if (*out) {
+        memcpy(*out, v, vlen);
+        *len = vlen;
+    }
+    leveldb_free(v);
+    return *out ? 0 : -ENOMEM;
 }
 
 int sv_sm_get(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *bucket, size_t blen,
@@ -748,6 +767,13 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
             case SV_CMD_DELETE:
                 rc = apply_delete(&a, &c, res);
                 break;
+            case SV_CMD_MAP: {
+                uint8_t k[PFX];
+                leveldb_writebatch_put(a.wb, (const char *)k, key_pfx(k, group, 'm'),
+                                       (const char *)c.data, c.data_len);
+                res->status = SV_ST_OK;
+                break;
+            }
             default:
                 rc = apply_abort(&a, &c, res);
                 break;

@@ -14,6 +14,7 @@
  *   DELETE  remove the live version (a tombstone keeps the version number,
  *           so versions grow per key across deletes)
  *   ABORT   drop an upload and its chunks (expired uploads)
+ *   MAP     (meta group 0) record the cluster map (config.h's encoding)
  * PUT, COMMIT and DELETE carry (session, seq): a repeated pair returns the
  * stored result without applying again (exactly-once, Raft thesis §6.3);
  * results of seqs below ack_below are forgotten.
@@ -26,6 +27,7 @@
  *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64), bucket
  *                                       and key (u16 length each), chunk
  *                                       bitmap length (u32) and bitmap
+ *   'm'                              -> group 0 only: the cluster map
  *   's' session(BE) 0(u64)           -> the session's recent results: count
  *                                       (u32), then per write seq (u64),
  *                                       status (u32), version (u64), by seq
@@ -55,6 +57,7 @@ enum sv_cmd_type {
     SV_CMD_COMMIT = 4,
     SV_CMD_DELETE = 5,
     SV_CMD_ABORT = 6,
+    SV_CMD_MAP = 7, /* meta group only: data is the encoded cluster map */
 };
 
 enum {
@@ -131,6 +134,10 @@ int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index);
 int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 const struct sv_raft_entry *e, struct sv_sm_result *res, char *errmsg,
                 size_t errlen);
+
+/* The cluster map recorded in group (by a MAP command) into a new malloc'd
+ * buffer: 0, -ENOENT (none yet), -ENOMEM or -EIO. */
+int sv_sm_map(struct sv_sm *sm, uint64_t group, uint8_t **out, size_t *len);
 
 /* Object record of (tenant, bucket, key) in group: 0, -ENOENT (never
  * written; a tombstone is returned with deleted = true), -EIO. */

@@ -59,6 +59,13 @@ status_is 0 "$svctl" put --help
 check "status json lists 6 nodes up" sh -c "'$svctl' -o json status | grep -o '\"state\": *\"up\"' | wc -l | grep -qx 6"
 check "status json has shard leaders" sh -c "'$svctl' -o json status | grep -q '\"leader\"'"
 
+# The meta group recorded the cluster map and its members checked their
+# configuration against it (nodes 1-3: the first node of each zone).
+check "meta group recorded the map" sh -c "grep -q 'recording the cluster map' '$dir'/node[123]/svd.log"
+for n in 1 2 3; do
+    check "node $n checked the map" grep -q "matches the recorded cluster map" "$dir/node$n/svd.log"
+done
+
 # A node killed and started again; the cluster serves throughout.
 "$root/deploy/cluster" kill 2 --dir "$dir" >&2
 check "put with a node down" "$svctl" put photos/while-down "$tmp/in"
