@@ -220,7 +220,8 @@ static void conn_free(struct conn *k)
     free(k);
 }
 
-/* Wait for events on fd until deadline: 0, SV_E_TIMEOUT or SV_E_IO. */
+/* Wait for events on fd until deadline: 0, SV_E_TIMEOUT or SV_E_IO. With
+ * POLLRDHUP in events, the peer closing its side is SV_E_IO. */
 static int wait_fd(int fd, short events, uint64_t deadline, char *why, size_t wl)
 {
     for (;;) {
@@ -232,6 +233,10 @@ static int wait_fd(int fd, short events, uint64_t deadline, char *why, size_t wl
         uint64_t left = deadline - now;
         struct pollfd p = {.fd = fd, .events = events};
         int n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+        if (n > 0 && (p.revents & POLLRDHUP)) {
+            snprintf(why, wl, "connection closed by peer");
+            return SV_E_IO;
+        }
         if (n > 0)
             return 0;
         if (n < 0 && errno != EINTR) {
@@ -256,7 +261,10 @@ static int conn_flush(struct conn *k, uint64_t deadline, char *why, size_t wl)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                int rc = wait_fd(k->fd, POLLOUT, deadline, why, wl);
+                /* A peer that closed (FIN) without reading what we sent leaves
+                 * the window shut: POLLOUT alone would wait out the deadline.
+                 * A server never half-closes, so nothing we send gets answered. */
+                int rc = wait_fd(k->fd, POLLOUT | POLLRDHUP, deadline, why, wl);
                 if (rc != 0)
                     return rc;
                 continue;
@@ -646,6 +654,13 @@ int sv_client_open(const struct sv_client_options *opts, struct sv_client **out)
     }
     if (c->n_endpoints == 0) {
         set_err("no endpoints");
+        rc = SV_E_BAD_ARGUMENT;
+        goto err_after_client;
+    }
+    if (opts->tenant != 0) {
+        /* Nodes store everything under tenant 0 until tokens name tenants. */
+        set_err("tenant %llu: only tenant 0 exists until access tokens arrive",
+                (unsigned long long)opts->tenant);
         rc = SV_E_BAD_ARGUMENT;
         goto err_after_client;
     }
@@ -1344,6 +1359,7 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
                 slots[s].used = false;
                 redirects = 0;
                 op->backoff_ms = BACKOFF_MIN_MS;
+                op->deadline = now_ms() + c->deadline_ms; /* progress: a new deadline */
             } else if (r.m.status == SV_ST_NOT_LEADER) {
                 bool go = op_redirect(op, shard, &r.m);
                 op_note(op, addr, SV_E_UNAVAILABLE, "not leader");
@@ -1616,6 +1632,7 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
                 slots[si].got = true;
                 redirects = 0;
                 op->backoff_ms = BACKOFF_MIN_MS;
+                op->deadline = now_ms() + c->deadline_ms; /* progress: a new deadline */
                 continue;
             } else if (r.m.status == SV_ST_VERSION_CONFLICT || r.m.status == SV_ST_NOT_FOUND) {
                 resp_free(&r);
@@ -2000,10 +2017,13 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
                     snprintf(sh->replicas[j].role, sizeof(sh->replicas[j].role), "unknown");
                     for (uint32_t t = 0; t < r.m.n_items; t++) {
                         const struct sv_item *it = &r.m.items[t];
-                        if (SV_ITEM_HAS(it, SV_I_ID) && it->id == sh->id &&
-                            SV_ITEM_HAS(it, SV_I_ROLE))
+                        if (!SV_ITEM_HAS(it, SV_I_ID) || it->id != sh->id)
+                            continue;
+                        if (SV_ITEM_HAS(it, SV_I_ROLE))
                             copy_bytes(sh->replicas[j].role, sizeof(sh->replicas[j].role),
                                        it->role);
+                        sh->replicas[j].term = it->term;
+                        sh->replicas[j].applied = it->applied;
                     }
                 }
             }

@@ -597,7 +597,7 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
                 json_str(stdout, r->zone);
                 printf(",\"role\":");
                 json_str(stdout, r->role);
-                printf("}");
+                printf(",\"term\":%" PRIu64 ",\"applied\":%" PRIu64 "}", r->term, r->applied);
             }
             printf("]}");
         }

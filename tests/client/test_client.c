@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,7 +90,9 @@ struct fake {
 
     int unavailable_left;
     int unavailable_chunks_left; /* PUT_CHUNK answers UNAVAILABLE this many times */
-    int drop_chunk_left;         /* PUT_CHUNK stored, then the connection closes unanswered */
+    int drop_chunk_left;         /* PUT_CHUNK stored, the server stops reading until the
+                                  * client's window is shut, then closes unanswered */
+    int rcvbuf;                  /* SO_RCVBUF of connections accepted from now on, 0: default */
     int flip_after_chunks;       /* leadership of the shard moves after this many chunks */
     bool always_unavailable;
     bool blackhole;
@@ -466,7 +469,7 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
         u->lens[m->chunk] = m->data.len;
         if (F.drop_chunk_left > 0) {
             F.drop_chunk_left--;
-            return -2;
+            return -3; /* stored, the server stalls, then the answer is lost */
         }
         if (F.flip_after_chunks > 0 && --F.flip_after_chunks == 0)
             F.leader[shard] ^= 1;
@@ -554,6 +557,23 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
     }
 }
 
+/* A server that stalls before it dies: stop reading until the client can
+ * send no more (the bytes waiting in fd stop growing: its window is shut) or
+ * 2 s pass. Closing then sends a FIN but no RST, since no new data arrives
+ * after the shutdown: a client blocked in send must notice the FIN. */
+static void wait_window_shut(int fd)
+{
+    int last = -1, same = 0;
+    for (int i = 0; i < 200 && same < 10; i++) {
+        int q = 0;
+        if (ioctl(fd, FIONREAD, &q) != 0)
+            return;
+        same = q == last ? same + 1 : 0;
+        last = q;
+        nanosleep(&(struct timespec){.tv_nsec = 10 * 1000000L}, NULL);
+    }
+}
+
 static void *conn_main(void *arg)
 {
     struct sconn *s = arg;
@@ -586,7 +606,9 @@ static void *conn_main(void *arg)
             bool reorder = F.reorder_chunks && chunk;
             pthread_mutex_unlock(&F.lock);
             sv_msg_free(&m);
-            if (what == -2) {
+            if (what == -3)
+                wait_window_shut(s->fd);
+            if (what < 0) {
                 close_now = true;
                 break;
             }
@@ -664,6 +686,11 @@ static void *accept_main(void *arg)
         int fd = accept(F.lfd[node], NULL, NULL);
         if (fd < 0)
             continue;
+        pthread_mutex_lock(&F.lock);
+        int rcvbuf = F.rcvbuf;
+        pthread_mutex_unlock(&F.lock);
+        if (rcvbuf > 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         struct sconn *s = calloc(1, sizeof(*s));
         s->node = node;
         s->fd = fd;
@@ -1226,10 +1253,17 @@ static void test_upload_failover(void)
     size_t n = 6 * MiB + 7;
     uint8_t *buf = malloc(n);
     fill(buf, n, 21);
-    /* A chunk's answer is lost with its connection: the chunk is sent again. */
+    /* A chunk's answer is lost with its connection: the chunk is sent again.
+     * The server stalls after the first chunk and closes once the client's
+     * window is shut; a small receive buffer makes sure that the client then
+     * still has chunks to send and is blocked in send (not only waiting for
+     * answers), so it must notice the close there rather than at the deadline. */
     int chunks = knob_get(&F.n_req[SV_MSG_PUT_CHUNK]);
-    KNOB(F.drop_chunk_left = 1);
+    KNOB(F.drop_chunk_left = 1; F.rcvbuf = 64 * 1024);
+    uint64_t t0 = now_ms();
     CHECK_RC(sv_client_put(c, "fo", "a", buf, n, SV_IF_ANY, NULL), 0);
+    CHECK(now_ms() - t0 < 5000); /* well within the 10 s deadline */
+    KNOB(F.rcvbuf = 0);
     CHECK(knob_get(&F.drop_chunk_left) == 0);
     CHECK(knob_get(&F.n_req[SV_MSG_PUT_CHUNK]) - chunks > 7);
     void *got = NULL;
@@ -1362,7 +1396,7 @@ static void test_svctl(void)
     CHECK(strncmp(sv_out, "{\"nodes\":[{\"id\":1,\"address\":\"127.0.0.1:", 38) == 0);
     CHECK(strstr(sv_out, "\"state\":\"up\"") != NULL);
     CHECK(strstr(sv_out, "\"shards\":[{\"id\":0,\"replicas\":[{\"node\":1,\"zone\":\"zone-a\","
-                         "\"role\":\"leader\"}") != NULL);
+                         "\"role\":\"leader\",\"term\":") != NULL);
     CHECK(svctl("", "status") == 0);
     CHECK(strstr(sv_out, "zone-b") != NULL);
 

@@ -140,6 +140,38 @@ static void verify_acked(const char *when)
     sv_client_close(c);
 }
 
+/* True once node id has applied, in every shard it holds, as far as the
+ * most advanced replica (no writes run meanwhile). */
+static bool caught_up(int id, int timeout_ms)
+{
+    struct sv_client *c = it_client(&cl_, 5000);
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    bool ok = false;
+    while (!ok && it_now_ms() < end) {
+        struct sv_cluster_status *st = NULL;
+        if (sv_client_status(c, &st) == 0) {
+            ok = true;
+            for (size_t i = 0; i < st->n_shards; i++) {
+                uint64_t best = 0, mine = UINT64_MAX;
+                for (size_t k = 0; k < st->shards[i].n_replicas; k++) {
+                    const struct sv_status_replica *r = &st->shards[i].replicas[k];
+                    if (r->applied > best)
+                        best = r->applied;
+                    if (r->node == (uint64_t)id)
+                        mine = r->applied;
+                }
+                if (mine != UINT64_MAX && mine < best)
+                    ok = false;
+            }
+            sv_client_status_free(st);
+        }
+        if (!ok)
+            usleep(200 * 1000);
+    }
+    sv_client_close(c);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -154,6 +186,7 @@ int main(int argc, char **argv)
     run_writers_while(kill_leader);
     verify_acked("after leader kill");
     it_start(&cl_, victim_);
+    CHECK(caught_up(victim_, 20000));
     int restarted_leader = victim_;
 
     current = "kill -9 follower";
@@ -169,9 +202,10 @@ int main(int argc, char **argv)
     it_start(&cl_, victim_);
 
     current = "restart and catch up";
-    /* The restarted follower must have caught up: with it back, lose
-     * another replica; the shard still has a quorum and every write. */
-    sleep(3);
+    /* The restarted follower catches up (applied index of every shard it
+     * holds reaches the others'); then, with it back, lose another replica:
+     * the shards keep a quorum and every write. */
+    CHECK(caught_up(victim_, 20000));
     int other = victim_ == 1 ? 2 : 1;
     it_kill(&cl_, other);
     verify_acked("restarted follower + one other");

@@ -10,7 +10,10 @@
  * routed to the leader of the object's shard, follows NOT_LEADER redirects at
  * once, and retries connection failures, timeouts and UNAVAILABLE answers
  * with exponential backoff (50 ms doubling to 1 s, jittered) until the
- * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT.
+ * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT. A streamed or
+ * chunked put or get (objects over one chunk) gets a new deadline each time a
+ * chunk is acknowledged or received: the deadline bounds a stall, not the
+ * time a 5 GiB transfer takes.
  *
  * Errors: every function returns 0 (SV_OK) or a negative enum sv_client_err.
  * On failure, a one-line human explanation (what was tried, what the server
@@ -90,7 +93,7 @@ struct sv_client_options {
     const char *ca_file;   /* PEM CA bundle that vouches for the nodes (required) */
     const char *token;     /* access token, may be NULL (copied; kept for when the protocol
                               carries tokens: this version does not send it) */
-    uint64_t tenant;       /* tenant id, default 0 */
+    uint64_t tenant;       /* tenant id: only 0 exists until access tokens (issue: security) */
     uint32_t deadline_ms;  /* per operation, 0 = SV_CLIENT_DEADLINE_MS_DEFAULT */
 };
 
@@ -100,7 +103,8 @@ struct sv_client;
  * Nothing is sent yet: the cluster map is fetched on first use, so an
  * unreachable cluster shows up on the first operation. On success *out owns
  * the client (free it with sv_client_close). Returns 0, SV_E_BAD_ARGUMENT
- * (endpoints empty or malformed, more than SV_CLIENT_ENDPOINTS_MAX), SV_E_TLS
+ * (endpoints empty or malformed, more than SV_CLIENT_ENDPOINTS_MAX, a tenant
+ * other than 0), SV_E_TLS
  * (CA file missing or invalid) or SV_E_NOMEM; *out untouched on failure. */
 SV_CLIENT_API int sv_client_open(const struct sv_client_options *opts, struct sv_client **out);
 
@@ -205,7 +209,9 @@ struct sv_status_node {
 struct sv_status_replica {
     uint64_t node;
     char zone[SV_CLIENT_NAME_MAX + 1];
-    char role[32]; /* as the node reports it ("leader", "follower", ...), or "down" */
+    char role[32];    /* as the node reports it ("leader", "follower", ...), or "down" */
+    uint64_t term;    /* the replica's Raft term (0 when down) */
+    uint64_t applied; /* index of the last entry it applied (0 when down) */
 };
 
 struct sv_status_shard {
