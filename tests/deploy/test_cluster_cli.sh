@@ -86,14 +86,17 @@ keygen)
     exit ;;
 --config)
     [[ ${3-} == --id && -n ${4-} ]] || exit 2
-    line=$(grep -E "^node $4 " "$2") || { echo "svd: no node $4 in $2" >&2; exit 1; }
-    echo "fake svd: $line"
-    if [[ -n ${FAKE_SVD_FAIL-} ]]; then echo "fake svd: boom" >&2; exit 1; fi
+    # Signal handling first: what the node logs below tells the test it is in place.
+    child=""
     if [[ -n ${FAKE_SVD_IGNORE_TERM-} ]]; then
         trap '' TERM
     else
         trap 'echo "fake svd $4: SIGTERM"; kill "$child" 2>/dev/null; exit 0' TERM INT
     fi
+    line=$(grep -E "^node $4 " "$2") || { echo "svd: no node $4 in $2" >&2; exit 1; }
+    echo "fake svd: $line"
+    if [[ -n ${FAKE_SVD_FAIL-} ]]; then echo "fake svd: boom" >&2; exit 1; fi
+    [[ -z ${FAKE_SVD_IGNORE_TERM-} ]] || echo "fake svd $4: ignoring SIGTERM"
     if [[ -n ${FAKE_SVD_LISTEN-} ]]; then
         # Listen on the node's address (perl-base is always there); the
         # listener exits within 1 s once this stand-in is gone.
@@ -142,6 +145,17 @@ alive()
     [[ -n $st && $st != Z* ]]
 }
 dead() { ! alive "$1"; }
+# wait_for SECONDS CMD...: until CMD succeeds, at most SECONDS (a bounded wait
+# for a condition; the bound only matters when the condition never comes).
+wait_for()
+{
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.05
+    done
+}
 mode_of() { stat -c %a "$1"; }
 
 # --- help, usage, bad values, missing DIR ------------------------------------
@@ -246,10 +260,12 @@ rm -f "$dir/token"
 expect 0 "logs 2" -- "$cluster" logs 2 --dir "$dir"
 ok "logs 2 shows node 2's log" -- grep_out "fake svd: node 2 zone-b"
 expect 2 "logs of an unknown node" -- "$cluster" logs 9 --dir "$dir"
-out_follow_rc=0
-timeout 1 "$cluster" logs 3 -f --dir "$dir" >"$out" 2>"$err" || out_follow_rc=$?
-ok "logs -f follows until stopped (timeout: 124)" -- test "$out_follow_rc" = 124
-ok "logs -f printed the log" -- grep_out "fake svd: node 3"
+"$cluster" logs 3 -f --dir "$dir" >"$out" 2>"$err" &
+follow_pid=$!
+ok "logs -f printed the log" -- wait_for 30 grep_out "fake svd: node 3"
+ok "logs -f keeps following" -- alive "$follow_pid"
+kill -TERM "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
 
 # --- a second up reuses the deployment -----------------------------------------
 p1=$(pid_of "$dir" 1)
@@ -321,6 +337,10 @@ ok "status: no svctl when stopped" -- bash -c "! grep -q endpoints '$out'"
 # down escalates to SIGKILL for a node ignoring SIGTERM.
 expect 0 "up, nodes ignore SIGTERM" -- env FAKE_SVD_IGNORE_TERM=1 "$cluster" up --bin "$bin" --dir "$dir"
 p2=$(pid_of "$dir" 2)
+for i in 1 2 3 4 5 6; do
+    ok "node $i ignores SIGTERM before down" -- \
+        wait_for 30 grep -q "fake svd $i: ignoring SIGTERM" "$dir/node$i/svd.log"
+done
 expect 0 "down with SIGKILL" -- env SV_CLUSTER_STOP_TIMEOUT_S=1 "$cluster" down --dir "$dir"
 ok "down says SIGKILL" -- grep_out "SIGKILL"
 ok "node 2 is gone" -- dead "$p2"
@@ -337,7 +357,9 @@ ok "a DIR without cluster.conf is not deleted" -- test -d "$tmp/notacluster"
 
 # --- failures while starting ---------------------------------------------------------
 d2=$tmp/c2
-expect 1 "up when svd exits at once" -- env FAKE_SVD_FAIL=1 FAKE_SVCTL_FAIL=1 SV_CLUSTER_TIMEOUT_S=5 \
+# The default wait (30 s): a node that exits is seen at once; a shorter bound
+# would only make the result depend on how fast a loaded machine runs svd.
+expect 1 "up when svd exits at once" -- env FAKE_SVD_FAIL=1 FAKE_SVCTL_FAIL=1 \
     "$cluster" up --nodes 3 --zones 3 --bin "$bin" --dir "$d2" --base-port "$base"
 ok "failed up shows the node's log" -- grep_err "fake svd: boom"
 expect 0 "down after the failed up" -- "$cluster" down --purge --dir "$d2"
