@@ -29,7 +29,7 @@ enum {
     ADDR_MAX = SV_MSG_NAME_MAX + 1,
     NODES_MAX = 256,
     POOL_IDLE_MAX = 64,
-    WINDOW = 8, /* chunk requests in flight on one connection */
+    WINDOW = 32, /* chunk requests in flight on one connection */
     IO_BUF = SV_TLS_FEED_MAX,
     BACKOFF_MIN_MS = 50,
     BACKOFF_MAX_MS = 1000,

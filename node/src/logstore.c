@@ -1314,6 +1314,12 @@ static int db_open(const char *dir, struct sv_logstore **out, char *errmsg, size
     st->pub.ops = &sv_logstore_leveldb_ops;
     st->dbopts = leveldb_options_create();
     leveldb_options_set_create_if_missing(st->dbopts, 1);
+    /* Entries are mostly sealed chunks: incompressible, up to 1 MiB each, and
+     * deleted soon after (log compaction). No compression; a larger memtable
+     * and files mean fewer level-0 flushes and compactions per byte. */
+    leveldb_options_set_compression(st->dbopts, leveldb_no_compression);
+    leveldb_options_set_write_buffer_size(st->dbopts, 32u << 20);
+    leveldb_options_set_max_file_size(st->dbopts, 32u << 20);
     st->ropts = leveldb_readoptions_create();
     leveldb_readoptions_set_verify_checksums(st->ropts, 1);
     st->wopts_sync = leveldb_writeoptions_create();

@@ -61,9 +61,18 @@ check "status json has shard leaders" sh -c "'$svctl' -o json status | grep -q '
 
 # The meta group recorded the cluster map and its members checked their
 # configuration against it (nodes 1-3: the first node of each zone).
-check "meta group recorded the map" sh -c "grep -q 'recording the cluster map' '$dir'/node[123]/svd.log"
+log_has() { # log_has PATTERN FILE...: within 15 s, PATTERN appears in one of FILE...
+    local pattern=$1 i
+    shift
+    for ((i = 0; i < 150; i++)); do
+        grep -q -- "$pattern" "$@" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+check "meta group recorded the map" log_has 'recording the cluster map' "$dir"/node[123]/svd.log
 for n in 1 2 3; do
-    check "node $n checked the map" grep -q "matches the recorded cluster map" "$dir/node$n/svd.log"
+    check "node $n checked the map" log_has "matches the recorded cluster map" "$dir/node$n/svd.log"
 done
 
 # A node killed and started again; the cluster serves throughout.

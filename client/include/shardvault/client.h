@@ -136,7 +136,7 @@ typedef int64_t (*sv_client_read_cb)(void *arg, void *buf, size_t cap);
 
 /* Store the bytes that read returns until it returns 0. size is the total
  * when known (checked: a different count fails with SV_E_BAD_ARGUMENT), or -1.
- * At most 8 chunks of SV_CLIENT_CHUNK bytes are held in memory at a time,
+ * At most 32 chunks of SV_CLIENT_CHUNK bytes are held in memory at a time,
  * never the whole object. Otherwise as sv_client_put. */
 SV_CLIENT_API int sv_client_put_stream(struct sv_client *c, const char *bucket, const char *key,
                                        int64_t size, int64_t if_version, uint64_t *version,
@@ -156,7 +156,7 @@ SV_CLIENT_API int sv_client_get(struct sv_client *c, const char *bucket, const c
  * SV_E_IO). */
 typedef int (*sv_client_write_cb)(void *arg, const void *buf, size_t len);
 
-/* Stream bucket/key to write, in order, holding at most 9 chunks in memory.
+/* Stream bucket/key to write, in order, holding at most 33 chunks in memory.
  * *st (may be NULL) receives the metadata. The SHA-256 of what was delivered
  * is checked at the end: SV_E_CORRUPT means the bytes already given to write
  * are not the object (discard them). When the object is replaced during the
