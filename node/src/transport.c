@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "transport.h"
 
+#include "sv_assert.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
@@ -15,14 +16,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#define ASSERT(cond)                                                                               \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 enum {
     READ_BUF = SV_TLS_FEED_MAX,       /* one libuv read, fed to svtls whole */
