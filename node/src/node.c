@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,11 @@ struct job {
     bool seg_sync;
     int rc;
     char errmsg[256];
+    /* Set by the worker once the log store commit is durable: the batches'
+     * messages (votes, append acknowledgements) may go out while the job
+     * goes on applying committed entries. */
+    atomic_bool persisted;
+    bool msgs_sent; /* loop thread only */
 };
 
 struct sv_node {
@@ -179,6 +185,8 @@ struct sv_node {
     uv_prepare_t prepare;
     uv_check_t check;
     uv_signal_t sigterm, sigint;
+    uv_async_t persisted; /* the running job's batches are durable */
+    struct job *job;      /* the running persist job, or NULL */
 
     bool job_running;
     uint64_t last_seg_sync_ms;
@@ -511,6 +519,8 @@ static void job_work(uv_work_t *req)
     }
     if (j->rc)
         return;
+    atomic_store(&j->persisted, true);
+    uv_async_send(&n->persisted);
     pthread_mutex_lock(&n->seg_mu);
     for (size_t i = 0; i < j->n && !j->rc; i++) {
         struct group *g = j->gs[i];
@@ -593,12 +603,36 @@ static void fatal(struct sv_node *n, const char *what)
 
 static void maybe_snapshot(struct sv_node *n, struct group *g);
 
+/* Send the messages of the running job's batches that had to wait for the
+ * sync (persist before send, raft.h), once. */
+static void send_persisted(struct sv_node *n, struct job *j)
+{
+    if (j->msgs_sent || !atomic_load(&j->persisted))
+        return;
+    j->msgs_sent = true;
+    for (size_t i = 0; i < j->n; i++) {
+        struct group *g = j->gs[i];
+        if (g->rd_taken)
+            send_raft(n, g, g->rd.msgs, g->rd.n_msgs, false);
+    }
+}
+
+static void on_persisted(uv_async_t *a)
+{
+    struct sv_node *n = a->data;
+    if (n->job)
+        send_persisted(n, n->job);
+}
+
 static void job_after(uv_work_t *req, int status)
 {
     (void)status;
     struct job *j = req->data;
     struct sv_node *n = j->node;
     n->job_running = false;
+    n->job = NULL;
+    if (!j->rc)
+        send_persisted(n, j);
     if (j->rc) {
         fatal(n, j->errmsg);
         /* Leave the groups busy: nothing more is persisted or answered. */
@@ -624,10 +658,13 @@ static void job_after(uv_work_t *req, int status)
             g->hs_term = rd->hs.term;
             g->hs_vote = rd->hs.vote;
         }
-        send_raft(n, g, rd->msgs, rd->n_msgs, false);
         if (rd->snapshot) {
             g->applied = rd->snapshot->meta.index;
             g->snap_index = rd->snapshot->meta.index;
+            LOG_INFO("group %" PRIu64 ": installed a snapshot at index %" PRIu64
+                     " from the leader; chunks it references that this node lacks are "
+                     "fetched from a replica when first read",
+                     g->id, g->applied);
         }
         for (size_t k = 0; k < rd->n_committed; k++) {
             const struct sv_raft_entry *e = &rd->committed[k];
@@ -749,6 +786,7 @@ static void cycle(struct sv_node *n)
     j->seg_sync = seg_sync;
     j->w.data = j;
     n->job_running = true;
+    n->job = j;
     if (seg_sync)
         n->last_seg_sync_ms = now; /* not again before this one completes */
     uv_queue_work(&n->loop, &j->w, job_work, job_after);
@@ -2057,6 +2095,8 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     uv_prepare_init(&n->loop, &n->prepare);
     n->prepare.data = n;
     uv_prepare_start(&n->prepare, on_prepare);
+    uv_async_init(&n->loop, &n->persisted, on_persisted);
+    n->persisted.data = n;
     uv_check_init(&n->loop, &n->check);
     n->check.data = n;
     uv_check_start(&n->check, on_check);
