@@ -1,6 +1,6 @@
 /* Linearizability checker for register histories: Wing & Gong search with Lowe's memoization. */
-#ifndef SV_SIM_LIN_H
-#define SV_SIM_LIN_H
+#ifndef SV_JEPSEN_LIN_H
+#define SV_JEPSEN_LIN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,13 +41,15 @@ enum lin_verdict {
 
 struct lin_report {
     uint32_t key;      /* first key that failed (VIOLATION or UNKNOWN) */
-    size_t n_ops;      /* operations on that key */
+    size_t n_ops;      /* operations on that key that were searched */
     uint64_t explored; /* search steps over all keys */
 };
 
 /* Check the history ops[0..n) (any order, any number of keys; every key starts
  * at value `init`). Each key is checked on its own (P-compositionality).
- * Indeterminate GETs carry no information and are ignored. Returns an
+ * Indeterminate GETs carry no information and are ignored, and so are
+ * indeterminate PUTs and CASes whose value no op observes (the verdict is the
+ * same; see prune_unobserved in lin.c). Returns an
  * enum lin_verdict, or -1 if memory ran out. ops is borrowed. */
 int sv__lin_check(const struct lin_op *ops, size_t n, uint64_t init, struct lin_report *report);
 
