@@ -377,6 +377,13 @@ static int get_upload(struct sv_sm *sm, uint64_t group, uint64_t id, struct uplo
 
 /* ---- apply -------------------------------------------------------------- */
 
+enum { SESSION_ENTRY = 20 };
+
+struct session {
+    uint32_t n;
+    uint8_t v[4 + SV_SM_RESULTS_PER_SESSION * SESSION_ENTRY];
+};
+
 struct apply {
     struct sv_sm *sm;
     struct sv_seg_store *seg;
@@ -384,6 +391,8 @@ struct apply {
     leveldb_writebatch_t *wb;
     char *errmsg;
     size_t errlen;
+    struct session sess; /* the command's session record, read once by session_lookup */
+    bool sess_loaded;
 };
 
 static int seg_fail(struct apply *a, int rc, const char *what)
@@ -422,12 +431,6 @@ static int delete_chunks(struct apply *a, uint64_t upload, uint32_t n)
 /* A session's record: the results of its recent writes, as n entries of
  * (seq u64, status u32, version u64), ascending by seq. One get and one put
  * per write, whatever the number of writes the session made. */
-enum { SESSION_ENTRY = 20 };
-
-struct session {
-    uint32_t n;
-    uint8_t v[4 + SV_SM_RESULTS_PER_SESSION * SESSION_ENTRY];
-};
 
 static int session_load(struct apply *a, const struct sv_cmd *c, struct session *s)
 {
@@ -454,12 +457,13 @@ static int session_lookup(struct apply *a, const struct sv_cmd *c, struct sv_sm_
 {
     if (c->session == 0)
         return 0;
-    struct session s;
-    int rc = session_load(a, c, &s);
+    int rc = session_load(a, c, &a->sess);
     if (rc)
         return rc;
-    for (uint32_t i = 0; i < s.n; i++) {
-        const uint8_t *e = s.v + 4 + i * SESSION_ENTRY;
+    a->sess_loaded = true;
+    const struct session *sp = &a->sess;
+    for (uint32_t i = 0; i < sp->n; i++) {
+        const uint8_t *e = sp->v + 4 + i * SESSION_ENTRY;
         if (sv_get64(e) == c->seq) {
             res->status = (int)sv_get32(e + 8);
             res->version = sv_get64(e + 12);
@@ -475,15 +479,15 @@ static int session_store(struct apply *a, const struct sv_cmd *c, const struct s
 {
     if (c->session == 0)
         return 0;
-    struct session s, out;
-    int rc = session_load(a, c, &s);
-    if (rc)
-        return rc;
+    ASSERT(a->sess_loaded); /* every write looks its session up first */
+    const struct session *sp = &a->sess;
+    struct session out;
     out.n = 0;
-    uint32_t skip = s.n + 1 > SV_SM_RESULTS_PER_SESSION ? s.n + 1 - SV_SM_RESULTS_PER_SESSION : 0;
+    uint32_t skip =
+        sp->n + 1 > SV_SM_RESULTS_PER_SESSION ? sp->n + 1 - SV_SM_RESULTS_PER_SESSION : 0;
     bool placed = false;
-    for (uint32_t i = 0; i <= s.n; i++) {
-        const uint8_t *e = i < s.n ? s.v + 4 + i * SESSION_ENTRY : NULL;
+    for (uint32_t i = 0; i <= sp->n; i++) {
+        const uint8_t *e = i < sp->n ? sp->v + 4 + i * SESSION_ENTRY : NULL;
         if (!placed && (!e || sv_get64(e) > c->seq)) {
             uint8_t *d = out.v + 4 + out.n++ * SESSION_ENTRY;
             sv_put64(d, c->seq);
@@ -742,7 +746,12 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    struct apply a = {sm, seg, group, leveldb_writebatch_create(), errmsg, errlen};
+    struct apply a = {.sm = sm,
+                      .seg = seg,
+                      .group = group,
+                      .wb = leveldb_writebatch_create(),
+                      .errmsg = errmsg,
+                      .errlen = errlen};
     int rc = 0;
     if (e->type == SV_RAFT_ENTRY_NORMAL) {
         struct sv_cmd c;
