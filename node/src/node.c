@@ -133,7 +133,7 @@ struct group {
     uint64_t snap_index;
     uint64_t log_bytes; /* applied payload bytes since the last snapshot */
     enum sv_raft_role role;
-    uint64_t term, leader;
+    uint64_t term, leader, commit;
     uint64_t up_term;
     uint32_t up_ctr;
     bool want_snapshot;
@@ -361,6 +361,7 @@ static void refresh(struct group *g)
     g->role = st.role;
     g->term = st.term;
     g->leader = st.leader;
+    g->commit = st.commit;
     if (was_leader && g->role != SV_RAFT_LEADER) {
         /* Our proposals may or may not commit under the next leader: the
          * clients retry with the same session and sequence number. */
@@ -1376,7 +1377,7 @@ static void handle_status(struct sv_node *n, struct sv_conn *c, const struct sv_
         it->leader = g->leader;
         it->term = g->term;
         it->applied = g->applied;
-        it->commit = g->applied;
+        it->commit = g->commit;
         it->n_replicas = g->n_replicas;
         memcpy(it->replicas, g->replicas, g->n_replicas * sizeof g->replicas[0]);
         SV_ITEM_SET(it, SV_I_ID);
