@@ -1224,6 +1224,17 @@ static void slots_unsend(struct up_slot *s)
         s[i].sent = false;
 }
 
+/* A windowed transfer lost connection *k: a failure, or a NOT_LEADER answer
+ * (follow: its redirect is followed at once). Free it and, unless following,
+ * back off. The caller marks the window's requests unsent. Returns 0 to go
+ * on, or the operation's final error. */
+static int window_lost(struct op *op, struct conn **k, bool follow)
+{
+    conn_free(*k);
+    *k = NULL;
+    return follow ? 0 : op_backoff(op);
+}
+
 static int put_chunked(struct op *op, const char *bucket, const char *key, int64_t size,
                        int64_t if_version, uint64_t *version, sv_client_read_cb read, void *arg)
 {
@@ -1364,12 +1375,8 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
                 bool go = op_redirect(op, shard, &r.m);
                 op_note(op, addr, SV_E_UNAVAILABLE, "not leader");
                 resp_free(&r);
-                conn_free(k);
-                k = NULL;
                 slots_unsend(slots);
-                if (go && ++redirects <= REDIRECTS_MAX)
-                    continue;
-                rc = op_backoff(op);
+                rc = window_lost(op, &k, go && ++redirects <= REDIRECTS_MAX);
                 if (rc != 0)
                     goto done;
                 continue;
@@ -1390,10 +1397,8 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
         }
         if (fail != 0) {
             op_note(op, addr, fail, why);
-            conn_free(k);
-            k = NULL;
             slots_unsend(slots);
-            rc = op_backoff(op);
+            rc = window_lost(op, &k, false);
             if (rc != 0)
                 goto done;
         }
@@ -1466,6 +1471,13 @@ struct dl_slot {
     bool used, sent, got;
     struct resp r;
 };
+
+/* Requests whose answer did not arrive are to be sent again. */
+static void dl_unsend(struct dl_slot *s)
+{
+    for (int i = 0; i < WINDOW; i++)
+        s[i].sent = s[i].got;
+}
 
 static uint64_t chunk_len(uint64_t size, uint64_t n, uint64_t idx)
 {
@@ -1650,13 +1662,8 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
                 bool go = op_redirect(op, shard, &r.m);
                 op_note(op, addr, SV_E_UNAVAILABLE, "not leader");
                 resp_free(&r);
-                conn_free(k);
-                k = NULL;
-                for (int i = 0; i < WINDOW; i++)
-                    slots[i].sent = slots[i].got;
-                if (go && ++redirects <= REDIRECTS_MAX)
-                    continue;
-                rc = op_backoff(op);
+                dl_unsend(slots);
+                rc = window_lost(op, &k, go && ++redirects <= REDIRECTS_MAX);
                 if (rc != 0)
                     goto done;
                 continue;
@@ -1677,11 +1684,8 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
         }
         if (fail != 0) {
             op_note(op, addr, fail, why);
-            conn_free(k);
-            k = NULL;
-            for (int i = 0; i < WINDOW; i++)
-                slots[i].sent = slots[i].got;
-            rc = op_backoff(op);
+            dl_unsend(slots);
+            rc = window_lost(op, &k, false);
             if (rc != 0)
                 goto done;
         }
