@@ -12,3 +12,9 @@ target_link_libraries(svnode PUBLIC svtransport svraftwire svproto svlogstore sv
 
 add_executable(svd ${CMAKE_CURRENT_SOURCE_DIR}/src/svd.c)
 target_link_libraries(svd PRIVATE svnode)
+
+# The shard state machine on its own (sessions, uploads, snapshot images).
+add_executable(sm-test ${CMAKE_SOURCE_DIR}/tests/node/test_sm.c)
+target_link_libraries(sm-test PRIVATE svnode)
+target_include_directories(sm-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+add_test(NAME sm-test COMMAND sm-test)
