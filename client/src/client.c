@@ -719,6 +719,7 @@ struct op {
     int attempts;
     int last_err;
     bool map_stale;
+    bool any_replica; /* a stale read: any replica may answer, the leader is not preferred */
     char tried[TRIED_MAX];
     char redirect[ADDR_MAX]; /* where a NOT_LEADER said to go, "" when none */
 };
@@ -921,7 +922,8 @@ static const char *node_addr_locked(struct sv_client *c, uint64_t id)
     return NULL;
 }
 
-/* Where to send a request for shard: a redirect, the leader, a replica, any node. */
+/* Where to send a request for shard: a redirect, the leader (unless any
+ * replica will do), a replica in turn, any node. */
 static void op_pick(struct op *op, uint32_t shard, char *addr, size_t cap)
 {
     struct sv_client *c = op->c;
@@ -934,7 +936,7 @@ static void op_pick(struct op *op, uint32_t shard, char *addr, size_t cap)
     pthread_mutex_lock(&c->lock);
     if (shard < c->n_shards) {
         struct shard_info *s = &c->shards[shard];
-        if (s->has_leader)
+        if (s->has_leader && !op->any_replica)
             a = node_addr_locked(c, s->leader);
         for (uint32_t i = 0; a == NULL && i < s->n_replicas; i++)
             a = node_addr_locked(c, s->replicas[(rr + i) % s->n_replicas]);
@@ -1235,6 +1237,41 @@ static int window_lost(struct op *op, struct conn **k, bool follow)
     return follow ? 0 : op_backoff(op);
 }
 
+/* A windowed transfer without a connection: refresh a stale map (its error,
+ * returned, ends the transfer), pick where shard's requests go and connect;
+ * *fail gets pool_get's result (a failure there is retried like a lost one). */
+static int op_connect(struct op *op, uint32_t shard, char *addr, size_t cap, struct conn **k,
+                      int *fail, char *why, size_t why_len)
+{
+    if (op->map_stale) {
+        int rc = op_ensure_map(op);
+        if (rc != 0)
+            return rc;
+    }
+    op_pick(op, shard, addr, cap);
+    op->redirect[0] = '\0';
+    *fail = pool_get(op->c, addr, op->deadline, k, why, why_len);
+    return 0;
+}
+
+/* Send one chunk of an upload on k; marks it sent. 0 or the conn_send error. */
+static int chunk_send(struct sv_client *c, struct conn *k, const char *bucket, const char *key,
+                      uint64_t upload, uint32_t shard, struct up_slot *slot, uint64_t deadline,
+                      char *why, size_t why_len)
+{
+    struct sv_msg cm = {0};
+    msg_target(c, &cm, bucket, key);
+    cm.upload = upload;
+    cm.chunk = slot->idx;
+    cm.shard = shard;
+    cm.data = (struct sv_bytes){slot->buf, slot->len};
+    cm.fields |= 1u << SV_F_UPLOAD | 1u << SV_F_CHUNK | 1u << SV_F_SHARD | 1u << SV_F_DATA;
+    slot->req_id = k->next_id++;
+    int fail = conn_send(k, SV_MSG_PUT_CHUNK, slot->req_id, &cm, deadline, why, why_len);
+    slot->sent = fail == 0;
+    return fail;
+}
+
 static int put_chunked(struct op *op, const char *bucket, const char *key, int64_t size,
                        int64_t if_version, uint64_t *version, sv_client_read_cb read, void *arg)
 {
@@ -1298,6 +1335,15 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
     char addr[ADDR_MAX] = "", why[256] = "";
     int redirects = 0;
     for (;;) {
+        int fail = 0;
+        if (k == NULL) {
+            rc = op_connect(op, shard, addr, sizeof(addr), &k, &fail, why, sizeof(why));
+            if (rc != 0)
+                goto done;
+        }
+        /* Read more of the stream into the free slots. Each chunk leaves as
+         * soon as it is read: a slow producer must not keep the chunks it
+         * gave back (the upload would look abandoned to the shard). */
         for (int i = 0; i < WINDOW && !eof; i++) {
             if (slots[i].used)
                 continue;
@@ -1307,7 +1353,9 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
                 goto done;
             }
             size_t n = 0;
+            uint64_t t = now_ms();
             rc = fill(read, arg, slots[i].buf, SV_MSG_CHUNK_MAX, &n);
+            op->deadline += now_ms() - t; /* the deadline is for the nodes, not the producer */
             if (rc != 0)
                 goto done;
             if (n == 0) {
@@ -1319,42 +1367,25 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
                 (struct up_slot){.buf = slots[i].buf, .len = n, .idx = next_idx++, .used = true};
             total += n;
             eof = n < SV_MSG_CHUNK_MAX;
-        }
-        if (size >= 0 && total > (uint64_t)size) {
-            set_err("the stream gave more than the %lld bytes announced", (long long)size);
-            rc = SV_E_BAD_ARGUMENT;
-            goto done;
+            if (size >= 0 && total > (uint64_t)size) {
+                set_err("the stream gave more than the %lld bytes announced", (long long)size);
+                rc = SV_E_BAD_ARGUMENT;
+                goto done;
+            }
+            if (fail == 0)
+                fail = chunk_send(c, k, bucket, key, upload, shard, &slots[i], op->deadline, why,
+                                  sizeof(why));
         }
         bool any = false;
         for (int i = 0; i < WINDOW; i++)
             any |= slots[i].used;
         if (!any)
             break;
-        int fail = 0;
-        if (k == NULL) {
-            if (op->map_stale) {
-                rc = op_ensure_map(op);
-                if (rc != 0)
-                    goto done;
-            }
-            op_pick(op, shard, addr, sizeof(addr));
-            op->redirect[0] = '\0';
-            fail = pool_get(c, addr, op->deadline, &k, why, sizeof(why));
-        }
+        /* Chunks read before a lost connection go again on the new one. */
         for (int i = 0; fail == 0 && i < WINDOW; i++) {
-            if (!slots[i].used || slots[i].sent)
-                continue;
-            struct sv_msg cm = {0};
-            msg_target(c, &cm, bucket, key);
-            cm.upload = upload;
-            cm.chunk = slots[i].idx;
-            cm.shard = shard;
-            cm.data = (struct sv_bytes){slots[i].buf, slots[i].len};
-            cm.fields |= 1u << SV_F_UPLOAD | 1u << SV_F_CHUNK | 1u << SV_F_SHARD | 1u << SV_F_DATA;
-            slots[i].req_id = k->next_id++;
-            fail = conn_send(k, SV_MSG_PUT_CHUNK, slots[i].req_id, &cm, op->deadline, why,
-                             sizeof(why));
-            slots[i].sent = fail == 0;
+            if (slots[i].used && !slots[i].sent)
+                fail = chunk_send(c, k, bucket, key, upload, shard, &slots[i], op->deadline, why,
+                                  sizeof(why));
         }
         if (fail == 0)
             fail = conn_recv(k, op->deadline, &r, why, sizeof(why));
@@ -1528,7 +1559,9 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
     msg_target(c, &m, bucket, key);
     set_consistency(&m, cons);
     struct resp g;
+    op->any_replica = cons == SV_STALE;
     int rc = object_call(op, bucket, key, SV_MSG_GET, &m, &g);
+    op->any_replica = false; /* a lost connection's chunks: the leader first again */
     if (rc != 0)
         return rc;
     struct dl_slot slots[WINDOW];
@@ -1595,14 +1628,9 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
         }
         int fail = 0;
         if (k == NULL) {
-            if (op->map_stale) {
-                rc = op_ensure_map(op);
-                if (rc != 0)
-                    goto done;
-            }
-            op_pick(op, shard, addr, sizeof(addr));
-            op->redirect[0] = '\0';
-            fail = pool_get(c, addr, op->deadline, &k, why, sizeof(why));
+            rc = op_connect(op, shard, addr, sizeof(addr), &k, &fail, why, sizeof(why));
+            if (rc != 0)
+                goto done;
         }
         for (int i = 0; fail == 0 && i < WINDOW; i++) {
             if (!slots[i].used || slots[i].sent || slots[i].got)
@@ -1799,6 +1827,7 @@ int sv_client_stat(struct sv_client *c, const char *bucket, const char *key,
     struct sv_msg m = {0};
     msg_target(c, &m, bucket, key);
     set_consistency(&m, consistency);
+    op.any_replica = consistency == SV_STALE;
     struct resp r;
     rc = object_call(&op, bucket, key, SV_MSG_STAT, &m, &r);
     if (rc != 0)
@@ -1879,6 +1908,7 @@ int sv_client_list(struct sv_client *c, const char *bucket, const char *prefix,
         m.limit = limit;
         SV_MSG_SET(&m, SV_F_LIMIT);
         set_consistency(&m, consistency);
+        op.any_replica = consistency == SV_STALE;
         struct resp r;
         rc = op_call(&op, s, SV_MSG_LIST, &m, &r);
         if (rc != 0)

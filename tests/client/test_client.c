@@ -1019,7 +1019,10 @@ static void test_deadline(void)
     struct sv_client *c = client_new(600);
     KNOB(F.always_unavailable = true);
     uint64_t t0 = now_ms();
-    CHECK_RC(sv_client_put(c, "dl", "k", "x", 1, SV_IF_ANY, NULL), SV_E_UNAVAILABLE);
+    /* Unavailable; or a timeout when, on a loaded machine, the deadline
+     * passes while the last attempt's answer is on its way. */
+    int rc = sv_client_put(c, "dl", "k", "x", 1, SV_IF_ANY, NULL);
+    CHECK(rc == SV_E_UNAVAILABLE || rc == SV_E_TIMEOUT);
     uint64_t el = now_ms() - t0;
     CHECK(el >= 550 && el <= 600 + 400);
     CHECK(strstr(sv_client_errmsg(), "127.0.0.1:") != NULL);
