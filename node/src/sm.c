@@ -630,6 +630,7 @@ static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
     if (rc)
         goto out;
     u.bitmap[c->chunk / 8] |= (uint8_t)(1u << (c->chunk % 8));
+    u.mtime_ms = c->mtime_ms; /* the TTL counts from the upload's last chunk, not its start */
     size_t vlen;
     uint8_t k[PFX + 8], *v = upload_encode(&u, &vlen);
     if (!v) {

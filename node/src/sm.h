@@ -24,7 +24,7 @@
  *   'o' tenant(BE) bucket 0x00 key   -> object: version, size, mtime_ms,
  *                                       upload (u64 LE), n_chunks (u32),
  *                                       deleted (u8), sha256[32]
- *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64), bucket
+ *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64: BEGIN's, then the last chunk's), bucket
  *                                       and key (u16 length each), chunk
  *                                       bitmap length (u32) and bitmap
  *   'm'                              -> group 0 only: the cluster map

@@ -41,6 +41,12 @@ int it_sh(const char *fmt, ...)
 void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
            int base_port)
 {
+    it_up_opts(c, bin, name, nodes, zones, base_port, "");
+}
+
+void it_up_opts(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
+                int base_port, const char *up_opts)
+{
     memset(c, 0, sizeof *c);
     snprintf(c->bin, sizeof c->bin, "%s", bin);
     snprintf(c->dir, sizeof c->dir, "/tmp/sv-it-%s-%d", name, (int)getpid());
@@ -54,8 +60,9 @@ void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, i
                                 i > 1 ? "," : "", base_port + i);
     it_sh("rm -rf '%s'", c->dir);
     if (it_sh("'%s/deploy/cluster' up --bin '%s' --dir '%s' --nodes %d --zones %d --replicas %d "
-              "--base-port %d --shards 8 >&2",
-              SV_SOURCE_DIR, bin, c->dir, nodes, zones, zones < 3 ? zones : 3, base_port)) {
+              "--base-port %d --shards 8 %s >&2",
+              SV_SOURCE_DIR, bin, c->dir, nodes, zones, zones < 3 ? zones : 3, base_port,
+              up_opts)) {
         fprintf(stderr, "it_up: the cluster did not come up\n");
         it_down(c);
         exit(1);

@@ -25,6 +25,9 @@ struct it_cluster {
  * svd and svctl. Exits the test (status 1) when the cluster does not come up. */
 void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
            int base_port);
+/* it_up with more `deploy/cluster up` options (e.g. "--upload-ttl 2"). */
+void it_up_opts(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
+                int base_port, const char *up_opts);
 /* Stop every node and remove the directory (kept when SV_IT_KEEP is set). */
 void it_down(struct it_cluster *c);
 /* kill -9 node id / start it again (waits until it listens). */

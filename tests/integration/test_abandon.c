@@ -1,0 +1,138 @@
+/* Integration: abandoned uploads. A chunked upload whose client dies is never
+ * visible and is removed by the shard leader once upload_ttl_s has passed
+ * since its last chunk (deploy/cluster up --upload-ttl); a slow upload that
+ * keeps sending chunks outlives the TTL and completes. */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#define CHECK_STRERROR(rc) sv_client_strerror(rc)
+#include "check.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { TTL_S = 3, MIB = 1 << 20 };
+
+static struct it_cluster cl_;
+
+/* Read callback: `size` bytes of it_fill(seed); after `pause_after` bytes it
+ * tells the parent through `pipe_fd` and blocks for good (the parent kills
+ * the process), or sleeps `slow_ms` before every MiB when slow_ms > 0. */
+struct feed {
+    uint64_t seed;
+    size_t size, off, pause_after;
+    int pipe_fd;
+    unsigned slow_ms;
+    uint8_t *all;
+};
+
+static int64_t feed_read(void *arg, void *buf, size_t cap)
+{
+    struct feed *f = arg;
+    if (f->pause_after && f->off >= f->pause_after) {
+        if (write(f->pipe_fd, "x", 1) != 1)
+            _exit(3);
+        for (;;)
+            pause();
+    }
+    if (f->off == f->size)
+        return 0;
+    if (f->slow_ms && f->off % MIB == 0)
+        usleep(f->slow_ms * 1000u);
+    size_t n = f->size - f->off;
+    if (n > cap)
+        n = cap;
+    if (f->off % MIB + n > MIB)
+        n = MIB - f->off % MIB;
+    memcpy(buf, f->all + f->off, n);
+    f->off += n;
+    return (int64_t)n;
+}
+
+static int logs_mention(const char *text)
+{
+    return it_sh("cat '%s'/node*/svd.log | grep -q -F '%s'", cl_.dir, text) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
+        return 2;
+    }
+    char opts[64];
+    snprintf(opts, sizeof opts, "--upload-ttl %d", TTL_S);
+    it_up_opts(&cl_, argv[1], "abandon", 3, 3, 17700, opts);
+    struct sv_client *c = it_client(&cl_, 30000);
+    size_t size = 10 * MIB;
+    uint8_t *data = malloc(size);
+    it_fill(data, size, 7);
+    current = "an object stored before";
+    CHECK_RC(sv_client_put(c, "ab", "kept", data, MIB, SV_IF_ANY, NULL), SV_OK);
+
+    current = "a slow upload outlives the TTL";
+    {
+        struct feed f = {.size = 9 * MIB, .slow_ms = 1000, .all = data};
+        uint64_t t0 = it_now_ms();
+        CHECK_RC(
+            sv_client_put_stream(c, "ab", "slow", (int64_t)f.size, SV_IF_ANY, NULL, feed_read, &f),
+            SV_OK);
+        /* Longer than the TTL plus one scan period (5 s) of the leader: without
+         * the last chunk's time, the upload would have been removed. */
+        CHECK(it_now_ms() - t0 > (uint64_t)(TTL_S + 5) * 1000);
+        void *back = NULL;
+        size_t len = 0;
+        CHECK_RC(sv_client_get(c, "ab", "slow", SV_LINEARIZABLE, &back, &len, NULL), SV_OK);
+        CHECK(len == f.size && back && !memcmp(back, data, len));
+        free(back);
+    }
+
+    current = "the client dies mid-upload";
+    int p[2];
+    CHECK(pipe(p) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(p[0]);
+        struct sv_client *cc = it_client(&cl_, 60000);
+        struct feed f = {.size = size, .pause_after = 4 * MIB, .pipe_fd = p[1], .all = data};
+        sv_client_put_stream(cc, "ab", "orphan", (int64_t)size, SV_IF_ANY, NULL, feed_read, &f);
+        _exit(4); /* never reached: the read callback blocks until the kill */
+    }
+    close(p[1]);
+    char x;
+    CHECK(read(p[0], &x, 1) == 1);
+    sleep(1); /* the chunks sent so far are committed */
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    close(p[0]);
+
+    struct sv_stat st;
+    CHECK_RC(sv_client_stat(c, "ab", "orphan", SV_LINEARIZABLE, &st), SV_E_NOT_FOUND);
+    uint64_t deadline = it_now_ms() + 60000;
+    while (!logs_mention("removing abandoned upload") && it_now_ms() < deadline)
+        sleep(1);
+    CHECK(logs_mention("removing abandoned upload"));
+
+    current = "after the cleanup";
+    CHECK_RC(sv_client_stat(c, "ab", "orphan", SV_LINEARIZABLE, &st), SV_E_NOT_FOUND);
+    CHECK_RC(sv_client_put(c, "ab", "orphan", data + MIB, 2 * MIB, SV_IF_ABSENT, NULL), SV_OK);
+    void *back = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "ab", "orphan", SV_LINEARIZABLE, &back, &len, NULL), SV_OK);
+    CHECK(len == 2 * MIB && back && !memcmp(back, data + MIB, len));
+    free(back);
+    back = NULL;
+    CHECK_RC(sv_client_get(c, "ab", "kept", SV_LINEARIZABLE, &back, &len, NULL), SV_OK);
+    CHECK(len == MIB && back && !memcmp(back, data, len));
+    free(back);
+
+    free(data);
+    sv_client_close(c);
+    it_down(&cl_);
+    printf("%ld checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
