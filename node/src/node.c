@@ -901,46 +901,47 @@ struct read_job {
     struct sv_crypto_chunk_ad ad;
 };
 
-/* Read and open one chunk of o into plain (SV_CRYPTO_CHUNK_MAX bytes). 0,
- * 1 when our copy is bad (r->repair set), or a status. */
-static int read_chunk(struct sv_node *n, struct read_job *r, uint64_t group, uint64_t tenant,
-                      const struct sv_msg *m, const struct sv_obj *o, uint32_t idx, uint8_t *plain,
-                      size_t *plen)
+/* Name chunk idx of object o in r (chunk id and the associated data that
+ * binds its ciphertext). */
+static void chunk_ref(struct read_job *r, uint64_t group, uint64_t tenant, const struct sv_msg *m,
+                      const struct sv_obj *o, uint32_t idx)
 {
-    size_t cap = SV_CRYPTO_SEALED_MAX, slen = 0;
-    uint8_t *sealed = malloc(cap);
-    if (!sealed)
-        return SV_ST_INTERNAL;
     sv_chunk_id(group, o->upload, idx, r->chunk_id);
     r->ad.tenant_id = tenant;
     sv_object_id(tenant, m->bucket.p, m->bucket.len, m->key.p, m->key.len, r->ad.object_id);
     r->ad.chunk_index = idx;
     r->ad.version = o->upload;
-    pthread_mutex_lock(&n->seg_mu);
-    int rc = sv_seg_get(n->seg, r->chunk_id, sealed, cap, &slen);
-    pthread_mutex_unlock(&n->seg_mu);
+}
+
+/* Open the chunk r names, read from our segment store with result seg_rc
+ * (sealed[0..slen) when 0), into plain (SV_CRYPTO_CHUNK_MAX bytes). 0, 1
+ * when our copy is bad or missing (r->repair set), or a status. */
+static int open_chunk(struct sv_node *n, struct read_job *r, uint64_t group, int seg_rc,
+                      const uint8_t *sealed, size_t slen, uint8_t *plain, size_t *plen)
+{
+    unsigned idx = r->ad.chunk_index;
+    uint64_t upload = r->ad.version;
     int st = 0;
-    if (rc == 0) {
-        rc = sv_crypto_open(n->dek, &r->ad, sealed, slen, plain, SV_CRYPTO_CHUNK_MAX, plen);
+    if (seg_rc == 0) {
+        int rc = sv_crypto_open(n->dek, &r->ad, sealed, slen, plain, SV_CRYPTO_CHUNK_MAX, plen);
         if (rc) {
             LOG_WARN("chunk %u of upload %" PRIx64 " in group %" PRIu64
                      " fails authentication (%s): repairing from a replica",
-                     idx, o->upload, group, sv_crypto_strerror(rc));
+                     idx, upload, group, sv_crypto_strerror(rc));
             pthread_mutex_lock(&n->seg_mu);
             sv_seg_mark_bad(n->seg, r->chunk_id);
             pthread_mutex_unlock(&n->seg_mu);
             st = 1;
         }
-    } else if (rc == SV_SEG_E_CORRUPT || rc == SV_SEG_E_NOT_FOUND) {
+    } else if (seg_rc == SV_SEG_E_CORRUPT || seg_rc == SV_SEG_E_NOT_FOUND) {
         LOG_WARN("chunk %u of upload %" PRIx64 " in group %" PRIu64
                  " is %s here: repairing from a replica",
-                 idx, o->upload, group, rc == SV_SEG_E_CORRUPT ? "corrupt" : "missing");
+                 idx, upload, group, seg_rc == SV_SEG_E_CORRUPT ? "corrupt" : "missing");
         st = 1;
     } else {
-        LOG_ERROR("read chunk: %s", sv_seg_strerror(rc));
+        LOG_ERROR("read chunk: %s", sv_seg_strerror(seg_rc));
         st = SV_ST_INTERNAL;
     }
-    free(sealed);
     if (st == 1)
         r->repair = true;
     return st;
@@ -976,7 +977,8 @@ static void read_work(uv_work_t *req)
     struct waiter *w = r->wt;
     struct sv_node *n = w->node;
     struct sv_msg m, out = {0};
-    uint8_t *plain = NULL;
+    uint8_t *plain = NULL, *sealed = NULL;
+    bool locked = false;
     struct list_ctx lc = {0};
     if (sv_msg_decode(w->body, w->body_len, &m, NULL, 0)) {
         out.status = SV_ST_BAD_REQUEST;
@@ -1020,6 +1022,11 @@ static void read_work(uv_work_t *req)
         SV_MSG_SET(&out, SV_F_FLAGS);
         goto encode;
     }
+    /* The object's record and its chunk are read under seg_mu, which every
+     * apply holds: a write that replaces the object and deletes its old
+     * chunks cannot come between (the chunk would look missing). */
+    pthread_mutex_lock(&n->seg_mu);
+    locked = true;
     struct sv_obj o;
     int rc = sv_sm_get(n->sm, w->group, tenant, m.bucket.p, m.bucket.len, m.key.p, m.key.len, &o);
     if (rc == -ENOENT || (rc == 0 && o.deleted)) {
@@ -1062,8 +1069,19 @@ static void read_work(uv_work_t *req)
         goto encode;
     }
     plain = malloc(SV_CRYPTO_CHUNK_MAX);
-    size_t plen = 0;
-    int st = plain ? read_chunk(n, r, w->group, tenant, &m, &o, idx, plain, &plen) : SV_ST_INTERNAL;
+    sealed = malloc(SV_CRYPTO_SEALED_MAX);
+    if (!plain || !sealed) {
+        out.status = SV_ST_INTERNAL;
+        goto encode;
+    }
+    chunk_ref(r, w->group, tenant, &m, &o, idx);
+    size_t slen = 0, plen = 0;
+    int seg_rc = sv_seg_get(n->seg, r->chunk_id, sealed, SV_CRYPTO_SEALED_MAX, &slen);
+    pthread_mutex_unlock(&n->seg_mu);
+    locked = false;
+    int st = open_chunk(n, r, w->group, seg_rc, sealed, slen, plain, &plen);
+    free(sealed);
+    sealed = NULL;
     if (st == 1) {
         sv_msg_free(&m);
         free(plain);
@@ -1076,6 +1094,9 @@ static void read_work(uv_work_t *req)
         SV_MSG_SET(&out, SV_F_DATA);
     }
 encode:
+    if (locked)
+        pthread_mutex_unlock(&n->seg_mu);
+    free(sealed);
     SV_MSG_SET(&out, SV_F_STATUS);
     if (sv_msg_encode(&out, &r->out, &r->out_len))
         r->out = NULL;
