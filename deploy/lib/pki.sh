@@ -25,12 +25,13 @@ sv_pki_make_ca()
         -out "$dir/ca.pem" || { echo "pki: cannot create the CA certificate" >&2; return 1; }
 }
 
-# sv_pki_make_node_cert CA_DIR NODE_DIR ID: create NODE_DIR/node.key (0600)
-# and NODE_DIR/node.pem (CN node-ID) signed by CA_DIR/ca.pem. NODE_DIR must
-# exist. Returns non-zero on failure.
+# sv_pki_make_node_cert CA_DIR NODE_DIR ID [SAN,...]: create NODE_DIR/node.key
+# (0600) and NODE_DIR/node.pem (CN node-ID) signed by CA_DIR/ca.pem; the
+# optional fourth argument adds subjectAltNames (e.g. IP:10.88.0.11 for a node
+# in a network namespace). NODE_DIR must exist. Returns non-zero on failure.
 sv_pki_make_node_cert()
 {
-    local ca=$1 dir=$2 id=$3 ext serial
+    local ca=$1 dir=$2 id=$3 extra=${4:+, $4} ext serial
     (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
         -out "$dir/node.key" 2>/dev/null) ||
         { echo "pki: cannot create the key of node $id" >&2; return 1; }
@@ -39,7 +40,7 @@ sv_pki_make_node_cert()
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:node-$id
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:node-$id$extra
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EXT
