@@ -8,16 +8,19 @@
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
-    FORMAT_VERSION = 1,
+    FORMAT_VERSION = 2, /* 1: every entry inline; still read, upgraded at open */
     KEY_GROUP_LEN = 10, /* "g" group type */
     KEY_ENTRY_LEN = 18, /* + index */
     KEY_CHUNK_LEN = 14, /* + chunk */
@@ -25,8 +28,12 @@ enum {
     HS_LEN = 4 + 24,
     SNAP_HDR = 4 + 8 + 8 + 8 + 4 + 4,
     CHUNK_HDR = 4,
-    OP_BYTES = 64 /* accounting overhead of one staged record */
+    PAYLOAD_REF = 4 + 8 + 4, /* file, offset, payload CRC */
+    OP_BYTES = 64            /* accounting overhead of one staged record */
 };
+
+_Static_assert((size_t)SV_LOG_PAYLOAD_MIN_BYTES > (size_t)PAYLOAD_REF,
+               "an entry's value length tells inline data from a payload reference");
 
 /* Per-group range as seen by the store. The log holds entries first..last
  * (none when first == last + 1). */
@@ -58,6 +65,31 @@ struct group {
     struct memg m;
 };
 
+/* A payload file's reference from one group: the highest index of that
+ * group whose data the file holds (entries of a group only get higher
+ * indexes in later files, except after truncation, where this errs on the
+ * side of keeping the file). */
+struct pref {
+    uint64_t group;
+    uint64_t max_index;
+};
+
+/* A payload file of the LevelDB store, payload-<no>.log. */
+struct pfile {
+    uint32_t no;
+    int fd;     /* write fd while active or holding unsynced bytes, else -1 */
+    bool dirty; /* written since the last sync */
+    struct pref *refs;
+    size_t n_refs, cap_refs;
+};
+
+/* Where stage() put one entry's payload. */
+struct ploc {
+    uint32_t no;
+    uint64_t off;
+    uint32_t crc;
+};
+
 enum memop_kind { OP_HS = 1, OP_SNAP_REPLACE, OP_SNAP_SAVE, OP_ENTRIES, OP_COMPACT, OP_DESTROY };
 
 struct memop {
@@ -85,6 +117,19 @@ struct store {
     leveldb_writebatch_t *batch;
     uint8_t *scratch;
     size_t scratch_cap;
+    /* payload files, ascending by number; the last is the active one (the
+     * one appended to) when p_active */
+    int dirfd;
+    struct pfile *pfiles;
+    size_t n_pfiles, cap_pfiles;
+    bool p_active;
+    bool p_roll;      /* a sync failed: start a new file before the next append */
+    bool dir_dirty;   /* a payload file was created since the last directory sync */
+    bool reclaim_due; /* compaction, a replacing snapshot or a destruction staged */
+    uint32_t p_next;  /* number of the next payload file */
+    uint64_t p_off;   /* append offset in the active file */
+    struct ploc *locs;
+    size_t cap_locs;
     /* memory */
     struct memop *mops;
     size_t n_mops, cap_mops;
@@ -277,6 +322,20 @@ static int mark_dirty(struct store *st, struct group *g)
     return 0;
 }
 
+/* A group that no longer exists holds no data in any payload file (a later
+ * group with the same id starts with no references). */
+static void pfiles_forget(struct store *st, uint64_t group)
+{
+    for (size_t i = 0; i < st->n_pfiles; i++) {
+        struct pfile *p = &st->pfiles[i];
+        for (size_t r = 0; r < p->n_refs; r++)
+            if (p->refs[r].group == group) {
+                p->refs[r] = p->refs[--p->n_refs];
+                break;
+            }
+    }
+}
+
 /* End of a commit (ok) or a discard (!ok): staged metadata becomes the
  * committed one, or is reset to it; groups that no longer exist go. */
 static void settle(struct store *st, bool ok)
@@ -290,8 +349,10 @@ static void settle(struct store *st, bool ok)
             g->c = g->s;
         else
             g->s = g->c;
-        if (!g->c.exists)
+        if (!g->c.exists) {
+            pfiles_forget(st, g->id);
             group_remove(st, g);
+        }
     }
     st->n_dirty = 0;
     st->pend_bytes = 0;
@@ -333,6 +394,257 @@ static int scratch_reserve(struct store *st, size_t n)
     return 0;
 }
 
+/* ---- payload files (LevelDB store) ---- */
+
+static void pfile_name(char *buf, size_t len, uint32_t no)
+{
+    snprintf(buf, len, "payload-%08u.log", no);
+}
+
+/* Number of a payload file name; false for any other name. */
+static bool pfile_parse(const char *name, uint32_t *no)
+{
+    static const char pfx[] = "payload-";
+    if (strncmp(name, pfx, sizeof pfx - 1) != 0)
+        return false;
+    const char *d = name + sizeof pfx - 1;
+    uint64_t v = 0;
+    size_t digits = 0;
+    for (; d[digits] >= '0' && d[digits] <= '9'; digits++) {
+        v = v * 10 + (uint64_t)(d[digits] - '0');
+        if (v > UINT32_MAX)
+            return false;
+    }
+    if (digits < 8 || strcmp(d + digits, ".log") != 0)
+        return false;
+    *no = (uint32_t)v;
+    return true;
+}
+
+static size_t pfile_pos(const struct store *st, uint32_t no)
+{
+    size_t lo = 0, hi = st->n_pfiles;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->pfiles[mid].no < no)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The payload file no, added (no fd, no references) if not known yet. */
+static int pfile_get(struct store *st, uint32_t no, struct pfile **out)
+{
+    size_t i = pfile_pos(st, no);
+    if (i < st->n_pfiles && st->pfiles[i].no == no) {
+        *out = &st->pfiles[i];
+        return 0;
+    }
+    if (st->n_pfiles == st->cap_pfiles) {
+        size_t cap = st->cap_pfiles ? st->cap_pfiles * 2 : 8;
+        struct pfile *p = realloc(st->pfiles, cap * sizeof *p);
+        if (p == NULL)
+            return seterr(st, SV_LOG_E_NOMEM, "payload files");
+        st->pfiles = p;
+        st->cap_pfiles = cap;
+    }
+    memmove(st->pfiles + i + 1, st->pfiles + i, (st->n_pfiles - i) * sizeof *st->pfiles);
+    st->n_pfiles++;
+    struct pfile *p = &st->pfiles[i];
+    memset(p, 0, sizeof *p);
+    p->no = no;
+    p->fd = -1;
+    *out = p;
+    return 0;
+}
+
+/* The reference of group in p, added with max_index 0 if absent. */
+static int pfile_ref(struct store *st, struct pfile *p, uint64_t group, struct pref **out)
+{
+    for (size_t i = p->n_refs; i-- > 0;)
+        if (p->refs[i].group == group) {
+            *out = &p->refs[i];
+            return 0;
+        }
+    if (p->n_refs == p->cap_refs) {
+        size_t cap = p->cap_refs ? p->cap_refs * 2 : 4;
+        struct pref *r = realloc(p->refs, cap * sizeof *r);
+        if (r == NULL)
+            return seterr(st, SV_LOG_E_NOMEM, "payload file references");
+        p->refs = r;
+        p->cap_refs = cap;
+    }
+    *out = &p->refs[p->n_refs++];
+    **out = (struct pref){.group = group, .max_index = 0};
+    return 0;
+}
+
+static bool pfile_is_active(const struct store *st, const struct pfile *p)
+{
+    return st->p_active && p == &st->pfiles[st->n_pfiles - 1];
+}
+
+/* Start a new active payload file. The previous one stays open until the
+ * next commit has synced it, if it holds unsynced bytes. */
+static int payload_roll(struct store *st)
+{
+    if (st->p_active) {
+        struct pfile *a = &st->pfiles[st->n_pfiles - 1];
+        if (!a->dirty && a->fd >= 0) {
+            close(a->fd);
+            a->fd = -1;
+        }
+        st->p_active = false;
+    }
+    if (st->p_next == UINT32_MAX)
+        return seterr(st, SV_LOG_E_TOO_BIG, "payload file numbers exhausted");
+    char name[32];
+    pfile_name(name, sizeof name, st->p_next);
+    struct pfile *p;
+    int rc = pfile_get(st, st->p_next, &p);
+    if (rc != 0)
+        return rc;
+    ASSERT(p == &st->pfiles[st->n_pfiles - 1] && p->n_refs == 0);
+    st->p_next++;
+    p->fd = openat(st->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (p->fd < 0) {
+        rc = -errno;
+        st->n_pfiles--;
+        return seterr(st, rc, "create payload file %s", name);
+    }
+    st->p_active = true;
+    st->p_roll = false;
+    st->p_off = 0;
+    st->dir_dirty = true;
+    return 0;
+}
+
+/* Write e's data at the end of the active payload file (page cache only:
+ * commit syncs it); *loc gets where and its checksum, which binds it to
+ * group and index. On failure nothing refers to the bytes written, and the
+ * next append overwrites them. */
+static int payload_append(struct store *st, uint64_t group, const struct sv_raft_entry *e,
+                          struct ploc *loc)
+{
+    int rc;
+    if (!st->p_active || st->p_roll ||
+        (st->p_off > 0 && st->p_off + e->len > SV_LOG_PAYLOAD_FILE_BYTES))
+        if ((rc = payload_roll(st)) != 0)
+            return rc;
+    struct pfile *a = &st->pfiles[st->n_pfiles - 1];
+    struct pref *r;
+    if ((rc = pfile_ref(st, a, group, &r)) != 0)
+        return rc;
+    loc->crc = value_crc(group, e->index, 0, 'p', e->data, e->len, NULL, 0);
+    for (size_t done = 0; done < e->len;) {
+        ssize_t w = pwrite(a->fd, e->data + done, e->len - done, (off_t)(st->p_off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : -EIO;
+            char name[32];
+            pfile_name(name, sizeof name, a->no);
+            return seterr(st, rc, "write of entry %llu to %s at offset %llu",
+                          (unsigned long long)e->index, name,
+                          (unsigned long long)(st->p_off + done));
+        }
+        done += (size_t)w;
+    }
+    a->dirty = true;
+    if (r->max_index < e->index)
+        r->max_index = e->index;
+    loc->no = a->no;
+    loc->off = st->p_off;
+    st->p_off += e->len;
+    return 0;
+}
+
+/* Commit, before the index write: make every payload byte written since the
+ * last commit durable (fdatasync), and the names of new files (directory
+ * fsync). After a failure the active file is never appended to again. */
+static int payload_sync(struct store *st)
+{
+    int rc = 0;
+    for (size_t i = 0; i < st->n_pfiles; i++) {
+        struct pfile *p = &st->pfiles[i];
+        if (!p->dirty)
+            continue;
+        if (rc == 0 && fdatasync(p->fd) < 0) {
+            rc = -errno;
+            char name[32];
+            pfile_name(name, sizeof name, p->no);
+            seterr(st, rc, "fdatasync of %s", name);
+        }
+        p->dirty = false;
+        if (!pfile_is_active(st, p)) {
+            close(p->fd);
+            p->fd = -1;
+        }
+    }
+    if (rc == 0 && st->dir_dirty) {
+        if (fsync(st->dirfd) < 0)
+            rc = seterr(st, -errno, "fsync of the store directory");
+        else
+            st->dir_dirty = false;
+    }
+    if (rc != 0)
+        st->p_roll = true;
+    return rc;
+}
+
+/* Does an entry that still exists have its data in p? (max_index below the
+ * group's first index: every entry of it in p was compacted away.) */
+static bool pfile_live(struct store *st, const struct pfile *p)
+{
+    for (size_t i = 0; i < p->n_refs; i++) {
+        const struct group *g = group_find(st, p->refs[i].group);
+        if (g != NULL && g->c.exists && (g->c.corrupt || p->refs[i].max_index >= g->c.first))
+            return true;
+    }
+    return false;
+}
+
+/* Right after a successful commit (nothing staged, the deletions that made
+ * files dead are durable): delete every payload file but the active one that
+ * no entry refers to. A failed unlink is retried after the next commit. */
+static void payload_reclaim(struct store *st)
+{
+    size_t keep = 0;
+    bool again = false;
+    for (size_t i = 0; i < st->n_pfiles; i++) {
+        struct pfile *p = &st->pfiles[i];
+        if (!pfile_is_active(st, p) && !pfile_live(st, p)) {
+            char name[32];
+            pfile_name(name, sizeof name, p->no);
+            ASSERT(!p->dirty);
+            if (unlinkat(st->dirfd, name, 0) == 0 || errno == ENOENT) {
+                if (p->fd >= 0)
+                    close(p->fd);
+                free(p->refs);
+                continue;
+            }
+            again = true;
+        }
+        st->pfiles[keep++] = *p;
+    }
+    st->n_pfiles = keep;
+    st->reclaim_due = again;
+}
+
+/* An entry value holds its data inline (ENTRY_HDR + len bytes) or, for an
+ * entry of at least SV_LOG_PAYLOAD_MIN_BYTES, a payload reference; *is_ref
+ * says which. False for any other length. */
+static bool entry_value_ok(const uint8_t *p, size_t vlen, bool *is_ref)
+{
+    if (vlen < ENTRY_HDR)
+        return false;
+    uint32_t len = sv_get32(p + 13);
+    *is_ref = len >= SV_LOG_PAYLOAD_MIN_BYTES && vlen == ENTRY_HDR + PAYLOAD_REF;
+    return *is_ref || vlen == ENTRY_HDR + (size_t)len;
+}
+
 static void db_put(struct store *st, const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen)
 {
     leveldb_writebatch_put(st->batch, (const char *)k, klen, (const char *)v, vlen);
@@ -363,19 +675,27 @@ static void db_put_hs(struct store *st, uint64_t group, const struct sv_raft_har
     db_put(st, k, key_group(k, group, 'h'), v, sizeof v);
 }
 
-static int db_put_entry(struct store *st, uint64_t group, const struct sv_raft_entry *e)
+/* Entry e with its data inline, or (loc) a reference to its payload. */
+static int db_put_entry(struct store *st, uint64_t group, const struct sv_raft_entry *e,
+                        const struct ploc *loc)
 {
-    int rc = scratch_reserve(st, ENTRY_HDR + (size_t)e->len);
+    size_t body = loc != NULL ? PAYLOAD_REF : (size_t)e->len;
+    int rc = scratch_reserve(st, ENTRY_HDR + body);
     if (rc != 0)
         return rc;
     uint8_t *v = st->scratch, k[KEY_ENTRY_LEN];
     sv_put64(v + 4, e->term);
     v[12] = e->type;
     sv_put32(v + 13, e->len);
-    if (e->len > 0)
+    if (loc != NULL) {
+        sv_put32(v + ENTRY_HDR, loc->no);
+        sv_put64(v + ENTRY_HDR + 4, loc->off);
+        sv_put32(v + ENTRY_HDR + 12, loc->crc);
+    } else if (e->len > 0) {
         memcpy(v + ENTRY_HDR, e->data, e->len);
-    sv_put32(v, value_crc(group, e->index, 0, 'e', v + 4, ENTRY_HDR - 4 + (size_t)e->len, NULL, 0));
-    db_put(st, k, key_entry(k, group, e->index), v, ENTRY_HDR + (size_t)e->len);
+    }
+    sv_put32(v, value_crc(group, e->index, 0, 'e', v + 4, ENTRY_HDR - 4 + body, NULL, 0));
+    db_put(st, k, key_entry(k, group, e->index), v, ENTRY_HDR + body);
     return 0;
 }
 
@@ -702,27 +1022,48 @@ static int stage(struct sv_logstore *s, uint64_t group, const struct sv_raft_rea
         goto err_after_group;
     }
 
-    /* LevelDB: the scratch buffer is the only allocation; reserve it first
-     * so that the batch is never left half-written. */
+    /* LevelDB: allocate and write the payloads (which nothing refers to
+     * until the batch is committed) first, so that the batch is never left
+     * half-written. */
     size_t need = snap != NULL ? snap_scratch(snap) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (ENTRY_HDR + (size_t)e[i].len > need)
-            need = ENTRY_HDR + (size_t)e[i].len;
+    bool any_ref = false;
+    for (size_t i = 0; i < n; i++) {
+        bool ref = e[i].len >= SV_LOG_PAYLOAD_MIN_BYTES;
+        size_t body = ref ? PAYLOAD_REF : (size_t)e[i].len;
+        if (ENTRY_HDR + body > need)
+            need = ENTRY_HDR + body;
+        any_ref |= ref;
+    }
     if ((rc = scratch_reserve(st, need)) != 0)
         goto err_after_group;
+    if (any_ref && n > st->cap_locs) {
+        struct ploc *l = realloc(st->locs, n * sizeof *l);
+        if (l == NULL) {
+            rc = seterr(st, SV_LOG_E_NOMEM, "payload locations");
+            goto err_after_group;
+        }
+        st->locs = l;
+        st->cap_locs = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (e[i].len >= SV_LOG_PAYLOAD_MIN_BYTES &&
+            (rc = payload_append(st, group, &e[i], &st->locs[i])) != 0)
+            goto err_after_group;
     if (rd->hs_changed)
         db_put_hs(st, group, &rd->hs);
     if (snap != NULL) {
         db_del_entries(st, group, old.first, old.last);
         rc = db_put_snapshot(st, group, snap, old.snap_chunks);
         ASSERT(rc == 0);
+        st->reclaim_due = true;
     }
     if (n > 0) {
         uint64_t before_last = snap != NULL ? snap->meta.index : old.last;
         if (before_last > m.last)
             db_del_entries(st, group, m.last + 1, before_last);
         for (size_t i = 0; i < n; i++) {
-            rc = db_put_entry(st, group, &e[i]);
+            bool ref = e[i].len >= SV_LOG_PAYLOAD_MIN_BYTES;
+            rc = db_put_entry(st, group, &e[i], ref ? &st->locs[i] : NULL);
             ASSERT(rc == 0);
         }
     }
@@ -829,6 +1170,7 @@ static int compact(struct sv_logstore *s, uint64_t group, uint64_t index)
             return rc;
     } else {
         db_del_entries(st, group, g->s.first, to);
+        st->reclaim_due = true;
     }
     g->s.first = index + 1;
     st->pend_bytes += OP_BYTES * ops;
@@ -862,6 +1204,7 @@ static int destroy_group(struct sv_logstore *s, uint64_t group)
             db_del(st, k, key_chunk(k, group, c));
         db_del(st, k, key_group(k, group, 'h'));
         db_del(st, k, key_group(k, group, 's'));
+        st->reclaim_due = true;
     }
     meta_empty(&g->s);
     st->pend_bytes += OP_BYTES * ops;
@@ -975,6 +1318,13 @@ static void store_free(struct store *st)
     free(st->groups);
     free(st->dirty);
     free(st->scratch);
+    for (size_t i = 0; i < st->n_pfiles; i++) {
+        if (st->pfiles[i].fd >= 0)
+            close(st->pfiles[i].fd);
+        free(st->pfiles[i].refs);
+    }
+    free(st->pfiles);
+    free(st->locs);
     free(st);
 }
 
@@ -1019,6 +1369,14 @@ static int db_commit(struct sv_logstore *s)
     struct store *st = (struct store *)s;
     if (st->n_dirty == 0)
         return 0;
+    /* Payloads durable first: a committed reference never points at bytes
+     * a crash can lose. */
+    int rc = payload_sync(st);
+    if (rc != 0) {
+        leveldb_writebatch_clear(st->batch);
+        settle(st, false);
+        return rc;
+    }
     char *err = NULL;
     leveldb_write(st->db, st->wopts_sync, st->batch, &err);
     leveldb_writebatch_clear(st->batch);
@@ -1027,6 +1385,8 @@ static int db_commit(struct sv_logstore *s)
         return dberr(st, err, "commit");
     }
     settle(st, true);
+    if (st->reclaim_due)
+        payload_reclaim(st);
     return 0;
 }
 
@@ -1102,6 +1462,43 @@ static int db_load_snapshot(struct store *st, uint64_t group, struct sv_raft_sna
     return 0;
 }
 
+/* Read and verify entry d's payload (d->index, d->len and d->data set)
+ * from the reference ref; *fd caches the file last opened (*fd_no). */
+static int payload_read(struct store *st, uint64_t group, struct sv_raft_entry *d,
+                        const uint8_t *ref, int *fd, uint32_t *fd_no)
+{
+    uint32_t no = sv_get32(ref);
+    uint64_t off = sv_get64(ref + 4);
+    char name[32];
+    pfile_name(name, sizeof name, no);
+    if (*fd < 0 || *fd_no != no) {
+        if (*fd >= 0)
+            close(*fd);
+        *fd = openat(st->dirfd, name, O_RDONLY | O_CLOEXEC);
+        if (*fd < 0) {
+            int e = errno;
+            if (e == ENOENT)
+                return corrupt(st, group, "payload file missing, entry", d->index);
+            return seterr(st, -e, "open %s", name);
+        }
+        *fd_no = no;
+    }
+    for (size_t done = 0; done < d->len;) {
+        ssize_t r = pread(*fd, d->data + done, d->len - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return seterr(st, -errno, "read of entry %llu from %s at offset %llu",
+                          (unsigned long long)d->index, name, (unsigned long long)(off + done));
+        if (r == 0)
+            return corrupt(st, group, "payload past the end of its file, entry", d->index);
+        done += (size_t)r;
+    }
+    if (sv_get32(ref + 12) != value_crc(group, d->index, 0, 'p', d->data, d->len, NULL, 0))
+        return corrupt(st, group, "payload checksum mismatch in entry", d->index);
+    return 0;
+}
+
 static int db_load(struct sv_logstore *s, uint64_t group, struct sv_logstore_loaded *out)
 {
     struct store *st = (struct store *)s;
@@ -1145,6 +1542,8 @@ static int db_load(struct sv_logstore *s, uint64_t group, struct sv_logstore_loa
     }
     if ((rc = loaded_alloc_entries(st, out, m->last - from + 1)) != 0)
         return rc;
+    int pfd = -1;
+    uint32_t pfd_no = 0;
     leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ropts);
     key_entry(k, group, from);
     leveldb_iter_seek(it, (const char *)k, sizeof k);
@@ -1158,7 +1557,8 @@ static int db_load(struct sv_logstore *s, uint64_t group, struct sv_logstore_loa
             goto err_after_iter;
         }
         const uint8_t *p = (const uint8_t *)leveldb_iter_value(it, &vlen);
-        if (vlen < ENTRY_HDR || sv_get32(p + 13) != vlen - ENTRY_HDR ||
+        bool is_ref;
+        if (!entry_value_ok(p, vlen, &is_ref) ||
             sv_get32(p) != value_crc(group, i, 0, 'e', p + 4, vlen - 4, NULL, 0)) {
             rc = corrupt(st, group, "checksum or length mismatch in entry", i);
             goto err_after_iter;
@@ -1173,9 +1573,13 @@ static int db_load(struct sv_logstore *s, uint64_t group, struct sv_logstore_loa
             rc = seterr(st, SV_LOG_E_NOMEM, "entry %llu", (unsigned long long)i);
             goto err_after_iter;
         }
-        if (d->len > 0)
-            memcpy(d->data, p + ENTRY_HDR, d->len);
         out->n_entries++;
+        if (is_ref) {
+            if ((rc = payload_read(st, group, d, p + ENTRY_HDR, &pfd, &pfd_no)) != 0)
+                goto err_after_iter;
+        } else if (d->len > 0) {
+            memcpy(d->data, p + ENTRY_HDR, d->len);
+        }
     }
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
@@ -1184,11 +1588,15 @@ static int db_load(struct sv_logstore *s, uint64_t group, struct sv_logstore_loa
         goto err_after_iter;
     }
     leveldb_iter_destroy(it);
+    if (pfd >= 0)
+        close(pfd);
     loaded_finish(out, m->snap_index > 0);
     return 0;
 
 err_after_iter:
     leveldb_iter_destroy(it);
+    if (pfd >= 0)
+        close(pfd);
     return rc;
 }
 
@@ -1284,6 +1692,69 @@ err_after_iter:
     return rc;
 }
 
+/* Rebuild the payload files' references from the entry records of every
+ * group (open). A damaged record is skipped here; load() reports it. */
+static int payload_scan(struct store *st)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(st->db, st->ropts);
+    int rc = 0;
+    for (size_t gi = 0; gi < st->n_groups && rc == 0; gi++) {
+        uint64_t group = st->groups[gi].id, index;
+        uint8_t k[KEY_GROUP_LEN];
+        leveldb_iter_seek(it, (const char *)k, key_group(k, group, 'e'));
+        for (; rc == 0 && at_entry(it, group, &index); leveldb_iter_next(it)) {
+            size_t vlen;
+            bool is_ref;
+            const uint8_t *p = (const uint8_t *)leveldb_iter_value(it, &vlen);
+            if (!entry_value_ok(p, vlen, &is_ref) || !is_ref ||
+                sv_get32(p) != value_crc(group, index, 0, 'e', p + 4, vlen - 4, NULL, 0))
+                continue;
+            struct pfile *f;
+            struct pref *r;
+            if ((rc = pfile_get(st, sv_get32(p + ENTRY_HDR), &f)) == 0 &&
+                (rc = pfile_ref(st, f, group, &r)) == 0 && r->max_index < index)
+                r->max_index = index;
+        }
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    if (err != NULL && rc == 0)
+        rc = dberr(st, err, "scan payload references");
+    else if (err != NULL)
+        leveldb_free(err);
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
+/* Delete the payload files no entry refers to (written by batches a crash
+ * or a failure kept from committing, or whose deletion a crash interrupted),
+ * and number new files after every existing or referenced one (open). */
+static int payload_sweep(struct store *st, const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return seterr(st, -errno, "list %s", dir);
+    uint64_t next = 1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint32_t no;
+        if (!pfile_parse(de->d_name, &no))
+            continue;
+        if (no >= next)
+            next = (uint64_t)no + 1;
+        size_t i = pfile_pos(st, no);
+        if (i == st->n_pfiles || st->pfiles[i].no != no) {
+            /* Garbage; a failed unlink is retried at the next open. */
+            (void)unlinkat(st->dirfd, de->d_name, 0);
+        }
+    }
+    closedir(d);
+    if (st->n_pfiles > 0 && st->pfiles[st->n_pfiles - 1].no >= next)
+        next = (uint64_t)st->pfiles[st->n_pfiles - 1].no + 1;
+    st->p_next = next > UINT32_MAX ? UINT32_MAX : (uint32_t)next;
+    return 0;
+}
+
 static void db_close(struct sv_logstore *s)
 {
     if (s == NULL)
@@ -1299,6 +1770,8 @@ static void db_close(struct sv_logstore *s)
         leveldb_readoptions_destroy(st->ropts);
     if (st->dbopts != NULL)
         leveldb_options_destroy(st->dbopts);
+    if (st->dirfd >= 0)
+        close(st->dirfd);
     store_free(st);
 }
 
@@ -1312,6 +1785,7 @@ static int db_open(const char *dir, struct sv_logstore **out, char *errmsg, size
         return SV_LOG_E_NOMEM;
     }
     st->pub.ops = &sv_logstore_leveldb_ops;
+    st->dirfd = -1;
     st->dbopts = leveldb_options_create();
     leveldb_options_set_create_if_missing(st->dbopts, 1);
     /* Entries are mostly sealed chunks: incompressible, up to 1 MiB each, and
@@ -1337,7 +1811,18 @@ static int db_open(const char *dir, struct sv_logstore **out, char *errmsg, size
     size_t vlen;
     if ((rc = db_get(st, (const uint8_t *)"v", 1, &v, &vlen)) != 0)
         goto err_after_store;
-    if (v == NULL) {
+    uint32_t version = 0;
+    if (v != NULL) {
+        version = vlen == 4 ? sv_get32((const uint8_t *)v) : 0;
+        leveldb_free(v);
+        if (version != 1 && version != FORMAT_VERSION) {
+            rc = seterr(st, SV_LOG_E_CORRUPT, "%s: unknown format version", dir);
+            goto err_after_store;
+        }
+    }
+    if (version != FORMAT_VERSION) {
+        /* New store, or version 1 (every entry inline, which version 2 still
+         * reads): from now on an older build must refuse the store. */
         uint8_t ver[4];
         sv_put32(ver, FORMAT_VERSION);
         leveldb_put(st->db, st->wopts_sync, "v", 1, (const char *)ver, sizeof ver, &err);
@@ -1345,15 +1830,15 @@ static int db_open(const char *dir, struct sv_logstore **out, char *errmsg, size
             rc = dberr(st, err, "write format version");
             goto err_after_store;
         }
-    } else {
-        bool ok = vlen == 4 && sv_get32((const uint8_t *)v) == FORMAT_VERSION;
-        leveldb_free(v);
-        if (!ok) {
-            rc = seterr(st, SV_LOG_E_CORRUPT, "%s: unknown format version", dir);
-            goto err_after_store;
-        }
     }
     if ((rc = db_scan(st)) != 0)
+        goto err_after_store;
+    st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (st->dirfd < 0) {
+        rc = seterr(st, -errno, "open directory %s", dir);
+        goto err_after_store;
+    }
+    if ((rc = payload_scan(st)) != 0 || (rc = payload_sweep(st, dir)) != 0)
         goto err_after_store;
     st->pub.errmsg[0] = '\0';
     *out = &st->pub;

@@ -19,9 +19,13 @@
  * ops->compact(); both are staged like a batch.
  *
  * Two implementations share the table (STYLE.md rule 3):
- *   sv_logstore_leveldb_ops  one LevelDB database in a directory; stage() only
- *                            adds to an in-memory write batch, commit() is one
- *                            leveldb_write with sync=true;
+ *   sv_logstore_leveldb_ops  one LevelDB database in a directory, plus payload
+ *                            files for big entries; stage() adds to an
+ *                            in-memory write batch (and writes big entries'
+ *                            data to the active payload file, page cache
+ *                            only), commit() fdatasyncs the payload files
+ *                            written (if any), then is one leveldb_write with
+ *                            sync=true;
  *   sv_logstore_mem_ops      in memory, for tests and the simulator; it has no
  *                            durability, but sv_logstore_mem_crash() drops what
  *                            is staged exactly as a crash would.
@@ -29,8 +33,15 @@
  * LevelDB layout (keys big endian so iteration follows group, then index;
  * values little endian, each starting with a CRC32C over the group id, the
  * key's index or chunk number, and the rest of the value):
- *   "v"                               -> u32 format version (1)
- *   "g" group(u64) "e" index(u64)     -> crc, term(u64), type(u8), len(u32), data
+ *   "v"                               -> u32 format version (2; a version 1
+ *                                        store, all entries inline, is read
+ *                                        and marked 2 at open)
+ *   "g" group(u64) "e" index(u64)     -> crc, term(u64), type(u8), len(u32), then
+ *                                        either data (len bytes, inline), or,
+ *                                        only when len >= SV_LOG_PAYLOAD_MIN_BYTES,
+ *                                        the payload's file(u32), offset(u64)
+ *                                        and pcrc(u32): a CRC32C over group,
+ *                                        index and the len payload bytes
  *   "g" group(u64) "h"                -> crc, term(u64), vote(u64), commit(u64)
  *   "g" group(u64) "s"                -> crc, index(u64), term(u64), len(u64),
  *                                        chunks(u32), conf_len(u32), conf
@@ -42,6 +53,29 @@
  * and chunk count in memory (read at open: two seeks and one get per group),
  * both as of the last commit and as staged; truncation, compaction and group
  * destruction delete exactly the keys that range names.
+ *
+ * Payload files "payload-%08u.log" (in the same directory, numbered upwards;
+ * LevelDB ignores the names) hold the data of entries of at least
+ * SV_LOG_PAYLOAD_MIN_BYTES, raw, back to back, so that big entries are
+ * written once instead of through LevelDB's log, memtable flush and
+ * compactions. Only the highest (active) file is appended to; a new one is
+ * started when an entry would take it past SV_LOG_PAYLOAD_FILE_BYTES, after
+ * a failed sync, and for the first payload after open. Crash safety:
+ * commit() fdatasyncs every payload file written since the last commit (and
+ * the directory when a file was created) BEFORE the synced leveldb_write, so
+ * a committed reference always points at durable bytes; bytes that no
+ * committed record references (a batch a crash or failure kept from
+ * committing) are ignored. Reclaim: the store keeps in memory, per file
+ * and group, the highest index whose payload the file holds (rebuilt at
+ * open by scanning the entry records);
+ * after a successful commit it deletes every file but the active one in
+ * which each group's highest index is below the group's first live index
+ * (compaction, a snapshot replacing the log) or whose groups were destroyed.
+ * At open, files no record references are deleted. A commit that wrote no
+ * payload costs no extra sync. Space: a file lives as long as any of its
+ * entries, so a group whose log is not compacted (an idle one) keeps the
+ * files holding its last entries whole, the other groups' dead bytes in
+ * them included (live payloads are not copied forward).
  *
  * Errors: 0, a negative errno, or a negative enum sv_log_err; the store keeps
  * a message with context (s->errmsg). A store is used by one thread at a time.
@@ -66,6 +100,8 @@ enum {
     SV_LOG_ENTRY_BYTES_MAX = SV_RAFT_ENTRY_BYTES_MAX,
     SV_LOG_SNAPSHOT_BYTES_MAX = 256u << 20, /* one stored snapshot (below raft's 1 GiB) */
     SV_LOG_SNAP_CHUNK_BYTES = 1u << 20,     /* LevelDB value size for snapshot data */
+    SV_LOG_PAYLOAD_MIN_BYTES = 64u << 10,   /* entries this big go to payload files */
+    SV_LOG_PAYLOAD_FILE_BYTES = 16u << 20,  /* a payload file is rolled at this size */
     SV_LOG_PENDING_BYTES_MAX = 768u << 20,  /* staged bytes between two commits */
     SV_LOG_PENDING_OPS_MAX = 1 << 20,       /* staged puts + deletes between two commits */
     SV_LOG_LOAD_ENTRIES_MAX = 1 << 24,      /* entries load() returns for one group */

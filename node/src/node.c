@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -2065,6 +2066,15 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
         snprintf(errmsg, errlen, "%s: %s", n->cfg.data_key, strerror(-rc));
     if (rc)
         goto err;
+#ifdef __GLIBC__
+    /* Chunks pass through malloc'd buffers of 1-2 MiB (frames, sealing, Raft
+     * entries). With glibc's defaults such buffers go back to the kernel on
+     * free (munmap, heap trimming) and are page-faulted in and zeroed again on
+     * the next use: about a quarter of the nodes' CPU on 64 MiB puts
+     * (measured). Keep them in the heap. Process-wide; svd runs one node. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
     /* Stores. */
     snprintf(path, sizeof path, "%s/raftlog", n->data_dir);
     rc = sv_logstore_leveldb_ops.open(path, &n->log, errmsg, errlen);

@@ -1,8 +1,10 @@
 /* logstore-test: the Raft log storage through its ops table, both
  * implementations (round trips, truncation, group commit and crashes,
  * compaction, group destruction, limits), corruption detection in LevelDB,
- * and a 3-node, 2-group svraft cluster persisting through LevelDB stores
- * that is restarted from them. */
+ * big entries in LevelDB's payload files (round trips, crashes, truncation,
+ * reclaim by compaction and destruction, corruption, a failed write, the
+ * format version 1 upgrade), and a 3-node, 2-group svraft cluster
+ * persisting through LevelDB stores that is restarted from them. */
 #define _GNU_SOURCE
 #include "logstore.h"
 #include "sv_codec.h"
@@ -12,13 +14,18 @@
 
 #include <leveldb/c.h>
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static char root[256];
@@ -880,6 +887,364 @@ static void test_cluster(void)
     free(c);
 }
 
+/* ---- LevelDB payload files ---- */
+
+/* Length of entry index in the payload tests: payload files and inline
+ * mixed, with the two lengths around SV_LOG_PAYLOAD_MIN_BYTES. */
+static uint32_t big_len(uint64_t index)
+{
+    switch (index % 4) {
+    case 0:
+        return (uint32_t)(index * 37 % 300);
+    case 1:
+        return SV_LOG_PAYLOAD_MIN_BYTES - 1; /* the biggest inline */
+    case 2:
+        return SV_LOG_PAYLOAD_MIN_BYTES; /* the smallest in a payload file */
+    default:
+        return SV_LOG_PAYLOAD_MIN_BYTES + (uint32_t)(index * 4099 % 100000);
+    }
+}
+
+/* Stage entries first..first+n-1 of term with big_len(index) bytes each,
+ * or len bytes each when len != 0. */
+static int stage_big(struct fx *f, uint64_t group, uint64_t first, size_t n, uint64_t term,
+                     uint32_t len)
+{
+    struct sv_raft_entry *e = calloc(n, sizeof *e);
+    CHECK(e != NULL);
+    for (size_t i = 0; i < n; i++) {
+        e[i].index = first + i;
+        e[i].term = term;
+        e[i].type = (uint8_t)(e[i].index % 3);
+        e[i].len = len ? len : big_len(e[i].index);
+        e[i].data = malloc(e[i].len ? e[i].len : 1);
+        CHECK(e[i].data != NULL);
+        for (uint32_t k = 0; k < e[i].len; k++)
+            e[i].data[k] = pat(e[i].index, term, k);
+    }
+    struct sv_raft_ready rd;
+    memset(&rd, 0, sizeof rd);
+    rd.entries = e;
+    rd.n_entries = n;
+    int rc = f->ops->stage(f->s, group, &rd);
+    free_entries(e, n);
+    return rc;
+}
+
+/* Is e entry index of term as stage_big(…, len) made it? */
+static bool big_ok(const struct sv_raft_entry *e, uint64_t index, uint64_t term, uint32_t len)
+{
+    bool ok = e->index == index && e->term == term && e->type == (uint8_t)(index % 3) &&
+              e->len == (len ? len : big_len(index));
+    for (uint32_t k = 0; ok && k < e->len; k++)
+        ok = e->data[k] == pat(index, term, k);
+    return ok;
+}
+
+/* Load group and check it holds exactly entries first..last as stage_big
+ * made them: term t1 below index `from`, t2 from it on (len as staged). */
+static void check_big(struct fx *f, uint64_t group, uint64_t first, uint64_t last, uint64_t t1,
+                      uint64_t from, uint64_t t2, uint32_t len)
+{
+    struct sv_logstore_loaded l;
+    CHECK_RC(f->ops->load(f->s, group, &l), 0);
+    CHECK(l.n_entries == last - first + 1);
+    for (size_t i = 0; i < l.n_entries && i <= last - first; i++)
+        CHECK(big_ok(&l.entries[i], first + i, first + i < from ? t1 : t2, len));
+    sv_logstore_loaded_free(&l);
+}
+
+/* Number of payload files in dir; *last gets the name of the highest. */
+static int payload_files(const char *dir, char *last, size_t cap)
+{
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    if (last != NULL && cap > 0)
+        last[0] = '\0';
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "payload-", 8) != 0)
+            continue;
+        n++;
+        if (last != NULL && strcmp(de->d_name, last) > 0)
+            snprintf(last, cap, "%s", de->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_payload(void)
+{
+    const struct sv_logstore_ops *ops = &sv_logstore_leveldb_ops;
+    struct fx f;
+    struct sv_logstore_loaded l;
+    fx_open(&f, ops);
+    CHECK(payload_files(f.dir, NULL, 0) == 0);
+
+    /* Round trip across close/open; staged data is not visible before commit. */
+    CHECK_RC(stage_hs(&f, 1, 2, 1, 0), 0);
+    CHECK_RC(stage_big(&f, 1, 1, 12, 2, 0), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1); /* written at stage, page cache */
+    CHECK_RC(ops->load(f.s, 1, &l), SV_LOG_E_NOT_FOUND);
+    sv_logstore_loaded_free(&l);
+    CHECK_RC(ops->commit(f.s), 0);
+    check_big(&f, 1, 1, 12, 2, 13, 2, 0);
+    fx_crash(&f);
+    check_big(&f, 1, 1, 12, 2, 13, 2, 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+
+    /* A crash before commit: the staged payloads (in a new file: every open
+     * starts one) are never seen, and their file goes at the next open. */
+    CHECK_RC(stage_big(&f, 1, 13, 4, 2, 0), 0);
+    CHECK_RC(stage_big(&f, 2, 1, 4, 1, 0), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 2);
+    fx_crash(&f);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+    check_big(&f, 1, 1, 12, 2, 13, 2, 0);
+    CHECK_RC(ops->load(f.s, 2, &l), SV_LOG_E_NOT_FOUND);
+    sv_logstore_loaded_free(&l);
+
+    /* Truncation, then re-append from index 7 with term 3 (file 2). */
+    CHECK_RC(stage_big(&f, 1, 7, 10, 3, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_crash(&f);
+    check_big(&f, 1, 1, 16, 2, 7, 3, 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 2);
+    /* truncated again within the same file, in one commit with a new group */
+    CHECK_RC(stage_big(&f, 1, 15, 6, 3, 0), 0); /* 15..20, file 3 */
+    CHECK_RC(stage_big(&f, 2, 1, 6, 1, 0), 0);  /* file 3 too */
+    CHECK_RC(stage_big(&f, 1, 19, 2, 4, 0), 0); /* 19..20 again, term 4 */
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_crash(&f);
+    CHECK(payload_files(f.dir, NULL, 0) == 3);
+    CHECK_RC(ops->load(f.s, 1, &l), 0);
+    CHECK(l.n_entries == 20);
+    for (size_t i = 0; i < l.n_entries && i < 20; i++)
+        CHECK(big_ok(&l.entries[i], 1 + i, i < 6 ? 2 : i < 18 ? 3 : 4, 0));
+    sv_logstore_loaded_free(&l);
+    check_big(&f, 2, 1, 6, 1, 7, 1, 0);
+
+    /* Compaction of group 1 to 16: files 1 (entries 1..12) and 2 (7..16)
+     * hold no live entry any more and are deleted; file 3 (group 1's 15..20,
+     * group 2) stays. */
+    struct sv_raft_snapshot snap;
+    make_snapshot(&snap, 16, 3, 100);
+    CHECK_RC(ops->save_snapshot(f.s, 1, &snap), 0);
+    free(snap.data);
+    CHECK_RC(ops->compact(f.s, 1, 16), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 3); /* staged only */
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+    fx_crash(&f);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+    CHECK_RC(ops->load(f.s, 1, &l), 0);
+    CHECK(l.restore.snapshot != NULL && l.restore.snapshot->meta.index == 16);
+    CHECK(l.n_entries == 4 && l.entries[0].index == 17 && l.entries[3].term == 4);
+    sv_logstore_loaded_free(&l);
+    check_big(&f, 2, 1, 6, 1, 7, 1, 0);
+
+    /* A file shared by two groups stays until neither refers to it. */
+    CHECK_RC(ops->destroy_group(f.s, 2), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+    make_snapshot(&snap, 20, 4, 100);
+    CHECK_RC(ops->save_snapshot(f.s, 1, &snap), 0);
+    free(snap.data);
+    CHECK_RC(ops->compact(f.s, 1, 20), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 0);
+
+    /* A received snapshot replaces the log: its files go too, and the active
+     * file is never deleted while it is appended to. */
+    CHECK_RC(stage_big(&f, 1, 21, 4, 4, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+    fx_crash(&f);
+    CHECK_RC(stage_big(&f, 3, 1, 3, 1, 0), 0); /* the new active file */
+    make_snapshot(&snap, 40, 5, 100);
+    struct sv_raft_ready rd;
+    memset(&rd, 0, sizeof rd);
+    rd.snapshot = &snap;
+    CHECK_RC(ops->stage(f.s, 1, &rd), 0);
+    free(snap.data);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1);
+    CHECK_RC(ops->destroy_group(f.s, 3), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 1); /* active: kept */
+    fx_crash(&f);
+    CHECK(payload_files(f.dir, NULL, 0) == 0); /* no longer active, unreferenced */
+    CHECK_RC(ops->load(f.s, 1, &l), 0);
+    CHECK(l.restore.snapshot != NULL && l.n_entries == 0);
+    sv_logstore_loaded_free(&l);
+
+    /* A file is rolled when the next entry would take it past
+     * SV_LOG_PAYLOAD_FILE_BYTES: 3 entries of 3/8 of it make two files. */
+    uint32_t huge = SV_LOG_PAYLOAD_FILE_BYTES / 8 * 3;
+    CHECK_RC(stage_big(&f, 1, 41, 3, 5, huge), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 2);
+    CHECK_RC(ops->commit(f.s), 0);
+    /* a reclaim in the same session keeps the rolled file, still live */
+    CHECK_RC(stage_entries(&f, 4, 1, 3, 1), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK_RC(ops->destroy_group(f.s, 4), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    CHECK(payload_files(f.dir, NULL, 0) == 2);
+    check_big(&f, 1, 41, 43, 5, 44, 5, huge);
+    fx_crash(&f);
+    check_big(&f, 1, 41, 43, 5, 44, 5, huge);
+    CHECK(payload_files(f.dir, NULL, 0) == 2);
+    fx_close(&f);
+}
+
+/* Damage to a payload file: a flipped byte, a short file, a missing file. */
+static void test_payload_corrupt(void)
+{
+    const struct sv_logstore_ops *ops = &sv_logstore_leveldb_ops;
+    struct fx f;
+    struct sv_logstore_loaded l;
+    fx_open(&f, ops);
+    CHECK_RC(stage_big(&f, 1, 1, 8, 1, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_close(&f);
+    char name[256], path[600];
+    CHECK(payload_files(f.dir, name, sizeof name) == 1);
+    snprintf(path, sizeof path, "%s/%s", f.dir, name);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    off_t size = lseek(fd, 0, SEEK_END);
+    CHECK(size > 3 * SV_LOG_PAYLOAD_MIN_BYTES);
+    uint8_t b;
+    off_t at = size - 1000; /* in entry 7's payload, the last one */
+    CHECK(pread(fd, &b, 1, at) == 1);
+    b ^= 0x10;
+    CHECK(pwrite(fd, &b, 1, at) == 1);
+
+    char err[SV_LOG_ERRMSG_MAX];
+    CHECK_RC(ops->open(f.dir, &f.s, err, sizeof err), 0);
+    CHECK_RC(ops->load(f.s, 1, &l), SV_LOG_E_CORRUPT);
+    sv_logstore_loaded_free(&l);
+    CHECK(strstr(f.s->errmsg, "payload checksum mismatch in entry 7") != NULL);
+    b ^= 0x10; /* repaired: loads again */
+    CHECK(pwrite(fd, &b, 1, at) == 1);
+    check_big(&f, 1, 1, 8, 1, 9, 1, 0);
+    CHECK(ftruncate(fd, size - 1) == 0);
+    CHECK_RC(ops->load(f.s, 1, &l), SV_LOG_E_CORRUPT);
+    sv_logstore_loaded_free(&l);
+    CHECK(strstr(f.s->errmsg, "past the end of its file, entry 7") != NULL);
+    close(fd);
+    CHECK(unlink(path) == 0);
+    CHECK_RC(ops->load(f.s, 1, &l), SV_LOG_E_CORRUPT);
+    sv_logstore_loaded_free(&l);
+    CHECK(strstr(f.s->errmsg, "payload file missing, entry 2") != NULL);
+    /* the entry record's reference is covered by its checksum as before */
+    CHECK_RC(stage_big(&f, 1, 1, 8, 2, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_close(&f);
+    uint8_t k[18];
+    raw_key_entry(k, 1, 3);
+    CHECK(raw(f.dir, k, sizeof k, 'f', 20)); /* the file offset of entry 3 */
+    CHECK_RC(ops->open(f.dir, &f.s, err, sizeof err), 0);
+    CHECK_RC(ops->load(f.s, 1, &l), SV_LOG_E_CORRUPT);
+    sv_logstore_loaded_free(&l);
+    CHECK(strstr(f.s->errmsg, "checksum or length mismatch in entry 3") != NULL);
+    fx_close(&f);
+}
+
+/* Set (v != 0) or read the store's format version key directly. */
+static uint32_t raw_version(const char *dir, uint32_t v)
+{
+    char *err = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_t *db = leveldb_open(o, dir, &err);
+    CHECK(err == NULL);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    uint8_t b[4];
+    if (v != 0) {
+        sv_put32(b, v);
+        leveldb_put(db, wo, "v", 1, (const char *)b, sizeof b, &err);
+        CHECK(err == NULL);
+    }
+    size_t vlen = 0;
+    char *got = leveldb_get(db, ro, "v", 1, &vlen, &err);
+    CHECK(err == NULL && got != NULL && vlen == 4);
+    uint32_t out = got != NULL && vlen == 4 ? sv_get32((const uint8_t *)got) : 0;
+    leveldb_free(got);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+    return out;
+}
+
+/* Format version 2 (payload references) reads a version 1 store (every
+ * entry inline, as stored by older builds) and marks it 2; an unknown
+ * version is refused. */
+static void test_format_version(void)
+{
+    const struct sv_logstore_ops *ops = &sv_logstore_leveldb_ops;
+    struct fx f;
+    fx_open(&f, ops);
+    CHECK_RC(stage_entries(&f, 1, 1, 10, 1), 0); /* all inline, as version 1 */
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_close(&f);
+    CHECK(raw_version(f.dir, 0) == 2);
+    CHECK(raw_version(f.dir, 1) == 1);
+    char err[SV_LOG_ERRMSG_MAX];
+    CHECK_RC(ops->open(f.dir, &f.s, err, sizeof err), 0);
+    struct sv_logstore_loaded l;
+    CHECK_RC(ops->load(f.s, 1, &l), 0);
+    CHECK(l.n_entries == 10);
+    for (size_t i = 0; i < l.n_entries && i < 10; i++)
+        CHECK(entry_ok(&l.entries[i], 1 + i, 1, 1));
+    sv_logstore_loaded_free(&l);
+    CHECK_RC(stage_big(&f, 1, 11, 4, 1, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_close(&f);
+    CHECK(raw_version(f.dir, 0) == 2);
+    CHECK(raw_version(f.dir, 3) == 3);
+    CHECK_RC(ops->open(f.dir, &f.s, err, sizeof err), SV_LOG_E_CORRUPT);
+    CHECK(f.s == NULL && strstr(err, "unknown format version") != NULL);
+}
+
+/* A payload write that fails (file size limit: EFBIG after a short write)
+ * stages nothing; the store goes on and overwrites the partial bytes. */
+static void test_payload_write_fails(void)
+{
+    const struct sv_logstore_ops *ops = &sv_logstore_leveldb_ops;
+    struct fx f;
+    fx_open(&f, ops);
+    CHECK_RC(stage_big(&f, 1, 1, 4, 1, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_crash(&f); /* the next payload goes to a new, empty file */
+
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_sa;
+    CHECK(sigaction(SIGXFSZ, &ign, &old_sa) == 0);
+    struct rlimit old_lim, lim;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old_lim) == 0);
+    lim = old_lim;
+    lim.rlim_cur = 100000; /* entry 6 (64 KiB) fits, entry 7 is cut short */
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    int rc = stage_big(&f, 1, 5, 4, 2, 0);
+    CHECK(setrlimit(RLIMIT_FSIZE, &old_lim) == 0);
+    CHECK(sigaction(SIGXFSZ, &old_sa, NULL) == 0);
+    CHECK_RC(rc, -EFBIG);
+    CHECK(strstr(f.s->errmsg, "write of entry 7") != NULL);
+    CHECK_RC(stage_hs(&f, 1, 5, 0, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0); /* nothing of the failed stage */
+    check_big(&f, 1, 1, 4, 1, 5, 1, 0);
+
+    CHECK_RC(stage_big(&f, 1, 5, 4, 3, 0), 0);
+    CHECK_RC(ops->commit(f.s), 0);
+    fx_crash(&f);
+    check_big(&f, 1, 1, 8, 1, 5, 3, 0);
+    fx_close(&f);
+}
+
 /* ---- main ---- */
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -947,6 +1312,18 @@ int main(void)
     before = failures;
     test_corrupt();
     printf("%s leveldb/corrupt\n", failures == before ? "ok  " : "FAIL");
+    before = failures;
+    test_payload();
+    printf("%s leveldb/payload\n", failures == before ? "ok  " : "FAIL");
+    before = failures;
+    test_payload_corrupt();
+    printf("%s leveldb/payload_corrupt\n", failures == before ? "ok  " : "FAIL");
+    before = failures;
+    test_format_version();
+    printf("%s leveldb/format_version\n", failures == before ? "ok  " : "FAIL");
+    before = failures;
+    test_payload_write_fails();
+    printf("%s leveldb/payload_write_fails\n", failures == before ? "ok  " : "FAIL");
     before = failures;
     test_cluster();
     printf("%s leveldb/cluster\n", failures == before ? "ok  " : "FAIL");
