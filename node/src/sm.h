@@ -24,9 +24,10 @@
  *   'o' tenant(BE) bucket 0x00 key   -> object: version, size, mtime_ms,
  *                                       upload (u64 LE), n_chunks (u32),
  *                                       deleted (u8), sha256[32]
- *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64: BEGIN's, then the last chunk's), bucket
- *                                       and key (u16 length each), chunk
- *                                       bitmap length (u32) and bitmap
+ *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64: of
+ *                                       BEGIN, then of the last chunk),
+ *                                       bucket and key (u16 length each),
+ *                                       chunk bitmap length (u32) and bitmap
  *   'm'                              -> group 0 only: the cluster map
  *   's' session(BE) 0(u64)           -> the session's recent results: count
  *                                       (u32), then per write seq (u64),
