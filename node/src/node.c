@@ -1716,7 +1716,9 @@ static void scan_after(uv_work_t *req, int status)
     struct sv_node *n = s->node;
     n->jobs_in_pool--;
     for (size_t i = 0; i < s->n && s->g->role == SV_RAFT_LEADER && !n->stopping; i++) {
-        struct sv_cmd cmd = {.type = SV_CMD_ABORT, .upload = s->ids[i]};
+        /* mtime_ms: the abort holds only if the upload is still idle when
+         * it applies (a chunk may be in the log ahead of it). */
+        struct sv_cmd cmd = {.type = SV_CMD_ABORT, .upload = s->ids[i], .mtime_ms = s->before_ms};
         size_t len = sv_cmd_encoded_len(&cmd);
         uint8_t *buf = malloc(len);
         if (!buf)

@@ -736,6 +736,12 @@ static int apply_abort(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
     }
     if (rc)
         return rc;
+    if (c->mtime_ms != 0 && u.mtime_ms >= c->mtime_ms) {
+        /* A chunk applied since the leader found the upload idle. */
+        free(u.bitmap);
+        res->status = SV_ST_VERSION_CONFLICT;
+        return 0;
+    }
     rc = drop_upload(a, c->upload, &u, 0);
     free(u.bitmap);
     res->status = SV_ST_OK;

@@ -57,8 +57,8 @@ enum sv_cmd_type {
     SV_CMD_CHUNK = 3,
     SV_CMD_COMMIT = 4,
     SV_CMD_DELETE = 5,
-    SV_CMD_ABORT = 6,
-    SV_CMD_MAP = 7, /* meta group only: data is the encoded cluster map */
+    SV_CMD_ABORT = 6, /* remove an upload; when mtime_ms != 0, only if idle since then */
+    SV_CMD_MAP = 7,   /* meta group only: data is the encoded cluster map */
 };
 
 enum {

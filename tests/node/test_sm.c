@@ -175,6 +175,40 @@ static void test_upload(struct node *n)
     CHECK(apply(n, &ch).status == SV_ST_NOT_FOUND);
 }
 
+/* Abandoned uploads: the leader finds an upload idle (sv_sm_expired_uploads
+ * looks at the time of its last chunk) and proposes ABORT with that cutoff;
+ * a chunk applied in between keeps the upload. */
+static void test_abort(struct node *n)
+{
+    struct sv_cmd b = {.type = SV_CMD_BEGIN,
+                       .bucket = (const uint8_t *)"b",
+                       .bucket_len = 1,
+                       .key = (const uint8_t *)"idle",
+                       .key_len = 4,
+                       .upload = 88,
+                       .mtime_ms = 1000};
+    CHECK(apply(n, &b).upload == 88);
+    uint64_t ids[4];
+    size_t k = 0;
+    CHECK(sv_sm_expired_uploads(n->sm, 1, 1500, ids, 4, &k) == 0 && k == 1 && ids[0] == 88);
+    struct sv_cmd ch = b;
+    ch.type = SV_CMD_CHUNK;
+    ch.data = (const uint8_t *)"c0";
+    ch.data_len = 2;
+    ch.mtime_ms = 2000; /* a chunk after the leader's scan */
+    CHECK(apply(n, &ch).status == SV_ST_OK);
+    CHECK(sv_sm_expired_uploads(n->sm, 1, 1500, ids, 4, &k) == 0 && k == 0);
+    struct sv_cmd ab = {.type = SV_CMD_ABORT, .upload = 88, .mtime_ms = 1500};
+    CHECK(apply(n, &ab).status == SV_ST_VERSION_CONFLICT); /* kept */
+    ch.chunk = 1;
+    CHECK(apply(n, &ch).status == SV_ST_OK);
+    ab.mtime_ms = 2500; /* idle since 2000: removed with its chunks */
+    CHECK(apply(n, &ab).status == SV_ST_OK);
+    ch.chunk = 2;
+    CHECK(apply(n, &ch).status == SV_ST_NOT_FOUND);
+    CHECK(apply(n, &ab).status == SV_ST_NOT_FOUND);
+}
+
 struct names {
     char seen[8][16];
     int n;
@@ -242,6 +276,8 @@ int main(void)
     test_sessions(&a);
     current = "upload";
     test_upload(&a);
+    current = "abort";
+    test_abort(&a);
     current = "snapshot";
     test_snapshot(&a);
     node_close(&a);
