@@ -28,6 +28,7 @@ enum {
     SET_READ_ONE_IN = 20,     /* ops-phase set reads: one op in this many */
     FINAL_TIMEOUT_MS = 60000, /* a final read is retried this long */
     FINAL_RETRY_MS = 250,     /* pause between final read attempts */
+    SCRUB_READS = 6,          /* final phase: stale reads per key (every replica, twice) */
     ERROR_TEXT_MAX = 240,     /* bytes of the "error" field */
     CONTENT_SHOWN_MAX = 64,   /* bytes of an unparsable register value recorded */
     GEN_BUF = 64 * 1024,      /* hashing buffer of big contents */
@@ -87,7 +88,8 @@ struct worker {
     uint64_t counter; /* values written by this worker */
     struct sv_client *client;
     struct sbuf line, value;
-    uint32_t final_failed;    /* final phase: keys never read */
+    uint32_t final_failed; /* final phase: keys never read */
+    uint32_t scrub_reads, scrub_errors, scrub_corrupt;
     uint64_t counts[FN_N][4]; /* completions by function and type */
     pthread_t thread;
 };
@@ -729,6 +731,34 @@ static bool final_read(struct worker *w, struct hasher *h, uint32_t k)
     return false;
 }
 
+/* After the final read of register or big key k: stale reads, which the
+ * client sends to the shard's replicas in turn, so that every replica's copy
+ * is read (and checked: GCM on the node, SHA-256 in the client) at least
+ * once, including copies the corrupt nemesis damaged on a node that never
+ * led again. They are not linearizable, so only a read that fails as corrupt
+ * goes into the history (a failed read: an anomaly for the checker). */
+static void scrub(struct worker *w, struct hasher *h, uint32_t k)
+{
+    char key[32], err[ERROR_TEXT_MAX];
+    snprintf(key, sizeof(key), "%c%" PRIu32, o_.workload == W_BIG ? 'b' : 'r', k);
+    for (int i = 0; i < SCRUB_READS && !atomic_load(&stop_); i++) {
+        hash_init(h);
+        int rc = sv_client_get_stream(w->client, o_.bucket, key, SV_STALE, NULL, hash_write, h);
+        char hex[65];
+        hash_final(h, hex);
+        w->scrub_reads++;
+        if (rc == SV_E_CORRUPT) {
+            w->scrub_corrupt++;
+            err_text(rc, err, sizeof(err));
+            corrupt_alarm(key, err);
+            emit(w, EV_INVOKE, FN_READ, key, "null", NULL);
+            complete(w, EV_FAIL, FN_READ, key, "null", err);
+        } else if (rc != 0 && rc != SV_E_NOT_FOUND) {
+            w->scrub_errors++;
+        }
+    }
+}
+
 /* Worker i reads keys i, i + n, i + 2n, ... (the set: worker 0 alone). */
 static void *final_thread(void *arg)
 {
@@ -736,8 +766,11 @@ static void *final_thread(void *arg)
     struct hasher h = {.md = EVP_MD_CTX_new()};
     ASSERT(h.md != NULL);
     uint32_t keys = o_.workload == W_SET ? 1 : o_.keys;
-    for (uint32_t k = w->index; k < keys; k += n_workers_)
+    for (uint32_t k = w->index; k < keys; k += n_workers_) {
         w->final_failed += !final_read(w, &h, k);
+        if (o_.workload != W_SET)
+            scrub(w, &h, k);
+    }
     EVP_MD_CTX_free(h.md);
     atomic_fetch_sub(&running_, 1);
     return NULL;
@@ -764,7 +797,9 @@ static void usage(FILE *f)
           "                        (default 100; 0 = no limit); prints `next-process N`\n"
           "  --phase final         one read per key (the whole set for set) by up to\n"
           "                        --concurrency threads, each retried for up to 60 s;\n"
-          "                        exit 1 unless every read succeeded\n"
+          "                        then (register, big) 6 stale reads per key, which reach\n"
+          "                        every replica: only a corrupt one is recorded (scrub);\n"
+          "                        exit 1 unless every final read succeeded\n"
           "  --keys K              keys (default 5, big: 3)\n"
           "  --seed S              seeds every random choice (default: from the clock; printed)\n"
           "  --read-consistency C  linearizable (default) or stale, for reads and cas reads\n"
@@ -1076,9 +1111,16 @@ int main(int argc, char **argv)
         fflush(stdout);
         status = 0;
     } else {
-        uint32_t failed = 0;
-        for (uint32_t i = 0; i < n_workers_; i++)
+        uint32_t failed = 0, sr = 0, se = 0, sc = 0;
+        for (uint32_t i = 0; i < n_workers_; i++) {
             failed += ws[i].final_failed;
+            sr += ws[i].scrub_reads, se += ws[i].scrub_errors, sc += ws[i].scrub_corrupt;
+        }
+        if (o_.workload != W_SET)
+            fprintf(stderr,
+                    "sv-jepsen-worker: scrub: %" PRIu32 " stale reads over every replica, %" PRIu32
+                    " failed, %" PRIu32 " corrupt\n",
+                    sr, se, sc);
         if (failed > 0)
             fprintf(stderr,
                     "sv-jepsen-worker: %" PRIu32 " of %" PRIu32
