@@ -184,6 +184,8 @@ expect 2 "zones > nodes" -- "$cluster" up --nodes 3 --zones 4 --bin "$bin" --dir
 expect 2 "port above 65535" -- "$cluster" up --base-port 65532 --bin "$bin" --dir "$dir"
 expect 2 "privileged port" -- "$cluster" up --base-port 80 --bin "$bin" --dir "$dir"
 expect 2 "non-numeric port" -- "$cluster" up --base-port 7x --bin "$bin" --dir "$dir"
+expect 2 "upload TTL 0" -- "$cluster" up --upload-ttl 0 --bin "$bin" --dir "$dir"
+ok "upload TTL range explained" -- grep_err "upload-ttl must be in 1..604800"
 expect 2 "a leading zero (octal to bash)" -- "$cluster" up --nodes 08 --bin "$bin" --dir "$dir"
 expect 2 "a bad SV_CLUSTER_TIMEOUT_S" -- env SV_CLUSTER_TIMEOUT_S=soon "$cluster" status --dir "$dir"
 expect 2 "zero shards" -- "$cluster" up --shards 0 --bin "$bin" --dir "$dir"
@@ -206,6 +208,7 @@ conf=$dir/cluster.conf
 ok "cluster.conf exists" -- test -f "$conf"
 ok "conf: shards 16" -- grep -qx "shards 16" "$conf"
 ok "conf: replicas 3" -- grep -qx "replicas 3" "$conf"
+ok "conf: upload_ttl_s 600 (default)" -- grep -qx "upload_ttl_s 600" "$conf"
 ok "conf: ca" -- grep -qx "ca $dir/ca/ca.pem" "$conf"
 ok "conf: master_key" -- grep -qx "master_key $dir/keys/master.key" "$conf"
 ok "conf: data_key" -- grep -qx "data_key $dir/keys/data.key" "$conf"
@@ -276,6 +279,7 @@ ok "node 1 keeps its pid" -- test "$(pid_of "$dir" 1)" = "$p1"
 expect 2 "up with other --nodes on an existing DIR" -- "$cluster" up --nodes 3 --bin "$bin" --dir "$dir"
 ok "other --nodes: down --purge explained" -- grep_err "down --purge"
 expect 0 "up with the same --nodes" -- "$cluster" up --nodes 6 --zones 3 --base-port "$base" --bin "$bin" --dir "$dir"
+expect 2 "up with another --upload-ttl on an existing DIR" -- "$cluster" up --upload-ttl 5 --bin "$bin" --dir "$dir"
 
 # --- kill and start --------------------------------------------------------------
 p3=$(pid_of "$dir" 3)
@@ -411,9 +415,10 @@ export SV_CLUSTER_NO_PORT_WAIT=1
 
 # A 4-node, 2-zone, 2-replica deployment.
 d3=$tmp/sub/c3
-expect 0 "up --nodes 4 --zones 2 --replicas 2 --shards 8" -- "$cluster" up --nodes 4 --zones 2 \
-    --replicas 2 --shards 8 --bin "$bin" --dir "$d3" --base-port "$base"
+expect 0 "up --nodes 4 --zones 2 --replicas 2 --shards 8 --upload-ttl 30" -- "$cluster" up --nodes 4 --zones 2 \
+    --replicas 2 --shards 8 --upload-ttl 30 --bin "$bin" --dir "$d3" --base-port "$base"
 ok "conf: shards 8" -- grep -qx "shards 8" "$d3/cluster.conf"
+ok "conf: upload_ttl_s 30" -- grep -qx "upload_ttl_s 30" "$d3/cluster.conf"
 ok "conf: replicas 2" -- grep -qx "replicas 2" "$d3/cluster.conf"
 ok "conf: node 3 in zone-a" -- grep -qx "node 3 zone-a 127.0.0.1:$((base + 3)) $d3/node3" "$d3/cluster.conf"
 ok "conf: node 4 in zone-b" -- grep -qx "node 4 zone-b 127.0.0.1:$((base + 4)) $d3/node4" "$d3/cluster.conf"
