@@ -38,6 +38,15 @@ int it_sh(const char *fmt, ...)
     return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+const char *it_bin_dir(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
+        exit(2);
+    }
+    return argv[1];
+}
+
 void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,
            int base_port)
 {

@@ -20,6 +20,10 @@ struct it_cluster {
     int nodes, zones, base_port;
 };
 
+/* The test's one argument, the directory of svd and svctl; a usage line
+ * and exit 2 without it. */
+const char *it_bin_dir(int argc, char **argv);
+
 /* Start a cluster of `nodes` nodes in `zones` zones on ports base_port+1..,
  * in a fresh temporary directory named after name. bin is the directory of
  * svd and svctl. Exits the test (status 1) when the cluster does not come up. */

@@ -60,13 +60,10 @@ static int logs_mention(const char *text)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
-        return 2;
-    }
+    const char *bin = it_bin_dir(argc, argv);
     char opts[64];
     snprintf(opts, sizeof opts, "--upload-ttl %d", TTL_S);
-    it_up_opts(&cl_, argv[1], "abandon", 3, 3, 17700, opts);
+    it_up_opts(&cl_, bin, "abandon", 3, 3, 17700, opts);
     struct sv_client *c = it_client(&cl_, 30000);
     size_t size = 10 * MIB;
     uint8_t *data = malloc(size);

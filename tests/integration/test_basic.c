@@ -278,11 +278,8 @@ static void overwrite_while_reading(struct sv_client *c)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
-        return 2;
-    }
-    it_up(&cl_, argv[1], "basic", 3, 3, 17100);
+    const char *bin = it_bin_dir(argc, argv);
+    it_up(&cl_, bin, "basic", 3, 3, 17100);
     struct sv_client *c = it_client(&cl_, 30000);
     current = "round trips";
     round_trip(c, "empty", 0);

@@ -59,11 +59,8 @@ static int count_in_log(int id, const char *text)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
-        return 2;
-    }
-    it_up(&cl_, argv[1], "corrupt", 3, 3, 17300);
+    const char *bin = it_bin_dir(argc, argv);
+    it_up(&cl_, bin, "corrupt", 3, 3, 17300);
     struct sv_client *c = it_client(&cl_, 30000);
     current = "flipped byte repaired";
     size_t size = 1 << 20;

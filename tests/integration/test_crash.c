@@ -73,13 +73,20 @@ static void run_writers_while(void (*fault)(void))
 
 static int victim_;
 
-static void kill_leader(void)
+/* The leader and the replicas of the shard the writers' first key is in. */
+static uint64_t writers_shard(uint64_t reps[16], size_t *n)
 {
     struct sv_client *c = it_client(&cl_, 10000);
+    uint64_t leader = it_leader_of(&cl_, c, "crash", "w0-000000", reps, n);
+    sv_client_close(c);
+    return leader;
+}
+
+static void kill_leader(void)
+{
     uint64_t reps[16];
     size_t n;
-    uint64_t leader = it_leader_of(&cl_, c, "crash", "w0-000000", reps, &n);
-    sv_client_close(c);
+    uint64_t leader = writers_shard(reps, &n);
     CHECK(leader != 0);
     victim_ = (int)(leader ? leader : 1);
     fprintf(stderr, "killing leader node %d\n", victim_);
@@ -88,11 +95,9 @@ static void kill_leader(void)
 
 static void kill_follower(void)
 {
-    struct sv_client *c = it_client(&cl_, 10000);
     uint64_t reps[16];
     size_t n;
-    uint64_t leader = it_leader_of(&cl_, c, "crash", "w0-000000", reps, &n);
-    sv_client_close(c);
+    uint64_t leader = writers_shard(reps, &n);
     victim_ = 0;
     for (size_t i = 0; i < n; i++)
         if (reps[i] != leader)
@@ -173,13 +178,10 @@ static bool caught_up(int id, int timeout_ms)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
-        return 2;
-    }
+    const char *bin = it_bin_dir(argc, argv);
     for (int w = 0; w < WRITERS; w++)
         acked_[w] = calloc(KEYS_MAX, 1);
-    it_up(&cl_, argv[1], "crash", 3, 3, 17200);
+    it_up(&cl_, bin, "crash", 3, 3, 17200);
 
     current = "kill -9 leader mid-write";
     run_writers_while(kill_leader);
@@ -194,7 +196,7 @@ int main(int argc, char **argv)
     }
     /* Keys restart at 0 with new contents: clear them first. */
     it_down(&cl_);
-    it_up(&cl_, argv[1], "crash2", 3, 3, 17250);
+    it_up(&cl_, bin, "crash2", 3, 3, 17250);
     run_writers_while(kill_follower);
     verify_acked("after follower kill");
     it_start(&cl_, victim_);

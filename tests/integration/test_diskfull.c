@@ -27,15 +27,12 @@ static void unmount_all(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
-        return 2;
-    }
+    const char *bin = it_bin_dir(argc, argv);
     if (geteuid() != 0 || it_sh("command -v mount >/dev/null") != 0) {
         printf("skipped: needs root to give each node a small tmpfs as its disk\n");
         return IT_SKIP;
     }
-    it_up(&cl_, argv[1], "diskfull", 3, 3, 17500);
+    it_up(&cl_, bin, "diskfull", 3, 3, 17500);
     /* Move every node onto a 192 MiB tmpfs. */
     CHECK(it_sh("'%s/deploy/cluster' down --dir '%s' >&2", SV_SOURCE_DIR, cl_.dir) == 0);
     for (int i = 1; i <= cl_.nodes; i++) {

@@ -133,11 +133,8 @@ static void refused_frame(struct sv_tls_ctx *ctx, int port, uint32_t type, uint6
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
-        return 2;
-    }
-    it_up(&cl_, argv[1], "frames", 3, 3, 17400);
+    const char *bin = it_bin_dir(argc, argv);
+    it_up(&cl_, bin, "frames", 3, 3, 17400);
     struct sv_client *c = it_client(&cl_, 30000);
     int port = cl_.base_port + 1;
     still_serving(c, 0);
