@@ -1981,7 +1981,7 @@ static int open_group(struct sv_node *n, uint64_t id, char *errmsg, size_t errle
         uint64_t applied = 0;
         rc = sv_sm_applied(n->sm, id, &applied);
         uint64_t snap = l.restore.snapshot ? l.restore.snapshot->meta.index : 0;
-        if (applied < snap) {
+        if (!rc && applied < snap) {
             /* The state machine lost applied entries that the snapshot covers
              * (only after a power failure): install the snapshot again. */
             rc = sv_sm_install(n->sm, id, snap, l.snap.data, l.snap.len);

@@ -403,12 +403,28 @@ static int seg_fail(struct apply *a, int rc, const char *what)
     return rc;
 }
 
+/* Store chunk id (d[0..len)), or delete it when d is NULL (a missing chunk
+ * is fine). The segment store holds a bounded number of unsynced changes:
+ * when they are full, sync them and try again, for every change an entry
+ * makes (an upload of many chunks aborted in one entry is one such entry). */
+static int seg_change(struct apply *a, const uint8_t *id, const uint8_t *d, size_t len)
+{
+    int rc = d ? sv_seg_put(a->seg, id, d, len) : sv_seg_delete(a->seg, id);
+    if (rc == SV_SEG_E_PENDING_FULL) {
+        rc = sv_seg_sync(a->seg);
+        if (rc == 0)
+            rc = d ? sv_seg_put(a->seg, id, d, len) : sv_seg_delete(a->seg, id);
+    }
+    if (rc == SV_SEG_E_NOT_FOUND && !d)
+        rc = 0;
+    return rc ? seg_fail(a, rc, d ? "put" : "delete") : 0;
+}
+
 static int put_chunk(struct apply *a, uint64_t upload, uint32_t idx, const uint8_t *d, size_t len)
 {
     uint8_t id[SV_SEG_ID_BYTES];
     sv_chunk_id(a->group, upload, idx, id);
-    int rc = sv_seg_put(a->seg, id, d, len);
-    return rc ? seg_fail(a, rc, "put") : 0;
+    return seg_change(a, id, d, len);
 }
 
 static int delete_chunks(struct apply *a, uint64_t upload, uint32_t n)
@@ -416,14 +432,9 @@ static int delete_chunks(struct apply *a, uint64_t upload, uint32_t n)
     uint8_t id[SV_SEG_ID_BYTES];
     for (uint32_t i = 0; i < n; i++) {
         sv_chunk_id(a->group, upload, i, id);
-        int rc = sv_seg_delete(a->seg, id);
-        if (rc == SV_SEG_E_PENDING_FULL) {
-            rc = sv_seg_sync(a->seg);
-            if (rc == 0)
-                rc = sv_seg_delete(a->seg, id);
-        }
-        if (rc && rc != SV_SEG_E_NOT_FOUND)
-            return seg_fail(a, rc, "delete");
+        int rc = seg_change(a, id, NULL, 0);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -654,9 +665,9 @@ static int drop_upload(struct apply *a, uint64_t id, const struct upload *u, uin
         if (!(u->bitmap[i / 8] >> (i % 8) & 1))
             continue;
         sv_chunk_id(a->group, id, i, cid);
-        int rc = sv_seg_delete(a->seg, cid);
-        if (rc && rc != SV_SEG_E_NOT_FOUND)
-            return seg_fail(a, rc, "delete");
+        int rc = seg_change(a, cid, NULL, 0);
+        if (rc)
+            return rc;
     }
     leveldb_writebatch_delete(a->wb, (const char *)k, key_upload(k, a->group, id));
     return 0;
@@ -825,6 +836,20 @@ static int cmp_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t ble
     return c ? c : (alen > blen) - (alen < blen);
 }
 
+/* Destroy it; -EIO if it stopped on a read error rather than at the end
+ * (an iteration cut short must not pass for the whole range). */
+static int iter_end(leveldb_iterator_t *it)
+{
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    if (!err)
+        return 0;
+    fprintf(stderr, "sm: iterator: %s\n", err);
+    leveldb_free(err);
+    return -EIO;
+}
+
 int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *bucket,
                size_t blen, const uint8_t *prefix, size_t plen, const uint8_t *start_after,
                size_t salen, uint32_t limit, bool *more, sv_sm_list_cb cb, void *arg)
@@ -868,8 +893,8 @@ int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t 
         cb(arg, name, nlen, &o);
         n++;
     }
-    leveldb_iter_destroy(it);
-    return rc;
+    int end = iter_end(it);
+    return rc ? rc : end;
 }
 
 /* Iterate the records of group with tag; cb returns false to stop. */
@@ -890,8 +915,7 @@ static int scan(struct sv_sm *sm, uint64_t group, char tag,
         if (!cb(arg, k, klen, v, vlen))
             break;
     }
-    leveldb_iter_destroy(it);
-    return 0;
+    return iter_end(it);
 }
 
 struct expired {
@@ -1008,7 +1032,9 @@ int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, 
         sv_put32(buf + n, (uint32_t)vlen), n += 4;
         memcpy(buf + n, v, vlen), n += vlen;
     }
-    leveldb_iter_destroy(it);
+    int end = iter_end(it);
+    if (!rc)
+        rc = end;
     if (rc) {
         free(buf);
         return rc;
@@ -1045,7 +1071,10 @@ int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_
             break;
         leveldb_writebatch_delete(wb, k, klen);
     }
-    leveldb_iter_destroy(it);
+    if (iter_end(it)) {
+        leveldb_writebatch_destroy(wb);
+        return -EIO;
+    }
     for (size_t off = 0; off < len;) {
         uint32_t kl = sv_get32(img + off);
         const uint8_t *k = img + off + 4;

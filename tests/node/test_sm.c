@@ -209,6 +209,38 @@ static void test_abort(struct node *n)
     CHECK(apply(n, &ab).status == SV_ST_NOT_FOUND);
 }
 
+/* An upload of more chunks than the segment store keeps unsynced
+ * (SV_SEG_PENDING_MAX), stored and then aborted without a sync in between:
+ * every put and delete goes through (the state machine syncs and retries),
+ * instead of the entry failing on every replay. */
+static void test_many_chunks(struct node *n)
+{
+    enum { CHUNKS = SV_SEG_PENDING_MAX + 100 };
+    struct sv_cmd b = {.type = SV_CMD_BEGIN,
+                       .bucket = (const uint8_t *)"b",
+                       .bucket_len = 1,
+                       .key = (const uint8_t *)"many",
+                       .key_len = 4,
+                       .upload = 99};
+    CHECK(apply(n, &b).upload == 99);
+    struct sv_cmd ch = b;
+    ch.type = SV_CMD_CHUNK;
+    ch.data = (const uint8_t *)"x";
+    ch.data_len = 1;
+    int bad = 0;
+    for (uint32_t i = 0; i < CHUNKS; i++) {
+        ch.chunk = i;
+        bad += apply(n, &ch).status != SV_ST_OK;
+    }
+    CHECK(bad == 0);
+    struct sv_cmd ab = {.type = SV_CMD_ABORT, .upload = 99};
+    CHECK(apply(n, &ab).status == SV_ST_OK);
+    uint8_t id[SV_SEG_ID_BYTES], buf[16];
+    size_t len = 0;
+    sv_chunk_id(1, 99, CHUNKS - 1, id);
+    CHECK(sv_seg_get(n->seg, id, buf, sizeof buf, &len) == SV_SEG_E_NOT_FOUND);
+}
+
 struct names {
     char seen[8][16];
     int n;
@@ -278,6 +310,8 @@ int main(void)
     test_upload(&a);
     current = "abort";
     test_abort(&a);
+    current = "many chunks";
+    test_many_chunks(&a);
     current = "snapshot";
     test_snapshot(&a);
     node_close(&a);
