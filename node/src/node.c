@@ -189,7 +189,6 @@ struct sv_node {
     uv_async_t persisted; /* the running job's batches are durable */
     struct job *job;      /* the running persist job, or NULL */
 
-    bool job_running;
     uint64_t last_seg_sync_ms;
     uint64_t next_ctx;
     uint64_t next_fetch;
@@ -631,7 +630,6 @@ static void job_after(uv_work_t *req, int status)
     (void)status;
     struct job *j = req->data;
     struct sv_node *n = j->node;
-    n->job_running = false;
     n->job = NULL;
     if (!j->rc)
         send_persisted(n, j);
@@ -746,7 +744,7 @@ static void drain(struct sv_node *n, struct group *g)
 
 static void cycle(struct sv_node *n)
 {
-    if (n->job_running || n->stopping)
+    if (n->job || n->stopping)
         return;
     struct group **gs = NULL;
     size_t count = 0;
@@ -787,7 +785,6 @@ static void cycle(struct sv_node *n)
     j->n = count;
     j->seg_sync = seg_sync;
     j->w.data = j;
-    n->job_running = true;
     n->job = j;
     if (seg_sync)
         n->last_seg_sync_ms = now; /* not again before this one completes */
@@ -951,6 +948,7 @@ static int open_chunk(struct sv_node *n, struct read_job *r, uint64_t group, int
 struct list_ctx {
     struct sv_item *items;
     uint32_t n;
+    bool failed; /* a key could not be copied */
 };
 
 static void list_cb(void *arg, const uint8_t *key, size_t klen, const struct sv_obj *o)
@@ -961,6 +959,8 @@ static void list_cb(void *arg, const uint8_t *key, size_t klen, const struct sv_
     uint8_t *copy = malloc(klen ? klen : 1);
     if (copy)
         memcpy(copy, key, klen);
+    else
+        l->failed = true;
     it->key.p = copy;
     it->key.len = copy ? klen : 0;
     it->size = o->size;
@@ -1015,7 +1015,7 @@ static void read_work(uv_work_t *req)
                                        m.prefix.p, m.prefix.len, m.start_after.p, m.start_after.len,
                                        limit, &more, list_cb, &lc)
                           : -ENOMEM;
-        out.status = rc ? SV_ST_INTERNAL : SV_ST_OK;
+        out.status = rc || lc.failed ? SV_ST_INTERNAL : SV_ST_OK;
         out.items = lc.items;
         out.n_items = lc.n;
         out.flags = more;
@@ -1026,8 +1026,10 @@ static void read_work(uv_work_t *req)
     /* The object's record and its chunk are read under seg_mu, which every
      * apply holds: a write that replaces the object and deletes its old
      * chunks cannot come between (the chunk would look missing). */
-    pthread_mutex_lock(&n->seg_mu);
-    locked = true;
+    if (w->type != SV_MSG_STAT) { /* a STAT reads no chunk: no wait behind an apply */
+        pthread_mutex_lock(&n->seg_mu);
+        locked = true;
+    }
     struct sv_obj o;
     int rc = sv_sm_get(n->sm, w->group, tenant, m.bucket.p, m.bucket.len, m.key.p, m.key.len, &o);
     if (rc == -ENOENT || (rc == 0 && o.deleted)) {
@@ -1905,7 +1907,7 @@ static void on_signal(uv_signal_t *s, int signum)
     struct sv_node *n = s->data;
     LOG_INFO("signal %d: stopping", signum);
     n->stopping = true;
-    if (!n->job_running)
+    if (!n->job)
         uv_stop(&n->loop);
 }
 
@@ -2191,7 +2193,7 @@ int sv_node_run(struct sv_node *n)
     uv_run(&n->loop, UV_RUN_DEFAULT);
     /* Stopping: let the running persist job and pool jobs finish. */
     n->stopping = true;
-    while (n->job_running || n->jobs_in_pool > 0)
+    while (n->job || n->jobs_in_pool > 0)
         uv_run(&n->loop, UV_RUN_ONCE);
     sv_tp_stop(n->tp);
     uv_walk(&n->loop, close_walk, NULL);

@@ -945,52 +945,6 @@ int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, 
     return rc;
 }
 
-struct chunks {
-    uint64_t group;
-    sv_sm_chunk_cb cb;
-    void *arg;
-};
-
-static bool obj_chunks_cb(void *arg, const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen)
-{
-    struct chunks *c = arg;
-    struct sv_obj o;
-    uint8_t id[SV_SEG_ID_BYTES];
-    (void)k, (void)klen;
-    if (obj_decode(v, vlen, &o) || o.deleted)
-        return true;
-    for (uint32_t i = 0; i < o.n_chunks; i++) {
-        sv_chunk_id(c->group, o.upload, i, id);
-        c->cb(c->arg, id);
-    }
-    return true;
-}
-
-static bool upload_chunks_cb(void *arg, const uint8_t *k, size_t klen, const uint8_t *v,
-                             size_t vlen)
-{
-    struct chunks *c = arg;
-    struct upload u;
-    uint8_t id[SV_SEG_ID_BYTES];
-    if (klen != PFX + 8 || upload_decode(v, vlen, &u))
-        return true;
-    for (uint32_t i = 0; i < u.nbits; i++) {
-        if (u.bitmap[i / 8] >> (i % 8) & 1) {
-            sv_chunk_id(c->group, sv_get64be(k + PFX), i, id);
-            c->cb(c->arg, id);
-        }
-    }
-    free(u.bitmap);
-    return true;
-}
-
-int sv_sm_chunks(struct sv_sm *sm, uint64_t group, sv_sm_chunk_cb cb, void *arg)
-{
-    struct chunks c = {group, cb, arg};
-    int rc = scan(sm, group, 'o', obj_chunks_cb, &c);
-    return rc ? rc : scan(sm, group, 'u', upload_chunks_cb, &c);
-}
-
 /* ---- snapshots ---------------------------------------------------------- */
 
 int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, size_t *len)

@@ -153,14 +153,10 @@ int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t 
                size_t blen, const uint8_t *prefix, size_t plen, const uint8_t *start_after,
                size_t salen, uint32_t limit, bool *more, sv_sm_list_cb cb, void *arg);
 
-/* Uploads of group begun before before_ms: up to cap ids into ids, *n set. */
+/* Uploads of group idle since before before_ms (no BEGIN or chunk applied
+ * since): up to cap ids into ids, *n set. */
 int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, uint64_t *ids,
                           size_t cap, size_t *n);
-
-/* Every chunk id group's metadata references (live objects and open
- * uploads): cb per id. For finding chunks to fetch after a snapshot. */
-typedef void (*sv_sm_chunk_cb)(void *arg, const uint8_t *id);
-int sv_sm_chunks(struct sv_sm *sm, uint64_t group, sv_sm_chunk_cb cb, void *arg);
 
 /* Image of group's state (every record but the applied index) into a new
  * malloc'd buffer: repeated (u32 key length, key, u32 value length, value).
