@@ -38,6 +38,14 @@ int it_sh(const char *fmt, ...)
     return st == -1 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+bool it_log_has(const struct it_cluster *c, int id, const char *text)
+{
+    char node[16] = "*";
+    if (id > 0)
+        snprintf(node, sizeof node, "%d", id);
+    return it_sh("cat '%s'/node%s/svd.log | grep -q -F -- '%s'", c->dir, node, text) == 0;
+}
+
 const char *it_bin_dir(int argc, char **argv)
 {
     if (argc < 2) {

@@ -38,6 +38,8 @@ void it_down(struct it_cluster *c);
 void it_kill(struct it_cluster *c, int id);
 void it_start(struct it_cluster *c, int id);
 pid_t it_pid(const struct it_cluster *c, int id);
+/* Whether node id's log (id 0: any node's) holds text (a fixed string). */
+bool it_log_has(const struct it_cluster *c, int id, const char *text);
 /* Run a shell command line (printed first); returns its exit status. */
 int it_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -52,11 +52,6 @@ static int flip_segments(int id)
     return changed;
 }
 
-static int count_in_log(int id, const char *text)
-{
-    return it_sh("grep -c -F '%s' '%s/node%d/svd.log' >/dev/null", text, cl_.dir, id) == 0;
-}
-
 int main(int argc, char **argv)
 {
     const char *bin = it_bin_dir(argc, argv);
@@ -79,8 +74,8 @@ int main(int argc, char **argv)
     CHECK_RC(sv_client_get(c, "bits", "victim", SV_LINEARIZABLE, &back, &len, NULL), SV_OK);
     CHECK(len == size && back && !memcmp(back, data, size));
     free(back);
-    CHECK(count_in_log((int)leader, "repairing from a replica"));
-    CHECK(count_in_log((int)leader, "chunk repaired from a replica"));
+    CHECK(it_log_has(&cl_, (int)leader, "repairing from a replica"));
+    CHECK(it_log_has(&cl_, (int)leader, "chunk repaired from a replica"));
     /* Read again: served from the repaired copy, no new repair needed. */
     back = NULL;
     CHECK_RC(sv_client_get(c, "bits", "victim", SV_LINEARIZABLE, &back, &len, NULL), SV_OK);
