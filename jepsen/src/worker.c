@@ -263,13 +263,11 @@ static void emit(struct worker *w, enum ev type, enum fn f, const char *key, con
               ev_names[type], fn_names[f]);
     sb_json_string(b, key, strlen(key));
     sb_printf(b, ", \"value\": %s, \"time\": ", value);
-    size_t head = b->len;
     pthread_mutex_lock(&out_mu_);
     int64_t t = real_ns() - o_.t0_ns;
     if (t < last_time_)
         t = last_time_;
     last_time_ = t;
-    b->len = head;
     sb_printf(b, "%" PRId64, t);
     if (error != NULL && type != EV_INVOKE && type != EV_OK) {
         sb_printf(b, ", \"error\": ");
@@ -601,13 +599,11 @@ static int64_t gen_read(void *arg, void *buf, size_t cap)
 
 struct hasher {
     EVP_MD_CTX *md;
-    uint64_t bytes;
 };
 
 static int hash_write(void *arg, const void *buf, size_t len)
 {
     struct hasher *h = arg;
-    h->bytes += len;
     return EVP_DigestUpdate(h->md, buf, len) == 1 ? 0 : -1;
 }
 
@@ -621,7 +617,6 @@ static void hash_final(struct hasher *h, char hex[65])
 
 static void hash_init(struct hasher *h)
 {
-    h->bytes = 0;
     ASSERT(EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) == 1);
 }
 
