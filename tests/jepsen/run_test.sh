@@ -3,7 +3,8 @@
 # (ctest jepsen-run-test). As root: register under partitions, register under
 # kills and set under pauses must be found valid; the same register run with
 # stale reads under partitions must be found NOT linearizable (the checker has
-# teeth); a harness killed mid-run is cleaned up by `jepsen/run cleanup`.
+# teeth); a harness killed mid-run (its fault loop orphaned) is cleaned up by
+# `jepsen/run cleanup` and its fault loop ends by itself.
 # Not root: skipped (exit 77) with the reason printed.
 set -uo pipefail
 run=$1 bin=$2 work=$3 secs=$4
@@ -68,7 +69,7 @@ done
 
 # A harness killed mid-run leaves nodes and namespaces; cleanup removes them.
 echo "== crash: jepsen/run killed with SIGKILL mid-run, then jepsen/run cleanup"
-"$run" --bin "$bin" --out "$work/crash" --nemesis none --time 60 --seed 31 \
+"$run" --bin "$bin" --out "$work/crash" --nemesis pause --time 60 --seed 31 \
     >"$work/crash.log" 2>&1 &
 runner=$!
 for _ in $(seq 120); do
@@ -89,6 +90,13 @@ fi
 if pgrep -f -- "--config $work/crash/cluster/cluster.conf" >/dev/null; then
     fail "svd processes remain after cleanup"
 fi
+# The orphaned fault loop notices the harness is gone after its current
+# sleep (at most 10 s) and ends without touching anything.
+for _ in $(seq 30); do
+    pgrep -f -- "--out $work/crash " >/dev/null || break
+    sleep 0.5
+done
+pgrep -f -- "--out $work/crash " >/dev/null && fail "harness processes outlive the killed harness"
 
 ((fails == 0)) || { echo "jepsen-run-test: $fails failure(s)"; exit 1; }
 echo "jepsen-run-test: OK"
