@@ -523,6 +523,9 @@ static void job_work(uv_work_t *req)
     atomic_store(&j->persisted, true);
     uv_async_send(&n->persisted);
     pthread_mutex_lock(&n->seg_mu);
+    /* The chunks of every entry applied below go out in one write (they live
+     * in the batches' entries until job_after). */
+    sv_seg_batch_begin(n->seg);
     for (size_t i = 0; i < j->n && !j->rc; i++) {
         struct group *g = j->gs[i];
         const struct sv_raft_ready *rd = &g->rd;
@@ -550,6 +553,16 @@ static void job_work(uv_work_t *req)
                                 sizeof j->errmsg);
         }
     }
+    /* Chunks on file before the records that point at them; the records of
+     * the whole job in one state machine write. */
+    int rc = sv_seg_batch_end(n->seg);
+    if (!j->rc && rc) {
+        j->rc = rc;
+        snprintf(j->errmsg, sizeof j->errmsg, "segment write: %s (%.200s)", sv_seg_strerror(rc),
+                 sv_seg_errmsg(n->seg));
+    }
+    if (!j->rc)
+        j->rc = sv_sm_commit(n->sm, j->errmsg, sizeof j->errmsg);
     if (!j->rc && j->seg_sync) {
         j->rc = sv_seg_sync(n->seg);
         if (j->rc)

@@ -32,6 +32,7 @@ enum {
     KEY_BYTES = 1 + SV_SEG_ID_BYTES,
     LOC_BYTES = 16,
     TAIL_BYTES = 12,
+    BATCH_IOV = 1024, /* iovecs per vectored write of a batch (IOV_MAX) */
 };
 
 _Static_assert((PENDING_SLOTS & (PENDING_SLOTS - 1)) == 0, "slot count is a power of two");
@@ -46,6 +47,15 @@ struct loc {
 };
 
 enum { PEND_PUT = 1, PEND_DEL = 2 };
+
+/* A record put during a batch, written by flush(). */
+struct qrec {
+    uint8_t h[SV_SEG_HEADER_BYTES];
+    const void *data; /* the caller's, valid until sv_seg_batch_end */
+    uint32_t len;
+    uint32_t seg;
+    uint64_t off;
+};
 
 /* An id put or deleted since the last sync; lookups see it before the index. */
 struct pend {
@@ -86,7 +96,11 @@ struct sv_seg_store {
     int64_t records_delta; /* since the last sync */
     uint8_t *bad;          /* SV_SEG_BAD_MAX ids, sorted */
     uint32_t n_bad;
-    uint8_t *iobuf;    /* SV_SEG_RECORD_MAX: compaction copies */
+    uint8_t *iobuf; /* SV_SEG_RECORD_MAX: compaction copies */
+    bool batching;  /* between sv_seg_batch_begin and _end */
+    struct qrec *q; /* records queued by puts of the batch, in append order */
+    uint32_t n_q, cap_q;
+    struct iovec *iov; /* BATCH_IOV, for flush() */
     uint32_t tail_seg; /* the tail as of the last sync (0: none yet) */
     uint64_t tail_off;
     char errmsg[SV_SEG_ERRMSG_MAX];
@@ -565,9 +579,31 @@ static int bad_remove(struct sv_seg_store *s, const uint8_t *id)
 
 /* ---- append ---- */
 
+/* During a batch, queue the record for flush(); *l gets where it will be. */
+static int queue(struct sv_seg_store *s, struct seg *a, const uint8_t *id, const void *data,
+                 uint32_t len, struct loc *l)
+{
+    if (s->n_q == s->cap_q) {
+        uint32_t cap = s->cap_q ? 2 * s->cap_q : 256;
+        struct qrec *q = realloc(s->q, cap * sizeof *q);
+        if (q == NULL)
+            return seterr(s, -ENOMEM, "batch of %u records", cap);
+        s->q = q;
+        s->cap_q = cap;
+    }
+    struct qrec *r = &s->q[s->n_q++];
+    *r = (struct qrec){.data = data, .len = len, .seg = a->no, .off = a->size};
+    header_encode(r->h, id, data, len);
+    *l = (struct loc){.seg = a->no, .off = a->size, .len = len};
+    a->size += rec_bytes(len);
+    a->dirty = true;
+    return 0;
+}
+
 /* Write one record at the end of the active segment (starting a new one when
  * needed); *l gets its location. On failure the segment's logical end is
- * unchanged, so the next append overwrites any partial bytes. */
+ * unchanged, so the next append overwrites any partial bytes. In a batch the
+ * record is only queued (flush() writes it). */
 static int append(struct sv_seg_store *s, const uint8_t *id, const void *data, uint32_t len,
                   struct loc *l)
 {
@@ -581,6 +617,8 @@ static int append(struct sv_seg_store *s, const uint8_t *id, const void *data, u
         s->force_roll = false;
         a = active(s);
     }
+    if (s->batching)
+        return queue(s, a, id, data, len, l);
     header_encode(h, id, data, len);
     struct iovec iov[2] = {{.iov_base = h, .iov_len = sizeof h},
                            {.iov_base = (void *)data, .iov_len = len}};
@@ -600,6 +638,71 @@ static int append(struct sv_seg_store *s, const uint8_t *id, const void *data, u
     a->size += rec;
     a->dirty = true;
     return 0;
+}
+
+static void discard_unsynced(struct sv_seg_store *s);
+
+/* Write the queued records: one vectored write per run of records in the same
+ * segment (at most BATCH_IOV / 2 records each). If a write fails, each
+ * segment's end goes back to its first unwritten record and everything since
+ * the last sync is discarded, as after a failed fsync. */
+static int flush(struct sv_seg_store *s)
+{
+    uint32_t i = 0;
+    int64_t rc = 0;
+    while (i < s->n_q) {
+        const struct qrec *first = &s->q[i];
+        uint64_t bytes = 0;
+        int cnt = 0;
+        uint32_t k = i;
+        for (; k < s->n_q && s->q[k].seg == first->seg && cnt + 2 <= BATCH_IOV; k++) {
+            ASSERT(s->q[k].off == first->off + bytes);
+            s->iov[cnt++] = (struct iovec){.iov_base = s->q[k].h, .iov_len = SV_SEG_HEADER_BYTES};
+            s->iov[cnt++] =
+                (struct iovec){.iov_base = (void *)s->q[k].data, .iov_len = s->q[k].len};
+            bytes += rec_bytes(s->q[k].len);
+        }
+        struct seg *g = seg_find(s, first->seg);
+        ASSERT(g != NULL);
+        rc = ring_rw(s, true, g->fd, s->iov, cnt, first->off);
+        if (rc < 0)
+            break;
+        ASSERT((uint64_t)rc == bytes);
+        i = k;
+    }
+    if (i == s->n_q) {
+        s->n_q = 0;
+        return 0;
+    }
+    /* Back to the first unwritten record of each segment, latest first. */
+    for (uint32_t k = s->n_q; k-- > i;) {
+        struct seg *g = seg_find(s, s->q[k].seg);
+        g->size = s->q[k].off;
+        if (ftruncate(g->fd, (off_t)g->size) < 0) {
+            /* Recovery cuts the log at the first torn record anyway. */
+        }
+    }
+    char name[32];
+    seg_name(name, sizeof name, s->q[i].seg);
+    uint64_t off = s->q[i].off;
+    s->n_q = 0;
+    discard_unsynced(s);
+    return seterr(s, (int)rc, "batched write at %s/%s offset %llu; unsynced puts discarded", s->dir,
+                  name, (unsigned long long)off);
+}
+
+void sv_seg_batch_begin(struct sv_seg_store *s)
+{
+    ASSERT(s != NULL && !s->batching && s->n_q == 0);
+    s->batching = true;
+}
+
+int sv_seg_batch_end(struct sv_seg_store *s)
+{
+    ASSERT(s != NULL && s->batching);
+    s->errmsg[0] = 0;
+    s->batching = false;
+    return flush(s);
 }
 
 int sv_seg_put(struct sv_seg_store *s, const uint8_t *id, const void *data, size_t len)
@@ -687,6 +790,11 @@ int sv_seg_sync(struct sv_seg_store *s)
 
     /* 1. fsync every segment written since the last sync, and the directory if
      * a segment was created, submitted together. */
+    if (s->n_q > 0) {
+        int rc = flush(s);
+        if (rc < 0)
+            return rc;
+    }
     for (uint32_t i = 0; i < s->n_segs; i++)
         if (s->segs[i].dirty)
             fds[n++] = s->segs[i].fd;
@@ -738,7 +846,10 @@ int sv_seg_get(struct sv_seg_store *s, const uint8_t *id, void *buf, size_t cap,
     char name[32];
     ASSERT(s != NULL && id != NULL && len != NULL && (buf != NULL || cap == 0));
     s->errmsg[0] = 0;
-    int rc = lookup(s, id, &l);
+    int rc = s->n_q > 0 ? flush(s) : 0;
+    if (rc < 0)
+        return rc;
+    rc = lookup(s, id, &l);
     if (rc < 0)
         return rc;
     *len = l.len;
@@ -818,7 +929,7 @@ int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed
     uint32_t victims[SV_SEG_SEGMENTS_MAX];
     uint32_t n_victims = 0;
     uint64_t reclaimed = 0;
-    ASSERT(s != NULL);
+    ASSERT(s != NULL && !s->batching); /* relocate() reuses one buffer */
     s->errmsg[0] = 0;
     if (reclaimed_bytes)
         *reclaimed_bytes = 0;
@@ -1170,7 +1281,8 @@ int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_s
     s->segs = calloc(SV_SEG_SEGMENTS_MAX, sizeof *s->segs);
     s->bad = calloc(SV_SEG_BAD_MAX, SV_SEG_ID_BYTES);
     s->iobuf = malloc(SV_SEG_RECORD_MAX);
-    if (!s->pend || !s->pend_used || !s->segs || !s->bad || !s->iobuf) {
+    s->iov = malloc(BATCH_IOV * sizeof *s->iov);
+    if (!s->pend || !s->pend_used || !s->segs || !s->bad || !s->iobuf || !s->iov) {
         rc = seterr(s, -ENOMEM, "store tables");
         goto err_after_mem;
     }
@@ -1218,6 +1330,7 @@ err_after_dbopts:
     leveldb_readoptions_destroy(s->ropts);
     leveldb_options_destroy(s->dbopts);
 err_after_mem:
+    free(s->iov);
     free(s->iobuf);
     free(s->bad);
     free(s->segs);
@@ -1239,6 +1352,7 @@ int sv_seg_close(struct sv_seg_store *s)
 {
     if (s == NULL)
         return 0;
+    s->batching = false;
     int rc = sv_seg_sync(s);
     segs_close(s);
     leveldb_close(s->db);
@@ -1247,6 +1361,8 @@ int sv_seg_close(struct sv_seg_store *s)
     leveldb_writeoptions_destroy(s->wopts_sync);
     leveldb_readoptions_destroy(s->ropts);
     leveldb_options_destroy(s->dbopts);
+    free(s->q);
+    free(s->iov);
     free(s->iobuf);
     free(s->bad);
     free(s->segs);

@@ -59,10 +59,12 @@
  * at any point loses nothing that was synced.
  *
  * I/O. One io_uring ring lives inside the store. Record writes are writev
- * SQEs (header + payload), reads are read SQEs, syncs are fsync SQEs. In this
- * first version every call submits and waits for its completions; the node
- * will later drive the ring's completions from its libuv loop (an eventfd
- * registered with the ring) instead of waiting. Only directory operations
+ * SQEs (header + payload), reads are read SQEs, syncs are fsync SQEs. Every
+ * call submits and waits for its completions. A *batch* (sv_seg_batch_begin
+ * .. sv_seg_batch_end) turns the puts between them into one writev per run of
+ * up to 512 records in the same segment: a buffered write is handed to a
+ * kernel worker thread, so one hand-off per batch instead of one per record
+ * is what makes many small puts cheap. Only directory operations
  * (open, ftruncate, unlink, fsync of the directory) are plain syscalls, since
  * liburing 2.3 has no ftruncate and they happen only at open/compaction/error.
  *
@@ -162,10 +164,22 @@ SV_SEG_API int sv_seg_close(struct sv_seg_store *s);
 
 /* Append a record for id (SV_SEG_ID_BYTES bytes) with len bytes of data
  * (len <= SV_SEG_PAYLOAD_MAX; data may be NULL when len is 0). Replaces any
- * chunk with the same id and takes it off the bad list. Returns once written,
- * NOT durable: see sv_seg_sync. The store does not keep id or data. On error
+ * chunk with the same id and takes it off the bad list. Returns once written
+ * (in a batch: once queued, see sv_seg_batch_begin), NOT durable: see
+ * sv_seg_sync. Outside a batch the store does not keep id or data. On error
  * nothing is indexed and the store stays usable (-ENOSPC after a full disk). */
 SV_SEG_API int sv_seg_put(struct sv_seg_store *s, const uint8_t *id, const void *data, size_t len);
+
+/* Batches. After sv_seg_batch_begin, sv_seg_put only queues its record: the
+ * chunk is placed and indexed (lookups and deletes see it) but its bytes are
+ * written by sv_seg_batch_end, or earlier by any sv_seg_get or sv_seg_sync,
+ * so the caller keeps every put's data valid and unchanged until then.
+ * sv_seg_batch_end returns the writes' result: if one fails, the chunks put
+ * and deleted since the last sync are discarded (as when an fsync fails: see
+ * sv_seg_sync), the error is returned and the next put goes to a new segment.
+ * sv_seg_compact must not be called inside a batch. */
+SV_SEG_API void sv_seg_batch_begin(struct sv_seg_store *s);
+SV_SEG_API int sv_seg_batch_end(struct sv_seg_store *s);
 
 /* Make every put and delete made so far durable (see the contract at top).
  * If an fsync fails, the puts and deletes since the previous sync are

@@ -20,11 +20,23 @@ enum {
     OKEY_MAX = PFX + 8 + SV_SM_NAME_MAX + 1 + SV_SM_NAME_MAX,
 };
 
+/* A key changed by an entry applied since the last sv_sm_commit. */
+struct staged {
+    uint64_t hash;
+    uint32_t klen, vlen, vcap;
+    bool deleted;
+    uint8_t *kv; /* klen key bytes, then vcap bytes of room for the value */
+};
+
 struct sv_sm {
     leveldb_t *db;
     leveldb_options_t *opts;
     leveldb_readoptions_t *ropts;
     leveldb_writeoptions_t *wopts;
+    /* The staged changes, open addressing (load <= 1/2), used by the apply
+     * thread only: applying reads through them, sv_sm_commit writes them. */
+    struct staged *st;
+    uint32_t st_cap, st_n;
 };
 
 /* ---- commands ---------------------------------------------------------- */
@@ -280,10 +292,23 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     return 0;
 }
 
+static void staged_clear(struct sv_sm *sm)
+{
+    for (uint32_t i = 0; i < sm->st_cap && sm->st_n; i++) {
+        if (sm->st[i].kv) {
+            free(sm->st[i].kv);
+            sm->st[i].kv = NULL;
+            sm->st_n--;
+        }
+    }
+}
+
 void sv_sm_close(struct sv_sm *sm)
 {
     if (!sm)
         return;
+    staged_clear(sm);
+    free(sm->st);
     if (sm->db)
         leveldb_close(sm->db);
     leveldb_writeoptions_destroy(sm->wopts);
@@ -292,9 +317,84 @@ void sv_sm_close(struct sv_sm *sm)
     free(sm);
 }
 
-/* Get key; *v malloc'd by LevelDB (free with leveldb_free) or NULL when absent. */
-static int db_get(struct sv_sm *sm, const uint8_t *k, size_t klen, char **v, size_t *vlen)
+static uint64_t key_hash(const uint8_t *k, size_t klen)
 {
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ k[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of key: its staged change, or the free slot where it would go. */
+static struct staged *staged_slot(struct sv_sm *sm, const uint8_t *k, size_t klen, uint64_t h)
+{
+    uint32_t mask = sm->st_cap - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        struct staged *e = &sm->st[i];
+        if (!e->kv || (e->hash == h && e->klen == klen && !memcmp(e->kv, k, klen)))
+            return e;
+    }
+}
+
+static int staged_grow(struct sv_sm *sm)
+{
+    uint32_t cap = sm->st_cap ? 2 * sm->st_cap : 1024;
+    struct staged *old = sm->st, *st = calloc(cap, sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    uint32_t old_cap = sm->st_cap;
+    sm->st = st;
+    sm->st_cap = cap;
+    for (uint32_t i = 0; i < old_cap; i++)
+        if (old[i].kv)
+            *staged_slot(sm, old[i].kv, old[i].klen, old[i].hash) = old[i];
+    free(old);
+    return 0;
+}
+
+/* Stage key := v (vlen bytes), or its deletion when v is NULL. */
+static int stage(struct sv_sm *sm, const uint8_t *k, size_t klen, const void *v, size_t vlen)
+{
+    if (2 * (sm->st_n + 1) > sm->st_cap && staged_grow(sm))
+        return -ENOMEM;
+    uint64_t h = key_hash(k, klen);
+    struct staged *e = staged_slot(sm, k, klen, h);
+    if (!e->kv || e->vcap < vlen) {
+        uint8_t *kv = realloc(e->kv, klen + vlen + 1);
+        if (!kv)
+            return -ENOMEM;
+        if (!e->kv)
+            sm->st_n++;
+        memcpy(kv, k, klen);
+        *e = (struct staged){.hash = h, .klen = (uint32_t)klen, .vcap = (uint32_t)vlen, .kv = kv};
+    }
+    e->deleted = v == NULL;
+    e->vlen = v ? (uint32_t)vlen : 0;
+    if (v && vlen)
+        memcpy(e->kv + klen, v, vlen);
+    return 0;
+}
+
+/* Get key; *v malloc'd (free with free(): LevelDB's values are malloc'd too)
+ * or NULL when absent. With staged, the changes not yet committed count
+ * (the apply thread only). */
+static int db_get_at(struct sv_sm *sm, bool staged, const uint8_t *k, size_t klen, char **v,
+                     size_t *vlen)
+{
+    if (staged && sm->st_n) {
+        const struct staged *e = staged_slot(sm, k, klen, key_hash(k, klen));
+        if (e->kv) {
+            *v = NULL;
+            *vlen = 0;
+            if (e->deleted)
+                return 0;
+            if (!(*v = malloc(e->vlen + 1)))
+                return -ENOMEM;
+            memcpy(*v, e->kv + e->klen, e->vlen);
+            *vlen = e->vlen;
+            return 0;
+        }
+    }
     char *err = NULL;
     *v = leveldb_get(sm->db, sm->ropts, (const char *)k, klen, vlen, &err);
     if (err) {
@@ -303,6 +403,11 @@ static int db_get(struct sv_sm *sm, const uint8_t *k, size_t klen, char **v, siz
         return -EIO;
     }
     return 0;
+}
+
+static int db_get(struct sv_sm *sm, const uint8_t *k, size_t klen, char **v, size_t *vlen)
+{
+    return db_get_at(sm, false, k, klen, v, vlen);
 }
 
 int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index)
@@ -318,7 +423,7 @@ int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index)
         *index = sv_get64((const uint8_t *)v);
     else
         rc = -EIO;
-    leveldb_free(v);
+    free(v);
     return rc;
 }
 
@@ -337,12 +442,13 @@ int sv_sm_map(struct sv_sm *sm, uint64_t group, uint8_t **out, size_t *len)
         memcpy(*out, v, vlen);
         *len = vlen;
     }
-    leveldb_free(v);
+    free(v);
     return *out ? 0 : -ENOMEM;
 }
 
-int sv_sm_get(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *bucket, size_t blen,
-              const uint8_t *key, size_t klen, struct sv_obj *o)
+static int obj_get(struct sv_sm *sm, bool staged, uint64_t group, uint64_t tenant,
+                   const uint8_t *bucket, size_t blen, const uint8_t *key, size_t klen,
+                   struct sv_obj *o)
 {
     uint8_t k[OKEY_MAX];
     char *v;
@@ -350,28 +456,36 @@ int sv_sm_get(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *
     memset(o, 0, sizeof *o);
     if (blen > SV_SM_NAME_MAX || klen > SV_SM_NAME_MAX)
         return -ENOENT;
-    int rc = db_get(sm, k, key_obj(k, group, tenant, bucket, blen, key, klen), &v, &vlen);
+    int rc =
+        db_get_at(sm, staged, k, key_obj(k, group, tenant, bucket, blen, key, klen), &v, &vlen);
     if (rc)
         return rc;
     if (!v)
         return -ENOENT;
     rc = obj_decode((const uint8_t *)v, vlen, o);
-    leveldb_free(v);
+    free(v);
     return rc;
 }
 
+int sv_sm_get(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t *bucket, size_t blen,
+              const uint8_t *key, size_t klen, struct sv_obj *o)
+{
+    return obj_get(sm, false, group, tenant, bucket, blen, key, klen, o);
+}
+
+/* An upload's record as the apply thread sees it (staged changes count). */
 static int get_upload(struct sv_sm *sm, uint64_t group, uint64_t id, struct upload *u)
 {
     uint8_t k[PFX + 8];
     char *v;
     size_t vlen;
-    int rc = db_get(sm, k, key_upload(k, group, id), &v, &vlen);
+    int rc = db_get_at(sm, true, k, key_upload(k, group, id), &v, &vlen);
     if (rc)
         return rc;
     if (!v)
         return -ENOENT;
     rc = upload_decode((const uint8_t *)v, vlen, u);
-    leveldb_free(v);
+    free(v);
     return rc;
 }
 
@@ -388,7 +502,6 @@ struct apply {
     struct sv_sm *sm;
     struct sv_seg_store *seg;
     uint64_t group;
-    leveldb_writebatch_t *wb;
     char *errmsg;
     size_t errlen;
     struct session sess; /* the command's session record, read once by session_lookup */
@@ -449,17 +562,17 @@ static int session_load(struct apply *a, const struct sv_cmd *c, struct session 
     char *v;
     size_t vlen;
     s->n = 0;
-    int rc = db_get(a->sm, k, key_session(k, a->group, c->session, 0), &v, &vlen);
+    int rc = db_get_at(a->sm, true, k, key_session(k, a->group, c->session, 0), &v, &vlen);
     if (rc || !v)
         return rc;
     uint32_t n = vlen >= 4 ? sv_get32((const uint8_t *)v) : UINT32_MAX;
     if (n > SV_SM_RESULTS_PER_SESSION || vlen != 4 + (size_t)n * SESSION_ENTRY) {
-        leveldb_free(v);
+        free(v);
         return -EIO;
     }
     memcpy(s->v, v, vlen);
     s->n = n;
-    leveldb_free(v);
+    free(v);
     return 0;
 }
 
@@ -519,9 +632,7 @@ static int session_store(struct apply *a, const struct sv_cmd *c, const struct s
     sv_put32(out.v, out.n);
     uint8_t k[PFX + 16];
     size_t klen = key_session(k, a->group, c->session, 0);
-    leveldb_writebatch_put(a->wb, (const char *)k, klen, (const char *)out.v,
-                           4 + (size_t)out.n * SESSION_ENTRY);
-    return 0;
+    return stage(a->sm, k, klen, out.v, 4 + (size_t)out.n * SESSION_ENTRY);
 }
 
 /* Does the current record allow a write with c's condition? */
@@ -541,8 +652,8 @@ static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upl
 {
     uint8_t k[OKEY_MAX], v[OBJ_LEN];
     struct sv_obj cur, o = {0};
-    int found =
-        sv_sm_get(a->sm, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len, &cur);
+    int found = obj_get(a->sm, true, a->group, c->tenant, c->bucket, c->bucket_len, c->key,
+                        c->key_len, &cur);
     if (found && found != -ENOENT)
         return found;
     if (!version_ok(c, found, &cur)) {
@@ -558,9 +669,11 @@ static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upl
     memcpy(o.sha256, c->sha256, 32);
     obj_encode(&o, v);
     size_t klen = key_obj(k, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len);
-    leveldb_writebatch_put(a->wb, (const char *)k, klen, (const char *)v, sizeof v);
+    int rc = stage(a->sm, k, klen, v, sizeof v);
+    if (rc)
+        return rc;
     if (found == 0 && !cur.deleted) {
-        int rc = delete_chunks(a, cur.upload, cur.n_chunks);
+        rc = delete_chunks(a, cur.upload, cur.n_chunks);
         if (rc)
             return rc;
     }
@@ -603,12 +716,11 @@ static int apply_begin(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
     uint8_t *v = upload_encode(&u, &vlen);
     if (!v)
         return -ENOMEM;
-    leveldb_writebatch_put(a->wb, (const char *)k, key_upload(k, a->group, c->upload),
-                           (const char *)v, vlen);
+    int rc = stage(a->sm, k, key_upload(k, a->group, c->upload), v, vlen);
     free(v);
     res->status = SV_ST_OK;
     res->upload = c->upload;
-    return 0;
+    return rc;
 }
 
 static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
@@ -648,8 +760,7 @@ static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
         rc = -ENOMEM;
         goto out;
     }
-    leveldb_writebatch_put(a->wb, (const char *)k, key_upload(k, a->group, c->upload),
-                           (const char *)v, vlen);
+    rc = stage(a->sm, k, key_upload(k, a->group, c->upload), v, vlen);
     free(v);
     res->status = SV_ST_OK;
 out:
@@ -669,8 +780,7 @@ static int drop_upload(struct apply *a, uint64_t id, const struct upload *u, uin
         if (rc)
             return rc;
     }
-    leveldb_writebatch_delete(a->wb, (const char *)k, key_upload(k, a->group, id));
-    return 0;
+    return stage(a->sm, k, key_upload(k, a->group, id), NULL, 0);
 }
 
 static int apply_commit(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
@@ -713,8 +823,8 @@ static int apply_delete(struct apply *a, const struct sv_cmd *c, struct sv_sm_re
     if (rc)
         return rc < 0 ? rc : 0;
     struct sv_obj cur;
-    int found =
-        sv_sm_get(a->sm, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len, &cur);
+    int found = obj_get(a->sm, true, a->group, c->tenant, c->bucket, c->bucket_len, c->key,
+                        c->key_len, &cur);
     if (found && found != -ENOENT)
         return found;
     if (found || cur.deleted) {
@@ -730,7 +840,8 @@ static int apply_delete(struct apply *a, const struct sv_cmd *c, struct sv_sm_re
         struct sv_obj t = {.version = cur.version, .mtime_ms = c->mtime_ms, .deleted = true};
         obj_encode(&t, v);
         size_t klen = key_obj(k, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len);
-        leveldb_writebatch_put(a->wb, (const char *)k, klen, (const char *)v, sizeof v);
+        if ((rc = stage(a->sm, k, klen, v, sizeof v)))
+            return rc;
         res->status = SV_ST_OK;
         res->version = cur.version;
     }
@@ -764,12 +875,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    struct apply a = {.sm = sm,
-                      .seg = seg,
-                      .group = group,
-                      .wb = leveldb_writebatch_create(),
-                      .errmsg = errmsg,
-                      .errlen = errlen};
+    struct apply a = {.sm = sm, .seg = seg, .group = group, .errmsg = errmsg, .errlen = errlen};
     int rc = 0;
     if (e->type == SV_RAFT_ENTRY_NORMAL) {
         struct sv_cmd c;
@@ -796,8 +902,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 break;
             case SV_CMD_MAP: {
                 uint8_t k[PFX];
-                leveldb_writebatch_put(a.wb, (const char *)k, key_pfx(k, group, 'm'),
-                                       (const char *)c.data, c.data_len);
+                rc = stage(sm, k, key_pfx(k, group, 'm'), c.data, c.data_len);
                 res->status = SV_ST_OK;
                 break;
             }
@@ -810,19 +915,41 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
     if (rc == 0) {
         uint8_t k[PFX], v[8];
         sv_put64(v, e->index);
-        leveldb_writebatch_put(a.wb, (const char *)k, key_pfx(k, group, 'a'), (const char *)v, 8);
-        char *err = NULL;
-        leveldb_write(sm->db, sm->wopts, a.wb, &err);
-        if (err) {
-            if (errmsg && errlen)
-                snprintf(errmsg, errlen, "state machine write: %s", err);
-            leveldb_free(err);
-            rc = strstr(errmsg ? errmsg : "", "space") ? -ENOSPC : -EIO;
-        }
-    } else if (errmsg && errlen && !errmsg[0]) {
-        snprintf(errmsg, errlen, "apply: %s", strerror(rc < 0 && rc > -4096 ? -rc : EIO));
+        rc = stage(sm, k, key_pfx(k, group, 'a'), v, 8);
     }
-    leveldb_writebatch_destroy(a.wb);
+    if (rc) {
+        staged_clear(sm);
+        if (errmsg && errlen && !errmsg[0])
+            snprintf(errmsg, errlen, "apply: %s", strerror(rc < 0 && rc > -4096 ? -rc : EIO));
+    }
+    return rc;
+}
+
+int sv_sm_commit(struct sv_sm *sm, char *errmsg, size_t errlen)
+{
+    if (!sm->st_n)
+        return 0;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    for (uint32_t i = 0; i < sm->st_cap; i++) {
+        const struct staged *e = &sm->st[i];
+        if (!e->kv)
+            continue;
+        if (e->deleted)
+            leveldb_writebatch_delete(wb, (const char *)e->kv, e->klen);
+        else
+            leveldb_writebatch_put(wb, (const char *)e->kv, e->klen, (const char *)e->kv + e->klen,
+                                   e->vlen);
+    }
+    staged_clear(sm);
+    char *err = NULL;
+    leveldb_write(sm->db, sm->wopts, wb, &err);
+    leveldb_writebatch_destroy(wb);
+    if (!err)
+        return 0;
+    if (errmsg && errlen)
+        snprintf(errmsg, errlen, "state machine write: %s", err);
+    int rc = strstr(err, "space") ? -ENOSPC : -EIO;
+    leveldb_free(err);
     return rc;
 }
 
@@ -1015,6 +1142,10 @@ int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_
             return -EINVAL;
         off += 4 + vl;
     }
+    /* The image replaces what is in the database, so that must be all. */
+    int rc = sv_sm_commit(sm, NULL, 0);
+    if (rc)
+        return rc;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_iterator_t *it = leveldb_create_iterator(sm->db, sm->ropts);
     for (leveldb_iter_seek(it, (const char *)pfx, sizeof pfx); leveldb_iter_valid(it);

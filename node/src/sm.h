@@ -128,13 +128,22 @@ void sv_sm_close(struct sv_sm *sm);
 int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index);
 
 /* Apply committed entry e of group. NOOP and CONF entries only advance the
- * applied index. The domain result goes to *res; the return value is 0 or an
- * I/O error (LevelDB or segment store failure; -ENOSPC when a disk is full),
- * after which nothing of the entry was applied and the node must stop
- * applying (the entry is retried after a restart). seg is borrowed. */
+ * applied index. The entry's changes are staged in memory: later entries see
+ * them, sv_sm_commit writes them, the reads below (sv_sm_get, sv_sm_list...)
+ * do not see them before. The domain result goes to *res; the return value
+ * is 0 or an I/O error (LevelDB or segment store failure; -ENOSPC when a disk
+ * is full, -ENOMEM), after which nothing staged since the last commit is kept
+ * and the node must stop applying (the entries are retried after a restart).
+ * seg is borrowed. Staging and committing belong to one thread at a time. */
 int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 const struct sv_raft_entry *e, struct sv_sm_result *res, char *errmsg,
                 size_t errlen);
+
+/* Write the staged changes of every entry applied since the last commit as
+ * one LevelDB batch (not synced: the Raft log is the durable record, and the
+ * applied index is in the same batch). 0 (also when nothing is staged),
+ * -ENOSPC or -EIO; errmsg (may be NULL) says why. */
+int sv_sm_commit(struct sv_sm *sm, char *errmsg, size_t errlen);
 
 /* The cluster map recorded in group (by a MAP command) into a new malloc'd
  * buffer: 0, -ENOENT (none yet), -ENOMEM or -EIO. */
@@ -163,7 +172,8 @@ int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, 
  * 0, -ENOMEM, -EFBIG (over max bytes), -EIO. */
 int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, size_t *len);
 /* Replace group's state by an image from sv_sm_snapshot and set its applied
- * index. 0, -EINVAL (malformed image), -EIO. */
+ * index (commits the staged changes first). 0, -EINVAL (malformed image),
+ * -ENOSPC, -EIO. */
 int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_t *img, size_t len);
 
 #endif

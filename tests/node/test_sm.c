@@ -37,8 +37,9 @@ static void node_close(struct node *n)
     sv_seg_close(n->seg);
 }
 
-/* Apply cmd as the next entry of group 1; returns the domain result. */
-static struct sv_sm_result apply(struct node *n, const struct sv_cmd *cmd)
+/* Apply cmd as the next entry of group 1 without committing it; returns the
+ * domain result. */
+static struct sv_sm_result stage_only(struct node *n, const struct sv_cmd *cmd)
 {
     size_t len = sv_cmd_encoded_len(cmd);
     uint8_t *buf = malloc(len);
@@ -52,6 +53,15 @@ static struct sv_sm_result apply(struct node *n, const struct sv_cmd *cmd)
     char err[256] = "";
     CHECK(sv_sm_apply(n->sm, n->seg, 1, &e, &res, err, sizeof err) == 0);
     free(buf);
+    return res;
+}
+
+/* Apply cmd as the next entry of group 1 and commit; returns the domain result. */
+static struct sv_sm_result apply(struct node *n, const struct sv_cmd *cmd)
+{
+    struct sv_sm_result res = stage_only(n, cmd);
+    char err[256] = "";
+    CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0);
     return res;
 }
 
@@ -142,6 +152,43 @@ static void test_sessions(struct node *n)
     c = put_cmd("s", 7, 1, "late");
     c.ack_below = 6;
     CHECK(apply(n, &c).version == 5);
+}
+
+/* Entries applied before one commit see each other's changes (objects,
+ * sessions); readers see them only once committed, all at once. */
+static void test_staged(struct node *n)
+{
+    uint64_t v = 0, applied = 0, before = 0;
+    char err[256] = "";
+    CHECK(sv_sm_applied(n->sm, 1, &before) == 0);
+    struct sv_cmd c = put_cmd("st", 18, 1, "one");
+    CHECK(stage_only(n, &c).version == 1);
+    c = put_cmd("st", 18, 2, "two");
+    CHECK(stage_only(n, &c).version == 2);
+    c = put_cmd("st", 18, 1, "retry");
+    struct sv_sm_result r = stage_only(n, &c);
+    CHECK(r.status == SV_ST_OK && r.version == 1);
+    struct sv_cmd del = {.type = SV_CMD_DELETE,
+                         .bucket = (const uint8_t *)"b",
+                         .bucket_len = 1,
+                         .key = (const uint8_t *)"st",
+                         .key_len = 2,
+                         .session = 18,
+                         .seq = 3};
+    r = stage_only(n, &del);
+    CHECK(r.status == SV_ST_OK && r.version == 2);
+    r = stage_only(n, &del);
+    CHECK(r.status == SV_ST_OK && r.version == 2); /* the retry, answered from the session */
+    c = put_cmd("st", 18, 4, "four");
+    c.has_if_version = true;
+    c.if_version = 0; /* deleted in this batch: "must not exist" holds */
+    CHECK(stage_only(n, &c).version == 3);
+    CHECK(!version_of(n, "st", &v));
+    CHECK(sv_sm_applied(n->sm, 1, &applied) == 0 && applied == before);
+    CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0);
+    CHECK(version_of(n, "st", &v) && v == 3);
+    CHECK(sv_sm_applied(n->sm, 1, &applied) == 0 && applied == next_index - 1);
+    CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0); /* nothing staged: nothing to do */
 }
 
 static void test_upload(struct node *n)
@@ -282,7 +329,8 @@ static void test_snapshot(struct node *a)
     bool more = true;
     CHECK(sv_sm_list(b.sm, 1, 0, (const uint8_t *)"b", 1, NULL, 0, NULL, 0, 10, &more, list_cb,
                      &nm) == 0);
-    CHECK(!more && nm.n == 2 && !strcmp(nm.seen[0], "s") && !strcmp(nm.seen[1], "up"));
+    CHECK(!more && nm.n == 3 && !strcmp(nm.seen[0], "s") && !strcmp(nm.seen[1], "st") &&
+          !strcmp(nm.seen[2], "up"));
     free(img);
     node_close(&b);
 }
@@ -306,6 +354,8 @@ int main(void)
     test_codec();
     current = "sessions";
     test_sessions(&a);
+    current = "staged";
+    test_staged(&a);
     current = "upload";
     test_upload(&a);
     current = "abort";
