@@ -83,6 +83,7 @@ struct sv_seg_store {
     struct io_uring ring;
     leveldb_t *db;
     leveldb_options_t *dbopts;
+    leveldb_filterpolicy_t *filter;
     leveldb_readoptions_t *ropts;
     leveldb_writeoptions_t *wopts_sync;
     leveldb_writeoptions_t *wopts_nosync;
@@ -1288,6 +1289,9 @@ int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_s
     }
 
     s->dbopts = leveldb_options_create();
+    /* Every put of a new chunk looks up an id that is not there. */
+    s->filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_filter_policy(s->dbopts, s->filter);
     leveldb_options_set_create_if_missing(s->dbopts, 1);
     s->ropts = leveldb_readoptions_create();
     leveldb_readoptions_set_verify_checksums(s->ropts, 1);
@@ -1329,6 +1333,7 @@ err_after_dbopts:
     leveldb_writeoptions_destroy(s->wopts_sync);
     leveldb_readoptions_destroy(s->ropts);
     leveldb_options_destroy(s->dbopts);
+    leveldb_filterpolicy_destroy(s->filter);
 err_after_mem:
     free(s->iov);
     free(s->iobuf);
@@ -1361,6 +1366,7 @@ int sv_seg_close(struct sv_seg_store *s)
     leveldb_writeoptions_destroy(s->wopts_sync);
     leveldb_readoptions_destroy(s->ropts);
     leveldb_options_destroy(s->dbopts);
+    leveldb_filterpolicy_destroy(s->filter);
     free(s->q);
     free(s->iov);
     free(s->iobuf);

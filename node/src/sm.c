@@ -31,6 +31,7 @@ struct staged {
 struct sv_sm {
     leveldb_t *db;
     leveldb_options_t *opts;
+    leveldb_filterpolicy_t *filter;
     leveldb_readoptions_t *ropts;
     leveldb_writeoptions_t *wopts;
     /* The staged changes, open addressing (load <= 1/2), used by the apply
@@ -275,6 +276,10 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     if (!sm)
         return -ENOMEM;
     sm->opts = leveldb_options_create();
+    /* Most puts look up a key that does not exist yet: a Bloom filter answers
+     * that without reading a block of every table. */
+    sm->filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_filter_policy(sm->opts, sm->filter);
     leveldb_options_set_create_if_missing(sm->opts, 1);
     leveldb_options_set_compression(sm->opts, leveldb_no_compression);
     sm->ropts = leveldb_readoptions_create();
@@ -314,6 +319,7 @@ void sv_sm_close(struct sv_sm *sm)
     leveldb_writeoptions_destroy(sm->wopts);
     leveldb_readoptions_destroy(sm->ropts);
     leveldb_options_destroy(sm->opts);
+    leveldb_filterpolicy_destroy(sm->filter);
     free(sm);
 }
 
