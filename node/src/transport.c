@@ -325,7 +325,10 @@ static void on_write(uv_write_t *req, int status)
     }
 }
 
-/* Hand every byte of ciphertext svtls holds to libuv, in one uv_write. */
+/* Hand every byte of ciphertext svtls holds to the socket: straight away
+ * when nothing is queued before it (uv_try_write), the rest in one uv_write.
+ * (A completed uv_write costs libuv an epoll_ctl: that was about a third of
+ * the cluster's system calls under small puts.) */
 static void drain(struct sv_conn *c)
 {
     while (!c->hard_closed && c->connected) {
@@ -342,17 +345,30 @@ static void drain(struct sv_conn *c)
         size_t got = 0;
         sv_tls_pending_out(c->tls, w->data, n, &got);
         ASSERT(got == n);
-        w->c = c;
-        w->len = got;
         uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)got);
-        int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        int rc = c->inflight == 0 ? uv_try_write((uv_stream_t *)&c->tcp, &b, 1) : UV_EAGAIN;
+        if (rc < 0 && rc != UV_EAGAIN) {
+            free(w);
+            conn_end(c, rc, "write: %s", uv_strerror(rc));
+            hard_close(c);
+            return;
+        }
+        size_t sent = rc > 0 ? (size_t)rc : 0;
+        if (sent == got) {
+            free(w);
+            continue;
+        }
+        w->c = c;
+        w->len = got - sent;
+        b = uv_buf_init((char *)w->data + sent, (unsigned)w->len);
+        rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
         if (rc != 0) {
             free(w);
             conn_end(c, rc, "write: %s", uv_strerror(rc));
             hard_close(c);
             return;
         }
-        c->inflight += got;
+        c->inflight += w->len;
     }
 }
 
