@@ -150,14 +150,23 @@ struct group {
     struct sv_raft_snapshot snap;
 };
 
+/* One half of a job: its result and what went wrong. */
+struct half {
+    int rc;
+    char errmsg[256];
+};
+
 struct job {
-    uv_work_t w;
+    uv_work_t w;       /* both halves in turn, or persist alone when split */
+    uv_work_t w_apply; /* apply, when split */
     struct sv_node *node;
     struct group **gs;
     size_t n;
     bool seg_sync;
-    int rc;
-    char errmsg[256];
+    bool split;   /* the halves run at once, on two pool threads */
+    int running;  /* loop thread: works not completed yet */
+    bool replied; /* loop thread: the applied entries were answered */
+    struct half persist, apply;
     /* Set by the worker once the log store commit is durable: the batches'
      * messages (votes, append acknowledgements) may go out while the job
      * goes on applying committed entries. */
@@ -488,88 +497,125 @@ static uint64_t new_upload_id(struct group *g)
     return g->term << 32 | ++g->up_ctr;
 }
 
-/* ---- the persist job ---------------------------------------------------- */
+/* ---- the persist job ----------------------------------------------------
+ *
+ * One job at a time per node takes the ready batches of every group that has
+ * one. Its two halves: *persist* (the batches' log entries, hard state and
+ * staged snapshots into the log store, one sync) and *apply* (committed
+ * entries into the state machine and the segment store, one write each).
+ * Raft wants persist before apply only for entries of the same batch; when no
+ * group's batch commits an entry it also persists (the common case: entries
+ * are committed by later batches), the halves run on two pool threads at once
+ * and a reply goes out when its entry is applied, not after an unrelated sync.
+ * Otherwise one thread runs persist, then apply. */
 
-static void job_work(uv_work_t *req)
+__attribute__((format(printf, 3, 4))) static int half_fail(struct half *h, int rc, const char *fmt,
+                                                           ...)
 {
-    struct job *j = req->data;
-    struct sv_node *n = j->node;
-    struct sv_logstore *log = n->log;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->errmsg, sizeof h->errmsg, fmt, ap);
+    va_end(ap);
+    return h->rc = rc;
+}
+
+static int job_persist(struct job *j)
+{
+    struct sv_logstore *log = j->node->log;
+    struct half *h = &j->persist;
     bool staged = false;
-    for (size_t i = 0; i < j->n && !j->rc; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < j->n && !rc; i++) {
         struct group *g = j->gs[i];
         if (g->rd_taken && g->rd_persist) {
-            j->rc = log->ops->stage(log, g->id, &g->rd);
+            rc = log->ops->stage(log, g->id, &g->rd);
             staged = true;
         }
-        if (!j->rc && g->snap_staged) {
+        if (!rc && g->snap_staged) {
             staged = true;
-            j->rc = log->ops->save_snapshot(log, g->id, &g->snap);
-            if (!j->rc)
-                j->rc = log->ops->compact(log, g->id, g->snap.meta.index);
+            rc = log->ops->save_snapshot(log, g->id, &g->snap);
+            if (!rc)
+                rc = log->ops->compact(log, g->id, g->snap.meta.index);
         }
-        if (j->rc)
-            snprintf(j->errmsg, sizeof j->errmsg, "log store stage group %" PRIu64 ": %s (%.200s)",
-                     g->id, sv_logstore_strerror(j->rc), log->errmsg);
+        if (rc)
+            half_fail(h, rc, "log store stage group %" PRIu64 ": %s (%.200s)", g->id,
+                      sv_logstore_strerror(rc), log->errmsg);
     }
-    if (!j->rc && staged) {
-        j->rc = log->ops->commit(log);
-        if (j->rc)
-            snprintf(j->errmsg, sizeof j->errmsg, "log store commit: %s (%.200s)",
-                     sv_logstore_strerror(j->rc), log->errmsg);
-    }
-    if (j->rc)
-        return;
-    atomic_store(&j->persisted, true);
-    uv_async_send(&n->persisted);
+    if (!rc && staged && (rc = log->ops->commit(log)))
+        half_fail(h, rc, "log store commit: %s (%.200s)", sv_logstore_strerror(rc), log->errmsg);
+    return rc;
+}
+
+static int job_apply(struct job *j)
+{
+    struct sv_node *n = j->node;
+    struct half *h = &j->apply;
+    int rc = 0;
     pthread_mutex_lock(&n->seg_mu);
     /* The chunks of every entry applied below go out in one write (they live
      * in the batches' entries until job_after). */
     sv_seg_batch_begin(n->seg);
-    for (size_t i = 0; i < j->n && !j->rc; i++) {
+    for (size_t i = 0; i < j->n && !rc; i++) {
         struct group *g = j->gs[i];
         const struct sv_raft_ready *rd = &g->rd;
         if (!g->rd_taken)
             continue;
         if (rd->snapshot) {
-            j->rc = sv_sm_install(n->sm, g->id, rd->snapshot->meta.index, rd->snapshot->data,
-                                  rd->snapshot->len);
-            if (j->rc)
-                snprintf(j->errmsg, sizeof j->errmsg, "install snapshot of group %" PRIu64, g->id);
+            rc = sv_sm_install(n->sm, g->id, rd->snapshot->meta.index, rd->snapshot->data,
+                               rd->snapshot->len);
+            if (rc)
+                half_fail(h, rc, "install snapshot of group %" PRIu64, g->id);
         }
-        if (rd->n_committed > g->res_cap) {
+        if (!rc && rd->n_committed > g->res_cap) {
             void *p = realloc(g->res, rd->n_committed * sizeof *g->res);
             if (!p) {
-                j->rc = -ENOMEM;
+                rc = half_fail(h, -ENOMEM, "out of memory for %zu results", rd->n_committed);
                 break;
             }
             g->res = p;
             g->res_cap = rd->n_committed;
         }
-        for (size_t k = 0; k < rd->n_committed && !j->rc; k++) {
+        for (size_t k = 0; k < rd->n_committed && !rc; k++) {
             if (rd->committed[k].index <= g->applied)
                 continue; /* already in the state machine (restart) */
-            j->rc = sv_sm_apply(n->sm, n->seg, g->id, &rd->committed[k], &g->res[k], j->errmsg,
-                                sizeof j->errmsg);
+            rc = sv_sm_apply(n->sm, n->seg, g->id, &rd->committed[k], &g->res[k], h->errmsg,
+                             sizeof h->errmsg);
         }
     }
     /* Chunks on file before the records that point at them; the records of
      * the whole job in one state machine write. */
-    int rc = sv_seg_batch_end(n->seg);
-    if (!j->rc && rc) {
-        j->rc = rc;
-        snprintf(j->errmsg, sizeof j->errmsg, "segment write: %s (%.200s)", sv_seg_strerror(rc),
-                 sv_seg_errmsg(n->seg));
-    }
-    if (!j->rc)
-        j->rc = sv_sm_commit(n->sm, j->errmsg, sizeof j->errmsg);
-    if (!j->rc && j->seg_sync) {
-        j->rc = sv_seg_sync(n->seg);
-        if (j->rc)
-            snprintf(j->errmsg, sizeof j->errmsg, "segment sync: %s (%.200s)",
-                     sv_seg_strerror(j->rc), sv_seg_errmsg(n->seg));
-    }
+    int wrc = sv_seg_batch_end(n->seg);
+    if (!rc && wrc)
+        rc = half_fail(h, wrc, "segment write: %s (%.200s)", sv_seg_strerror(wrc),
+                       sv_seg_errmsg(n->seg));
+    if (!rc)
+        rc = sv_sm_commit(n->sm, h->errmsg, sizeof h->errmsg);
+    if (!rc && j->seg_sync && (rc = sv_seg_sync(n->seg)))
+        half_fail(h, rc, "segment sync: %s (%.200s)", sv_seg_strerror(rc), sv_seg_errmsg(n->seg));
     pthread_mutex_unlock(&n->seg_mu);
+    return h->rc = rc;
+}
+
+/* Both halves, one after the other; the messages that waited for the sync go
+ * out (through on_persisted) while apply runs. */
+static void job_work(uv_work_t *req)
+{
+    struct job *j = req->data;
+    if (job_persist(j))
+        return;
+    atomic_store(&j->persisted, true);
+    uv_async_send(&j->node->persisted);
+    job_apply(j);
+}
+
+static void persist_work(uv_work_t *req)
+{
+    job_persist(req->data);
+}
+
+static void apply_work(uv_work_t *req)
+{
+    job_apply(req->data);
 }
 
 static void reply_result(struct sv_node *n, struct waiter *w, const struct sv_sm_result *res)
@@ -638,39 +684,16 @@ static void on_persisted(uv_async_t *a)
         send_persisted(n, n->job);
 }
 
-static void job_after(uv_work_t *req, int status)
+/* Answer the requests whose entries the job applied (once its apply half is
+ * done: with a split job, possibly before its persist half). */
+static void job_reply(struct sv_node *n, struct job *j)
 {
-    (void)status;
-    struct job *j = req->data;
-    struct sv_node *n = j->node;
-    n->job = NULL;
-    if (!j->rc)
-        send_persisted(n, j);
-    if (j->rc) {
-        fatal(n, j->errmsg);
-        /* Leave the groups busy: nothing more is persisted or answered. */
-        free(j->gs);
-        free(j);
-        uv_stop(&n->loop);
-        return;
-    }
-    if (j->seg_sync)
-        n->last_seg_sync_ms = uv_now(&n->loop);
+    j->replied = true;
     for (size_t i = 0; i < j->n; i++) {
         struct group *g = j->gs[i];
         struct sv_raft_ready *rd = &g->rd;
-        if (g->snap_staged) {
-            g->snap_staged = false;
-            free(g->snap.data);
-            g->snap.data = NULL;
-        }
         if (!g->rd_taken)
             continue;
-        g->rd_taken = false;
-        if (g->rd_persist && rd->hs_changed) {
-            g->hs_term = rd->hs.term;
-            g->hs_vote = rd->hs.vote;
-        }
         if (rd->snapshot) {
             g->applied = rd->snapshot->meta.index;
             g->snap_index = rd->snapshot->meta.index;
@@ -699,6 +722,43 @@ static void job_after(uv_work_t *req, int status)
                 waiter_free(w);
             }
         }
+        serve_ready_reads(n, g);
+    }
+}
+
+/* Both halves are done: hand the batches back to their groups. */
+static void job_finish(struct sv_node *n, struct job *j)
+{
+    n->job = NULL;
+    struct half *bad = j->persist.rc ? &j->persist : j->apply.rc ? &j->apply : NULL;
+    if (bad) {
+        fatal(n, bad->errmsg[0] ? bad->errmsg : "persist job failed");
+        /* Leave the groups busy: nothing more is persisted or answered. */
+        free(j->gs);
+        free(j);
+        uv_stop(&n->loop);
+        return;
+    }
+    send_persisted(n, j);
+    if (!j->replied)
+        job_reply(n, j);
+    if (j->seg_sync)
+        n->last_seg_sync_ms = uv_now(&n->loop);
+    for (size_t i = 0; i < j->n; i++) {
+        struct group *g = j->gs[i];
+        struct sv_raft_ready *rd = &g->rd;
+        if (g->snap_staged) {
+            g->snap_staged = false;
+            free(g->snap.data);
+            g->snap.data = NULL;
+        }
+        if (!g->rd_taken)
+            continue;
+        g->rd_taken = false;
+        if (g->rd_persist && rd->hs_changed) {
+            g->hs_term = rd->hs.term;
+            g->hs_vote = rd->hs.vote;
+        }
         for (size_t k = 0; k < rd->n_reads; k++) {
             for (struct waiter **pp = &g->reads; *pp; pp = &(*pp)->next) {
                 struct waiter *w = *pp;
@@ -721,6 +781,30 @@ static void job_after(uv_work_t *req, int status)
     free(j);
     if (n->stopping)
         uv_stop(&n->loop);
+}
+
+/* The persist half, or both halves in turn, completed. */
+static void job_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct job *j = req->data;
+    if (j->split && !j->persist.rc)
+        atomic_store(&j->persisted, true);
+    if (--j->running == 0)
+        job_finish(j->node, j);
+    else if (!j->persist.rc)
+        send_persisted(j->node, j);
+}
+
+/* The apply half of a split job completed. */
+static void apply_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct job *j = req->data;
+    if (--j->running == 0)
+        job_finish(j->node, j);
+    else if (!j->apply.rc)
+        job_reply(j->node, j);
 }
 
 /* Feed a group what arrived while its batch was on disk. */
@@ -798,10 +882,36 @@ static void cycle(struct sv_node *n)
     j->n = count;
     j->seg_sync = seg_sync;
     j->w.data = j;
+    j->w_apply.data = j;
     n->job = j;
     if (seg_sync)
         n->last_seg_sync_ms = now; /* not again before this one completes */
-    uv_queue_work(&n->loop, &j->w, job_work, job_after);
+    bool persist = false, apply = seg_sync;
+    j->split = true;
+    for (size_t i = 0; i < count; i++) {
+        const struct group *g = gs[i];
+        const struct sv_raft_ready *rd = &g->rd;
+        persist |= g->snap_staged || (g->rd_taken && g->rd_persist);
+        if (!g->rd_taken)
+            continue;
+        apply |= rd->snapshot || rd->n_committed;
+        if (rd->snapshot || (rd->n_committed && rd->n_entries &&
+                             rd->committed[rd->n_committed - 1].index >= rd->entries[0].index))
+            j->split = false; /* it commits what it persists: in turn */
+    }
+    if (!j->split) {
+        j->running = 1;
+        uv_queue_work(&n->loop, &j->w, job_work, job_after);
+        return;
+    }
+    atomic_store(&j->persisted, !persist);
+    j->running = persist + apply;
+    if (persist)
+        uv_queue_work(&n->loop, &j->w, persist_work, job_after);
+    if (apply)
+        uv_queue_work(&n->loop, &j->w_apply, apply_work, apply_after);
+    if (!persist && !apply)
+        job_finish(n, j); /* only messages and read states: no disk, no thread */
 }
 
 static void on_prepare(uv_prepare_t *h)
