@@ -34,6 +34,7 @@ enum {
     ELECTION_TICKS = 10,        /* 1 to 2 s */
     REQUEST_TIMEOUT_MS = 10000, /* a request waiting on Raft longer gets UNAVAILABLE */
     SEG_SYNC_MS = 1000,         /* chunk segments are synced at least this often */
+    JOBS_MAX = 4,               /* persist jobs in flight per node (see cycle) */
     PEER_RETRY_MS = 300,        /* between dials of an unreachable peer */
     UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
     MAP_CHECK_MS = 1000,        /* until the meta group's map is recorded and checked */
@@ -157,15 +158,17 @@ struct half {
 };
 
 struct job {
+    struct job *next;  /* the node's jobs, oldest first */
     uv_work_t w;       /* both halves in turn, or persist alone when split */
     uv_work_t w_apply; /* apply, when split */
     struct sv_node *node;
     struct group **gs;
     size_t n;
     bool seg_sync;
-    bool split;   /* the halves run at once, on two pool threads */
-    int running;  /* loop thread: works not completed yet */
-    bool replied; /* loop thread: the applied entries were answered */
+    bool split; /* the halves run on their own threads, each when its stage is free */
+    /* Loop thread: which halves the job has, which started, which are done. */
+    bool p_need, a_need, p_started, a_started, p_done, a_done;
+    bool replied; /* the applied entries were answered */
     struct half persist, apply;
     /* Set by the worker once the log store commit is durable: the batches'
      * messages (votes, append acknowledgements) may go out while the job
@@ -195,8 +198,11 @@ struct sv_node {
     uv_prepare_t prepare;
     uv_check_t check;
     uv_signal_t sigterm, sigint;
-    uv_async_t persisted; /* the running job's batches are durable */
-    struct job *job;      /* the running persist job, or NULL */
+    uv_async_t persisted; /* a job's batches are durable */
+    struct job *jobs;     /* persist jobs in flight, oldest first */
+    bool persist_busy;    /* a persist half (or a whole job) is running */
+    bool apply_busy;      /* an apply half (or a whole job) is running */
+    bool failed;          /* a job failed: start nothing more */
 
     uint64_t last_seg_sync_ms;
     uint64_t next_ctx;
@@ -680,8 +686,8 @@ static void send_persisted(struct sv_node *n, struct job *j)
 static void on_persisted(uv_async_t *a)
 {
     struct sv_node *n = a->data;
-    if (n->job)
-        send_persisted(n, n->job);
+    for (struct job *j = n->jobs; j; j = j->next)
+        send_persisted(n, j);
 }
 
 /* Answer the requests whose entries the job applied (once its apply half is
@@ -729,10 +735,13 @@ static void job_reply(struct sv_node *n, struct job *j)
 /* Both halves are done: hand the batches back to their groups. */
 static void job_finish(struct sv_node *n, struct job *j)
 {
-    n->job = NULL;
+    ASSERT(n->jobs == j);
+    n->jobs = j->next;
     struct half *bad = j->persist.rc ? &j->persist : j->apply.rc ? &j->apply : NULL;
-    if (bad) {
-        fatal(n, bad->errmsg[0] ? bad->errmsg : "persist job failed");
+    if (bad || n->failed) {
+        if (bad)
+            fatal(n, bad->errmsg[0] ? bad->errmsg : "persist job failed");
+        n->failed = true;
         /* Leave the groups busy: nothing more is persisted or answered. */
         free(j->gs);
         free(j);
@@ -752,35 +761,86 @@ static void job_finish(struct sv_node *n, struct job *j)
             free(g->snap.data);
             g->snap.data = NULL;
         }
-        if (!g->rd_taken)
-            continue;
-        g->rd_taken = false;
-        if (g->rd_persist && rd->hs_changed) {
-            g->hs_term = rd->hs.term;
-            g->hs_vote = rd->hs.vote;
-        }
-        for (size_t k = 0; k < rd->n_reads; k++) {
-            for (struct waiter **pp = &g->reads; *pp; pp = &(*pp)->next) {
-                struct waiter *w = *pp;
-                if (w->ctx != rd->reads[k].ctx)
-                    continue;
-                *pp = w->next;
-                w->read_index = rd->reads[k].index;
-                w->next = g->ready_reads;
-                g->ready_reads = w;
-                break;
+        if (g->rd_taken) {
+            g->rd_taken = false;
+            if (g->rd_persist && rd->hs_changed) {
+                g->hs_term = rd->hs.term;
+                g->hs_vote = rd->hs.vote;
             }
+            for (size_t k = 0; k < rd->n_reads; k++) {
+                for (struct waiter **pp = &g->reads; *pp; pp = &(*pp)->next) {
+                    struct waiter *w = *pp;
+                    if (w->ctx != rd->reads[k].ctx)
+                        continue;
+                    *pp = w->next;
+                    w->read_index = rd->reads[k].index;
+                    w->next = g->ready_reads;
+                    g->ready_reads = w;
+                    break;
+                }
+            }
+            sv_raft_advance(g->r, rd);
         }
-        sv_raft_advance(g->r, rd);
-        g->busy = false;
+        g->busy = false; /* in a job for its batch, its snapshot, or both */
         drain(n, g);
         serve_ready_reads(n, g);
         maybe_snapshot(n, g);
     }
     free(j->gs);
     free(j);
-    if (n->stopping)
+    if (n->stopping && !n->jobs)
         uv_stop(&n->loop);
+}
+
+static void job_after(uv_work_t *req, int status);
+static void apply_after(uv_work_t *req, int status);
+
+/* Start the halves whose stage is free and whose turn it is: a job's persist
+ * after every older job's persist, its apply after every older apply; a job
+ * that is not split needs both stages and every older job done. After a
+ * failure nothing more starts. */
+static void pump(struct sv_node *n)
+{
+    bool older_p = false, older_a = false; /* an older job's half is not done */
+    for (struct job *j = n->jobs; j && !n->failed; j = j->next) {
+        if (!j->split) {
+            if (!j->p_started && !older_p && !older_a && !n->persist_busy && !n->apply_busy) {
+                j->p_started = j->a_started = true;
+                n->persist_busy = n->apply_busy = true;
+                uv_queue_work(&n->loop, &j->w, job_work, job_after);
+            }
+        } else {
+            if (j->p_need && !j->p_started && !older_p && !n->persist_busy) {
+                j->p_started = n->persist_busy = true;
+                uv_queue_work(&n->loop, &j->w, persist_work, job_after);
+            }
+            if (j->a_need && !j->a_started && !older_a && !n->apply_busy) {
+                j->a_started = n->apply_busy = true;
+                uv_queue_work(&n->loop, &j->w_apply, apply_work, apply_after);
+            }
+        }
+        older_p |= j->p_need && !j->p_done;
+        older_a |= j->a_need && !j->a_done;
+    }
+}
+
+/* A half completed: send what its sync allows, finish the jobs that are done
+ * (oldest first), start what may start now. After a failure, jobs whose
+ * halves never started are dropped as they reach the head. */
+static void advance(struct sv_node *n)
+{
+    for (struct job *j = n->jobs; j; j = j->next)
+        if (!j->persist.rc)
+            send_persisted(n, j);
+    struct job *j;
+    while ((j = n->jobs)) {
+        bool p_open = j->p_need && (j->p_started ? !j->p_done : !n->failed);
+        bool a_open = j->a_need && (j->a_started ? !j->a_done : !n->failed);
+        if (p_open || a_open)
+            break;
+        job_finish(n, j);
+    }
+    pump(n);
 }
 
 /* The persist half, or both halves in turn, completed. */
@@ -788,12 +848,18 @@ static void job_after(uv_work_t *req, int status)
 {
     (void)status;
     struct job *j = req->data;
-    if (j->split && !j->persist.rc)
+    struct sv_node *n = j->node;
+    j->p_done = true;
+    n->persist_busy = false;
+    if (!j->split) {
+        j->a_done = true;
+        n->apply_busy = false;
+    } else if (!j->persist.rc) {
         atomic_store(&j->persisted, true);
-    if (--j->running == 0)
-        job_finish(j->node, j);
-    else if (!j->persist.rc)
-        send_persisted(j->node, j);
+    }
+    if (j->persist.rc || j->apply.rc)
+        n->failed = true;
+    advance(n);
 }
 
 /* The apply half of a split job completed. */
@@ -801,10 +867,14 @@ static void apply_after(uv_work_t *req, int status)
 {
     (void)status;
     struct job *j = req->data;
-    if (--j->running == 0)
-        job_finish(j->node, j);
-    else if (!j->apply.rc)
-        job_reply(j->node, j);
+    struct sv_node *n = j->node;
+    j->a_done = true;
+    n->apply_busy = false;
+    if (j->apply.rc)
+        n->failed = true;
+    else
+        job_reply(n, j);
+    advance(n);
 }
 
 /* Feed a group what arrived while its batch was on disk. */
@@ -839,16 +909,27 @@ static void drain(struct sv_node *n, struct group *g)
     }
 }
 
+/* Take the ready batches of the groups not in a job into a new job, when a
+ * stage is free for it and no older job still waits to start: taking them
+ * sooner would only make the batches smaller. */
 static void cycle(struct sv_node *n)
 {
-    if (n->job || n->stopping)
+    if (n->stopping || n->failed || n->persist_busy)
+        return;
+    size_t in_flight = 0;
+    for (const struct job *j = n->jobs; j; j = j->next, in_flight++)
+        if ((j->p_need && !j->p_started) || (j->a_need && !j->a_started))
+            return;
+    if (in_flight >= JOBS_MAX)
         return;
     struct group **gs = NULL;
     size_t count = 0;
     for (uint32_t id = 0; id < n->n_group_ids; id++) {
         struct group *g = n->groups[id];
-        bool ready = g && sv_raft_has_ready(g->r);
-        if (!g || (!ready && !g->snap_pending))
+        if (!g || g->busy)
+            continue; /* its batch is in a job */
+        bool ready = sv_raft_has_ready(g->r);
+        if (!ready && !g->snap_pending)
             continue;
         if (!gs && !(gs = malloc(n->n_group_ids * sizeof *gs)))
             return;
@@ -865,6 +946,7 @@ static void cycle(struct sv_node *n)
             g->snap_pending = false;
             g->snap_staged = true;
         }
+        g->busy = true;
         gs[count++] = g;
     }
     uint64_t now = uv_now(&n->loop);
@@ -883,7 +965,10 @@ static void cycle(struct sv_node *n)
     j->seg_sync = seg_sync;
     j->w.data = j;
     j->w_apply.data = j;
-    n->job = j;
+    struct job **tail = &n->jobs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = j;
     if (seg_sync)
         n->last_seg_sync_ms = now; /* not again before this one completes */
     bool persist = false, apply = seg_sync;
@@ -899,19 +984,11 @@ static void cycle(struct sv_node *n)
                              rd->committed[rd->n_committed - 1].index >= rd->entries[0].index))
             j->split = false; /* it commits what it persists: in turn */
     }
-    if (!j->split) {
-        j->running = 1;
-        uv_queue_work(&n->loop, &j->w, job_work, job_after);
-        return;
-    }
-    atomic_store(&j->persisted, !persist);
-    j->running = persist + apply;
-    if (persist)
-        uv_queue_work(&n->loop, &j->w, persist_work, job_after);
-    if (apply)
-        uv_queue_work(&n->loop, &j->w_apply, apply_work, apply_after);
-    if (!persist && !apply)
-        job_finish(n, j); /* only messages and read states: no disk, no thread */
+    j->p_need = persist || !j->split;
+    j->a_need = apply || !j->split;
+    /* Only messages and read states: nothing to wait for but older jobs. */
+    atomic_store(&j->persisted, !j->p_need);
+    advance(n);
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -931,6 +1008,7 @@ struct snap_job {
     struct sv_node *node;
     struct group *g;
     uint64_t index;
+    struct sv_sm_view *view; /* the state machine at index */
     uint8_t *img;
     size_t len;
     int rc;
@@ -947,7 +1025,9 @@ static void snap_work(uv_work_t *req)
     s->rc = sv_seg_sync(n->seg);
     pthread_mutex_unlock(&n->seg_mu);
     if (!s->rc)
-        s->rc = sv_sm_snapshot(n->sm, s->g->id, SV_LOG_SNAPSHOT_BYTES_MAX, &s->img, &s->len);
+        s->rc =
+            sv_sm_snapshot(n->sm, s->view, s->g->id, SV_LOG_SNAPSHOT_BYTES_MAX, &s->img, &s->len);
+    sv_sm_view_release(n->sm, s->view);
 }
 
 static void snap_after(uv_work_t *req, int status)
@@ -1004,6 +1084,14 @@ static void maybe_snapshot(struct sv_node *n, struct group *g)
     s->node = n;
     s->g = g;
     s->index = g->applied;
+    /* Frozen now: g is in no job, so its committed state is exactly at
+     * g->applied, and a later job may apply more of g while the image is
+     * made (which then would hold entries past index, applied twice by a
+     * follower that installs it). */
+    if (!(s->view = sv_sm_view(n->sm))) {
+        free(s);
+        return;
+    }
     s->w.data = s;
     g->want_snapshot = true;
     n->jobs_in_pool++;
@@ -2030,7 +2118,7 @@ static void on_signal(uv_signal_t *s, int signum)
     struct sv_node *n = s->data;
     LOG_INFO("signal %d: stopping", signum);
     n->stopping = true;
-    if (!n->job)
+    if (!n->jobs)
         uv_stop(&n->loop);
 }
 
@@ -2316,7 +2404,7 @@ int sv_node_run(struct sv_node *n)
     uv_run(&n->loop, UV_RUN_DEFAULT);
     /* Stopping: let the running persist job and pool jobs finish. */
     n->stopping = true;
-    while (n->job || n->jobs_in_pool > 0)
+    while (n->jobs || n->jobs_in_pool > 0)
         uv_run(&n->loop, UV_RUN_ONCE);
     sv_tp_stop(n->tp);
     uv_walk(&n->loop, close_walk, NULL);

@@ -1080,7 +1080,28 @@ int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, 
 
 /* ---- snapshots ---------------------------------------------------------- */
 
-int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, size_t *len)
+struct sv_sm_view {
+    const leveldb_snapshot_t *snap;
+};
+
+struct sv_sm_view *sv_sm_view(struct sv_sm *sm)
+{
+    struct sv_sm_view *v = malloc(sizeof *v);
+    if (v)
+        v->snap = leveldb_create_snapshot(sm->db);
+    return v;
+}
+
+void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v)
+{
+    if (!v)
+        return;
+    leveldb_release_snapshot(sm->db, v->snap);
+    free(v);
+}
+
+int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group, size_t max,
+                   uint8_t **out, size_t *len)
 {
     uint8_t pfx[9] = {'S'};
     sv_put64be(pfx + 1, group);
@@ -1089,7 +1110,11 @@ int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, 
     if (!buf)
         return -ENOMEM;
     int rc = 0;
-    leveldb_iterator_t *it = leveldb_create_iterator(sm->db, sm->ropts);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    if (view)
+        leveldb_readoptions_set_snapshot(ro, view->snap);
+    leveldb_iterator_t *it = leveldb_create_iterator(sm->db, ro);
+    leveldb_readoptions_destroy(ro); /* the iterator keeps what it needs */
     for (leveldb_iter_seek(it, (const char *)pfx, sizeof pfx); leveldb_iter_valid(it);
          leveldb_iter_next(it)) {
         size_t klen, vlen;

@@ -119,6 +119,7 @@ struct sv_sm_result {
 };
 
 struct sv_sm;
+struct sv_sm_view;
 
 /* Open (creating) the state machine database in dir. */
 int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen);
@@ -167,10 +168,19 @@ int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t 
 int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, uint64_t *ids,
                           size_t cap, size_t *n);
 
-/* Image of group's state (every record but the applied index) into a new
- * malloc'd buffer: repeated (u32 key length, key, u32 value length, value).
- * 0, -ENOMEM, -EFBIG (over max bytes), -EIO. */
-int sv_sm_snapshot(struct sv_sm *sm, uint64_t group, size_t max, uint8_t **out, size_t *len);
+/* Image of group's state (every record but the applied index) as committed
+ * when view was made (NULL: now) into a new malloc'd buffer: repeated (u32
+ * key length, key, u32 value length, value). 0, -ENOMEM, -EFBIG (over max
+ * bytes), -EIO. */
+int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group, size_t max,
+                   uint8_t **out, size_t *len);
+
+/* A frozen view of the committed state (a LevelDB snapshot): an image made
+ * from it later is exactly the state at the time of sv_sm_view, whatever
+ * was committed meanwhile. NULL when out of memory. Any thread. */
+struct sv_sm_view *sv_sm_view(struct sv_sm *sm);
+void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
+
 /* Replace group's state by an image from sv_sm_snapshot and set its applied
  * index (commits the staged changes first). 0, -EINVAL (malformed image),
  * -ENOSPC, -EIO. */

@@ -310,11 +310,20 @@ static void test_snapshot(struct node *a)
     struct sv_cmd c = put_cmd("on-b-only", 0, 0, "x");
     apply(&b, &c);
     uint8_t *img = NULL;
-    size_t len = 0;
-    CHECK(sv_sm_snapshot(a->sm, 1, 1 << 20, &img, &len) == 0 && len > 0);
+    size_t len = 0; /* An image from a view holds the state when the view was made. */
+    struct sv_sm_view *view = sv_sm_view(a->sm);
+    CHECK(view != NULL);
+    struct sv_cmd late = put_cmd("zz-after-the-view", 0, 0, "late");
+    CHECK(apply(a, &late).status == SV_ST_OK);
+    CHECK(sv_sm_snapshot(a->sm, view, 1, 1 << 20, &img, &len) == 0 && len > 0);
+    sv_sm_view_release(a->sm, view);
+    uint8_t *now = NULL;
+    size_t now_len = 0;
+    CHECK(sv_sm_snapshot(a->sm, NULL, 1, 1 << 20, &now, &now_len) == 0 && now_len > len);
+    free(now);
     uint8_t *small = NULL;
     size_t small_len = 0;
-    CHECK(sv_sm_snapshot(a->sm, 1, 16, &small, &small_len) == -EFBIG && small == NULL);
+    CHECK(sv_sm_snapshot(a->sm, NULL, 1, 16, &small, &small_len) == -EFBIG && small == NULL);
     /* A damaged image is refused whole and changes nothing. */
     CHECK(sv_sm_install(b.sm, 1, 99, img, len - 1) == -EINVAL);
     uint64_t v = 0;
