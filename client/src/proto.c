@@ -428,6 +428,12 @@ uint64_t sv_object_hash(uint64_t tenant, const void *bucket, size_t bucket_len, 
 uint32_t sv_shard_of(uint64_t hash, uint32_t n_shards)
 {
     PROTO_ASSERT(n_shards > 0);
+    /* MurmurHash3's fmix64: every input bit reaches every output bit. */
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdull;
+    hash ^= hash >> 33;
+    hash *= 0xc4ceb9fe1a85ec53ull;
+    hash ^= hash >> 33;
     /* (hash * n_shards) >> 64 without a 128-bit type: split hash in halves.
      * hi * n + ((lo * n) >> 32) < 2^64 since both factors are < 2^32. */
     uint64_t hi = hash >> 32, lo = hash & 0xffffffffu;

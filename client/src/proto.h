@@ -209,8 +209,11 @@ int sv_msg_decode(const uint8_t *body, size_t len, struct sv_msg *m, char *errms
 void sv_msg_free(struct sv_msg *m);
 
 /* Shard of an object: the 64-bit FNV-1a hash of tenant (8 bytes little
- * endian), bucket, a 0 byte and key, mapped onto n_shards equal ranges of
- * the hash space: (hash * n_shards) >> 64. n_shards > 0. */
+ * endian), bucket, a 0 byte and key, mixed by the MurmurHash3 64-bit
+ * finalizer, mapped onto n_shards equal ranges: (mix(hash) * n_shards) >> 64.
+ * n_shards > 0. (Without the mix, FNV-1a's last bytes barely reach the high
+ * bits: keys that differ only at the end, "obj-1", "obj-2"..., all fell in
+ * one shard.) */
 uint64_t sv_object_hash(uint64_t tenant, const void *bucket, size_t bucket_len, const void *key,
                         size_t key_len);
 uint32_t sv_shard_of(uint64_t hash, uint32_t n_shards);
