@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Frame header after the prefix, at most: fixarray, two uint32, a uint64 and
+ * a bin32 length (1 + 5 + 5 + 9 + 5 bytes). */
+enum { FRAME_HEADER_MAX = 32 };
+
 _Static_assert((long)SV_WIRE_FRAME_MAX < (long)UINT32_MAX, "the prefix holds any frame length");
 _Static_assert((long)SV_WIRE_BODY_MAX < (long)SV_WIRE_FRAME_MAX, "a frame holds any body");
 
@@ -33,9 +37,15 @@ int sv_wire_encode(uint32_t type, uint64_t req_id, const void *body, size_t body
     if (body_len > SV_WIRE_BODY_MAX)
         return SV_WIRE_E_TOO_BIG;
     if (type > SV_WIRE_TYPE_MAX)
-        return SV_WIRE_E_MALFORMED;
+        return SV_WIRE_E_MALFORMED; /* The whole frame in one exact allocation: growing sbuffer by
+                                     * doubling reallocated a large body several times and left up
+                                     * to twice its size allocated (fresh pages to fault in for
+                                     * every multi-MiB Raft append). */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
+    sb.alloc = SV_WIRE_PREFIX + FRAME_HEADER_MAX + body_len;
+    if (!(sb.data = malloc(sb.alloc)))
+        return -ENOMEM;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     static const char prefix[SV_WIRE_PREFIX];
