@@ -559,7 +559,7 @@ static int job_apply(struct job *j)
     int rc = 0;
     pthread_mutex_lock(&n->seg_mu);
     /* The chunks of every entry applied below go out in one write (they live
-     * in the batches' entries until job_after). */
+     * in the batches' entries until the job finishes). */
     sv_seg_batch_begin(n->seg);
     for (size_t i = 0; i < j->n && !rc; i++) {
         struct group *g = j->gs[i];
@@ -669,7 +669,7 @@ static void fatal(struct sv_node *n, const char *what)
 
 static void maybe_snapshot(struct sv_node *n, struct group *g);
 
-/* Send the messages of the running job's batches that had to wait for the
+/* Send the messages of a job's batches that had to wait for the
  * sync (persist before send, raft.h), once. */
 static void send_persisted(struct sv_node *n, struct job *j)
 {

@@ -1,20 +1,24 @@
 /* svd's node: one libuv loop hosting the Raft groups placed on this node
  * (multi-raft), the transport, and the stores.
+ * * Threads. The loop thread owns every Raft group, connection and request.
+ * Disk work runs on libuv's thread pool as persist jobs. A job takes the
+ * ready batches of the groups not already in a job; its persist half stages
+ * them in the log store and commits them with one sync (group commit), its
+ * apply half applies the committed entries to the state machine (sm.h) and
+ * the segment store. Halves of consecutive jobs form a pipeline (one persist
+ * and one apply at a time, each in job order); the two halves of a job run
+ * at once unless a batch commits an entry it also persists. Reads (object
+ * metadata, chunks) run as separate pool jobs. The segment store is shared
+ * by those jobs under a mutex.
  *
- * Threads. The loop thread owns every Raft group, connection and request.
- * Disk work runs on libuv's thread pool: ONE persist job at a time takes the
- * ready batches of all groups, stages them in the log store and commits
- * them with one sync (group commit), then applies the committed entries to
- * the state machine (sm.h); reads (object metadata, chunks) run as separate
- * pool jobs. The segment store is shared by those jobs under a mutex.
- *
- * A turn of the loop (uv_check, after I/O): if no persist job runs, every
- * group with a ready batch hands it over (sv_raft_ready); messages that Raft
- * lets a leader send early go out at once, the rest after the sync; then the
- * job persists and applies; back on the loop the node answers the requests
- * whose entries were applied, serves reads, and calls sv_raft_advance. While
- * a group's batch is in the job, its inputs (peer messages, ticks,
- * proposals, read requests) wait in a queue, as raft.h requires.
+ * A turn of the loop (uv_check, after I/O): if no persist half runs, the
+ * groups with a ready batch hand it over (sv_raft_ready); messages that Raft
+ * lets a leader send early go out at once, the rest once the persist half is
+ * done; when the apply half is done the node answers the requests whose
+ * entries were applied and serves reads; when both are done it calls
+ * sv_raft_advance. While a group's batch is in a job, its inputs (peer
+ * messages, ticks, proposals, read requests) wait in a queue, as raft.h
+ * requires.
  */
 #ifndef SV_NODE_H
 #define SV_NODE_H
@@ -30,8 +34,8 @@ struct sv_node;
 int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, char *errmsg,
                  size_t errlen);
 
-/* Run the loop until SIGTERM or SIGINT (graceful: the running persist job
- * finishes, stores are synced and closed), or a fatal storage error.
+/* Run the loop until SIGTERM or SIGINT (graceful: the persist jobs in
+ * flight finish, stores are synced and closed), or a fatal storage error.
  * Returns 0 after a graceful stop, 1 after a fatal error. Frees the node. */
 int sv_node_run(struct sv_node *n);
 
