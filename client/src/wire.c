@@ -37,10 +37,10 @@ int sv_wire_encode(uint32_t type, uint64_t req_id, const void *body, size_t body
     if (body_len > SV_WIRE_BODY_MAX)
         return SV_WIRE_E_TOO_BIG;
     if (type > SV_WIRE_TYPE_MAX)
-        return SV_WIRE_E_MALFORMED; /* The whole frame in one exact allocation: growing sbuffer by
-                                     * doubling reallocated a large body several times and left up
-                                     * to twice its size allocated (fresh pages to fault in for
-                                     * every multi-MiB Raft append). */
+        return SV_WIRE_E_MALFORMED;
+    /* The whole frame in one exact allocation: growing sbuffer by doubling
+     * reallocated a large body several times and left up to twice its size
+     * allocated (fresh pages to fault in for every multi-MiB Raft append). */
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     sb.alloc = SV_WIRE_PREFIX + FRAME_HEADER_MAX + body_len;

@@ -1,6 +1,7 @@
 /* svd's node: one libuv loop hosting the Raft groups placed on this node
  * (multi-raft), the transport, and the stores.
- * * Threads. The loop thread owns every Raft group, connection and request.
+ *
+ * Threads. The loop thread owns every Raft group, connection and request.
  * Disk work runs on libuv's thread pool as persist jobs. A job takes the
  * ready batches of the groups not already in a job; its persist half stages
  * them in the log store and commits them with one sync (group commit), its

@@ -46,6 +46,9 @@ check_results()
 # Usage errors and the non-root message need no cluster.
 "$run" --nemesis bogus >/dev/null 2>&1
 (($? == 2)) || fail "an unknown nemesis must exit 2"
+mkdir -p "$work/not-a-run/logs" && echo keep >"$work/not-a-run/logs/mine"
+"$run" --bin "$bin" --out "$work/not-a-run" >/dev/null 2>&1
+(($? == 2)) && [[ -s $work/not-a-run/logs/mine ]] || fail "--out with foreign files must exit 2 and delete nothing"
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$run" --bin "$bin" 2>&1)
 rc=$?
 ((rc == 2)) && grep -q "needs root" <<<"$out" || fail "not root: exit $rc, message '$out'"

@@ -310,7 +310,8 @@ static void test_snapshot(struct node *a)
     struct sv_cmd c = put_cmd("on-b-only", 0, 0, "x");
     apply(&b, &c);
     uint8_t *img = NULL;
-    size_t len = 0; /* An image from a view holds the state when the view was made. */
+    size_t len = 0;
+    /* An image from a view holds the state when the view was made. */
     struct sv_sm_view *view = sv_sm_view(a->sm);
     CHECK(view != NULL);
     struct sv_cmd late = put_cmd("zz-after-the-view", 0, 0, "late");
