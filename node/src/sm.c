@@ -652,22 +652,32 @@ static bool version_ok(const struct sv_cmd *c, int found, const struct sv_obj *c
     return live && cur->version == c->if_version;
 }
 
-/* Make (upload, n_chunks) the new version of c's key. */
-static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upload,
-                           uint32_t n_chunks, struct sv_sm_result *res)
+/* Read c's key (*found: 0 or -ENOENT) and check c's condition against it:
+ * 0 it holds, 1 a version conflict (res says so), <0 an I/O error. */
+static int check_version(struct apply *a, const struct sv_cmd *c, struct sv_obj *cur, int *found,
+                         struct sv_sm_result *res)
 {
-    uint8_t k[OKEY_MAX], v[OBJ_LEN];
-    struct sv_obj cur, o = {0};
-    int found = obj_get(a->sm, true, a->group, c->tenant, c->bucket, c->bucket_len, c->key,
-                        c->key_len, &cur);
-    if (found && found != -ENOENT)
-        return found;
-    if (!version_ok(c, found, &cur)) {
+    *found = obj_get(a->sm, true, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len,
+                     cur);
+    if (*found && *found != -ENOENT)
+        return *found;
+    if (!version_ok(c, *found, cur)) {
         res->status = SV_ST_VERSION_CONFLICT;
-        res->version = found == 0 && !cur.deleted ? cur.version : 0;
+        res->version = *found == 0 && !cur->deleted ? cur->version : 0;
         return 1;
     }
-    o.version = (found == 0 ? cur.version : 0) + 1;
+    return 0;
+}
+
+/* Make (upload, n_chunks) the new version of c's key, whose current record
+ * check_version read into cur. */
+static int install_checked(struct apply *a, const struct sv_cmd *c, uint64_t upload,
+                           uint32_t n_chunks, const struct sv_obj *cur, int found,
+                           struct sv_sm_result *res)
+{
+    uint8_t k[OKEY_MAX], v[OBJ_LEN];
+    struct sv_obj o = {0};
+    o.version = (found == 0 ? cur->version : 0) + 1;
     o.size = c->size;
     o.mtime_ms = c->mtime_ms;
     o.upload = upload;
@@ -678,8 +688,8 @@ static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upl
     int rc = stage(a->sm, k, klen, v, sizeof v);
     if (rc)
         return rc;
-    if (found == 0 && !cur.deleted) {
-        rc = delete_chunks(a, cur.upload, cur.n_chunks);
+    if (found == 0 && !cur->deleted) {
+        rc = delete_chunks(a, cur->upload, cur->n_chunks);
         if (rc)
             return rc;
     }
@@ -688,23 +698,37 @@ static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upl
     return 0;
 }
 
+/* check_version, then install_checked: 0 installed, 1 conflict, <0 error. */
+static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upload,
+                           uint32_t n_chunks, struct sv_sm_result *res)
+{
+    struct sv_obj cur;
+    int found;
+    int rc = check_version(a, c, &cur, &found, res);
+    return rc ? rc : install_checked(a, c, upload, n_chunks, &cur, found, res);
+}
+
+/* The condition is checked before the chunk is stored: a conflicting put
+ * writes nothing to the segment store. */
 static int apply_put(struct apply *a, uint64_t index, const struct sv_cmd *c,
                      struct sv_sm_result *res)
 {
     int rc = session_lookup(a, c, res);
     if (rc)
         return rc < 0 ? rc : 0;
-    uint32_t n = c->data_len ? 1 : 0;
-    if (n) {
-        rc = put_chunk(a, c->upload ? c->upload : index, 0, c->data, c->data_len);
-        if (rc)
-            return rc;
-    }
-    rc = install_version(a, c, c->upload ? c->upload : index, n, res);
+    struct sv_obj cur;
+    int found;
+    rc = check_version(a, c, &cur, &found, res);
     if (rc < 0)
         return rc;
-    if (rc == 1 && n)
-        delete_chunks(a, c->upload ? c->upload : index, 1);
+    if (rc == 0) {
+        uint64_t upload = c->upload ? c->upload : index;
+        uint32_t n = c->data_len ? 1 : 0;
+        if (n && (rc = put_chunk(a, upload, 0, c->data, c->data_len)))
+            return rc;
+        if ((rc = install_checked(a, c, upload, n, &cur, found, res)))
+            return rc;
+    }
     return session_store(a, c, res);
 }
 

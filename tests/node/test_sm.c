@@ -126,9 +126,14 @@ static void test_sessions(struct node *n)
     c = put_cmd("s", 7, 3, "three");
     c.has_if_version = true;
     c.if_version = 0;
+    struct sv_seg_stats before, after;
+    sv_seg_stats(n->seg, &before);
     r = apply(n, &c);
     CHECK(r.status == SV_ST_VERSION_CONFLICT && r.version == 2);
     CHECK(version_of(n, "s", &v) && v == 2);
+    /* The conflict is found before the chunk is stored: nothing written. */
+    sv_seg_stats(n->seg, &after);
+    CHECK(after.live_bytes == before.live_bytes && after.dead_bytes == before.dead_bytes);
     /* Delete, then versions keep growing. */
     struct sv_cmd del = {.type = SV_CMD_DELETE,
                          .bucket = (const uint8_t *)"b",
