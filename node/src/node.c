@@ -151,23 +151,22 @@ struct group {
     struct sv_raft_snapshot snap;
 };
 
-/* One half of a job: its result and what went wrong. */
+/* One half of a job. A job that is not split runs both halves in turn on
+ * persist's work request. */
 struct half {
-    int rc;
+    uv_work_t w;
+    bool need, started, done; /* loop thread */
+    int rc;                   /* the worker's result, read once done */
     char errmsg[256];
 };
 
 struct job {
-    struct job *next;  /* the node's jobs, oldest first */
-    uv_work_t w;       /* both halves in turn, or persist alone when split */
-    uv_work_t w_apply; /* apply, when split */
+    struct job *next; /* the node's jobs, oldest first */
     struct sv_node *node;
     struct group **gs;
     size_t n;
     bool seg_sync;
-    bool split; /* the halves run on their own threads, each when its stage is free */
-    /* Loop thread: which halves the job has, which started, which are done. */
-    bool p_need, a_need, p_started, a_started, p_done, a_done;
+    bool split;   /* the halves run on their own threads, each when its stage is free */
     bool replied; /* the applied entries were answered */
     struct half persist, apply;
     /* Set by the worker once the log store commit is durable: the batches'
@@ -793,7 +792,19 @@ static void job_finish(struct sv_node *n, struct job *j)
 }
 
 static void job_after(uv_work_t *req, int status);
-static void apply_after(uv_work_t *req, int status);
+
+/* h is needed, has not started, its stage is free and no older job's same
+ * half is still to be done. */
+static bool may_start(const struct half *h, bool older, bool busy)
+{
+    return h->need && !h->started && !older && !busy;
+}
+
+static void start(struct sv_node *n, struct half *h, bool *busy, uv_work_cb work)
+{
+    h->started = *busy = true;
+    uv_queue_work(&n->loop, &h->w, work, job_after);
+}
 
 /* Start the halves whose stage is free and whose turn it is: a job's persist
  * after every older job's persist, its apply after every older apply; a job
@@ -804,24 +815,26 @@ static void pump(struct sv_node *n)
     bool older_p = false, older_a = false; /* an older job's half is not done */
     for (struct job *j = n->jobs; j && !n->failed; j = j->next) {
         if (!j->split) {
-            if (!j->p_started && !older_p && !older_a && !n->persist_busy && !n->apply_busy) {
-                j->p_started = j->a_started = true;
-                n->persist_busy = n->apply_busy = true;
-                uv_queue_work(&n->loop, &j->w, job_work, job_after);
+            if (may_start(&j->persist, older_p || older_a, n->persist_busy || n->apply_busy)) {
+                j->apply.started = n->apply_busy = true;
+                start(n, &j->persist, &n->persist_busy, job_work);
             }
         } else {
-            if (j->p_need && !j->p_started && !older_p && !n->persist_busy) {
-                j->p_started = n->persist_busy = true;
-                uv_queue_work(&n->loop, &j->w, persist_work, job_after);
-            }
-            if (j->a_need && !j->a_started && !older_a && !n->apply_busy) {
-                j->a_started = n->apply_busy = true;
-                uv_queue_work(&n->loop, &j->w_apply, apply_work, apply_after);
-            }
+            if (may_start(&j->persist, older_p, n->persist_busy))
+                start(n, &j->persist, &n->persist_busy, persist_work);
+            if (may_start(&j->apply, older_a, n->apply_busy))
+                start(n, &j->apply, &n->apply_busy, apply_work);
         }
-        older_p |= j->p_need && !j->p_done;
-        older_a |= j->a_need && !j->a_done;
+        older_p |= j->persist.need && !j->persist.done;
+        older_a |= j->apply.need && !j->apply.done;
     }
+}
+
+/* h still keeps its job: running, or waiting to start (after a failure a
+ * half that never started never will). */
+static bool half_open(const struct sv_node *n, const struct half *h)
+{
+    return h->need && (h->started ? !h->done : !n->failed);
 }
 
 /* A half completed: send what its sync allows, finish the jobs that are done
@@ -833,47 +846,39 @@ static void advance(struct sv_node *n)
         if (!j->persist.rc)
             send_persisted(n, j);
     struct job *j;
-    while ((j = n->jobs)) {
-        bool p_open = j->p_need && (j->p_started ? !j->p_done : !n->failed);
-        bool a_open = j->a_need && (j->a_started ? !j->a_done : !n->failed);
-        if (p_open || a_open)
-            break;
+    while ((j = n->jobs) && !half_open(n, &j->persist) && !half_open(n, &j->apply))
         job_finish(n, j);
-    }
     pump(n);
 }
 
-/* The persist half, or both halves in turn, completed. */
+/* h is done and its stage free; a failed half stops the node's jobs. */
+static void half_done(struct sv_node *n, struct half *h, bool *busy)
+{
+    h->done = true;
+    *busy = false;
+    if (h->rc)
+        n->failed = true;
+}
+
+/* A half completed: the apply half of a split job, or its persist half, or
+ * both halves of a job that is not split. Each reads only the results of
+ * the halves it ran (the other one may still be running). */
 static void job_after(uv_work_t *req, int status)
 {
     (void)status;
     struct job *j = req->data;
     struct sv_node *n = j->node;
-    j->p_done = true;
-    n->persist_busy = false;
-    if (!j->split) {
-        j->a_done = true;
-        n->apply_busy = false;
-    } else if (!j->persist.rc) {
-        atomic_store(&j->persisted, true);
+    if (req == &j->apply.w) {
+        half_done(n, &j->apply, &n->apply_busy);
+        if (!j->apply.rc)
+            job_reply(n, j);
+    } else {
+        half_done(n, &j->persist, &n->persist_busy);
+        if (!j->split)
+            half_done(n, &j->apply, &n->apply_busy);
+        else if (!j->persist.rc)
+            atomic_store(&j->persisted, true);
     }
-    if (j->persist.rc || j->apply.rc)
-        n->failed = true;
-    advance(n);
-}
-
-/* The apply half of a split job completed. */
-static void apply_after(uv_work_t *req, int status)
-{
-    (void)status;
-    struct job *j = req->data;
-    struct sv_node *n = j->node;
-    j->a_done = true;
-    n->apply_busy = false;
-    if (j->apply.rc)
-        n->failed = true;
-    else
-        job_reply(n, j);
     advance(n);
 }
 
@@ -918,7 +923,7 @@ static void cycle(struct sv_node *n)
         return;
     size_t in_flight = 0;
     for (const struct job *j = n->jobs; j; j = j->next, in_flight++)
-        if ((j->p_need && !j->p_started) || (j->a_need && !j->a_started))
+        if ((j->persist.need && !j->persist.started) || (j->apply.need && !j->apply.started))
             return;
     if (in_flight >= JOBS_MAX)
         return;
@@ -963,8 +968,8 @@ static void cycle(struct sv_node *n)
     j->gs = gs;
     j->n = count;
     j->seg_sync = seg_sync;
-    j->w.data = j;
-    j->w_apply.data = j;
+    j->persist.w.data = j;
+    j->apply.w.data = j;
     struct job **tail = &n->jobs;
     while (*tail)
         tail = &(*tail)->next;
@@ -984,10 +989,10 @@ static void cycle(struct sv_node *n)
                              rd->committed[rd->n_committed - 1].index >= rd->entries[0].index))
             j->split = false; /* it commits what it persists: in turn */
     }
-    j->p_need = persist || !j->split;
-    j->a_need = apply || !j->split;
+    j->persist.need = persist || !j->split;
+    j->apply.need = apply || !j->split;
     /* Only messages and read states: nothing to wait for but older jobs. */
-    atomic_store(&j->persisted, !j->p_need);
+    atomic_store(&j->persisted, !j->persist.need);
     advance(n);
 }
 
