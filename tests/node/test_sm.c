@@ -22,13 +22,27 @@ struct node {
     struct sv_seg_store *seg;
 };
 
-static void node_open(struct node *n, const char *name)
+/* While set, every segment write fails with ENOSPC (nodes opened with faults). */
+static bool fail_writes;
+
+static int inject(void *arg, enum sv_seg_io io)
+{
+    (void)arg;
+    return fail_writes && io == SV_SEG_IO_WRITE ? -ENOSPC : 0;
+}
+
+static void node_open_opts(struct node *n, const char *name, const struct sv_seg_opts *opts)
 {
     char dir[512], err[256] = "";
     snprintf(dir, sizeof dir, "%s/%s-meta", root, name);
     CHECK(sv_sm_open(dir, &n->sm, err, sizeof err) == 0);
     snprintf(dir, sizeof dir, "%s/%s-chunks", root, name);
-    CHECK(sv_seg_open(dir, NULL, &n->seg, err, sizeof err) == 0);
+    CHECK(sv_seg_open(dir, opts, &n->seg, err, sizeof err) == 0);
+}
+
+static void node_open(struct node *n, const char *name)
+{
+    node_open_opts(n, name, NULL);
 }
 
 static void node_close(struct node *n)
@@ -39,7 +53,9 @@ static void node_close(struct node *n)
 
 /* Apply cmd as the next entry of group 1 without committing it; returns the
  * domain result. */
-static struct sv_sm_result stage_only(struct node *n, const struct sv_cmd *cmd)
+/* Apply cmd as the next entry of group 1 without committing it; returns
+ * sv_sm_apply's code, *res the domain result. */
+static int stage_rc(struct node *n, const struct sv_cmd *cmd, struct sv_sm_result *res)
 {
     size_t len = sv_cmd_encoded_len(cmd);
     uint8_t *buf = malloc(len);
@@ -49,10 +65,16 @@ static struct sv_sm_result stage_only(struct node *n, const struct sv_cmd *cmd)
                               .type = SV_RAFT_ENTRY_NORMAL,
                               .len = (uint32_t)len,
                               .data = buf};
-    struct sv_sm_result res;
     char err[256] = "";
-    CHECK(sv_sm_apply(n->sm, n->seg, 1, &e, &res, err, sizeof err) == 0);
+    int rc = sv_sm_apply(n->sm, n->seg, 1, &e, res, err, sizeof err);
     free(buf);
+    return rc;
+}
+
+static struct sv_sm_result stage_only(struct node *n, const struct sv_cmd *cmd)
+{
+    struct sv_sm_result res;
+    CHECK(stage_rc(n, cmd, &res) == 0);
     return res;
 }
 
@@ -194,6 +216,30 @@ static void test_staged(struct node *n)
     CHECK(version_of(n, "st", &v) && v == 3);
     CHECK(sv_sm_applied(n->sm, 1, &applied) == 0 && applied == next_index - 1);
     CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0); /* nothing staged: nothing to do */
+}
+
+/* An entry that fails to apply (its chunk cannot be written) drops every
+ * change staged since the last commit, its own and earlier entries': the
+ * node stops and applies them all again after a restart. */
+static void test_staged_failure(void)
+{
+    struct node f;
+    struct sv_seg_opts opts = {.fault = inject};
+    node_open_opts(&f, "f", &opts);
+    uint64_t v = 0, applied = 0, before = 0;
+    char err[256] = "";
+    CHECK(sv_sm_applied(f.sm, 1, &before) == 0);
+    struct sv_cmd ok = put_cmd("ok", 0, 0, "fine");
+    CHECK(stage_only(&f, &ok).status == SV_ST_OK);
+    fail_writes = true;
+    struct sv_cmd bad = put_cmd("bad", 0, 0, "no room");
+    struct sv_sm_result r;
+    CHECK(stage_rc(&f, &bad, &r) == -ENOSPC);
+    fail_writes = false;
+    CHECK(sv_sm_commit(f.sm, err, sizeof err) == 0);
+    CHECK(!version_of(&f, "ok", &v) && !version_of(&f, "bad", &v));
+    CHECK(sv_sm_applied(f.sm, 1, &applied) == 0 && applied == before);
+    node_close(&f);
 }
 
 static void test_upload(struct node *n)
@@ -371,6 +417,8 @@ int main(void)
     test_sessions(&a);
     current = "staged";
     test_staged(&a);
+    current = "staged failure";
+    test_staged_failure();
     current = "upload";
     test_upload(&a);
     current = "abort";
