@@ -297,14 +297,21 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     return 0;
 }
 
-static void staged_clear(struct sv_sm *sm)
+/* Forget the staged changes, adding each to wb first when wb is not NULL. */
+static void staged_drain(struct sv_sm *sm, leveldb_writebatch_t *wb)
 {
     for (uint32_t i = 0; i < sm->st_cap && sm->st_n; i++) {
-        if (sm->st[i].kv) {
-            free(sm->st[i].kv);
-            sm->st[i].kv = NULL;
-            sm->st_n--;
-        }
+        struct staged *e = &sm->st[i];
+        if (!e->kv)
+            continue;
+        if (wb && e->deleted)
+            leveldb_writebatch_delete(wb, (const char *)e->kv, e->klen);
+        else if (wb)
+            leveldb_writebatch_put(wb, (const char *)e->kv, e->klen, (const char *)e->kv + e->klen,
+                                   e->vlen);
+        free(e->kv);
+        e->kv = NULL;
+        sm->st_n--;
     }
 }
 
@@ -312,7 +319,7 @@ void sv_sm_close(struct sv_sm *sm)
 {
     if (!sm)
         return;
-    staged_clear(sm);
+    staged_drain(sm, NULL);
     free(sm->st);
     if (sm->db)
         leveldb_close(sm->db);
@@ -948,7 +955,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
         rc = stage(sm, k, key_pfx(k, group, 'a'), v, 8);
     }
     if (rc) {
-        staged_clear(sm);
+        staged_drain(sm, NULL);
         if (errmsg && errlen && !errmsg[0])
             snprintf(errmsg, errlen, "apply: %s", strerror(rc < 0 && rc > -4096 ? -rc : EIO));
     }
@@ -960,17 +967,7 @@ int sv_sm_commit(struct sv_sm *sm, char *errmsg, size_t errlen)
     if (!sm->st_n)
         return 0;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    for (uint32_t i = 0; i < sm->st_cap; i++) {
-        const struct staged *e = &sm->st[i];
-        if (!e->kv)
-            continue;
-        if (e->deleted)
-            leveldb_writebatch_delete(wb, (const char *)e->kv, e->klen);
-        else
-            leveldb_writebatch_put(wb, (const char *)e->kv, e->klen, (const char *)e->kv + e->klen,
-                                   e->vlen);
-    }
-    staged_clear(sm);
+    staged_drain(sm, wb);
     char *err = NULL;
     leveldb_write(sm->db, sm->wopts, wb, &err);
     leveldb_writebatch_destroy(wb);
