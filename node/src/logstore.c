@@ -77,8 +77,9 @@ struct pref {
 /* A payload file of the LevelDB store, payload-<no>.log. */
 struct pfile {
     uint32_t no;
-    int fd;     /* write fd while active or holding unsynced bytes, else -1 */
-    bool dirty; /* written since the last sync */
+    int fd;      /* write fd while active or holding unsynced bytes, else -1 */
+    bool dirty;  /* written since the last sync */
+    bool direct; /* fd is O_DIRECT: appends are SV_LOG_PAYLOAD_ALIGN-aligned and padded */
     struct pref *refs;
     size_t n_refs, cap_refs;
 };
@@ -130,6 +131,8 @@ struct store {
     uint64_t p_off;   /* append offset in the active file */
     struct ploc *locs;
     size_t cap_locs;
+    uint8_t *dio; /* SV_LOG_PAYLOAD_ALIGN-aligned staging of one direct append */
+    size_t dio_cap;
     /* memory */
     struct memop *mops;
     size_t n_mops, cap_mops;
@@ -508,7 +511,15 @@ static int payload_roll(struct store *st)
         return rc;
     ASSERT(p == &st->pfiles[st->n_pfiles - 1] && p->n_refs == 0);
     st->p_next++;
-    p->fd = openat(st->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    /* Direct I/O where the file system has it: a payload is read back only
+     * on restart or for a follower far behind, so copying it into the page
+     * cache (most of a node's CPU under large puts) buys nothing. */
+    p->direct = true;
+    p->fd = openat(st->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0644);
+    if (p->fd < 0 && errno == EINVAL) {
+        p->direct = false;
+        p->fd = openat(st->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
     if (p->fd < 0) {
         rc = -errno;
         st->n_pfiles--;
@@ -521,10 +532,36 @@ static int payload_roll(struct store *st)
     return 0;
 }
 
-/* Write e's data at the end of the active payload file (page cache only:
- * commit syncs it); *loc gets where and its checksum, which binds it to
- * group and index. On failure nothing refers to the bytes written, and the
- * next append overwrites them. */
+/* e's bytes for a direct write to a: copied to the aligned staging buffer
+ * and zero-padded to SV_LOG_PAYLOAD_ALIGN (*len). Falls back to a buffered write
+ * (a->direct cleared) when the staging buffer cannot be had. */
+static const uint8_t *dio_stage(struct store *st, struct pfile *a, const struct sv_raft_entry *e,
+                                size_t *len)
+{
+    size_t n =
+        ((size_t)e->len + SV_LOG_PAYLOAD_ALIGN - 1) / SV_LOG_PAYLOAD_ALIGN * SV_LOG_PAYLOAD_ALIGN;
+    if (n > st->dio_cap) {
+        void *p = NULL;
+        if (posix_memalign(&p, SV_LOG_PAYLOAD_ALIGN, n) != 0) {
+            a->direct = fcntl(a->fd, F_SETFL, 0) != 0;
+            *len = e->len;
+            return a->direct ? NULL : e->data;
+        }
+        free(st->dio);
+        st->dio = p;
+        st->dio_cap = n;
+    }
+    memcpy(st->dio, e->data, e->len);
+    memset(st->dio + e->len, 0, n - e->len);
+    *len = n;
+    return st->dio;
+}
+
+/* Write e's data at the end of the active payload file (commit syncs it);
+ * *loc gets where and its checksum, which binds it to group and index. On
+ * failure nothing refers to the bytes written, and the next append
+ * overwrites them. A direct file keeps every append aligned; if the device
+ * refuses the alignment (EINVAL), the file goes on buffered. */
 static int payload_append(struct store *st, uint64_t group, const struct sv_raft_entry *e,
                           struct ploc *loc)
 {
@@ -538,10 +575,20 @@ static int payload_append(struct store *st, uint64_t group, const struct sv_raft
     if ((rc = pfile_ref(st, a, group, &r)) != 0)
         return rc;
     loc->crc = value_crc(group, e->index, 0, 'p', e->data, e->len, NULL, 0);
-    for (size_t done = 0; done < e->len;) {
-        ssize_t w = pwrite(a->fd, e->data + done, e->len - done, (off_t)(st->p_off + done));
+    size_t len = e->len;
+    const uint8_t *src = a->direct ? dio_stage(st, a, e, &len) : e->data;
+    if (src == NULL)
+        return seterr(st, SV_LOG_E_NOMEM, "direct write buffer of %zu bytes", (size_t)e->len);
+    for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(a->fd, src + done, len - done, (off_t)(st->p_off + done));
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && errno == EINVAL && a->direct && fcntl(a->fd, F_SETFL, 0) == 0) {
+            a->direct = false;
+            src = e->data;
+            len = e->len;
+            continue;
+        }
         if (w <= 0) {
             rc = w < 0 ? -errno : -EIO;
             char name[32];
@@ -557,7 +604,7 @@ static int payload_append(struct store *st, uint64_t group, const struct sv_raft
         r->max_index = e->index;
     loc->no = a->no;
     loc->off = st->p_off;
-    st->p_off += e->len;
+    st->p_off += len;
     return 0;
 }
 
@@ -1325,6 +1372,7 @@ static void store_free(struct store *st)
     }
     free(st->pfiles);
     free(st->locs);
+    free(st->dio);
     free(st);
 }
 

@@ -54,27 +54,31 @@
  * both as of the last commit and as staged; truncation, compaction and group
  * destruction delete exactly the keys that range names.
  *
- * Payload files "payload-%08u.log" (in the same directory, numbered upwards;
- * LevelDB ignores the names) hold the data of entries of at least
+ * Payload files "payload-%08u.log" (in the same directory, numbered
+ * upwards; LevelDB ignores the names) hold the data of entries of at least
  * SV_LOG_PAYLOAD_MIN_BYTES, raw, back to back, so that big entries are
  * written once instead of through LevelDB's log, memtable flush and
- * compactions. Only the highest (active) file is appended to; a new one is
- * started when an entry would take it past SV_LOG_PAYLOAD_FILE_BYTES, after
- * a failed sync, and for the first payload after open. Crash safety:
- * commit() fdatasyncs every payload file written since the last commit (and
- * the directory when a file was created) BEFORE the synced leveldb_write, so
- * a committed reference always points at durable bytes; bytes that no
- * committed record references (a batch a crash or failure kept from
- * committing) are ignored. Reclaim: the store keeps in memory, per file
- * and group, the highest index whose payload the file holds (rebuilt at
- * open by scanning the entry records);
+ * compactions. Files are written with direct I/O (O_DIRECT) where the file
+ * system allows it, each payload then starting at a multiple of
+ * SV_LOG_PAYLOAD_ALIGN and zero-padded up to the next one: a payload is
+ * read back only on restart or for a follower far behind, and copying it
+ * into the page cache was most of a node's CPU under large puts. Only the
+ * highest (active) file is appended to; a new one is started when an entry
+ * would take it past SV_LOG_PAYLOAD_FILE_BYTES, after a failed sync, and
+ * for the first payload after open. Crash safety: commit() fdatasyncs every
+ * payload file written since the last commit (and the directory when a file
+ * was created) BEFORE the synced leveldb_write, so a committed reference
+ * always points at durable bytes; bytes that no committed record references
+ * (a batch a crash or failure kept from committing) are ignored. Reclaim:
+ * the store keeps in memory, per file and group, the highest index whose
+ * payload the file holds (rebuilt at open by scanning the entry records);
  * after a successful commit it deletes every file but the active one in
  * which each group's highest index is below the group's first live index
- * (compaction, a snapshot replacing the log) or whose groups were destroyed.
- * At open, files no record references are deleted. A commit that wrote no
- * payload costs no extra sync. Space: a file lives as long as any of its
- * entries, so a group whose log is not compacted (an idle one) keeps the
- * files holding its last entries whole, the other groups' dead bytes in
+ * (compaction, a snapshot replacing the log) or whose groups were
+ * destroyed. At open, files no record references are deleted. A commit that
+ * wrote no payload costs no extra sync. Space: a file lives as long as any
+ * of its entries, so a group whose log is not compacted (an idle one) keeps
+ * the files holding its last entries whole, the other groups' dead bytes in
  * them included (live payloads are not copied forward).
  *
  * Errors: 0, a negative errno, or a negative enum sv_log_err; the store keeps
@@ -102,6 +106,7 @@ enum {
     SV_LOG_SNAP_CHUNK_BYTES = 1u << 20,     /* LevelDB value size for snapshot data */
     SV_LOG_PAYLOAD_MIN_BYTES = 64u << 10,   /* entries this big go to payload files */
     SV_LOG_PAYLOAD_FILE_BYTES = 16u << 20,  /* a payload file is rolled at this size */
+    SV_LOG_PAYLOAD_ALIGN = 4096,            /* payload offsets in a file written directly */
     SV_LOG_PENDING_BYTES_MAX = 768u << 20,  /* staged bytes between two commits */
     SV_LOG_PENDING_OPS_MAX = 1 << 20,       /* staged puts + deletes between two commits */
     SV_LOG_LOAD_ENTRIES_MAX = 1 << 24,      /* entries load() returns for one group */
