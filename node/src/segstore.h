@@ -64,7 +64,13 @@
  * .. sv_seg_batch_end) turns the puts between them into one writev per run of
  * up to 512 records in the same segment: a buffered write is handed to a
  * kernel worker thread, so one hand-off per batch instead of one per record
- * is what makes many small puts cheap. Only directory operations
+ * is what makes many small puts cheap. A write of at least 256 KiB (a
+ * big record, or a batch's run; runs stop after about 8 MiB) goes around
+ * the page cache where the file system has direct I/O: its bytes are
+ * copied into an aligned buffer, its whole 4 KiB blocks written with
+ * O_DIRECT and the partial blocks at either end through the page cache
+ * (copying chunks into the page cache was a fifth of a node's CPU under
+ * large puts); the bytes on file are the same. Only directory operations
  * (open, ftruncate, unlink, fsync of the directory) are plain syscalls, since
  * liburing 2.3 has no ftruncate and they happen only at open/compaction/error.
  *
