@@ -36,6 +36,7 @@ enum {
     RUN_BYTES = 8u << 20,    /* a batch's vectored write stops at the record crossing this */
     DIRECT_MIN = 256u << 10, /* writes this big go through direct I/O (see write_run) */
     DIO_ALIGN = 4096,        /* direct I/O: buffer address, file offset and length */
+    COMPACT_BUF = RUN_BYTES + SV_SEG_RECORD_MAX, /* compaction copies between two writes */
 };
 
 _Static_assert((PENDING_SLOTS & (PENDING_SLOTS - 1)) == 0, "slot count is a power of two");
@@ -100,7 +101,7 @@ struct sv_seg_store {
     int64_t records_delta; /* since the last sync */
     uint8_t *bad;          /* SV_SEG_BAD_MAX ids, sorted */
     uint32_t n_bad;
-    uint8_t *iobuf; /* SV_SEG_RECORD_MAX: compaction copies */
+    uint8_t *iobuf; /* COMPACT_BUF: compaction copies */
     int dfd;        /* O_DIRECT write fd of segment dfd_no; -1: none open */
     uint32_t dfd_no;
     bool no_direct; /* the file system refused direct I/O: not tried again */
@@ -362,12 +363,11 @@ static int seg_create(struct sv_seg_store *s, uint32_t no)
     return 0;
 }
 
-/* Close and unlink segment at position i (no longer referenced). */
-static int seg_remove(struct sv_seg_store *s, uint32_t i)
+/* Close segment at position i (no longer referenced) and drop it from the
+ * table; its file stays. */
+static void seg_forget(struct sv_seg_store *s, uint32_t i)
 {
-    char name[32];
     ASSERT(i < s->n_segs);
-    seg_name(name, sizeof name, s->segs[i].no);
     close(s->segs[i].fd);
     if (s->dfd >= 0 && s->dfd_no == s->segs[i].no) {
         close(s->dfd);
@@ -375,6 +375,14 @@ static int seg_remove(struct sv_seg_store *s, uint32_t i)
     }
     memmove(&s->segs[i], &s->segs[i + 1], (s->n_segs - i - 1) * sizeof s->segs[0]);
     s->n_segs--;
+}
+
+/* Close and unlink segment at position i (no longer referenced). */
+static int seg_remove(struct sv_seg_store *s, uint32_t i)
+{
+    char name[32];
+    seg_name(name, sizeof name, s->segs[i].no);
+    seg_forget(s, i);
     if (unlinkat(s->dirfd, name, 0) < 0)
         return seterr(s, -errno, "unlink %s/%s", s->dir, name);
     return 0;
@@ -731,6 +739,22 @@ static int append(struct sv_seg_store *s, const uint8_t *id, const void *data, u
 
 static void discard_unsynced(struct sv_seg_store *s);
 
+/* Queued records from the i-th on were not written: each segment's end goes
+ * back to its first unwritten record (latest first), and everything since the
+ * last sync is discarded, as after a failed fsync. */
+static void drop_queue(struct sv_seg_store *s, uint32_t i)
+{
+    for (uint32_t k = s->n_q; k-- > i;) {
+        struct seg *g = seg_find(s, s->q[k].seg);
+        g->size = s->q[k].off;
+        if (ftruncate(g->fd, (off_t)g->size) < 0) {
+            /* Recovery cuts the log at the first torn record anyway. */
+        }
+    }
+    s->n_q = 0;
+    discard_unsynced(s);
+}
+
 /* Write the queued records: one vectored write per run of records in the same
  * segment (at most BATCH_IOV / 2 records each). If a write fails, each
  * segment's end goes back to its first unwritten record and everything since
@@ -764,19 +788,10 @@ static int flush(struct sv_seg_store *s)
         s->n_q = 0;
         return 0;
     }
-    /* Back to the first unwritten record of each segment, latest first. */
-    for (uint32_t k = s->n_q; k-- > i;) {
-        struct seg *g = seg_find(s, s->q[k].seg);
-        g->size = s->q[k].off;
-        if (ftruncate(g->fd, (off_t)g->size) < 0) {
-            /* Recovery cuts the log at the first torn record anyway. */
-        }
-    }
     char name[32];
     seg_name(name, sizeof name, s->q[i].seg);
     uint64_t off = s->q[i].off;
-    s->n_q = 0;
-    discard_unsynced(s);
+    drop_queue(s, i);
     return seterr(s, (int)rc, "batched write at %s/%s offset %llu; unsynced puts discarded", s->dir,
                   name, (unsigned long long)off);
 }
@@ -989,17 +1004,19 @@ int sv_seg_bad_list(struct sv_seg_store *s, uint8_t *ids, size_t cap, size_t *n)
 /* ---- compaction ---- */
 
 /* Copy one live record of a victim segment to the active one. */
-static int relocate(struct sv_seg_store *s, const uint8_t *id, const struct loc *l)
+/* Copy the record of id at l to the active segment: read into buf, which
+ * the batch the compaction runs in keeps until its next flush. */
+static int relocate(struct sv_seg_store *s, const uint8_t *id, const struct loc *l, uint8_t *buf)
 {
     struct seg *g = seg_find(s, l->seg);
     struct loc to;
     ASSERT(g != NULL);
-    int64_t n = ring_read(s, g->fd, s->iobuf, rec_bytes(l->len), l->off);
+    int64_t n = ring_read(s, g->fd, buf, rec_bytes(l->len), l->off);
     if (n < 0)
         return seterr(s, (int)n, "compaction read of segment %u", l->seg);
-    if ((uint64_t)n < rec_bytes(l->len) || !header_sane(s->iobuf) ||
-        sv_get32(s->iobuf + 8) != l->len || memcmp(s->iobuf + 16, id, SV_SEG_ID_BYTES) != 0 ||
-        !record_valid(s->iobuf, s->iobuf + SV_SEG_HEADER_BYTES)) {
+    if ((uint64_t)n < rec_bytes(l->len) || !header_sane(buf) || sv_get32(buf + 8) != l->len ||
+        memcmp(buf + 16, id, SV_SEG_ID_BYTES) != 0 ||
+        !record_valid(buf, buf + SV_SEG_HEADER_BYTES)) {
         /* Not worth copying: the replica repairs it; keep it listed. */
         int rc = bad_add(s, id);
         if (rc < 0)
@@ -1007,19 +1024,21 @@ static int relocate(struct sv_seg_store *s, const uint8_t *id, const struct loc 
         pend_set(s, id, l, NULL);
         return 0;
     }
-    int rc = append(s, id, s->iobuf + SV_SEG_HEADER_BYTES, l->len, &to);
+    int rc = append(s, id, buf + SV_SEG_HEADER_BYTES, l->len, &to);
     if (rc < 0)
         return rc;
     pend_set(s, id, l, &to);
     return 0;
 }
 
-int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed_bytes)
+int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t *reclaimed_bytes,
+                        struct sv_seg_emptied *e)
 {
     uint32_t victims[SV_SEG_SEGMENTS_MAX];
     uint32_t n_victims = 0;
     uint64_t reclaimed = 0;
-    ASSERT(s != NULL && !s->batching); /* relocate() reuses one buffer */
+    ASSERT(s != NULL && !s->batching && e != NULL);
+    *e = (struct sv_seg_emptied){.dirfd = -1};
     s->errmsg[0] = 0;
     if (reclaimed_bytes)
         *reclaimed_bytes = 0;
@@ -1040,9 +1059,23 @@ int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed
     }
     if (n_victims == 0)
         return 0;
+    e->nos = malloc(n_victims * sizeof *e->nos);
+    e->dirfd = e->nos != NULL ? fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (e->dirfd < 0) {
+        rc = e->nos == NULL ? -ENOMEM : -errno;
+        sv_seg_emptied_free(e);
+        for (uint32_t i = 0; i < s->n_segs; i++)
+            s->segs[i].victim = false;
+        return seterr(s, rc, "compaction of %u segments", n_victims);
+    }
 
-    /* Copy the live records; the iterator reads the index as of now. */
+    /* Copy the live records; the iterator reads the index as of now. The
+     * copies are written in batches (one vectored write per run instead of
+     * a write per record: a segment of small records took seconds), read
+     * into buf until it is full. */
+    size_t used = 0;
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    s->batching = true;
     for (leveldb_iter_seek(it, "c", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = leveldb_iter_key(it, &klen);
@@ -1057,11 +1090,23 @@ int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed
             continue;
         uint8_t id[SV_SEG_ID_BYTES];
         memcpy(id, k + 1, SV_SEG_ID_BYTES);
-        if (pend_full(s, id) && (rc = sv_seg_sync(s)) < 0)
+        if (pend_full(s, id)) {
+            if ((rc = sv_seg_sync(s)) < 0) /* writes the queue first */
+                goto err_after_iter;
+            used = 0;
+        }
+        if (used + rec_bytes(l.len) > COMPACT_BUF) {
+            if ((rc = flush(s)) < 0)
+                goto err_after_iter;
+            used = 0;
+        }
+        if ((rc = relocate(s, id, &l, s->iobuf + used)) < 0)
             goto err_after_iter;
-        if ((rc = relocate(s, id, &l)) < 0)
-            goto err_after_iter;
+        used += rec_bytes(l.len);
     }
+    if ((rc = flush(s)) < 0)
+        goto err_after_iter;
+    s->batching = false;
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
     if (err) {
@@ -1072,25 +1117,64 @@ int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed
 
     /* Copies durable and indexed before any old file goes. */
     if ((rc = sv_seg_sync(s)) < 0)
-        return rc;
+        goto err_after_victims;
     for (uint32_t v = 0; v < n_victims; v++) {
         struct seg *g = seg_find(s, victims[v]);
         ASSERT(g != NULL && g->live == 0);
-        uint64_t size = g->size;
-        if ((rc = seg_remove(s, (uint32_t)(g - s->segs))) < 0)
-            return rc;
-        reclaimed += size;
+        reclaimed += g->size;
+        e->nos[e->n++] = g->no;
+        seg_forget(s, (uint32_t)(g - s->segs));
     }
-    if ((rc = dir_fsync(s)) < 0)
-        return rc;
     if (reclaimed_bytes)
         *reclaimed_bytes = reclaimed;
     return 0;
 
 err_after_iter:
+    s->batching = false;
+    if (s->n_q > 0) /* queued copies not written: the index as of the last sync */
+        drop_queue(s, 0);
     leveldb_iter_destroy(it);
+err_after_victims:
     for (uint32_t i = 0; i < s->n_segs; i++)
         s->segs[i].victim = false;
+    sv_seg_emptied_free(e);
+    return rc;
+}
+
+int sv_seg_unlink_emptied(struct sv_seg_emptied *e, char *errmsg, size_t errlen)
+{
+    int rc = 0;
+    char name[32];
+    for (uint32_t i = 0; i < e->n && rc == 0; i++) {
+        seg_name(name, sizeof name, e->nos[i]);
+        if (unlinkat(e->dirfd, name, 0) < 0 && errno != ENOENT) {
+            rc = -errno;
+            snprintf(errmsg, errlen, "unlink %s: %s", name, strerror(errno));
+        }
+    }
+    if (rc == 0 && e->n > 0 && fsync(e->dirfd) < 0) {
+        rc = -errno;
+        snprintf(errmsg, errlen, "fsync of the segment directory: %s", strerror(errno));
+    }
+    sv_seg_emptied_free(e);
+    return rc;
+}
+
+void sv_seg_emptied_free(struct sv_seg_emptied *e)
+{
+    if (e->dirfd >= 0)
+        close(e->dirfd);
+    free(e->nos);
+    *e = (struct sv_seg_emptied){.dirfd = -1};
+}
+
+int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed_bytes)
+{
+    struct sv_seg_emptied e;
+    int rc = sv_seg_compact_keep(s, threshold, reclaimed_bytes, &e);
+    if (rc == 0 && (rc = sv_seg_unlink_emptied(&e, s->errmsg, sizeof s->errmsg)) < 0 &&
+        reclaimed_bytes)
+        *reclaimed_bytes = 0;
     return rc;
 }
 
@@ -1374,7 +1458,7 @@ int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_s
     s->pend_used = calloc(SV_SEG_PENDING_MAX, sizeof *s->pend_used);
     s->segs = calloc(SV_SEG_SEGMENTS_MAX, sizeof *s->segs);
     s->bad = calloc(SV_SEG_BAD_MAX, SV_SEG_ID_BYTES);
-    s->iobuf = malloc(SV_SEG_RECORD_MAX);
+    s->iobuf = malloc(COMPACT_BUF);
     s->iov = malloc(BATCH_IOV * sizeof *s->iov);
     if (!s->pend || !s->pend_used || !s->segs || !s->bad || !s->iobuf || !s->iov) {
         rc = seterr(s, -ENOMEM, "store tables");

@@ -708,6 +708,76 @@ out:
 }
 
 /* The index is lost: open rebuilds it from the segments. */
+/* sv_seg_compact_keep leaves the emptied files; the store goes on (puts,
+ * gets) before sv_seg_unlink_emptied removes them. Files a crash left
+ * between the two steps are taken by the next compaction. */
+static void test_compact_two_steps(void)
+{
+    char dir[300], path[400];
+    uint8_t *a = big_buf(), *b = big_buf();
+    uint8_t id[SV_SEG_ID_BYTES];
+    struct sv_seg_opts opts = {.segment_bytes = 32 * 1024};
+    const uint64_t rec = SV_SEG_HEADER_BYTES + 4096;
+    subdir(dir, sizeof dir, "compact2");
+    struct sv_seg_store *s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    for (uint32_t i = 0; i < 64; i++) /* 7 per segment */
+        CHECK_RC(put_i(s, i, 4096, a), 0);
+    for (uint32_t i = 0; i < 14; i++) { /* segments 1 and 2 wholly dead */
+        make_id(id, i);
+        CHECK_RC(sv_seg_delete(s, id), 0);
+    }
+    struct sv_seg_emptied e;
+    uint64_t reclaimed = 0;
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
+    CHECK(reclaimed == 14 * rec && e.n == 2 && e.dirfd >= 0);
+    for (unsigned no = 1; no <= 2; no++) {
+        seg_path(path, sizeof path, dir, no);
+        CHECK(access(path, F_OK) == 0); /* still there */
+    }
+    CHECK_RC(put_i(s, 100, 4096, a), 0); /* the store is usable meanwhile */
+    CHECK_RC(check_i(s, 20, 4096, a, b), 0);
+    char err[128] = "";
+    CHECK_RC(sv_seg_unlink_emptied(&e, err, sizeof err), 0);
+    CHECK(e.n == 0 && e.dirfd == -1 && e.nos == NULL);
+    for (unsigned no = 1; no <= 2; no++) {
+        seg_path(path, sizeof path, dir, no);
+        CHECK(access(path, F_OK) != 0); /* removed */
+    }
+
+    /* a crash between the steps: segments 3 and 4 emptied, files left */
+    for (uint32_t i = 14; i < 28; i++) {
+        make_id(id, i);
+        CHECK_RC(sv_seg_delete(s, id), 0);
+    }
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
+    CHECK(reclaimed == 14 * rec && e.n == 2);
+    sv_seg_emptied_free(&e);
+    CHECK_RC(sv_seg_close(s), 0);
+    s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    struct sv_seg_stats st;
+    sv_seg_stats(s, &st);
+    CHECK(st.live_records == 64 - 28 + 1 && st.dead_bytes == 14 * rec);
+    CHECK_RC(sv_seg_compact(s, 0.5, &reclaimed), 0);
+    CHECK(reclaimed == 14 * rec);
+    for (unsigned no = 3; no <= 4; no++) {
+        seg_path(path, sizeof path, dir, no);
+        CHECK(access(path, F_OK) != 0);
+    }
+    int bad = 0;
+    for (uint32_t i = 0; i < 64; i++)
+        bad += check_i(s, i, 4096, a, b) != (i < 28 ? SV_SEG_E_NOT_FOUND : 0);
+    CHECK(bad == 0);
+    CHECK_RC(check_i(s, 100, 4096, a, b), 0);
+    CHECK_RC(sv_seg_close(s), 0);
+out:
+    free(a);
+    free(b);
+}
+
 static void test_index_rebuild(void)
 {
     char dir[300], idx[400];
@@ -852,6 +922,72 @@ out:
 /* Batches: queued puts are placed at once, written by batch_end (or by a
  * get or sync inside the batch) across segment boundaries; a failed write
  * discards everything since the last sync and the store goes on. */
+/* A compaction whose copies fail to write (ENOSPC on the second of its
+ * batched writes; the 101st read failing in a second try) changes nothing
+ * readable; the store goes on, and a later compaction completes. */
+static void test_compact_fails(void)
+{
+    char dir[300];
+    uint8_t *a = big_buf(), *b = big_buf();
+    uint8_t id[SV_SEG_ID_BYTES];
+    struct faults f = {0};
+    struct sv_seg_opts opts = {.fault = inject, .fault_arg = &f}; /* 64 MiB segments */
+    const uint32_t n = 3000;
+    subdir(dir, sizeof dir, "compact-fails");
+    struct sv_seg_store *s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    /* segment 1: 2,000 records of 6 KiB (a third of them dead below) and a
+     * 60 MiB filler that dies, so the copies take two batched writes */
+    for (uint32_t i = 0; i < 2000; i++)
+        CHECK_RC(put_i(s, i, 6000, a), 0);
+    for (uint32_t i = 0; i < 60; i++)
+        CHECK_RC(put_i(s, 5000 + i, 1u << 20, a), 0);
+    for (uint32_t i = 2000; i < n; i++) /* segment 2: the active one */
+        CHECK_RC(put_i(s, i, 6000, a), 0);
+    for (uint32_t i = 0; i < 60; i++) {
+        make_id(id, 5000 + i);
+        CHECK_RC(sv_seg_delete(s, id), 0);
+    }
+    for (uint32_t i = 0; i < 2000; i += 3) {
+        make_id(id, i);
+        CHECK_RC(sv_seg_delete(s, id), 0);
+    }
+    CHECK_RC(sv_seg_sync(s), 0);
+    struct sv_seg_stats st0, st1;
+    sv_seg_stats(s, &st0);
+    CHECK(st0.segments == 2);
+
+    uint64_t reclaimed = 99;
+    f = (struct faults){.io = SV_SEG_IO_WRITE, .err = ENOSPC, .after = 1};
+    CHECK_RC(sv_seg_compact(s, 0.5, &reclaimed), -ENOSPC);
+    CHECK(reclaimed == 0 && f.after == 0);
+    f = (struct faults){.io = SV_SEG_IO_READ, .err = EIO, .after = 100}; /* 100 copies queued */
+    CHECK_RC(sv_seg_compact(s, 0.5, &reclaimed), -EIO);
+    f = (struct faults){0};
+    sv_seg_stats(s, &st1);
+    CHECK(st1.live_records == st0.live_records && st1.live_bytes == st0.live_bytes);
+    int bad = 0;
+    for (uint32_t i = 0; i < n; i++)
+        bad += check_i(s, i, 6000, a, b) != (i < 2000 && i % 3 == 0 ? SV_SEG_E_NOT_FOUND : 0);
+    CHECK(bad == 0);
+    CHECK_RC(put_i(s, n, 6000, a), 0); /* usable */
+    CHECK_RC(sv_seg_compact(s, 0.5, &reclaimed), 0);
+    CHECK(reclaimed > 60u << 20);
+    CHECK_RC(sv_seg_close(s), 0);
+    s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    bad = 0;
+    for (uint32_t i = 0; i <= n; i++)
+        bad += check_i(s, i, 6000, a, b) != (i < 2000 && i % 3 == 0 ? SV_SEG_E_NOT_FOUND : 0);
+    CHECK(bad == 0);
+    CHECK_RC(sv_seg_close(s), 0);
+out:
+    free(a);
+    free(b);
+}
+
 static void test_batch(void)
 {
     enum { N = 40, M = 12 };
@@ -1037,9 +1173,11 @@ int main(void)
         {"process crash: synced kept, unsynced redone", test_process_crash},
         {"flipped byte -> CORRUPT, bad list, repair", test_corrupt_payload},
         {"delete + compact reclaims segments", test_compact},
+        {"compaction in two steps, files a crash left between them", test_compact_two_steps},
         {"lost index is rebuilt from the segments", test_index_rebuild},
         {"ENOSPC by fault injection (write, fsync)", test_enospc_injected},
         {"batches: queued puts, spanning segments, a failed write", test_batch},
+        {"a compaction whose writes or reads fail changes nothing", test_compact_fails},
         {"ENOSPC on a 1 MiB tmpfs", test_enospc_tmpfs},
     };
     snprintf(root, sizeof root, "%s/segstore-test-XXXXXX",
