@@ -5,6 +5,7 @@
 
 #include "sv_assert.h"
 #include "sv_codec.h"
+#include "sv_dio.h"
 
 #include <leveldb/c.h>
 
@@ -532,29 +533,14 @@ static int payload_roll(struct store *st)
     return 0;
 }
 
-/* e's bytes for a direct write to a: copied to the aligned staging buffer
- * and zero-padded to SV_LOG_PAYLOAD_ALIGN (*len). Falls back to a buffered write
- * (a->direct cleared) when the staging buffer cannot be had. */
-static const uint8_t *dio_stage(struct store *st, struct pfile *a, const struct sv_raft_entry *e,
-                                size_t *len)
+/* Turn direct file a into a buffered one; false if the flag cannot be
+ * cleared. */
+static bool pfile_go_buffered(struct pfile *a)
 {
-    size_t n =
-        ((size_t)e->len + SV_LOG_PAYLOAD_ALIGN - 1) / SV_LOG_PAYLOAD_ALIGN * SV_LOG_PAYLOAD_ALIGN;
-    if (n > st->dio_cap) {
-        void *p = NULL;
-        if (posix_memalign(&p, SV_LOG_PAYLOAD_ALIGN, n) != 0) {
-            a->direct = fcntl(a->fd, F_SETFL, 0) != 0;
-            *len = e->len;
-            return a->direct ? NULL : e->data;
-        }
-        free(st->dio);
-        st->dio = p;
-        st->dio_cap = n;
-    }
-    memcpy(st->dio, e->data, e->len);
-    memset(st->dio + e->len, 0, n - e->len);
-    *len = n;
-    return st->dio;
+    if (fcntl(a->fd, F_SETFL, 0) != 0)
+        return false;
+    a->direct = false;
+    return true;
 }
 
 /* Write e's data at the end of the active payload file (commit syncs it);
@@ -576,15 +562,23 @@ static int payload_append(struct store *st, uint64_t group, const struct sv_raft
         return rc;
     loc->crc = value_crc(group, e->index, 0, 'p', e->data, e->len, NULL, 0);
     size_t len = e->len;
-    const uint8_t *src = a->direct ? dio_stage(st, a, e, &len) : e->data;
-    if (src == NULL)
-        return seterr(st, SV_LOG_E_NOMEM, "direct write buffer of %zu bytes", (size_t)e->len);
+    const uint8_t *src = e->data;
+    if (a->direct) { /* staged aligned, zero-padded to the next multiple */
+        size_t n = sv_align_up(e->len, SV_LOG_PAYLOAD_ALIGN);
+        if (sv_dio_reserve(&st->dio, &st->dio_cap, n, SV_LOG_PAYLOAD_ALIGN)) {
+            memcpy(st->dio, e->data, e->len);
+            memset(st->dio + e->len, 0, n - e->len);
+            src = st->dio;
+            len = n;
+        } else if (!pfile_go_buffered(a)) {
+            return seterr(st, SV_LOG_E_NOMEM, "direct write buffer of %zu bytes", n);
+        }
+    }
     for (size_t done = 0; done < len;) {
         ssize_t w = pwrite(a->fd, src + done, len - done, (off_t)(st->p_off + done));
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0 && errno == EINVAL && a->direct && fcntl(a->fd, F_SETFL, 0) == 0) {
-            a->direct = false;
+        if (w < 0 && errno == EINVAL && a->direct && pfile_go_buffered(a)) {
             src = e->data;
             len = e->len;
             continue;
