@@ -20,6 +20,7 @@
 
 #include "sv_assert.h"
 #include "sv_codec.h"
+#include "sv_dio.h"
 
 enum {
     MAGIC = 0x47535653u, /* "SVSG" little endian */
@@ -363,16 +364,22 @@ static int seg_create(struct sv_seg_store *s, uint32_t no)
     return 0;
 }
 
+/* Close the direct write fd (of segment no, or of any segment: 0). */
+static void direct_close(struct sv_seg_store *s, uint32_t no)
+{
+    if (s->dfd >= 0 && (no == 0 || s->dfd_no == no)) {
+        close(s->dfd);
+        s->dfd = -1;
+    }
+}
+
 /* Close segment at position i (no longer referenced) and drop it from the
  * table; its file stays. */
 static void seg_forget(struct sv_seg_store *s, uint32_t i)
 {
     ASSERT(i < s->n_segs);
     close(s->segs[i].fd);
-    if (s->dfd >= 0 && s->dfd_no == s->segs[i].no) {
-        close(s->dfd);
-        s->dfd = -1;
-    }
+    direct_close(s, s->segs[i].no);
     memmove(&s->segs[i], &s->segs[i + 1], (s->n_segs - i - 1) * sizeof s->segs[0]);
     s->n_segs--;
 }
@@ -605,7 +612,6 @@ static int bad_remove(struct sv_seg_store *s, const uint8_t *id)
 
 /* ---- append ---- */
 
-/* During a batch, queue the record for flush(); *l gets where it will be. */
 /* The direct write fd of segment g, opened on first use; -1 where the file
  * system refuses direct I/O (not asked again). */
 static int direct_fd(struct sv_seg_store *s, const struct seg *g)
@@ -614,8 +620,7 @@ static int direct_fd(struct sv_seg_store *s, const struct seg *g)
         return -1;
     if (s->dfd >= 0 && s->dfd_no == g->no)
         return s->dfd;
-    if (s->dfd >= 0)
-        close(s->dfd);
+    direct_close(s, 0);
     char name[32];
     seg_name(name, sizeof name, g->no);
     s->dfd = openat(s->dirfd, name, O_WRONLY | O_CLOEXEC | O_DIRECT);
@@ -638,21 +643,11 @@ static int64_t write_run(struct sv_seg_store *s, struct seg *g, struct iovec *io
     int rc = fault(s, SV_SEG_IO_WRITE);
     if (rc < 0)
         return rc;
-    uint64_t first = (off + DIO_ALIGN - 1) & ~(uint64_t)(DIO_ALIGN - 1);
+    uint64_t first = sv_align_up(off, DIO_ALIGN);
     uint64_t last = (off + bytes) & ~(uint64_t)(DIO_ALIGN - 1); /* direct: [first, last) */
+    size_t lead = off & (DIO_ALIGN - 1);
     int dfd = bytes >= DIRECT_MIN && last > first ? direct_fd(s, g) : -1;
-    size_t lead = off & (DIO_ALIGN - 1), need = lead + bytes;
-    if (dfd >= 0 && need > s->dbuf_cap) {
-        void *p = NULL;
-        if (posix_memalign(&p, DIO_ALIGN, need) != 0)
-            dfd = -1;
-        else {
-            free(s->dbuf);
-            s->dbuf = p;
-            s->dbuf_cap = need;
-        }
-    }
-    if (dfd < 0)
+    if (dfd < 0 || !sv_dio_reserve(&s->dbuf, &s->dbuf_cap, lead + bytes, DIO_ALIGN))
         return ring_xfer(s, true, g->fd, iov, cnt, off);
     uint8_t *b = s->dbuf + lead; /* b[i] goes to off + i; s->dbuf is at a block start */
     size_t at = 0;
@@ -662,13 +657,13 @@ static int64_t write_run(struct sv_seg_store *s, struct seg *g, struct iovec *io
                  tail = {b + (last - off), off + bytes - last};
     int64_t n = head.iov_len ? ring_xfer(s, true, g->fd, &head, 1, off) : 0;
     if (n >= 0) {
-        n = ring_xfer(s, true, dfd, &mid, 1, first);
+        n = fault(s, SV_SEG_IO_DIRECT);
+        if (n == 0)
+            n = ring_xfer(s, true, dfd, &mid, 1, first);
         if (n == -EINVAL) { /* alignment refused: buffered from now on */
-            close(s->dfd);
-            s->dfd = -1;
+            direct_close(s, 0);
             s->no_direct = true;
-            mid.iov_base = b + (first - off);
-            mid.iov_len = last - first;
+            mid = (struct iovec){b + (first - off), last - first};
             n = ring_xfer(s, true, g->fd, &mid, 1, first);
         }
     }
@@ -1003,7 +998,6 @@ int sv_seg_bad_list(struct sv_seg_store *s, uint8_t *ids, size_t cap, size_t *n)
 
 /* ---- compaction ---- */
 
-/* Copy one live record of a victim segment to the active one. */
 /* Copy the record of id at l to the active segment: read into buf, which
  * the batch the compaction runs in keeps until its next flush. */
 static int relocate(struct sv_seg_store *s, const uint8_t *id, const struct loc *l, uint8_t *buf)
@@ -1062,20 +1056,17 @@ int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t *recl
     e->nos = malloc(n_victims * sizeof *e->nos);
     e->dirfd = e->nos != NULL ? fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0) : -1;
     if (e->dirfd < 0) {
-        rc = e->nos == NULL ? -ENOMEM : -errno;
-        sv_seg_emptied_free(e);
-        for (uint32_t i = 0; i < s->n_segs; i++)
-            s->segs[i].victim = false;
-        return seterr(s, rc, "compaction of %u segments", n_victims);
+        rc = seterr(s, e->nos == NULL ? -ENOMEM : -errno, "compaction of %u segments", n_victims);
+        goto err_after_victims;
     }
 
     /* Copy the live records; the iterator reads the index as of now. The
      * copies are written in batches (one vectored write per run instead of
      * a write per record: a segment of small records took seconds), read
-     * into buf until it is full. */
-    size_t used = 0;
+     * into iobuf until it is full. */
+    size_t used = 0; /* bytes of iobuf the queued copies use */
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
-    s->batching = true;
+    sv_seg_batch_begin(s);
     for (leveldb_iter_seek(it, "c", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t klen, vlen;
         const char *k = leveldb_iter_key(it, &klen);
@@ -1090,23 +1081,18 @@ int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t *recl
             continue;
         uint8_t id[SV_SEG_ID_BYTES];
         memcpy(id, k + 1, SV_SEG_ID_BYTES);
-        if (pend_full(s, id)) {
-            if ((rc = sv_seg_sync(s)) < 0) /* writes the queue first */
-                goto err_after_iter;
+        if (pend_full(s, id) && (rc = sv_seg_sync(s)) < 0) /* writes the queue first */
+            goto err_after_iter;
+        if (used + rec_bytes(l.len) > COMPACT_BUF && (rc = flush(s)) < 0)
+            goto err_after_iter;
+        if (s->n_q == 0)
             used = 0;
-        }
-        if (used + rec_bytes(l.len) > COMPACT_BUF) {
-            if ((rc = flush(s)) < 0)
-                goto err_after_iter;
-            used = 0;
-        }
         if ((rc = relocate(s, id, &l, s->iobuf + used)) < 0)
             goto err_after_iter;
         used += rec_bytes(l.len);
     }
-    if ((rc = flush(s)) < 0)
+    if ((rc = sv_seg_batch_end(s)) < 0)
         goto err_after_iter;
-    s->batching = false;
     char *err = NULL;
     leveldb_iter_get_error(it, &err);
     if (err) {
@@ -1404,9 +1390,7 @@ static void segs_close(struct sv_seg_store *s)
     for (uint32_t i = 0; i < s->n_segs; i++)
         close(s->segs[i].fd);
     s->n_segs = 0;
-    if (s->dfd >= 0)
-        close(s->dfd);
-    s->dfd = -1;
+    direct_close(s, 0);
 }
 
 int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_store **out,

@@ -137,6 +137,9 @@ enum sv_seg_io {
     SV_SEG_IO_WRITE = 1, /* appending a record */
     SV_SEG_IO_READ,      /* reading a record (get, recovery, compaction) */
     SV_SEG_IO_FSYNC,     /* fsync of a segment */
+    SV_SEG_IO_DIRECT,    /* the direct part of a big write (-EINVAL: the file
+                          * system refuses the alignment; the store goes on
+                          * buffered) */
 };
 
 struct sv_seg_opts {

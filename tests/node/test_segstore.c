@@ -109,6 +109,16 @@ static int check_i(struct sv_seg_store *s, uint32_t i, size_t want_len, uint8_t 
     return 0;
 }
 
+/* delete ids first, first + step, ... below end (each must exist) */
+static void delete_ids(struct sv_seg_store *s, uint32_t first, uint32_t end, uint32_t step)
+{
+    uint8_t id[SV_SEG_ID_BYTES];
+    for (uint32_t i = first; i < end; i += step) {
+        make_id(id, i);
+        CHECK_RC(sv_seg_delete(s, id), 0);
+    }
+}
+
 static size_t size_of(uint32_t i)
 {
     return 1 + (i * 7919u) % 6000;
@@ -709,13 +719,13 @@ out:
 
 /* The index is lost: open rebuilds it from the segments. */
 /* sv_seg_compact_keep leaves the emptied files; the store goes on (puts,
- * gets) before sv_seg_unlink_emptied removes them. Files a crash left
- * between the two steps are taken by the next compaction. */
+ * gets) before sv_seg_unlink_emptied removes them. A failed unlink is
+ * reported with the file's name. Files a crash left between the two steps
+ * are taken by the next compaction. */
 static void test_compact_two_steps(void)
 {
     char dir[300], path[400];
     uint8_t *a = big_buf(), *b = big_buf();
-    uint8_t id[SV_SEG_ID_BYTES];
     struct sv_seg_opts opts = {.segment_bytes = 32 * 1024};
     const uint64_t rec = SV_SEG_HEADER_BYTES + 4096;
     subdir(dir, sizeof dir, "compact2");
@@ -724,10 +734,7 @@ static void test_compact_two_steps(void)
         goto out;
     for (uint32_t i = 0; i < 64; i++) /* 7 per segment */
         CHECK_RC(put_i(s, i, 4096, a), 0);
-    for (uint32_t i = 0; i < 14; i++) { /* segments 1 and 2 wholly dead */
-        make_id(id, i);
-        CHECK_RC(sv_seg_delete(s, id), 0);
-    }
+    delete_ids(s, 0, 14, 1); /* segments 1 and 2 wholly dead */
     struct sv_seg_emptied e;
     uint64_t reclaimed = 0;
     CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
@@ -746,13 +753,26 @@ static void test_compact_two_steps(void)
         CHECK(access(path, F_OK) != 0); /* removed */
     }
 
-    /* a crash between the steps: segments 3 and 4 emptied, files left */
-    for (uint32_t i = 14; i < 28; i++) {
-        make_id(id, i);
-        CHECK_RC(sv_seg_delete(s, id), 0);
-    }
+    /* an unlink that fails (a directory stands where segment 3 was): the
+     * error names it, nothing of the store changes */
+    delete_ids(s, 14, 21, 1);
     CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
-    CHECK(reclaimed == 14 * rec && e.n == 2);
+    CHECK(e.n == 1 && e.nos[0] == 3);
+    seg_path(path, sizeof path, dir, 3);
+    CHECK(unlink(path) == 0 && mkdir(path, 0755) == 0);
+    char sub[450];
+    snprintf(sub, sizeof sub, "%s/x", path);
+    CHECK(mkdir(sub, 0755) == 0); /* not empty, so no rmdir either */
+    CHECK_RC(sv_seg_unlink_emptied(&e, err, sizeof err), -EISDIR);
+    CHECK(strstr(err, "unlink seg-00000003") != NULL);
+    CHECK(e.nos == NULL && e.dirfd == -1);
+    CHECK(rmdir(sub) == 0 && rmdir(path) == 0);
+    CHECK_RC(check_i(s, 21, 4096, a, b), 0);
+
+    /* a crash between the steps: segment 4 emptied, its file left */
+    delete_ids(s, 21, 28, 1);
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
+    CHECK(reclaimed == 7 * rec && e.n == 1);
     sv_seg_emptied_free(&e);
     CHECK_RC(sv_seg_close(s), 0);
     s = open_store(dir, &opts);
@@ -760,9 +780,9 @@ static void test_compact_two_steps(void)
         goto out;
     struct sv_seg_stats st;
     sv_seg_stats(s, &st);
-    CHECK(st.live_records == 64 - 28 + 1 && st.dead_bytes == 14 * rec);
+    CHECK(st.live_records == 64 - 28 + 1 && st.dead_bytes == 7 * rec);
     CHECK_RC(sv_seg_compact(s, 0.5, &reclaimed), 0);
-    CHECK(reclaimed == 14 * rec);
+    CHECK(reclaimed == 7 * rec);
     for (unsigned no = 3; no <= 4; no++) {
         seg_path(path, sizeof path, dir, no);
         CHECK(access(path, F_OK) != 0);
@@ -826,6 +846,7 @@ struct faults {
     enum sv_seg_io io;
     int err;
     int after; /* let this many such I/Os through first */
+    int seen;  /* such I/Os asked for so far */
 };
 
 static int inject(void *arg, enum sv_seg_io io)
@@ -833,6 +854,7 @@ static int inject(void *arg, enum sv_seg_io io)
     struct faults *f = arg;
     if (f->err == 0 || io != f->io)
         return 0;
+    f->seen++;
     if (f->after > 0) {
         f->after--;
         return 0;
@@ -922,6 +944,52 @@ out:
 /* Batches: queued puts are placed at once, written by batch_end (or by a
  * get or sync inside the batch) across segment boundaries; a failed write
  * discards everything since the last sync and the store goes on. */
+/* Ids 0..n-1 of 6000 bytes that do not read back as test_compact_fails
+ * left them (every third below 2000 deleted). */
+static int wrong_thirds(struct sv_seg_store *s, uint32_t n, uint8_t *a, uint8_t *b)
+{
+    int bad = 0;
+    for (uint32_t i = 0; i < n; i++)
+        bad += check_i(s, i, 6000, a, b) != (i < 2000 && i % 3 == 0 ? SV_SEG_E_NOT_FOUND : 0);
+    return bad;
+}
+
+/* A file system that refuses the alignment of direct writes (EINVAL from the
+ * direct part, by fault injection): the big record goes through the page
+ * cache instead, and direct I/O is not tried again. */
+static void test_direct_refused(void)
+{
+    char dir[300], path[400];
+    uint8_t *a = big_buf(), *b = big_buf();
+    struct faults f = {.io = SV_SEG_IO_DIRECT, .err = EINVAL};
+    struct sv_seg_opts opts = {.fault = inject, .fault_arg = &f};
+    const size_t sizes[] = {100, 1u << 20, 1u << 20};
+    subdir(dir, sizeof dir, "direct-refused");
+    struct sv_seg_store *s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    for (uint32_t i = 0; i < 3; i++)
+        CHECK_RC(put_i(s, i, sizes[i], a), 0);
+    int fd = -1;
+    seg_path(path, sizeof path, dir, 1);
+    if ((fd = open(path, O_RDONLY | O_DIRECT)) >= 0) { /* else: never asked */
+        close(fd);
+        CHECK(f.seen == 1);
+        long long from = 2 * SV_SEG_HEADER_BYTES + 100, to = from + (1 << 20);
+        CHECK(cached_pages(path, from + 4096, to - 4096) > 0); /* written buffered */
+    }
+    CHECK_RC(sv_seg_close(s), 0);
+    s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    for (uint32_t i = 0; i < 3; i++)
+        CHECK_RC(check_i(s, i, sizes[i], a, b), 0);
+    CHECK_RC(sv_seg_close(s), 0);
+out:
+    free(a);
+    free(b);
+}
+
 /* A compaction whose copies fail to write (ENOSPC on the second of its
  * batched writes; the 101st read failing in a second try) changes nothing
  * readable; the store goes on, and a later compaction completes. */
@@ -929,7 +997,6 @@ static void test_compact_fails(void)
 {
     char dir[300];
     uint8_t *a = big_buf(), *b = big_buf();
-    uint8_t id[SV_SEG_ID_BYTES];
     struct faults f = {0};
     struct sv_seg_opts opts = {.fault = inject, .fault_arg = &f}; /* 64 MiB segments */
     const uint32_t n = 3000;
@@ -945,14 +1012,8 @@ static void test_compact_fails(void)
         CHECK_RC(put_i(s, 5000 + i, 1u << 20, a), 0);
     for (uint32_t i = 2000; i < n; i++) /* segment 2: the active one */
         CHECK_RC(put_i(s, i, 6000, a), 0);
-    for (uint32_t i = 0; i < 60; i++) {
-        make_id(id, 5000 + i);
-        CHECK_RC(sv_seg_delete(s, id), 0);
-    }
-    for (uint32_t i = 0; i < 2000; i += 3) {
-        make_id(id, i);
-        CHECK_RC(sv_seg_delete(s, id), 0);
-    }
+    delete_ids(s, 5000, 5060, 1);
+    delete_ids(s, 0, 2000, 3);
     CHECK_RC(sv_seg_sync(s), 0);
     struct sv_seg_stats st0, st1;
     sv_seg_stats(s, &st0);
@@ -967,10 +1028,7 @@ static void test_compact_fails(void)
     f = (struct faults){0};
     sv_seg_stats(s, &st1);
     CHECK(st1.live_records == st0.live_records && st1.live_bytes == st0.live_bytes);
-    int bad = 0;
-    for (uint32_t i = 0; i < n; i++)
-        bad += check_i(s, i, 6000, a, b) != (i < 2000 && i % 3 == 0 ? SV_SEG_E_NOT_FOUND : 0);
-    CHECK(bad == 0);
+    CHECK(wrong_thirds(s, n, a, b) == 0);
     CHECK_RC(put_i(s, n, 6000, a), 0); /* usable */
     CHECK_RC(sv_seg_compact(s, 0.5, &reclaimed), 0);
     CHECK(reclaimed > 60u << 20);
@@ -978,10 +1036,7 @@ static void test_compact_fails(void)
     s = open_store(dir, &opts);
     if (s == NULL)
         goto out;
-    bad = 0;
-    for (uint32_t i = 0; i <= n; i++)
-        bad += check_i(s, i, 6000, a, b) != (i < 2000 && i % 3 == 0 ? SV_SEG_E_NOT_FOUND : 0);
-    CHECK(bad == 0);
+    CHECK(wrong_thirds(s, n + 1, a, b) == 0);
     CHECK_RC(sv_seg_close(s), 0);
 out:
     free(a);
@@ -1165,6 +1220,7 @@ int main(void)
     } tests[] = {
         {"round-trip 0 B, 1 B, 1 MiB, max", test_round_trip},
         {"big records around the page cache, crash, reopen", test_big_direct},
+        {"direct writes refused: buffered from then on", test_direct_refused},
         {"not found, too big, bad options", test_limits},
         {"600 records across many segments, reopen", test_many_segments},
         {"close syncs, reopen keeps puts and deletes", test_reopen_close_syncs},
@@ -1173,7 +1229,7 @@ int main(void)
         {"process crash: synced kept, unsynced redone", test_process_crash},
         {"flipped byte -> CORRUPT, bad list, repair", test_corrupt_payload},
         {"delete + compact reclaims segments", test_compact},
-        {"compaction in two steps, files a crash left between them", test_compact_two_steps},
+        {"compaction in two steps, a failed unlink, files a crash left", test_compact_two_steps},
         {"lost index is rebuilt from the segments", test_index_rebuild},
         {"ENOSPC by fault injection (write, fsync)", test_enospc_injected},
         {"batches: queued puts, spanning segments, a failed write", test_batch},
