@@ -33,7 +33,6 @@ enum {
     TICK_MS = 100,
     ELECTION_TICKS = 10,        /* 1 to 2 s */
     REQUEST_TIMEOUT_MS = 10000, /* a request waiting on Raft longer gets UNAVAILABLE */
-    SEG_SYNC_MS = 1000,         /* chunk segments are synced at least this often */
     JOBS_MAX = 4,               /* persist jobs in flight per node (see cycle) */
     PEER_RETRY_MS = 300,        /* between dials of an unreachable peer */
     UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
@@ -41,7 +40,9 @@ enum {
     SEG_COMPACT_MS = 30000,     /* segments with mostly deleted chunks are compacted this often */
     EXPIRED_BATCH = 64,         /* uploads aborted per scan */
     DISK_RESERVE_BYTES = 64u << 20, /* writes are refused below this much free space */
+    DISK_WRITE_FACTOR = 4,          /* reserved per byte of a write not applied yet */
     DISK_CHECK_MS = 100,            /* free space is looked up at most this often */
+    APPLY_RETRY_MS = 1000,          /* an apply that found the disk full is tried again */
     REPAIR_ATTEMPTS = 2,            /* re-reads of a chunk after repairing it */
     RAFT_MSG_BYTES = 256u << 10,    /* payload per append (one 1 MiB chunk still goes alone) */
     PROPOSALS_QUEUED_MAX = 4096,    /* per group while its batch is on disk */
@@ -97,6 +98,7 @@ struct waiter {
     int repairs;
     uint8_t *body;
     size_t body_len;
+    size_t unapplied; /* a write's entry bytes, counted in node->unapplied until freed */
 };
 
 struct inmsg {
@@ -165,7 +167,6 @@ struct job {
     struct sv_node *node;
     struct group **gs;
     size_t n;
-    bool seg_sync;
     bool split;   /* the halves run on their own threads, each when its stage is free */
     bool replied; /* the applied entries were answered */
     struct half persist, apply;
@@ -203,7 +204,6 @@ struct sv_node {
     bool apply_busy;      /* an apply half (or a whole job) is running */
     bool failed;          /* a job failed: start nothing more */
 
-    uint64_t last_seg_sync_ms;
     uint64_t next_ctx;
     uint64_t next_fetch;
     uint64_t last_upload_scan_ms;
@@ -211,6 +211,8 @@ struct sv_node {
     uint64_t last_map_check_ms;
     uint64_t disk_checked_ms;
     uint64_t disk_free;
+    uint64_t unapplied;      /* entry bytes of this node's proposed writes not yet answered */
+    uint64_t apply_retry_ms; /* the disk was full: no apply half starts before this */
     struct fetch *fetches;
     int jobs_in_pool; /* read and repair jobs */
     bool stopping;
@@ -289,6 +291,7 @@ static void waiter_free(struct waiter *w)
 {
     if (!w)
         return;
+    w->node->unapplied -= w->unapplied;
     free(w->body);
     free(w);
 }
@@ -566,8 +569,8 @@ static int job_apply(struct job *j)
         if (!g->rd_taken)
             continue;
         if (rd->snapshot) {
-            rc = sv_sm_install(n->sm, g->id, rd->snapshot->meta.index, rd->snapshot->data,
-                               rd->snapshot->len);
+            rc = sv_sm_install(n->sm, n->seg, g->id, rd->snapshot->meta.index,
+                               rd->snapshot->data, rd->snapshot->len);
             if (rc)
                 half_fail(h, rc, "install snapshot of group %" PRIu64, g->id);
         }
@@ -587,16 +590,16 @@ static int job_apply(struct job *j)
                              sizeof h->errmsg);
         }
     }
-    /* Chunks on file before the records that point at them; the records of
-     * the whole job in one state machine write. */
+    /* The chunks on file, then durable, then the records that point at them
+     * (sm.h: the invariant); the records of the whole job in one write. */
     int wrc = sv_seg_batch_end(n->seg);
     if (!rc && wrc)
         rc = half_fail(h, wrc, "segment write: %s (%.200s)", sv_seg_strerror(wrc),
                        sv_seg_errmsg(n->seg));
     if (!rc)
-        rc = sv_sm_commit(n->sm, h->errmsg, sizeof h->errmsg);
-    if (!rc && j->seg_sync && (rc = sv_seg_sync(n->seg)))
-        half_fail(h, rc, "segment sync: %s (%.200s)", sv_seg_strerror(rc), sv_seg_errmsg(n->seg));
+        rc = sv_sm_commit(n->sm, n->seg, h->errmsg, sizeof h->errmsg);
+    else
+        sv_sm_discard(n->sm);
     pthread_mutex_unlock(&n->seg_mu);
     return h->rc = rc;
 }
@@ -664,6 +667,8 @@ static void fatal(struct sv_node *n, const char *what)
               what);
     n->exit_code = 1;
     n->stopping = true;
+    if (!n->jobs)
+        uv_stop(&n->loop); /* else once the jobs in flight are done (job_finish) */
 }
 
 static void maybe_snapshot(struct sv_node *n, struct group *g);
@@ -750,8 +755,6 @@ static void job_finish(struct sv_node *n, struct job *j)
     send_persisted(n, j);
     if (!j->replied)
         job_reply(n, j);
-    if (j->seg_sync)
-        n->last_seg_sync_ms = uv_now(&n->loop);
     for (size_t i = 0; i < j->n; i++) {
         struct group *g = j->gs[i];
         struct sv_raft_ready *rd = &g->rd;
@@ -813,16 +816,20 @@ static void start(struct sv_node *n, struct half *h, bool *busy, uv_work_cb work
 static void pump(struct sv_node *n)
 {
     bool older_p = false, older_a = false; /* an older job's half is not done */
+    /* After a full disk, nothing is written before the retry time (on_tick
+     * pumps): a persist would only fail on the same disk. */
+    bool wait = n->apply_retry_ms && uv_now(&n->loop) < n->apply_retry_ms;
     for (struct job *j = n->jobs; j && !n->failed; j = j->next) {
         if (!j->split) {
-            if (may_start(&j->persist, older_p || older_a, n->persist_busy || n->apply_busy)) {
+            if (may_start(&j->persist, older_p || older_a,
+                          n->persist_busy || n->apply_busy || wait)) {
                 j->apply.started = n->apply_busy = true;
                 start(n, &j->persist, &n->persist_busy, job_work);
             }
         } else {
-            if (may_start(&j->persist, older_p, n->persist_busy))
+            if (may_start(&j->persist, older_p, n->persist_busy || wait))
                 start(n, &j->persist, &n->persist_busy, persist_work);
-            if (may_start(&j->apply, older_a, n->apply_busy))
+            if (may_start(&j->apply, older_a, n->apply_busy || wait))
                 start(n, &j->apply, &n->apply_busy, apply_work);
         }
         older_p |= j->persist.need && !j->persist.done;
@@ -860,6 +867,26 @@ static void half_done(struct sv_node *n, struct half *h, bool *busy)
         n->failed = true;
 }
 
+/* The apply half of j found the disk full (the segment store's ENOSPC):
+ * nothing of it was committed and the entries stay in the Raft log, so it
+ * waits and runs again (alone: its persist half is done), instead of the
+ * node stopping. Every replica fills at the same rate, so stopping would
+ * take the whole shard down. */
+static void apply_later(struct sv_node *n, struct job *j)
+{
+    if (!n->apply_retry_ms)
+        LOG_WARN("disk full while applying committed entries (%s): applying paused, tried "
+                 "again every %d ms; nothing is lost (the entries are in the Raft log); "
+                 "free space in %s to resume",
+                 j->apply.errmsg, APPLY_RETRY_MS, n->data_dir);
+    n->apply_retry_ms = uv_now(&n->loop) + APPLY_RETRY_MS;
+    j->split = true;
+    j->apply.started = j->apply.done = false;
+    j->apply.rc = 0;
+    j->apply.errmsg[0] = 0;
+    n->apply_busy = false;
+}
+
 /* A half completed: the apply half of a split job, or its persist half, or
  * both halves of a job that is not split. Each reads only the results of
  * the halves it ran (the other one may still be running). */
@@ -868,6 +895,22 @@ static void job_after(uv_work_t *req, int status)
     (void)status;
     struct job *j = req->data;
     struct sv_node *n = j->node;
+    bool whole = req == &j->persist.w && !j->split;
+    /* (apply.rc is read only once that half ran: a split job's apply half
+     * may still be running when its persist half completes.) */
+    if ((req == &j->apply.w || (whole && !j->persist.rc)) && j->apply.rc == -ENOSPC) {
+        if (whole) {
+            half_done(n, &j->persist, &n->persist_busy);
+            atomic_store(&j->persisted, true);
+        }
+        apply_later(n, j);
+        advance(n);
+        return;
+    }
+    if (n->apply_retry_ms && req == &j->apply.w) {
+        LOG_INFO("applying committed entries again: the disk has room");
+        n->apply_retry_ms = 0;
+    }
     if (req == &j->apply.w) {
         half_done(n, &j->apply, &n->apply_busy);
         if (!j->apply.rc)
@@ -954,9 +997,7 @@ static void cycle(struct sv_node *n)
         g->busy = true;
         gs[count++] = g;
     }
-    uint64_t now = uv_now(&n->loop);
-    bool seg_sync = now - n->last_seg_sync_ms >= SEG_SYNC_MS;
-    if (!count && !seg_sync)
+    if (!count)
         return;
     struct job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -967,16 +1008,13 @@ static void cycle(struct sv_node *n)
     j->node = n;
     j->gs = gs;
     j->n = count;
-    j->seg_sync = seg_sync;
     j->persist.w.data = j;
     j->apply.w.data = j;
     struct job **tail = &n->jobs;
     while (*tail)
         tail = &(*tail)->next;
     *tail = j;
-    if (seg_sync)
-        n->last_seg_sync_ms = now; /* not again before this one completes */
-    bool persist = false, apply = seg_sync;
+    bool persist = false, apply = false;
     j->split = true;
     for (size_t i = 0; i < count; i++) {
         const struct group *g = gs[i];
@@ -1023,15 +1061,10 @@ static void snap_work(uv_work_t *req)
 {
     struct snap_job *s = req->data;
     struct sv_node *n = s->node;
-    /* The image covers what is in the state machine at s->index; the chunks
-     * it references must be durable before the log entries that carry them
-     * are dropped. */
-    pthread_mutex_lock(&n->seg_mu);
-    s->rc = sv_seg_sync(n->seg);
-    pthread_mutex_unlock(&n->seg_mu);
-    if (!s->rc)
-        s->rc =
-            sv_sm_snapshot(n->sm, s->view, s->g->id, SV_LOG_SNAPSHOT_BYTES_MAX, &s->img, &s->len);
+    /* No segment sync here: the view holds only committed state, and every
+     * commit made its chunks durable first (sm.h), so the chunks the image
+     * references are on disk before the log entries that carry them go. */
+    s->rc = sv_sm_snapshot(n->sm, s->view, s->g->id, SV_LOG_SNAPSHOT_BYTES_MAX, &s->img, &s->len);
     sv_sm_view_release(n->sm, s->view);
 }
 
@@ -1381,6 +1414,7 @@ struct repair_job {
     uint8_t *sealed;
     size_t len;
     int rc;
+    bool sync_failed; /* the put went through, its sync did not */
 };
 
 static void repair_work(uv_work_t *req)
@@ -1390,7 +1424,7 @@ static void repair_work(uv_work_t *req)
     pthread_mutex_lock(&n->seg_mu);
     r->rc = sv_seg_put(n->seg, r->id, r->sealed, r->len);
     if (!r->rc)
-        r->rc = sv_seg_sync(n->seg);
+        r->sync_failed = (r->rc = sv_seg_sync(n->seg)) != 0;
     pthread_mutex_unlock(&n->seg_mu);
 }
 
@@ -1400,7 +1434,12 @@ static void repair_after(uv_work_t *req, int status)
     struct repair_job *r = req->data;
     struct sv_node *n = r->node;
     n->jobs_in_pool--;
-    if (r->rc) {
+    if (r->sync_failed) {
+        char what[128];
+        snprintf(what, sizeof what, "segment sync after a repair: %s", sv_seg_strerror(r->rc));
+        fatal(n, what);
+        waiter_fail(r->wt, SV_ST_UNAVAILABLE, "this node is stopping; retry");
+    } else if (r->rc) {
         LOG_ERROR("storing the repaired chunk: %s", sv_seg_strerror(r->rc));
         waiter_fail(r->wt, r->rc == -ENOSPC ? SV_ST_NO_SPACE : SV_ST_INTERNAL,
                     "could not store the repaired chunk");
@@ -1550,7 +1589,9 @@ static bool disk_full(struct sv_node *n, size_t need)
             n->disk_free = (uint64_t)sv.f_bavail * sv.f_frsize;
         n->disk_checked_ms = now;
     }
-    return n->disk_free < DISK_RESERVE_BYTES + 4 * (uint64_t)need;
+    /* Each byte of a write lands in a payload file or the log, then in a
+     * segment, on every replica; the followers fill as this disk does. */
+    return n->disk_free < DISK_RESERVE_BYTES + DISK_WRITE_FACTOR * (n->unapplied + need);
 }
 
 static void handle_map(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
@@ -1758,6 +1799,8 @@ static void handle_write(struct sv_node *n, struct sv_conn *c, const struct sv_w
         reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
         return;
     }
+    w->unapplied = len;
+    n->unapplied += len;
     propose(n, g, buf, len, w);
 }
 
@@ -2048,9 +2091,18 @@ static void compact_work(uv_work_t *req)
     struct compact_job *cj = req->data;
     struct sv_node *n = cj->node;
     struct sv_seg_emptied e;
+    /* The copies may take the free space down to half the reserve, no
+     * further: on a disk every replica fills alike, compaction must not be
+     * what fills it. */
+    struct statvfs sv;
+    uint64_t budget = 0;
+    if (statvfs(n->data_dir, &sv) == 0) {
+        uint64_t free_bytes = (uint64_t)sv.f_bavail * sv.f_frsize;
+        budget = free_bytes > DISK_RESERVE_BYTES / 2 ? free_bytes - DISK_RESERVE_BYTES / 2 : 0;
+    }
     pthread_mutex_lock(&n->seg_mu);
     uint64_t t0 = uv_hrtime();
-    cj->rc = sv_seg_compact_keep(n->seg, 0.5, &cj->reclaimed, &e);
+    cj->rc = sv_seg_compact_keep(n->seg, 0.5, budget, &cj->reclaimed, &e);
     cj->held_ns = uv_hrtime() - t0;
     if (cj->rc)
         snprintf(cj->errmsg, sizeof cj->errmsg, "%s", sv_seg_errmsg(n->seg));
@@ -2066,8 +2118,17 @@ static void compact_after(uv_work_t *req, int status)
     (void)status;
     struct compact_job *cj = req->data;
     cj->node->jobs_in_pool--;
-    if (cj->rc)
-        LOG_WARN("segment compaction: %s (%s)", sv_seg_strerror(cj->rc), cj->errmsg);
+    if (cj->rc == -ENOSPC) {
+        LOG_WARN("segment compaction: %s (%s); nothing was lost", sv_seg_strerror(cj->rc),
+                 cj->errmsg);
+    } else if (cj->rc) {
+        /* A failed write, read or sync of the store: what the disk holds is
+         * in doubt (sm.h: nothing may claim more than the disk holds). */
+        char what[SV_SEG_ERRMSG_MAX + 64];
+        snprintf(what, sizeof what, "segment compaction: %s (%s)", sv_seg_strerror(cj->rc),
+                 cj->errmsg);
+        fatal(cj->node, what);
+    }
     else if (cj->reclaimed)
         LOG_INFO("segment compaction reclaimed %" PRIu64 " bytes in %" PRIu64 " ms, %" PRIu64
                  " ms of it holding the segment store",
@@ -2125,6 +2186,8 @@ static void on_tick(uv_timer_t *t)
         n->last_map_check_ms = now;
         check_map(n);
     }
+    if (n->apply_retry_ms && now >= n->apply_retry_ms)
+        advance(n);
     if (now - n->last_compact_ms >= SEG_COMPACT_MS && !n->stopping) {
         n->last_compact_ms = now;
         compact_segments(n);
@@ -2136,6 +2199,12 @@ static void on_signal(uv_signal_t *s, int signum)
     struct sv_node *n = s->data;
     LOG_INFO("signal %d: stopping", signum);
     n->stopping = true;
+    if (n->apply_retry_ms) {
+        /* Applying waits for room that may never come: the entries stay in
+         * the Raft log, and are applied after the next start. */
+        n->failed = true;
+        advance(n);
+    }
     if (!n->jobs)
         uv_stop(&n->loop);
 }
@@ -2213,9 +2282,10 @@ static int open_group(struct sv_node *n, uint64_t id, char *errmsg, size_t errle
         rc = sv_sm_applied(n->sm, id, &applied);
         uint64_t snap = l.restore.snapshot ? l.restore.snapshot->meta.index : 0;
         if (!rc && applied < snap) {
-            /* The state machine lost applied entries that the snapshot covers
-             * (only after a power failure): install the snapshot again. */
-            rc = sv_sm_install(n->sm, id, snap, l.snap.data, l.snap.len);
+            /* The state machine lacks entries that the snapshot covers (its
+             * commits are synced before a snapshot is taken, so only a
+             * damaged or replaced database): install the snapshot again. */
+            rc = sv_sm_install(n->sm, n->seg, id, snap, l.snap.data, l.snap.len);
             applied = snap;
         }
         l.restore.applied = applied;
@@ -2371,7 +2441,6 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     uv_signal_init(&n->loop, &n->sigint);
     n->sigint.data = n;
     uv_signal_start(&n->sigint, on_signal, SIGINT);
-    n->last_seg_sync_ms = uv_now(&n->loop);
     uint32_t hosted = 0;
     for (uint32_t gid = 0; gid < n->n_group_ids; gid++)
         hosted += n->groups[gid] != NULL;

@@ -1025,8 +1025,8 @@ static int relocate(struct sv_seg_store *s, const uint8_t *id, const struct loc 
     return 0;
 }
 
-int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t *reclaimed_bytes,
-                        struct sv_seg_emptied *e)
+int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t max_copy_bytes,
+                        uint64_t *reclaimed_bytes, struct sv_seg_emptied *e)
 {
     uint32_t victims[SV_SEG_SEGMENTS_MAX];
     uint32_t n_victims = 0;
@@ -1042,12 +1042,16 @@ int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t *recl
     if (rc < 0)
         return rc;
     uint32_t active_no = active(s)->no;
+    uint64_t copy = 0; /* live bytes of the victims: what the copies take */
     for (uint32_t i = 0; i < s->n_segs; i++) {
         struct seg *g = &s->segs[i];
         ASSERT(g->live <= g->size);
-        g->victim = g->no != active_no && (double)(g->size - g->live) > threshold * (double)g->size;
+        g->victim = g->no != active_no && (double)(g->size - g->live) > threshold * (double)g->size &&
+                    g->live <= max_copy_bytes - copy;
         if (g->no != active_no && g->size == 0)
             g->victim = true;
+        if (g->victim)
+            copy += g->live;
         if (g->victim)
             victims[n_victims++] = g->no;
     }
@@ -1157,7 +1161,7 @@ void sv_seg_emptied_free(struct sv_seg_emptied *e)
 int sv_seg_compact(struct sv_seg_store *s, double threshold, uint64_t *reclaimed_bytes)
 {
     struct sv_seg_emptied e;
-    int rc = sv_seg_compact_keep(s, threshold, reclaimed_bytes, &e);
+    int rc = sv_seg_compact_keep(s, threshold, UINT64_MAX, reclaimed_bytes, &e);
     if (rc == 0 && (rc = sv_seg_unlink_emptied(&e, s->errmsg, sizeof s->errmsg)) < 0 &&
         reclaimed_bytes)
         *reclaimed_bytes = 0;
@@ -1454,6 +1458,9 @@ int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_s
     s->filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(s->dbopts, s->filter);
     leveldb_options_set_create_if_missing(s->dbopts, 1);
+    /* A corrupt block of LevelDB's log fails the open rather than being
+     * skipped (an older index batch lost behind a newer one). */
+    leveldb_options_set_paranoid_checks(s->dbopts, 1);
     s->ropts = leveldb_readoptions_create();
     leveldb_readoptions_set_verify_checksums(s->ropts, 1);
     s->wopts_sync = leveldb_writeoptions_create();

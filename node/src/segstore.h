@@ -236,7 +236,11 @@ struct sv_seg_emptied {
     uint32_t *nos; /* owned */
 };
 
-/* sv_seg_compact in two steps, so that the slow part need not hold the store:
+/* sv_seg_compact in two steps, so that the slow part need not hold the store,
+ * and within a budget: segments are taken (in file order) only while the
+ * live bytes to copy stay within max_copy_bytes (UINT64_MAX: no limit), so a
+ * nearly full disk is not filled by the copies; emptied segments are always
+ * taken.
  * sv_seg_compact_keep copies and syncs as sv_seg_compact does, then closes
  * the emptied segments and forgets them, leaving their files to *e (always
  * set; empty on error). sv_seg_unlink_emptied unlinks them and fsyncs the
@@ -246,7 +250,8 @@ struct sv_seg_emptied {
  * (caller-owned) filled. A crash before the unlinks leaves files that no
  * index entry refers to: the next compaction takes them as wholly dead. */
 SV_SEG_API int sv_seg_compact_keep(struct sv_seg_store *s, double threshold,
-                                   uint64_t *reclaimed_bytes, struct sv_seg_emptied *e);
+                                   uint64_t max_copy_bytes, uint64_t *reclaimed_bytes,
+                                   struct sv_seg_emptied *e);
 SV_SEG_API int sv_seg_unlink_emptied(struct sv_seg_emptied *e, char *errmsg, size_t errlen);
 /* Close and free *e without unlinking anything. */
 SV_SEG_API void sv_seg_emptied_free(struct sv_seg_emptied *e);

@@ -33,7 +33,7 @@ struct sv_sm {
     leveldb_options_t *opts;
     leveldb_filterpolicy_t *filter;
     leveldb_readoptions_t *ropts;
-    leveldb_writeoptions_t *wopts;
+    leveldb_writeoptions_t *wopts; /* sync=true: see the invariant in sm.h */
     /* The staged changes, open addressing (load <= 1/2), used by the apply
      * thread only: applying reads through them, sv_sm_commit writes them. */
     struct staged *st;
@@ -282,8 +282,10 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     leveldb_options_set_filter_policy(sm->opts, sm->filter);
     leveldb_options_set_create_if_missing(sm->opts, 1);
     leveldb_options_set_compression(sm->opts, leveldb_no_compression);
+    leveldb_options_set_paranoid_checks(sm->opts, 1);
     sm->ropts = leveldb_readoptions_create();
     sm->wopts = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(sm->wopts, 1);
     char *err = NULL;
     sm->db = leveldb_open(sm->opts, dir, &err);
     if (err) {
@@ -962,21 +964,44 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
     return rc;
 }
 
-int sv_sm_commit(struct sv_sm *sm, char *errmsg, size_t errlen)
+void sv_sm_discard(struct sv_sm *sm)
 {
-    if (!sm->st_n)
-        return 0;
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    staged_drain(sm, wb);
+    staged_drain(sm, NULL);
+}
+
+/* Write wb, synced; 0 or -EIO with errmsg (may be NULL) set. -EIO for a
+ * full disk too: LevelDB refuses every write after a failed one until it is
+ * opened again, so this is no condition to wait out. */
+static int write_synced(struct sv_sm *sm, leveldb_writebatch_t *wb, const char *what, char *errmsg,
+                        size_t errlen)
+{
     char *err = NULL;
     leveldb_write(sm->db, sm->wopts, wb, &err);
-    leveldb_writebatch_destroy(wb);
     if (!err)
         return 0;
     if (errmsg && errlen)
-        snprintf(errmsg, errlen, "state machine write: %s", err);
-    int rc = strstr(err, "space") ? -ENOSPC : -EIO;
+        snprintf(errmsg, errlen, "state machine %s: %s", what, err);
     leveldb_free(err);
+    return -EIO;
+}
+
+int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
+{
+    if (!sm->st_n)
+        return 0;
+    /* The chunks beneath the records first (sm.h: the invariant). */
+    int rc = sv_seg_sync(seg);
+    if (rc) {
+        staged_drain(sm, NULL);
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "segment sync: %s (%s)", sv_seg_strerror(rc),
+                     sv_seg_errmsg(seg));
+        return rc;
+    }
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    staged_drain(sm, wb);
+    rc = write_synced(sm, wb, "write", errmsg, errlen);
+    leveldb_writebatch_destroy(wb);
     return rc;
 }
 
@@ -1177,7 +1202,8 @@ int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t gro
     return 0;
 }
 
-int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_t *img, size_t len)
+int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, uint64_t index,
+                  const uint8_t *img, size_t len)
 {
     uint8_t pfx[9] = {'S'};
     sv_put64be(pfx + 1, group);
@@ -1195,7 +1221,7 @@ int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_
         off += 4 + vl;
     }
     /* The image replaces what is in the database, so that must be all. */
-    int rc = sv_sm_commit(sm, NULL, 0);
+    int rc = sv_sm_commit(sm, seg, NULL, 0);
     if (rc)
         return rc;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
@@ -1223,16 +1249,7 @@ int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_
     uint8_t k[PFX], v[8];
     sv_put64(v, index);
     leveldb_writebatch_put(wb, (const char *)k, key_pfx(k, group, 'a'), (const char *)v, 8);
-    char *err = NULL;
-    leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(sync, 1);
-    leveldb_write(sm->db, sync, wb, &err);
-    leveldb_writeoptions_destroy(sync);
+    rc = write_synced(sm, wb, "install snapshot", NULL, 0);
     leveldb_writebatch_destroy(wb);
-    if (err) {
-        fprintf(stderr, "sm: install snapshot: %s\n", err);
-        leveldb_free(err);
-        return -EIO;
-    }
-    return 0;
+    return rc;
 }

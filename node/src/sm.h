@@ -33,10 +33,21 @@
  *                                       (u32), then per write seq (u64),
  *                                       status (u32), version (u64), by seq
  * Each entry's changes and the new applied index go in ONE write batch, so
- * a crash leaves either all or none of an entry applied. Writes are not
- * synced: the Raft log is the write-ahead log, and an entry lost from the
- * state machine by a power failure is applied again after restart.
+ * a crash leaves either all or none of an entry applied.
  *
+ * Durability invariant: nothing durable claims more than what is durable
+ * beneath it. The applied index is the state machine's claim that every
+ * entry up to it is in the metadata AND in the segment store; at start the
+ * node applies only the entries above it. So sv_sm_commit makes the chunk
+ * writes and deletes of the staged entries durable (sv_seg_sync) BEFORE it
+ * writes their records, and writes those with sync=true: after a power cut
+ * the state machine is exactly as of some commit, and the segment store
+ * holds at least that commit's chunk changes. Entries after it are applied
+ * again from the Raft log (the write-ahead log): a chunk put again replaces
+ * its copy, a chunk deleted again is already gone. The databases are opened
+ * with paranoid checks: a corrupt block in LevelDB's log fails the open
+ * instead of being skipped (a skipped block could drop an earlier batch
+ * while a later one, with a higher applied index, survives).
  * Chunks live in the segment store under sv_chunk_id(group, upload, index).
  * Thread safety: LevelDB is thread-safe; the caller serialises use of the
  * segment store.
@@ -134,17 +145,28 @@ int sv_sm_applied(struct sv_sm *sm, uint64_t group, uint64_t *index);
  * do not see them before. The domain result goes to *res; the return value
  * is 0 or an I/O error (LevelDB or segment store failure; -ENOSPC when a disk
  * is full, -ENOMEM), after which nothing staged since the last commit is kept
- * and the node must stop applying (the entries are retried after a restart).
+ * and the node must apply the entries again before committing anything.
  * seg is borrowed. Staging and committing belong to one thread at a time. */
 int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 const struct sv_raft_entry *e, struct sv_sm_result *res, char *errmsg,
                 size_t errlen);
 
-/* Write the staged changes of every entry applied since the last commit as
- * one LevelDB batch (not synced: the Raft log is the durable record, and the
- * applied index is in the same batch). 0 (also when nothing is staged),
- * -ENOSPC or -EIO; errmsg (may be NULL) says why. */
-int sv_sm_commit(struct sv_sm *sm, char *errmsg, size_t errlen);
+/* Make the staged changes of every entry applied since the last commit
+ * durable, in the order of the invariant above: first the segment store
+ * (sv_seg_sync: their chunk writes and deletes, and any queued batch
+ * records), then one LevelDB batch with the records and the new applied
+ * index, synced. 0 (also when nothing is staged: no sync then), the
+ * segment store's error (-ENOSPC: a full disk; nothing was committed, the
+ * entries may be applied again once there is room), or -EIO (LevelDB; it
+ * refuses writes after a failed one, so the caller must stop); errmsg (may
+ * be NULL) says why. On failure nothing staged is kept: the entries must be
+ * applied again (from the Raft log) before anything else is committed. seg
+ * is borrowed. */
+int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen);
+
+/* Forget the staged changes (the caller gave up on the entries, e.g. their
+ * chunk writes failed; it applies them again later). */
+void sv_sm_discard(struct sv_sm *sm);
 
 /* The cluster map recorded in group (by a MAP command) into a new malloc'd
  * buffer: 0, -ENOENT (none yet), -ENOMEM or -EIO. */
@@ -182,8 +204,10 @@ struct sv_sm_view *sv_sm_view(struct sv_sm *sm);
 void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
 
 /* Replace group's state by an image from sv_sm_snapshot and set its applied
- * index (commits the staged changes first). 0, -EINVAL (malformed image),
- * -ENOSPC, -EIO. */
-int sv_sm_install(struct sv_sm *sm, uint64_t group, uint64_t index, const uint8_t *img, size_t len);
+ * index, synced (commits the staged changes first, with seg as
+ * sv_sm_commit). 0, -EINVAL (malformed image), -ENOSPC (segment store),
+ * -EIO. */
+int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, uint64_t index,
+                  const uint8_t *img, size_t len);
 
 #endif

@@ -717,6 +717,43 @@ out:
     free(b);
 }
 
+/* A copy budget: compaction takes only the segments whose live bytes fit
+ * in it (a nearly full disk is not filled by the copies); an emptied
+ * segment costs nothing and is always taken. */
+static void test_compact_budget(void)
+{
+    char dir[300];
+    uint8_t *a = big_buf(), *b = big_buf();
+    struct sv_seg_opts opts = {.segment_bytes = 32 * 1024};
+    const uint64_t rec = SV_SEG_HEADER_BYTES + 4096;
+    subdir(dir, sizeof dir, "budget");
+    struct sv_seg_store *s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    for (uint32_t i = 0; i < 28; i++) /* 7 per segment: segments 1-4 */
+        CHECK_RC(put_i(s, i, 4096, a), 0);
+    delete_ids(s, 0, 7, 1);   /* segment 1 emptied */
+    delete_ids(s, 7, 12, 1);  /* segment 2: 2 live records */
+    delete_ids(s, 14, 19, 1); /* segment 3: 2 live records */
+    struct sv_seg_emptied e;
+    uint64_t reclaimed = 0;
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, 3 * rec, &reclaimed, &e), 0);
+    CHECK(e.n == 2 && e.nos[0] == 1 && e.nos[1] == 2); /* segment 3 would pass the budget */
+    char err[128] = "";
+    CHECK_RC(sv_seg_unlink_emptied(&e, err, sizeof err), 0);
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, 0, &reclaimed, &e), 0);
+    CHECK(e.n == 0 && reclaimed == 0);
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, UINT64_MAX, &reclaimed, &e), 0);
+    CHECK(e.n == 1 && e.nos[0] == 3);
+    CHECK_RC(sv_seg_unlink_emptied(&e, err, sizeof err), 0);
+    for (uint32_t i = 19; i < 28; i++)
+        CHECK_RC(check_i(s, i, 4096, a, b), 0);
+    CHECK_RC(sv_seg_close(s), 0);
+out:
+    free(a);
+    free(b);
+}
+
 /* The index is lost: open rebuilds it from the segments. */
 /* sv_seg_compact_keep leaves the emptied files; the store goes on (puts,
  * gets) before sv_seg_unlink_emptied removes them. A failed unlink is
@@ -737,7 +774,7 @@ static void test_compact_two_steps(void)
     delete_ids(s, 0, 14, 1); /* segments 1 and 2 wholly dead */
     struct sv_seg_emptied e;
     uint64_t reclaimed = 0;
-    CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, UINT64_MAX, &reclaimed, &e), 0);
     CHECK(reclaimed == 14 * rec && e.n == 2 && e.dirfd >= 0);
     for (unsigned no = 1; no <= 2; no++) {
         seg_path(path, sizeof path, dir, no);
@@ -756,7 +793,7 @@ static void test_compact_two_steps(void)
     /* an unlink that fails (a directory stands where segment 3 was): the
      * error names it, nothing of the store changes */
     delete_ids(s, 14, 21, 1);
-    CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, UINT64_MAX, &reclaimed, &e), 0);
     CHECK(e.n == 1 && e.nos[0] == 3);
     seg_path(path, sizeof path, dir, 3);
     CHECK(unlink(path) == 0 && mkdir(path, 0755) == 0);
@@ -771,7 +808,7 @@ static void test_compact_two_steps(void)
 
     /* a crash between the steps: segment 4 emptied, its file left */
     delete_ids(s, 21, 28, 1);
-    CHECK_RC(sv_seg_compact_keep(s, 0.5, &reclaimed, &e), 0);
+    CHECK_RC(sv_seg_compact_keep(s, 0.5, UINT64_MAX, &reclaimed, &e), 0);
     CHECK(reclaimed == 7 * rec && e.n == 1);
     sv_seg_emptied_free(&e);
     CHECK_RC(sv_seg_close(s), 0);
@@ -1230,6 +1267,7 @@ int main(void)
         {"flipped byte -> CORRUPT, bad list, repair", test_corrupt_payload},
         {"delete + compact reclaims segments", test_compact},
         {"compaction in two steps, a failed unlink, files a crash left", test_compact_two_steps},
+        {"compaction within a copy budget", test_compact_budget},
         {"lost index is rebuilt from the segments", test_index_rebuild},
         {"ENOSPC by fault injection (write, fsync)", test_enospc_injected},
         {"batches: queued puts, spanning segments, a failed write", test_batch},

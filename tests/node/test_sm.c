@@ -83,7 +83,7 @@ static struct sv_sm_result apply(struct node *n, const struct sv_cmd *cmd)
 {
     struct sv_sm_result res = stage_only(n, cmd);
     char err[256] = "";
-    CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0);
+    CHECK(sv_sm_commit(n->sm, n->seg, err, sizeof err) == 0);
     return res;
 }
 
@@ -212,15 +212,15 @@ static void test_staged(struct node *n)
     CHECK(stage_only(n, &c).version == 3);
     CHECK(!version_of(n, "st", &v));
     CHECK(sv_sm_applied(n->sm, 1, &applied) == 0 && applied == before);
-    CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0);
+    CHECK(sv_sm_commit(n->sm, n->seg, err, sizeof err) == 0);
     CHECK(version_of(n, "st", &v) && v == 3);
     CHECK(sv_sm_applied(n->sm, 1, &applied) == 0 && applied == next_index - 1);
-    CHECK(sv_sm_commit(n->sm, err, sizeof err) == 0); /* nothing staged: nothing to do */
+    CHECK(sv_sm_commit(n->sm, n->seg, err, sizeof err) == 0); /* nothing staged: nothing to do */
 }
 
 /* An entry that fails to apply (its chunk cannot be written) drops every
  * change staged since the last commit, its own and earlier entries': the
- * node stops and applies them all again after a restart. */
+ * node applies them all again before it commits anything. */
 static void test_staged_failure(void)
 {
     struct node f;
@@ -236,7 +236,7 @@ static void test_staged_failure(void)
     struct sv_sm_result r;
     CHECK(stage_rc(&f, &bad, &r) == -ENOSPC);
     fail_writes = false;
-    CHECK(sv_sm_commit(f.sm, err, sizeof err) == 0);
+    CHECK(sv_sm_commit(f.sm, f.seg, err, sizeof err) == 0);
     CHECK(!version_of(&f, "ok", &v) && !version_of(&f, "bad", &v));
     CHECK(sv_sm_applied(f.sm, 1, &applied) == 0 && applied == before);
     node_close(&f);
@@ -377,10 +377,10 @@ static void test_snapshot(struct node *a)
     size_t small_len = 0;
     CHECK(sv_sm_snapshot(a->sm, NULL, 1, 16, &small, &small_len) == -EFBIG && small == NULL);
     /* A damaged image is refused whole and changes nothing. */
-    CHECK(sv_sm_install(b.sm, 1, 99, img, len - 1) == -EINVAL);
+    CHECK(sv_sm_install(b.sm, b.seg, 1, 99, img, len - 1) == -EINVAL);
     uint64_t v = 0;
     CHECK(version_of(&b, "on-b-only", &v));
-    CHECK(sv_sm_install(b.sm, 1, 99, img, len) == 0);
+    CHECK(sv_sm_install(b.sm, b.seg, 1, 99, img, len) == 0);
     uint64_t applied = 0;
     CHECK(sv_sm_applied(b.sm, 1, &applied) == 0 && applied == 99);
     CHECK(!version_of(&b, "on-b-only", &v)); /* replaced, not merged */
