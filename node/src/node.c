@@ -569,8 +569,8 @@ static int job_apply(struct job *j)
         if (!g->rd_taken)
             continue;
         if (rd->snapshot) {
-            rc = sv_sm_install(n->sm, n->seg, g->id, rd->snapshot->meta.index,
-                               rd->snapshot->data, rd->snapshot->len);
+            rc = sv_sm_install(n->sm, n->seg, g->id, rd->snapshot->meta.index, rd->snapshot->data,
+                               rd->snapshot->len);
             if (rc)
                 half_fail(h, rc, "install snapshot of group %" PRIu64, g->id);
         }
@@ -2128,8 +2128,7 @@ static void compact_after(uv_work_t *req, int status)
         snprintf(what, sizeof what, "segment compaction: %s (%s)", sv_seg_strerror(cj->rc),
                  cj->errmsg);
         fatal(cj->node, what);
-    }
-    else if (cj->reclaimed)
+    } else if (cj->reclaimed)
         LOG_INFO("segment compaction reclaimed %" PRIu64 " bytes in %" PRIu64 " ms, %" PRIu64
                  " ms of it holding the segment store",
                  cj->reclaimed, cj->total_ns / 1000000, cj->held_ns / 1000000);

@@ -1046,7 +1046,8 @@ int sv_seg_compact_keep(struct sv_seg_store *s, double threshold, uint64_t max_c
     for (uint32_t i = 0; i < s->n_segs; i++) {
         struct seg *g = &s->segs[i];
         ASSERT(g->live <= g->size);
-        g->victim = g->no != active_no && (double)(g->size - g->live) > threshold * (double)g->size &&
+        g->victim = g->no != active_no &&
+                    (double)(g->size - g->live) > threshold * (double)g->size &&
                     g->live <= max_copy_bytes - copy;
         if (g->no != active_no && g->size == 0)
             g->victim = true;

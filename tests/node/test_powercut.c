@@ -129,9 +129,9 @@ struct disk {
     char seg_names[SEGS_MAX][32];
     off_t seg_sizes[SEGS_MAX];
     int n_segs;
-    int fsyncs;  /* segment fsyncs so far */
-    int cut_at;  /* the fsync before which the power goes (0: none) */
-    bool cut;    /* the power went: every later I/O fails */
+    int fsyncs;      /* segment fsyncs so far */
+    int cut_at;      /* the fsync before which the power goes (0: none) */
+    bool cut;        /* the power went: every later I/O fails */
     char image[512]; /* where the power cut leaves its disk image */
 };
 
