@@ -2281,9 +2281,8 @@ static int open_group(struct sv_node *n, uint64_t id, char *errmsg, size_t errle
         rc = sv_sm_applied(n->sm, id, &applied);
         uint64_t snap = l.restore.snapshot ? l.restore.snapshot->meta.index : 0;
         if (!rc && applied < snap) {
-            /* The state machine lacks entries that the snapshot covers (its
-             * commits are synced before a snapshot is taken, so only a
-             * damaged or replaced database): install the snapshot again. */
+            /* The state machine lost applied entries that the snapshot covers
+             * (only after a power failure): install the snapshot again. */
             rc = sv_sm_install(n->sm, n->seg, id, snap, l.snap.data, l.snap.len);
             applied = snap;
         }

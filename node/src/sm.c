@@ -33,7 +33,7 @@ struct sv_sm {
     leveldb_options_t *opts;
     leveldb_filterpolicy_t *filter;
     leveldb_readoptions_t *ropts;
-    leveldb_writeoptions_t *wopts; /* sync=true: see the invariant in sm.h */
+    leveldb_writeoptions_t *wopts;
     /* The staged changes, open addressing (load <= 1/2), used by the apply
      * thread only: applying reads through them, sv_sm_commit writes them. */
     struct staged *st;
@@ -284,8 +284,7 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     leveldb_options_set_compression(sm->opts, leveldb_no_compression);
     leveldb_options_set_paranoid_checks(sm->opts, 1);
     sm->ropts = leveldb_readoptions_create();
-    sm->wopts = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(sm->wopts, 1);
+    sm->wopts = leveldb_writeoptions_create(); /* not synced: sm.h, the invariant */
     char *err = NULL;
     sm->db = leveldb_open(sm->opts, dir, &err);
     if (err) {
@@ -969,14 +968,14 @@ void sv_sm_discard(struct sv_sm *sm)
     staged_drain(sm, NULL);
 }
 
-/* Write wb, synced; 0 or -EIO with errmsg (may be NULL) set. -EIO for a
+/* Write wb with wopts; 0 or -EIO with errmsg (may be NULL) set. -EIO for a
  * full disk too: LevelDB refuses every write after a failed one until it is
  * opened again, so this is no condition to wait out. */
-static int write_synced(struct sv_sm *sm, leveldb_writebatch_t *wb, const char *what, char *errmsg,
-                        size_t errlen)
+static int write_batch(struct sv_sm *sm, const leveldb_writeoptions_t *wopts,
+                       leveldb_writebatch_t *wb, const char *what, char *errmsg, size_t errlen)
 {
     char *err = NULL;
-    leveldb_write(sm->db, sm->wopts, wb, &err);
+    leveldb_write(sm->db, wopts, wb, &err);
     if (!err)
         return 0;
     if (errmsg && errlen)
@@ -1000,7 +999,7 @@ int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_
     }
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     staged_drain(sm, wb);
-    rc = write_synced(sm, wb, "write", errmsg, errlen);
+    rc = write_batch(sm, sm->wopts, wb, "write", errmsg, errlen);
     leveldb_writebatch_destroy(wb);
     return rc;
 }
@@ -1249,7 +1248,10 @@ int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, ui
     uint8_t k[PFX], v[8];
     sv_put64(v, index);
     leveldb_writebatch_put(wb, (const char *)k, key_pfx(k, group, 'a'), (const char *)v, 8);
-    rc = write_synced(sm, wb, "install snapshot", NULL, 0);
+    leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(sync, 1);
+    rc = write_batch(sm, sync, wb, "install snapshot", NULL, 0);
+    leveldb_writeoptions_destroy(sync);
     leveldb_writebatch_destroy(wb);
     return rc;
 }

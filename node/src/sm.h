@@ -40,14 +40,15 @@
  * entry up to it is in the metadata AND in the segment store; at start the
  * node applies only the entries above it. So sv_sm_commit makes the chunk
  * writes and deletes of the staged entries durable (sv_seg_sync) BEFORE it
- * writes their records, and writes those with sync=true: after a power cut
- * the state machine is exactly as of some commit, and the segment store
- * holds at least that commit's chunk changes. Entries after it are applied
- * again from the Raft log (the write-ahead log): a chunk put again replaces
- * its copy, a chunk deleted again is already gone. The databases are opened
- * with paranoid checks: a corrupt block in LevelDB's log fails the open
- * instead of being skipped (a skipped block could drop an earlier batch
- * while a later one, with a higher applied index, survives).
+ * writes their records. That write is not synced: whichever commits of the
+ * state machine survive a power cut, the segment store holds at least
+ * their chunk changes, and the entries after the surviving applied index
+ * are applied again from the Raft log (the write-ahead log): a chunk put
+ * again replaces its copy, a chunk deleted again is already gone. LevelDB
+ * keeps a prefix of its writes; the database is opened with paranoid
+ * checks, so a corrupt block in LevelDB's log fails the open instead of
+ * being skipped (a skipped block could drop an earlier batch while a later
+ * one, with a higher applied index, survives).
  * Chunks live in the segment store under sv_chunk_id(group, upload, index).
  * Thread safety: LevelDB is thread-safe; the caller serialises use of the
  * segment store.
@@ -155,7 +156,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
  * durable, in the order of the invariant above: first the segment store
  * (sv_seg_sync: their chunk writes and deletes, and any queued batch
  * records), then one LevelDB batch with the records and the new applied
- * index, synced. 0 (also when nothing is staged: no sync then), the
+ * index (not synced). 0 (also when nothing is staged: no sync then), the
  * segment store's error (-ENOSPC: a full disk; nothing was committed, the
  * entries may be applied again once there is room), or -EIO (LevelDB; it
  * refuses writes after a failed one, so the caller must stop); errmsg (may
