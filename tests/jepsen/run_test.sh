@@ -4,7 +4,8 @@
 # kills and set under pauses must be found valid; the same register run with
 # stale reads under partitions must be found NOT linearizable (the checker has
 # teeth); a harness killed mid-run (its fault loop orphaned) is cleaned up by
-# `jepsen/run cleanup` and its fault loop ends by itself.
+# `jepsen/run cleanup` (also the loop devices and mounts of the power
+# nemesis's disks) and its fault loop ends by itself.
 # Not root: skipped (exit 77) with the reason printed.
 set -uo pipefail
 run=$1 bin=$2 work=$3 secs=$4
@@ -46,6 +47,19 @@ check_results()
 # Usage errors and the non-root message need no cluster.
 "$run" --nemesis bogus >/dev/null 2>&1
 (($? == 2)) || fail "an unknown nemesis must exit 2"
+"$run" --help | grep -q 'power' || fail "--help does not name the power nemesis"
+for bad in 100 0 x; do
+    "$run" --nemesis power --disk-mib "$bad" >/dev/null 2>&1
+    (($? == 2)) || fail "--disk-mib $bad must exit 2"
+done
+"$bin/sv-jepsen-godown" >/dev/null 2>&1
+(($? == 2)) || fail "sv-jepsen-godown without a mount point must exit 2"
+"$bin/sv-jepsen-godown" "$work/no-such-dir" >/dev/null 2>&1
+(($? == 1)) || fail "sv-jepsen-godown of a missing directory must exit 1"
+# Never the file system a directory merely sits on (an unmounted disk's mount point).
+out=$("$bin/sv-jepsen-godown" "$work" 2>&1)
+(($? == 1)) && grep -q 'not a mount point' <<<"$out" ||
+    fail "sv-jepsen-godown of a directory that is no mount point must refuse: '$out'"
 mkdir -p "$work/not-a-run/logs" && echo keep >"$work/not-a-run/logs/mine"
 "$run" --bin "$bin" --out "$work/not-a-run" >/dev/null 2>&1
 (($? == 2)) && [[ -s $work/not-a-run/logs/mine ]] || fail "--out with foreign files must exit 2 and delete nothing"
@@ -70,9 +84,13 @@ for seed in 21 22; do
         check_results "$work/stale-$seed" false
 done
 
-# A harness killed mid-run leaves nodes and namespaces; cleanup removes them.
+# A harness killed mid-run leaves nodes, namespaces and (power) loop devices
+# and mounts; cleanup removes them.
 echo "== crash: jepsen/run killed with SIGKILL mid-run, then jepsen/run cleanup"
-"$run" --bin "$bin" --out "$work/crash" --nemesis pause --time 60 --seed 31 \
+# our_loops: loop devices over this run's disk images; our_mounts: mounts in it.
+our_loops() { losetup -nO NAME,BACK-FILE 2>/dev/null | grep -F " $work/crash/disks/"; }
+our_mounts() { findmnt -rno TARGET 2>/dev/null | grep -F "$work/crash"; }
+"$run" --bin "$bin" --out "$work/crash" --nemesis pause,power --time 60 --seed 31 \
     >"$work/crash.log" 2>&1 &
 runner=$!
 for _ in $(seq 120); do
@@ -86,6 +104,8 @@ wait "$runner" 2>/dev/null
 ip netns list | grep -q '^svj-' || fail "crash: no namespace left to clean up (the test proves nothing)"
 pgrep -f -- "--config $work/crash/cluster/cluster.conf" >/dev/null ||
     fail "crash: no svd left to clean up (the test proves nothing)"
+[[ -n $(our_loops) && -n $(our_mounts) ]] ||
+    fail "crash: no loop device or mount left to clean up (the test proves nothing)"
 "$run" cleanup || fail "cleanup exited non-zero"
 if ip netns list | grep -q '^svj-'; then
     fail "namespaces remain after cleanup: $(ip netns list | tr '\n' ' ')"
@@ -93,6 +113,9 @@ fi
 if pgrep -f -- "--config $work/crash/cluster/cluster.conf" >/dev/null; then
     fail "svd processes remain after cleanup"
 fi
+[[ -z $(our_loops) ]] || fail "loop devices remain after cleanup: $(our_loops | tr '\n' ' ')"
+[[ -z $(our_mounts) ]] || fail "mounts remain after cleanup: $(our_mounts | tr '\n' ' ')"
+[[ -s $work/crash/disks/svj-n1.img ]] || fail "cleanup deleted the run's disk images (it deletes nothing)"
 # The orphaned fault loop notices the harness is gone after its current
 # sleep (at most 10 s) and ends without touching anything.
 for _ in $(seq 30); do
