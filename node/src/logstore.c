@@ -1830,10 +1830,6 @@ static int db_open(const char *dir, struct sv_logstore **out, char *errmsg, size
     st->dirfd = -1;
     st->dbopts = leveldb_options_create();
     leveldb_options_set_create_if_missing(st->dbopts, 1);
-    /* A corrupt block of LevelDB's log fails the open rather than being
-     * skipped: a skipped block would drop entries or a hard state (a vote)
-     * that a later, surviving batch relies on. */
-    leveldb_options_set_paranoid_checks(st->dbopts, 1);
     /* Entries are mostly sealed chunks: incompressible, up to 1 MiB each, and
      * deleted soon after (log compaction). No compression; a larger memtable
      * and files mean fewer level-0 flushes and compactions per byte. */

@@ -1459,9 +1459,6 @@ int sv_seg_open(const char *dir, const struct sv_seg_opts *opts, struct sv_seg_s
     s->filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(s->dbopts, s->filter);
     leveldb_options_set_create_if_missing(s->dbopts, 1);
-    /* A corrupt block of LevelDB's log fails the open rather than being
-     * skipped (an older index batch lost behind a newer one). */
-    leveldb_options_set_paranoid_checks(s->dbopts, 1);
     s->ropts = leveldb_readoptions_create();
     leveldb_readoptions_set_verify_checksums(s->ropts, 1);
     s->wopts_sync = leveldb_writeoptions_create();

@@ -282,7 +282,6 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     leveldb_options_set_filter_policy(sm->opts, sm->filter);
     leveldb_options_set_create_if_missing(sm->opts, 1);
     leveldb_options_set_compression(sm->opts, leveldb_no_compression);
-    leveldb_options_set_paranoid_checks(sm->opts, 1);
     sm->ropts = leveldb_readoptions_create();
     sm->wopts = leveldb_writeoptions_create(); /* not synced: sm.h, the invariant */
     char *err = NULL;

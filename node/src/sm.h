@@ -45,10 +45,10 @@
  * their chunk changes, and the entries after the surviving applied index
  * are applied again from the Raft log (the write-ahead log): a chunk put
  * again replaces its copy, a chunk deleted again is already gone. LevelDB
- * keeps a prefix of its writes; the database is opened with paranoid
- * checks, so a corrupt block in LevelDB's log fails the open instead of
- * being skipped (a skipped block could drop an earlier batch while a later
- * one, with a higher applied index, survives).
+ * keeps a prefix of its writes. It is NOT opened with paranoid checks: a
+ * power cut tears the last record of its log, and paranoid checks report
+ * that as corruption and refuse to open (it-powercut found a node that
+ * could not start so); without them the torn record is dropped.
  * Chunks live in the segment store under sv_chunk_id(group, upload, index).
  * Thread safety: LevelDB is thread-safe; the caller serialises use of the
  * segment store.
