@@ -35,6 +35,7 @@ enum {
 };
 
 static char root[256];
+static size_t cuts; /* power cuts made by cut_once */
 
 /* ---- the Raft log of the test: entries before the job, then the job ---- */
 
@@ -353,6 +354,7 @@ static void run_disk(struct disk *d)
 static void cut_once(struct disk *want, int step, size_t k, int fsync_no, const char *what)
 {
     struct disk d = {0};
+    cuts++;
     run_disk(&d);
     d.cut_at = fsync_no ? d.fsyncs + fsync_no : 0;
     int rc = apply_job(&d, job_first, n_log, step, k);
@@ -392,18 +394,16 @@ static void test_cuts(void)
     CHECK(fsyncs >= 1); /* the job's chunks are synced before its commit */
 
     char what[64];
-    size_t cuts = 0;
-    for (size_t k = 0; k < n_log - job_first; k++, cuts++) {
+    for (size_t k = 0; k < n_log - job_first; k++) {
         snprintf(what, sizeof what, "cut after entry %zu of the job", k + 1);
         cut_once(&want, AFTER_APPLY, k, 0, what);
     }
     cut_once(&want, AFTER_BATCH_END, 0, 0, "cut after the chunk writes");
-    for (int f = 1; f <= fsyncs; f++, cuts++) {
+    for (int f = 1; f <= fsyncs; f++) {
         snprintf(what, sizeof what, "cut at segment fsync %d of the commit", f);
         cut_once(&want, -1, 0, f, what);
     }
     cut_once(&want, AFTER_COMMIT, 0, 0, "cut after the commit");
-    cuts += 2;
     printf("powercut-test: %zu cuts of one apply job (%d fsyncs in it)\n", cuts, fsyncs);
     disk_close(&want);
 }
