@@ -1,10 +1,18 @@
 # node/svd.cmake: svd, the node daemon: configuration (config.c), the shard
-# state machine (sm.c), the multi-raft host and request handling (node.c).
+# state machine (sm.c), and the node itself (node_int.h lists its files).
 find_package(OpenSSL 3 REQUIRED)
 add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/config.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm.c
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c)
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/host.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/pipeline.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/peers.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/dispatch.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/objects.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/repair.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/upkeep.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
 target_link_libraries(svnode PUBLIC svtransport svraftwire svproto svlogstore svsegstore svcrypto

@@ -1652,6 +1652,12 @@ uint64_t sv_raft_term_at(const struct sv_raft *r, uint64_t index)
     return term_at(r, index);
 }
 
+int sv_raft_conf_at(const struct sv_raft *r, uint64_t index, struct sv_raft_conf *out)
+{
+    uint64_t ci;
+    return conf_at(r, index, out, &ci) ? SV_RAFT_E_CORRUPT : 0;
+}
+
 const struct sv_raft_entry *sv_raft_entry_at(const struct sv_raft *r, uint64_t index)
 {
     return sv__log_at(&r->log, index);

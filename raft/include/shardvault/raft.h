@@ -371,6 +371,11 @@ void sv_raft_status(const struct sv_raft *r, struct sv_raft_status *st);
 
 /* Term of entry `index`, 0 if it is neither in the log nor the snapshot point. */
 uint64_t sv_raft_term_at(const struct sv_raft *r, uint64_t index);
+/* Configuration in force at `index` (the last configuration entry at or
+ * before it, or the snapshot's) into *out; index must not be below the
+ * snapshot point. 0, or SV_RAFT_E_CORRUPT when a stored entry does not
+ * decode. */
+int sv_raft_conf_at(const struct sv_raft *r, uint64_t index, struct sv_raft_conf *out);
 /* Entry `index` of the in-memory log, or NULL when compacted or absent. */
 const struct sv_raft_entry *sv_raft_entry_at(const struct sv_raft *r, uint64_t index);
 

@@ -1,0 +1,462 @@
+/* svd's dispatch: every frame goes through a table from its type to the role
+ * that may send it and its handler; requests carry a context (tenant,
+ * principal, role); waiters, replies and deadlines live here. */
+#define _GNU_SOURCE
+#include "node_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- replies ------------------------------------------------------------ */
+
+void sv__send_msg(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
+                  struct sv_msg *m)
+{
+    struct sv_conn *c = sv_tp_conn(n->tp, conn);
+    if (!c)
+        return; /* the client went away; a retry finds the result through its session */
+    SV_MSG_SET(m, SV_F_STATUS);
+    uint8_t *body;
+    size_t len;
+    int rc = sv_msg_encode(m, &body, &len);
+    if (rc) {
+        LOG_ERROR("encode reply: %s", sv_proto_strerror(rc));
+        return;
+    }
+    rc = sv_conn_send(c, type | SV_MSG_RESP, req_id, body, len);
+    free(body);
+    if (rc == -ENOBUFS)
+        sv_conn_close(c, "client does not read its replies");
+}
+
+void sv__reply_status(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id, int status,
+                      const char *text)
+{
+    struct sv_msg m = {0};
+    m.status = status;
+    if (text) {
+        m.msg.p = (const uint8_t *)text;
+        m.msg.len = strlen(text);
+        SV_MSG_SET(&m, SV_F_MSG);
+    }
+    sv__send_msg(n, conn, type, req_id, &m);
+}
+
+void sv__reply_not_leader(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
+                          uint64_t leader)
+{
+    const struct sv_cfg_node *ln = leader ? sv_cfg_node(&n->cfg, leader) : NULL;
+    if (!ln || leader == n->me->id) {
+        sv__reply_status(n, conn, type, req_id, SV_ST_UNAVAILABLE, "no leader for this shard yet");
+        return;
+    }
+    struct sv_msg m = {0};
+    m.status = SV_ST_NOT_LEADER;
+    m.leader = leader;
+    m.addr.p = (const uint8_t *)ln->addr;
+    m.addr.len = strlen(ln->addr);
+    SV_MSG_SET(&m, SV_F_LEADER);
+    SV_MSG_SET(&m, SV_F_ADDR);
+    sv__send_msg(n, conn, type, req_id, &m);
+}
+
+/* ---- waiters ------------------------------------------------------------ */
+
+struct waiter *sv__waiter_new(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                              const struct sv__ctx *ctx, uint64_t group)
+{
+    struct waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->node = n;
+    w->ctx = *ctx;
+    w->conn = sv_conn_id(c);
+    w->req_id = f->req_id;
+    w->type = f->type;
+    w->group = group;
+    w->deadline_ms = uv_now(&n->loop) + REQUEST_TIMEOUT_MS;
+    return w;
+}
+
+void sv__waiter_free(struct waiter *w)
+{
+    if (!w)
+        return;
+    w->node->unapplied -= w->unapplied;
+    if (w->has_m)
+        sv_msg_free(&w->m);
+    free(w->body);
+    free(w);
+}
+
+void sv__waiter_fail(struct waiter *w, int status, const char *text)
+{
+    sv__reply_status(w->node, w->conn, w->type, w->req_id, status, text);
+    sv__waiter_free(w);
+}
+
+static void fail_list(struct waiter **list, int status, const char *text)
+{
+    struct waiter *w;
+    while ((w = *list)) {
+        *list = w->next;
+        if (text)
+            sv__waiter_fail(w, status, text);
+        else
+            sv__waiter_free(w);
+    }
+}
+
+void sv__dispatch_forget(struct sv_node *n, struct group *g)
+{
+    (void)n;
+    fail_list(&g->waiting, 0, NULL);
+    g->waiting_tail = &g->waiting;
+    fail_list(&g->reads, 0, NULL);
+    fail_list(&g->ready_reads, 0, NULL);
+}
+
+/* ---- events from the host and the pipeline ------------------------------ */
+
+static void on_leader_lost(struct sv_node *n, struct group *g)
+{
+    (void)n;
+    /* Our proposals may or may not commit under the next leader: the
+     * clients retry with the same session and sequence number. */
+    static const char why[] = "leadership changed; retry";
+    fail_list(&g->waiting, SV_ST_UNAVAILABLE, why);
+    g->waiting_tail = &g->waiting;
+    fail_list(&g->reads, SV_ST_UNAVAILABLE, why);
+    fail_list(&g->ready_reads, SV_ST_UNAVAILABLE, why);
+}
+
+static void on_proposed(struct sv_node *n, struct group *g, void *tag, int rc, uint64_t index,
+                        uint64_t term)
+{
+    struct waiter *w = tag;
+    if (rc == -ECANCELED) {
+        sv__waiter_free(w);
+    } else if (rc == -EAGAIN) {
+        sv__waiter_fail(w, SV_ST_UNAVAILABLE, "too many writes queued on this shard; retry");
+    } else if (rc == SV_RAFT_E_NOT_LEADER) {
+        sv__reply_not_leader(n, w->conn, w->type, w->req_id, g->leader);
+        sv__waiter_free(w);
+    } else if (rc) {
+        sv__waiter_fail(w, rc == SV_RAFT_E_TOO_BIG ? SV_ST_TOO_BIG : SV_ST_UNAVAILABLE,
+                        sv_raft_strerror(rc));
+    } else {
+        w->index = index;
+        w->term = term;
+        w->next = NULL;
+        *g->waiting_tail = w;
+        g->waiting_tail = &w->next;
+    }
+}
+
+static void reply_result(struct sv_node *n, struct waiter *w, const struct sv_sm_result *res)
+{
+    struct sv_msg m = {0};
+    m.status = res->status;
+    if (w->type == SV_MSG_PUT_BEGIN && res->status == SV_ST_OK) {
+        m.upload = res->upload;
+        SV_MSG_SET(&m, SV_F_UPLOAD);
+    } else if (w->type != SV_MSG_PUT_CHUNK && res->version) {
+        m.version = res->version;
+        SV_MSG_SET(&m, SV_F_VERSION);
+    }
+    if (res->status == SV_ST_BAD_REQUEST && w->type == SV_MSG_PUT_COMMIT) {
+        static const char t[] = "upload incomplete: a chunk is missing or the name differs";
+        m.msg.p = (const uint8_t *)t;
+        m.msg.len = sizeof t - 1;
+        SV_MSG_SET(&m, SV_F_MSG);
+    }
+    sv__send_msg(n, w->conn, w->type, w->req_id, &m);
+}
+
+static void on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
+                       const struct sv_sm_result *res, bool fresh)
+{
+    struct waiter *w;
+    while ((w = g->waiting) && w->index <= e->index) {
+        g->waiting = w->next;
+        if (!g->waiting)
+            g->waiting_tail = &g->waiting;
+        if (w->index == e->index && w->term == e->term && fresh)
+            reply_result(n, w, res);
+        else
+            sv__reply_status(n, w->conn, w->type, w->req_id, SV_ST_UNAVAILABLE,
+                             "superseded by another leader's entry; retry");
+        sv__waiter_free(w);
+    }
+}
+
+static void on_read_index(struct sv_node *n, struct group *g, uint64_t ctx, uint64_t index)
+{
+    for (struct waiter **pp = &g->reads; *pp; pp = &(*pp)->next) {
+        struct waiter *w = *pp;
+        if (w->read_ctx != ctx)
+            continue;
+        if (!index) {
+            w->deadline_ms = 0; /* expires on the next tick: no leader known */
+            return;
+        }
+        *pp = w->next;
+        w->read_index = index;
+        w->next = g->ready_reads;
+        g->ready_reads = w;
+        sv__objects_serve_ready(n, g);
+        return;
+    }
+}
+
+void sv__dispatch_events(struct sv__events *ev)
+{
+    ev->leader_lost = on_leader_lost;
+    ev->proposed = on_proposed;
+    ev->applied = on_applied;
+    ev->read_index = on_read_index;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void handle_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                          const struct sv__ctx *ctx, struct sv_msg *req, uint8_t **body)
+{
+    (void)ctx, (void)req, (void)body;
+    struct sv_item *items = calloc(n->n_group_ids, sizeof *items);
+    if (!items) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    uint32_t count = 0;
+    for (uint32_t id = 1; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (!g)
+            continue;
+        struct sv_item *it = &items[count++];
+        const char *role = sv_raft_role_name(g->role);
+        it->id = id - 1; /* shard s is group s + 1 */
+        it->role.p = (const uint8_t *)role;
+        it->role.len = strlen(role);
+        it->leader = g->leader;
+        it->term = g->term;
+        it->applied = g->applied;
+        it->commit = g->commit;
+        it->n_replicas = g->n_replicas;
+        memcpy(it->replicas, g->replicas, g->n_replicas * sizeof g->replicas[0]);
+        SV_ITEM_SET(it, SV_I_ID);
+        SV_ITEM_SET(it, SV_I_ROLE);
+        SV_ITEM_SET(it, SV_I_LEADER);
+        SV_ITEM_SET(it, SV_I_TERM);
+        SV_ITEM_SET(it, SV_I_APPLIED);
+        SV_ITEM_SET(it, SV_I_COMMIT);
+        SV_ITEM_SET(it, SV_I_REPLICAS);
+    }
+    struct sv_msg m = {0};
+    m.node = n->me->id;
+    m.addr.p = (const uint8_t *)n->me->addr;
+    m.addr.len = strlen(n->me->addr);
+    m.zone.p = (const uint8_t *)n->me->zone;
+    m.zone.len = strlen(n->me->zone);
+    m.n_shards = n->cfg.n_shards;
+    m.items = items;
+    m.n_items = count;
+    SV_MSG_SET(&m, SV_F_NODE);
+    SV_MSG_SET(&m, SV_F_ADDR);
+    SV_MSG_SET(&m, SV_F_ZONE);
+    SV_MSG_SET(&m, SV_F_N_SHARDS);
+    SV_MSG_SET(&m, SV_F_ITEMS);
+    sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
+    free(items);
+}
+
+/* Encode cmd into a new buffer, sealing plain (may be NULL) for (tenant,
+ * bucket/key, chunk, upload) straight into the command's data. NULL + status
+ * on error. */
+/* A request for an object's shard (or the shard a LIST or CHUNK_FETCH
+ * names): the group hosted here, or a redirect. */
+static void handle_object(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                          const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    uint64_t conn = sv_conn_id(c);
+    uint64_t shard;
+    if (f->type == SV_MSG_LIST || f->type == SV_MSG_CHUNK_FETCH) {
+        if (!SV_MSG_HAS(m, SV_F_SHARD) || m->shard >= n->cfg.n_shards ||
+            (f->type == SV_MSG_LIST && !sv_bucket_valid(m->bucket.p, m->bucket.len))) {
+            sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
+                             "needs a valid SHARD and BUCKET");
+            return;
+        }
+        shard = m->shard;
+    } else {
+        if (!sv_bucket_valid(m->bucket.p, m->bucket.len) || !sv_key_valid(m->key.p, m->key.len)) {
+            sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
+                             "invalid bucket or key name");
+            return;
+        }
+        shard = sv_shard_of(
+            sv_object_hash(ctx->tenant, m->bucket.p, m->bucket.len, m->key.p, m->key.len),
+            n->cfg.n_shards);
+    }
+    struct group *g = sv__group(n, shard + 1);
+    if (!g) {
+        uint64_t ids[SV_CFG_REPLICAS_MAX];
+        sv_cfg_replicas(&n->cfg, shard + 1, ids);
+        sv__reply_not_leader(n, conn, f->type, f->req_id, ids[0]);
+        return;
+    }
+    bool write = f->type == SV_MSG_PUT || f->type == SV_MSG_PUT_BEGIN ||
+                 f->type == SV_MSG_PUT_CHUNK || f->type == SV_MSG_PUT_COMMIT ||
+                 f->type == SV_MSG_DELETE;
+    if (!write) {
+        sv__objects_read(n, c, f, ctx, m, *body, g);
+        *body = NULL;
+    } else if (g->role != SV_RAFT_LEADER) {
+        sv__reply_not_leader(n, conn, f->type, f->req_id, g->leader);
+    } else {
+        sv__objects_write(n, c, f, ctx, m, g);
+    }
+}
+
+static void handle_map(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                       const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)m, (void)body;
+    sv__meta_reply_map(n, c, f);
+}
+
+/* A handler gets the decoded body m; when its route keeps the body, m
+ * points into *body, a copy it may take (setting *body to NULL). */
+typedef void (*handler_fn)(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                           const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body);
+
+/* Who may send each request type, what handles it, and whether the request
+ * outlives the frame (reads wait for a read point and run in the pool). */
+static const struct route {
+    uint32_t type;
+    enum sv__role role;
+    bool keep_body;
+    handler_fn handle;
+} routes[] = {
+    {SV_MSG_MAP, SV_ROLE_CLIENT, false, handle_map},
+    {SV_MSG_STATUS, SV_ROLE_CLIENT, false, handle_status},
+    {SV_MSG_PUT, SV_ROLE_CLIENT, false, handle_object},
+    {SV_MSG_PUT_BEGIN, SV_ROLE_CLIENT, false, handle_object},
+    {SV_MSG_PUT_CHUNK, SV_ROLE_CLIENT, false, handle_object},
+    {SV_MSG_PUT_COMMIT, SV_ROLE_CLIENT, false, handle_object},
+    {SV_MSG_DELETE, SV_ROLE_CLIENT, false, handle_object},
+    {SV_MSG_GET, SV_ROLE_CLIENT, true, handle_object},
+    {SV_MSG_GET_CHUNK, SV_ROLE_CLIENT, true, handle_object},
+    {SV_MSG_STAT, SV_ROLE_CLIENT, true, handle_object},
+    {SV_MSG_LIST, SV_ROLE_CLIENT, true, handle_object},
+    {SV_MSG_CHUNK_FETCH, SV_ROLE_NODE, true, handle_object},
+};
+
+/* Who connection c speaks for: another node when its certificate names a
+ * node of the map; otherwise a client of the built-in tenant 0 (tokens
+ * will plug in here). */
+static void authenticate(const struct sv_node *n, struct sv_conn *c, struct sv__ctx *ctx)
+{
+    uint64_t node = sv__peer_id(n, c);
+    ctx->tenant = 0;
+    ctx->principal = node;
+    ctx->role = node ? SV_ROLE_NODE : SV_ROLE_CLIENT;
+}
+
+/* A client request is open to every connection; node requests to nodes only. */
+static bool permitted(const struct sv__ctx *ctx, enum sv__role need)
+{
+    return need == SV_ROLE_CLIENT || ctx->role == need;
+}
+
+static void on_request(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
+{
+    uint64_t conn = sv_conn_id(c);
+    const struct route *rt = NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0] && !rt; i++)
+        if (routes[i].type == f->type)
+            rt = &routes[i];
+    uint8_t *body = NULL; /* the copy a kept body is decoded from */
+    if (rt && rt->keep_body && !(body = malloc(f->body_len ? f->body_len : 1))) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    if (body)
+        memcpy(body, f->body, f->body_len);
+    struct sv_msg m;
+    char em[128] = "";
+    int rc = sv_msg_decode(body ? body : f->body, f->body_len, &m, em, sizeof em);
+    if (rc) {
+        char why[192];
+        snprintf(why, sizeof why, "malformed request body: %s", em);
+        sv_conn_close(c, why);
+        goto out;
+    }
+    struct sv__ctx ctx;
+    authenticate(n, c, &ctx);
+    if (n->stopping) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_UNAVAILABLE, "node is shutting down");
+    } else if (!rt) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, "unknown request type");
+    } else if (!permitted(&ctx, rt->role)) {
+        sv_conn_close(c, "a node request from a connection without a node certificate of "
+                         "this cluster");
+    } else {
+        rt->handle(n, c, f, &ctx, &m, &body);
+    }
+out:
+    sv_msg_free(&m);
+    free(body);
+}
+
+void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame *f)
+{
+    struct sv_node *n = arg;
+    if (f->type == SV_MSG_RAFT)
+        sv__peers_on_raft(n, c, f);
+    else if (f->type == (SV_MSG_CHUNK_FETCH | SV_MSG_RESP) && sv__peer_id(n, c))
+        sv__repair_on_reply(n, f);
+    else if (f->type & SV_MSG_RESP)
+        sv_conn_close(c, "unexpected response frame");
+    else
+        on_request(n, c, f);
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+static void expire(struct sv_node *n, struct waiter **list, uint64_t now)
+{
+    struct waiter **pp = list;
+    while (*pp) {
+        struct waiter *w = *pp;
+        if (w->deadline_ms > now) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (w->type == SV_MSG_GET || w->type == SV_MSG_STAT || w->type == SV_MSG_LIST) {
+            struct group *g = sv__group(n, w->group);
+            sv__reply_not_leader(n, w->conn, w->type, w->req_id, g ? g->leader : 0);
+            sv__waiter_free(w);
+        } else {
+            sv__waiter_fail(w, SV_ST_UNAVAILABLE, "timed out waiting for the shard; retry");
+        }
+    }
+}
+
+void sv__dispatch_tick(struct sv_node *n, uint64_t now_ms)
+{
+    for (uint32_t id = 0; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (!g)
+            continue;
+        expire(n, &g->waiting, now_ms);
+        g->waiting_tail = &g->waiting;
+        for (struct waiter *w = g->waiting; w; w = w->next)
+            g->waiting_tail = &w->next;
+        expire(n, &g->reads, now_ms);
+        expire(n, &g->ready_reads, now_ms);
+    }
+}

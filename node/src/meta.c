@@ -1,0 +1,123 @@
+/* svd's meta group (group 0): the cluster map it records, checked against
+ * this node's cluster.conf, and MAP replies. */
+#define _GNU_SOURCE
+#include "node_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The meta group records the cluster map once, at bootstrap; every member
+ * then checks its own cluster.conf against the recorded map, so a node
+ * started with a different configuration says so loudly. */
+struct map_job {
+    uv_work_t w;
+    struct sv_node *node;
+    uint8_t *mine, *rec;
+    size_t mine_len, rec_len;
+    int rc;
+};
+
+static void map_work(uv_work_t *req)
+{
+    struct map_job *m = req->data;
+    m->rc = sv_cfg_map_encode(&m->node->cfg, &m->mine, &m->mine_len);
+    if (!m->rc)
+        m->rc = sv_sm_map(m->node->sm, 0, &m->rec, &m->rec_len);
+}
+
+static void map_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct map_job *m = req->data;
+    struct sv_node *n = m->node;
+    struct group *g = n->groups[0];
+    n->jobs_in_pool--;
+    g->map_busy = false;
+    if (m->rc == -ENOENT && g->role == SV_RAFT_LEADER && !n->stopping) {
+        struct sv_cmd cmd = {
+            .type = SV_CMD_MAP, .data = m->mine, .data_len = (uint32_t)m->mine_len};
+        size_t len = sv_cmd_encoded_len(&cmd);
+        uint8_t *buf = malloc(len);
+        if (buf) {
+            sv_cmd_encode(&cmd, buf);
+            LOG_INFO("meta group: recording the cluster map (%u nodes, %u shards)", n->cfg.n_nodes,
+                     n->cfg.n_shards);
+            sv__host_propose(n, g, buf, len, NULL);
+        }
+    } else if (m->rc == 0) {
+        bool same = m->rec_len == m->mine_len && !memcmp(m->rec, m->mine, m->mine_len);
+        if (same)
+            LOG_INFO("meta group: this node's cluster.conf matches the recorded cluster map");
+        else
+            LOG_ERROR("meta group: this node's cluster.conf DIFFERS from the cluster map "
+                      "recorded at bootstrap: every node must be started with the same file");
+        g->map_state = same ? 1 : 2;
+    }
+    free(m->mine);
+    free(m->rec);
+    free(m);
+}
+
+void sv__meta_tick(struct sv_node *n, uint64_t now_ms)
+{
+    if (now_ms - n->last_map_check_ms < MAP_CHECK_MS)
+        return;
+    n->last_map_check_ms = now_ms;
+    struct group *g = sv__group(n, 0);
+    if (!g || g->map_state || g->map_busy || g->applied == 0)
+        return;
+    struct map_job *m = calloc(1, sizeof *m);
+    if (!m)
+        return;
+    m->node = n;
+    m->w.data = m;
+    g->map_busy = true;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &m->w, map_work, map_after);
+}
+
+void sv__meta_reply_map(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
+{
+    uint32_t count = n->cfg.n_nodes + n->cfg.n_shards;
+    struct sv_item *items = calloc(count, sizeof *items);
+    if (!items) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    for (uint32_t i = 0; i < n->cfg.n_nodes; i++) {
+        struct sv_item *it = &items[i];
+        const struct sv_cfg_node *cn = &n->cfg.nodes[i];
+        it->id = cn->id;
+        it->addr.p = (const uint8_t *)cn->addr;
+        it->addr.len = strlen(cn->addr);
+        it->zone.p = (const uint8_t *)cn->zone;
+        it->zone.len = strlen(cn->zone);
+        SV_ITEM_SET(it, SV_I_ID);
+        SV_ITEM_SET(it, SV_I_ADDR);
+        SV_ITEM_SET(it, SV_I_ZONE);
+    }
+    for (uint32_t s = 0; s < n->cfg.n_shards; s++) {
+        struct sv_item *it = &items[n->cfg.n_nodes + s];
+        it->id = s;
+        it->n_replicas = sv_cfg_replicas(&n->cfg, s + 1, it->replicas);
+        SV_ITEM_SET(it, SV_I_ID);
+        SV_ITEM_SET(it, SV_I_REPLICAS);
+        struct group *g = sv__group(n, s + 1);
+        if (g && g->leader) {
+            it->leader = g->leader;
+            SV_ITEM_SET(it, SV_I_LEADER);
+        }
+    }
+    struct sv_msg m = {0};
+    m.n_shards = n->cfg.n_shards;
+    m.items = items;
+    m.n_items = count;
+    m.node = n->me->id;
+    SV_MSG_SET(&m, SV_F_N_SHARDS);
+    SV_MSG_SET(&m, SV_F_ITEMS);
+    SV_MSG_SET(&m, SV_F_NODE);
+    sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
+    free(items);
+}

@@ -1,0 +1,397 @@
+/* svd's node, inside: the structures its files share and what each file offers
+ * the others (node/README.md draws who calls whom; calls go one way).
+ *
+ *   node.c      wiring: open, run, close, signals, the tick, the event table
+ *   dispatch.c  frames in: a table from frame type to (required role, handler),
+ *               the request context, waiters, replies, deadlines
+ *   objects.c   writes become commands; reads and lists in the pool
+ *   repair.c    fetches a healthy copy of a chunk, reports through a callback
+ *   meta.c      the meta group: the recorded cluster map, MAP replies
+ *   upkeep.c    snapshots, upload expiry, segment compaction, disk space
+ *   pipeline.c  the persist/apply group commit (jobs and their halves)
+ *   host.c      the registry of Raft groups, their inputs and proposals
+ *   peers.c     links to other nodes by node id, Raft messages batched
+ *
+ * The request side (dispatch, objects, repair, meta) calls down into host,
+ * pipeline and peers; those call up only through the event table
+ * (struct sv__events) that node.c fills. Only the loop thread touches these
+ * structures, except what the pool jobs are documented to read. */
+#ifndef SV_NODE_INT_H
+#define SV_NODE_INT_H
+
+#include "config.h"
+#include "crypto.h"
+#include "logstore.h"
+#include "proto.h"
+#include "raftwire.h"
+#include "segstore.h"
+#include "sm.h"
+#include "transport.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum {
+    TICK_MS = 100,
+    ELECTION_TICKS = 10,        /* 1 to 2 s */
+    REQUEST_TIMEOUT_MS = 10000, /* a request waiting on Raft longer gets UNAVAILABLE */
+    JOBS_MAX = 4,               /* persist jobs in flight per node (see pipeline.c) */
+    PEER_RETRY_MS = 300,        /* between dials of an unreachable peer */
+    UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
+    MAP_CHECK_MS = 1000,        /* until the meta group's map is recorded and checked */
+    SEG_COMPACT_MS = 30000,     /* segments with mostly deleted chunks are compacted this often */
+    EXPIRED_BATCH = 64,         /* uploads aborted per scan */
+    DISK_RESERVE_BYTES = 64u << 20, /* writes are refused below this much free space */
+    DISK_WRITE_FACTOR = 4,          /* reserved per byte of a write not applied yet */
+    DISK_CHECK_MS = 100,            /* free space is looked up at most this often */
+    APPLY_RETRY_MS = 1000,          /* an apply that found the disk full is tried again */
+    REPAIR_ATTEMPTS = 2,            /* re-reads of a chunk after repairing it */
+    FETCH_TIMEOUT_MS = 3000,        /* a replica asked for a chunk answers within */
+    RAFT_MSG_BYTES = 256u << 10,    /* payload per append (one 1 MiB chunk still goes alone) */
+    PROPOSALS_QUEUED_MAX = 4096,    /* per group while its batch is on disk */
+    SNAPSHOT_ENTRIES = 2048,        /* take a snapshot after this many applied entries */
+    SNAPSHOT_BYTES = 32u << 20,     /* ... or this many bytes of log */
+    SNAPSHOT_TRAILING = 64,         /* entries kept behind a snapshot for slow followers */
+    RAFTWIRE_BATCH = 64,            /* Raft messages to one peer encoded together */
+};
+
+/* ---- logging (one line per event) ---------------------------------------- */
+
+__attribute__((format(printf, 2, 3))) void sv__log(const char *level, const char *fmt, ...);
+void sv__log_set_node(uint64_t id);
+#define LOG_INFO(...) sv__log("INFO", __VA_ARGS__)
+#define LOG_WARN(...) sv__log("WARN", __VA_ARGS__)
+#define LOG_ERROR(...) sv__log("ERROR", __VA_ARGS__)
+
+/* ---- time and randomness: the one place the node's logic gets them ------- */
+
+struct sv__clock {
+    uint64_t (*wall_ms)(void *arg); /* milliseconds since the epoch (object times, expiry) */
+    uint64_t (*seed)(void *arg);    /* a fresh seed (Raft's election timer) */
+    void *arg;
+};
+extern const struct sv__clock sv__clock_system;
+
+/* ---- the request context ------------------------------------------------- */
+
+/* Who may send a frame type (dispatch.c's table). */
+enum sv__role {
+    SV_ROLE_CLIENT = 1, /* an application: object requests, MAP, STATUS */
+    SV_ROLE_NODE,       /* another node (node certificate): Raft, chunk fetches */
+};
+
+/* Who a request acts for, from dispatch to storage. Until tenants and tokens
+ * exist, every client request is the built-in tenant 0. */
+struct sv__ctx {
+    uint64_t tenant;
+    uint64_t principal;
+    enum sv__role role;
+};
+
+/* ---- structures ---------------------------------------------------------- */
+
+/* A request waiting on Raft (a proposal's apply, or a read point), or a
+ * read running in the pool. Owns its frame's body and the message decoded
+ * from it (decoded once, on the loop). */
+struct waiter {
+    struct waiter *next;
+    struct sv_node *node;
+    struct sv__ctx ctx;
+    uint64_t conn, req_id;
+    uint32_t type;
+    uint64_t group;
+    uint64_t index, term; /* proposal */
+    uint64_t read_ctx;    /* read index request, 0 = not asked yet */
+    uint64_t read_index;
+    uint64_t deadline_ms;
+    int repairs;
+    uint8_t *body; /* reads: the body m points into */
+    size_t body_len;
+    struct sv_msg m; /* reads: decoded body (freed with the waiter) */
+    bool has_m;
+    size_t unapplied; /* a write's entry bytes, counted in node->unapplied until freed */
+};
+
+struct inmsg {
+    struct inmsg *next;
+    struct sv_raft_msg m;
+};
+
+struct prop {
+    struct prop *next;
+    uint8_t *data;
+    size_t len;
+    void *tag; /* handed back through events.proposed; NULL for the node's own */
+};
+
+/* A Raft group hosted here. host.c owns the Raft side, pipeline.c the batch
+ * in a job, dispatch.c/objects.c the request lists. */
+struct group {
+    uint64_t id;
+    struct sv_raft *r;
+    uint64_t replicas[SV_CFG_REPLICAS_MAX];
+    uint32_t n_replicas;
+    /* The batch in the persist job. */
+    bool busy;
+    struct sv_raft_ready rd;
+    struct sv_sm_result *res;
+    size_t res_cap;
+    /* Inputs that arrived while busy. */
+    struct inmsg *inbox, **inbox_tail;
+    uint32_t ticks;
+    struct prop *props, **props_tail;
+    uint32_t n_props;
+    uint64_t *read_ctxs; /* read index requests waiting for the batch */
+    uint32_t n_read_ctxs, read_ctxs_cap;
+    /* Requests (dispatch.c, objects.c). */
+    struct waiter *waiting, **waiting_tail; /* proposals, in index order */
+    struct waiter *reads;                   /* waiting for their read index */
+    struct waiter *ready_reads;             /* read index known, waiting for apply */
+    /* State seen by the loop (refreshed when not busy). */
+    uint64_t applied;
+    uint64_t snap_index;
+    uint64_t log_bytes; /* applied payload bytes since the last snapshot */
+    enum sv_raft_role role;
+    uint64_t term, leader, commit;
+    uint64_t up_term;
+    uint32_t up_ctr;
+    bool want_snapshot;
+    /* A snapshot taken here, to be written to the log store by the next job. */
+    bool snap_pending, snap_staged, rd_taken;
+    /* The batch has something the log store must make durable; a batch that
+     * only moves the commit index does not (it is recomputed after a
+     * restart, and never below the applied index: see sv__group_open). */
+    bool rd_persist;
+    uint64_t hs_term, hs_vote; /* as last persisted */
+    int map_state;             /* meta group: 0 not checked, 1 checked, 2 differs */
+    bool map_busy;
+    struct sv_raft_snapshot snap;
+};
+
+/* One half of a job. A job that is not split runs both halves in turn on
+ * persist's work request. */
+struct half {
+    uv_work_t w;
+    bool need, started, done; /* loop thread */
+    int rc;                   /* the worker's result, read once done */
+    char errmsg[256];
+};
+
+struct job {
+    struct job *next; /* the node's jobs, oldest first */
+    struct sv_node *node;
+    struct group **gs;
+    size_t n;
+    bool split;   /* the halves run on their own threads, each when its stage is free */
+    bool replied; /* the applied entries were answered */
+    struct half persist, apply;
+    /* Set by the worker once the log store commit is durable: the batches'
+     * messages (votes, append acknowledgements) may go out while the job
+     * goes on applying committed entries. */
+    atomic_bool persisted;
+    bool msgs_sent; /* loop thread only */
+};
+
+/* What host.c and pipeline.c report upwards (filled by node.c). */
+struct sv__events {
+    /* g's leader stepped down: its waiting proposals and reads are in doubt. */
+    void (*leader_lost)(struct sv_node *n, struct group *g);
+    /* A proposal tagged tag was appended at (index, term), or failed with rc
+     * (a raft.h error, -EAGAIN when too many are queued, -ECANCELED when the
+     * node stops). */
+    void (*proposed)(struct sv_node *n, struct group *g, void *tag, int rc, uint64_t index,
+                     uint64_t term);
+    /* Entry e of g was applied with res; fresh is false when it had been
+     * applied before (a restart), so res is not its result. */
+    void (*applied)(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
+                    const struct sv_sm_result *res, bool fresh);
+    /* Read index request ctx of g is confirmed at index, or failed (0). */
+    void (*read_index)(struct sv_node *n, struct group *g, uint64_t ctx, uint64_t index);
+    /* g is out of any job and has applied more, or may take a snapshot. */
+    void (*idle)(struct sv_node *n, struct group *g);
+};
+
+struct peer {
+    uint64_t id;
+    uint64_t conn;
+    uint64_t next_dial_ms;
+};
+
+struct fetch;
+
+struct sv_node {
+    struct sv_cfg cfg;
+    const struct sv_cfg_node *me;
+    struct sv__clock clock;
+    struct sv__events ev;
+    uv_loop_t loop;
+    struct sv_tp *tp;
+    struct sv_logstore *log;
+    struct sv_seg_store *seg;
+    pthread_mutex_t seg_mu;
+    struct sv_sm *sm;
+    struct sv_crypto_key *kek, *dek;
+    char data_dir[SV_CFG_PATH_MAX + 16];
+
+    struct group **groups; /* indexed by group id, NULL when not hosted */
+    uint32_t n_group_ids;
+    struct peer *peers; /* by node id, in no order */
+    uint32_t n_peers;
+
+    uv_timer_t tick;
+    uv_prepare_t prepare;
+    uv_check_t check;
+    uv_signal_t sigterm, sigint;
+    uv_async_t persisted; /* a job's batches are durable */
+    struct job *jobs;     /* persist jobs in flight, oldest first */
+    bool persist_busy;    /* a persist half (or a whole job) is running */
+    bool apply_busy;      /* an apply half (or a whole job) is running */
+    bool failed;          /* a job failed: start nothing more */
+
+    uint64_t next_ctx;
+    uint64_t next_fetch;
+    uint64_t last_upload_scan_ms;
+    uint64_t last_compact_ms;
+    uint64_t last_map_check_ms;
+    uint64_t disk_checked_ms;
+    uint64_t disk_free;
+    uint64_t unapplied;      /* entry bytes of this node's proposed writes not yet answered */
+    uint64_t apply_retry_ms; /* the disk was full: no apply half starts before this */
+    struct fetch *fetches;
+    int jobs_in_pool; /* read, repair and upkeep jobs */
+    bool stopping;
+    int exit_code;
+};
+
+/* ---- node.c -------------------------------------------------------------- */
+
+/* Stop this node after a storage failure it cannot go on from (what names
+ * it); the loop stops once the jobs in flight are done. */
+void sv__node_fatal(struct sv_node *n, const char *what);
+
+/* ---- host.c -------------------------------------------------------------- */
+
+/* Create group id here, restoring it from the log store, or bootstrapping
+ * it with its replicas when the store has none. 0 or an error + errmsg. */
+int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen);
+/* Free g and every input queued for it (proposal tags are handed back as
+ * -ECANCELED). The request lists must be empty. */
+void sv__group_free(struct sv_node *n, struct group *g);
+/* g, or NULL when group id is not hosted here. */
+struct group *sv__group(const struct sv_node *n, uint64_t id);
+/* Raft message m for g: stepped now, or queued while g's batch is on disk. */
+void sv__host_step(struct sv_node *n, struct group *g, const struct sv_raft_msg *m);
+/* Propose data (ownership moves here); the outcome reaches events.proposed
+ * when tag is not NULL. */
+void sv__host_propose(struct sv_node *n, struct group *g, uint8_t *data, size_t len, void *tag);
+/* Ask g's leader to confirm a read point for ctx (events.read_index). */
+void sv__host_read_index(struct sv_node *n, struct group *g, uint64_t ctx);
+/* Feed g what arrived while its batch was on disk. */
+void sv__host_drain(struct sv_node *n, struct group *g);
+/* One tick for every group. */
+void sv__host_tick(struct sv_node *n);
+/* Re-read g's Raft status (role, term, leader, commit); a lost leadership
+ * is reported. */
+void sv__host_refresh(struct sv_node *n, struct group *g);
+
+/* ---- peers.c ------------------------------------------------------------- */
+
+/* The connection to node id, dialled when there is none (at most every
+ * PEER_RETRY_MS); NULL when id is not a peer or is unreachable. */
+struct sv_conn *sv__peer(struct sv_node *n, uint64_t id);
+/* Send those of msgs[0..count) of g that Raft lets go early (or the rest),
+ * batched per destination. */
+void sv__peers_send(struct sv_node *n, struct group *g, struct sv_raft_msg *msgs, size_t count,
+                    bool early);
+/* A RAFT frame from connection c (a node certificate's connection). */
+void sv__peers_on_raft(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+/* The node id a connection's certificate names, or 0. */
+uint64_t sv__peer_id(const struct sv_node *n, struct sv_conn *c);
+
+/* ---- pipeline.c ---------------------------------------------------------- */
+
+/* Take the ready batches into a new job when a stage is free for it. */
+void sv__pipeline_cycle(struct sv_node *n);
+/* Finish the jobs that are done and start what may start (also after a
+ * full disk's retry time). */
+void sv__pipeline_advance(struct sv_node *n);
+/* The persist half of a job signalled that its batches are durable. */
+void sv__pipeline_on_persisted(uv_async_t *a);
+
+/* ---- upkeep.c ------------------------------------------------------------ */
+
+/* Take a snapshot of g in the pool when its log has grown enough. */
+void sv__upkeep_snapshot(struct sv_node *n, struct group *g);
+/* Periodic work: expired uploads, segment compaction. */
+void sv__upkeep_tick(struct sv_node *n, uint64_t now_ms);
+/* The disk has no room for a write of need more bytes (DISK_RESERVE_BYTES
+ * kept free, DISK_WRITE_FACTOR per byte not applied yet). */
+bool sv__disk_full(struct sv_node *n, size_t need);
+
+/* ---- meta.c -------------------------------------------------------------- */
+
+/* Until the meta group's map is recorded and checked against cluster.conf. */
+void sv__meta_tick(struct sv_node *n, uint64_t now_ms);
+/* Answer a MAP request. */
+void sv__meta_reply_map(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+
+/* ---- dispatch.c ---------------------------------------------------------- */
+
+/* Every frame from the transport. */
+void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame *f);
+/* Requests past their deadline get their answer. */
+void sv__dispatch_tick(struct sv_node *n, uint64_t now_ms);
+/* Fill the events the request side handles. */
+void sv__dispatch_events(struct sv__events *ev);
+/* Free every request of g (the node stops). */
+void sv__dispatch_forget(struct sv_node *n, struct group *g);
+void sv__send_msg(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
+                  struct sv_msg *m);
+void sv__reply_status(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id, int status,
+                      const char *text);
+void sv__reply_not_leader(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
+                          uint64_t leader);
+/* A waiter for request f of c, acting for ctx, on group; NULL without memory. */
+struct waiter *sv__waiter_new(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                              const struct sv__ctx *ctx, uint64_t group);
+void sv__waiter_free(struct waiter *w);
+void sv__waiter_fail(struct waiter *w, int status, const char *text);
+
+/* ---- objects.c ----------------------------------------------------------- */
+
+/* A write (PUT, PUT_BEGIN/CHUNK/COMMIT, DELETE) to g, whose leader is here:
+ * sealed into a command and proposed. */
+void sv__objects_write(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                       const struct sv__ctx *ctx, const struct sv_msg *m, struct group *g);
+/* A read (GET, GET_CHUNK, STAT, LIST, CHUNK_FETCH) of g: m, decoded from
+ * body (a malloc'd copy of the frame's body), and body move to the request
+ * (the caller's m is zeroed). */
+void sv__objects_read(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                      const struct sv__ctx *ctx, struct sv_msg *m, uint8_t *body, struct group *g);
+/* Run w's read in the pool. */
+void sv__objects_start_read(struct sv_node *n, struct waiter *w);
+/* Start the reads of g whose read index is applied. */
+void sv__objects_serve_ready(struct sv_node *n, struct group *g);
+
+/* ---- repair.c ------------------------------------------------------------ */
+
+/* Called once a repair ends: status 0 when a healthy copy is stored here
+ * (read again), else an SV_ST_* status and a sentence. */
+typedef void (*sv__repair_cb)(struct sv_node *n, void *arg, int status, const char *text);
+/* Fetch chunk_id of group (whose ciphertext must open under ad) from
+ * another replica and store it here. */
+void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
+                      const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb);
+/* A CHUNK_FETCH reply from a peer. */
+void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
+/* Ask the next replica where one did not answer in time. */
+void sv__repair_tick(struct sv_node *n, uint64_t now_ms);
+/* Give up every fetch (the node stops): their callbacks get UNAVAILABLE. */
+void sv__repair_close(struct sv_node *n);
+
+#endif
