@@ -3,6 +3,7 @@
 find_package(OpenSSL 3 REQUIRED)
 add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/config.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/map.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/host.c
@@ -30,3 +31,9 @@ add_executable(powercut-test ${CMAKE_SOURCE_DIR}/tests/node/test_powercut.c)
 target_link_libraries(powercut-test PRIVATE svnode)
 target_include_directories(powercut-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
 add_test(NAME powercut-test COMMAND powercut-test)
+
+# The cluster map as data: bootstrap, encoding, replica moves (pure).
+add_executable(map-test ${CMAKE_SOURCE_DIR}/tests/node/test_map.c)
+target_link_libraries(map-test PRIVATE svnode)
+target_include_directories(map-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+add_test(NAME map-test COMMAND map-test)

@@ -197,6 +197,7 @@ struct sv_client {
 
     pthread_mutex_t lock; /* everything below */
     bool map_loaded;
+    uint64_t epoch; /* of the loaded map (0: its node sent none) */
     uint32_t n_shards;
     struct shard_info *shards; /* n_shards, indexed by shard id */
     size_t n_nodes;
@@ -829,6 +830,7 @@ static int map_install(struct sv_client *c, const struct sv_msg *m, char *why, s
     c->n_shards = ns;
     c->nodes = nodes;
     c->n_nodes = nn;
+    c->epoch = SV_MSG_HAS(m, SV_F_EPOCH) ? m->epoch : 0;
     c->map_loaded = true;
     pthread_mutex_unlock(&c->lock);
     return 0;
@@ -955,6 +957,10 @@ static bool op_redirect(struct op *op, uint32_t shard, const struct sv_msg *m)
     struct sv_client *c = op->c;
     bool go = false;
     pthread_mutex_lock(&c->lock);
+    /* A node with a newer map: the shard may have moved; fetch the map
+     * before the next attempt. */
+    if (SV_MSG_HAS(m, SV_F_EPOCH) && m->epoch > c->epoch)
+        op->map_stale = true;
     if (SV_MSG_HAS(m, SV_F_LEADER) && shard < c->n_shards) {
         c->shards[shard].has_leader = true;
         c->shards[shard].leader = m->leader;
@@ -1999,6 +2005,7 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
     pthread_mutex_lock(&c->lock);
     s->n_nodes = c->n_nodes;
     s->n_shards = c->n_shards;
+    s->epoch = c->epoch;
     s->nodes = calloc(c->n_nodes ? c->n_nodes : 1, sizeof(*s->nodes));
     s->shards = calloc(c->n_shards ? c->n_shards : 1, sizeof(*s->shards));
     if (s->nodes != NULL && s->shards != NULL) {

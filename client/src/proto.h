@@ -130,6 +130,7 @@ enum sv_field {
     SV_F_N_SHARDS = 26,    /* uint */
     SV_F_FLAGS = 27,       /* uint */
     SV_F_ITEMS = 28,       /* array of item maps (enum sv_item_field) */
+    SV_F_EPOCH = 29,       /* uint: the cluster map's epoch (MAP, STATUS, NOT_LEADER) */
     SV_F_COUNT_
 };
 
@@ -172,7 +173,7 @@ struct sv_msg {
     int64_t status;
     struct sv_bytes msg, bucket, key, prefix, start_after, addr, zone, data;
     uint64_t tenant, if_version, session, seq, ack_below, upload, chunk, n_chunks, version, size,
-        mtime_ms, consistency, limit, shard, leader, node, n_shards, flags;
+        mtime_ms, consistency, limit, shard, leader, node, n_shards, flags, epoch;
     uint8_t sha256[32];
     uint32_t n_items;
     struct sv_item *items; /* decode: malloc'd, freed by sv_msg_free; encode: borrowed */

@@ -328,7 +328,8 @@ static const char stat_usage[] = "usage: svctl stat BUCKET/KEY\n"
 static const char status_usage[] =
     "usage: svctl status\n"
     "Show every node (id, address, zone, up/down) and every shard's replicas and\n"
-    "their roles. -o json prints {\"nodes\":[...],\"shards\":[...]}.\n";
+    "their roles, and the cluster map's epoch. -o json prints\n"
+    "{\"epoch\":N,\"nodes\":[...],\"shards\":[...]}.\n";
 
 struct file_src {
     int fd;
@@ -578,7 +579,7 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
     if (err != 0)
         return fail("status", NULL, err);
     if (g->json) {
-        printf("{\"nodes\":[");
+        printf("{\"epoch\":%" PRIu64 ",\"nodes\":[", s->epoch);
         for (size_t i = 0; i < s->n_nodes; i++) {
             printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", s->nodes[i].id);
             json_str(stdout, s->nodes[i].address);
@@ -603,6 +604,7 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
         }
         printf("]}\n");
     } else {
+        printf("cluster map epoch %" PRIu64 "\n\n", s->epoch);
         printf("%-6s %-28s %-12s %s\n", "NODE", "ADDRESS", "ZONE", "STATE");
         for (size_t i = 0; i < s->n_nodes; i++)
             printf("%-6" PRIu64 " %-28s %-12s %s\n", s->nodes[i].id, s->nodes[i].address,

@@ -47,7 +47,7 @@ void sv__reply_status(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t 
 void sv__reply_not_leader(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
                           uint64_t leader)
 {
-    const struct sv_cfg_node *ln = leader ? sv_cfg_node(&n->cfg, leader) : NULL;
+    const struct sv_map_node *ln = leader ? sv_map_node(n->map, leader) : NULL;
     if (!ln || leader == n->me->id) {
         sv__reply_status(n, conn, type, req_id, SV_ST_UNAVAILABLE, "no leader for this shard yet");
         return;
@@ -57,8 +57,10 @@ void sv__reply_not_leader(struct sv_node *n, uint64_t conn, uint32_t type, uint6
     m.leader = leader;
     m.addr.p = (const uint8_t *)ln->addr;
     m.addr.len = strlen(ln->addr);
+    m.epoch = n->map->epoch; /* a client with an older map refreshes it */
     SV_MSG_SET(&m, SV_F_LEADER);
     SV_MSG_SET(&m, SV_F_ADDR);
+    SV_MSG_SET(&m, SV_F_EPOCH);
     sv__send_msg(n, conn, type, req_id, &m);
 }
 
@@ -260,7 +262,9 @@ static void handle_status(struct sv_node *n, struct sv_conn *c, const struct sv_
     m.addr.len = strlen(n->me->addr);
     m.zone.p = (const uint8_t *)n->me->zone;
     m.zone.len = strlen(n->me->zone);
-    m.n_shards = n->cfg.n_shards;
+    m.n_shards = n->map->n_shards;
+    m.epoch = n->map->epoch;
+    SV_MSG_SET(&m, SV_F_EPOCH);
     m.items = items;
     m.n_items = count;
     SV_MSG_SET(&m, SV_F_NODE);
@@ -283,7 +287,7 @@ static void handle_object(struct sv_node *n, struct sv_conn *c, const struct sv_
     uint64_t conn = sv_conn_id(c);
     uint64_t shard;
     if (f->type == SV_MSG_LIST || f->type == SV_MSG_CHUNK_FETCH) {
-        if (!SV_MSG_HAS(m, SV_F_SHARD) || m->shard >= n->cfg.n_shards ||
+        if (!SV_MSG_HAS(m, SV_F_SHARD) || m->shard >= n->map->n_shards ||
             (f->type == SV_MSG_LIST && !sv_bucket_valid(m->bucket.p, m->bucket.len))) {
             sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
                              "needs a valid SHARD and BUCKET");
@@ -298,13 +302,11 @@ static void handle_object(struct sv_node *n, struct sv_conn *c, const struct sv_
         }
         shard = sv_shard_of(
             sv_object_hash(ctx->tenant, m->bucket.p, m->bucket.len, m->key.p, m->key.len),
-            n->cfg.n_shards);
+            n->map->n_shards);
     }
     struct group *g = sv__group(n, shard + 1);
     if (!g) {
-        uint64_t ids[SV_CFG_REPLICAS_MAX];
-        sv_cfg_replicas(&n->cfg, shard + 1, ids);
-        sv__reply_not_leader(n, conn, f->type, f->req_id, ids[0]);
+        sv__reply_not_leader(n, conn, f->type, f->req_id, sv_map_group(n->map, shard + 1)->ids[0]);
         return;
     }
     bool write = f->type == SV_MSG_PUT || f->type == SV_MSG_PUT_BEGIN ||

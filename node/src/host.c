@@ -148,7 +148,9 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
     if (!g)
         return -ENOMEM;
     g->id = id;
-    g->n_replicas = sv_cfg_replicas(&n->cfg, id, g->replicas);
+    const struct sv_map_group *mg = sv_map_group(n->map, id);
+    g->n_replicas = mg->n;
+    memcpy(g->replicas, mg->ids, mg->n * sizeof mg->ids[0]);
     g->inbox_tail = &g->inbox;
     g->props_tail = &g->props;
     g->waiting_tail = &g->waiting;

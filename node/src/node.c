@@ -192,6 +192,12 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     if (rc)
         goto err;
     n->me = sv_cfg_node(&n->cfg, id);
+    if (n->me && !(n->map = malloc(sizeof *n->map))) {
+        rc = -ENOMEM;
+        goto err;
+    }
+    if (n->me)
+        sv_map_from_cfg(&n->cfg, n->map);
     if (!n->me) {
         snprintf(errmsg, errlen, "node %" PRIu64 " is not in %s", id, config_path);
         rc = -EINVAL;
@@ -242,20 +248,15 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     if (rc)
         goto err;
     /* Groups placed here. */
-    n->n_group_ids = n->cfg.n_shards + 1;
+    n->n_group_ids = n->map->n_shards + 1;
     n->groups = calloc(n->n_group_ids, sizeof *n->groups);
     if (!n->groups) {
         rc = -ENOMEM;
         goto err;
     }
-    for (uint32_t gid = 0; gid < n->n_group_ids; gid++) {
-        uint64_t ids[SV_CFG_REPLICAS_MAX];
-        uint32_t k = sv_cfg_replicas(&n->cfg, gid, ids);
-        for (uint32_t i = 0; i < k; i++) {
-            if (ids[i] == id && (rc = sv__group_open(n, gid, errmsg, errlen)))
-                goto err;
-        }
-    }
+    for (uint32_t gid = 0; gid < n->n_group_ids; gid++)
+        if (sv_map_holds(n->map, gid, id) && (rc = sv__group_open(n, gid, errmsg, errlen)))
+            goto err;
     /* Loop and transport. */
     rc = uv_loop_init(&n->loop);
     if (rc) {
@@ -294,7 +295,7 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     for (uint32_t gid = 0; gid < n->n_group_ids; gid++)
         hosted += n->groups[gid] != NULL;
     LOG_INFO("listening on %s (zone %s), %u groups hosted of %u shards + meta", n->me->addr,
-             n->me->zone, hosted, n->cfg.n_shards);
+             n->me->zone, hosted, n->map->n_shards);
     *out = n;
     return 0;
 err_loop:
@@ -312,6 +313,7 @@ err:
         n->log->ops->close(n->log);
     sv_crypto_key_free(n->dek);
     sv_crypto_key_free(n->kek);
+    free(n->map);
     free(n);
     return rc ? rc : -EINVAL;
 }
@@ -347,6 +349,7 @@ int sv_node_run(struct sv_node *n)
     }
     free(n->groups);
     free(n->peers);
+    free(n->map);
     sv_sm_close(n->sm);
     rc = sv_seg_close(n->seg);
     if (rc) {

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "logstore.h"
+#include "map.h"
 #include "proto.h"
 #include "raftwire.h"
 #include "segstore.h"
@@ -225,8 +226,10 @@ struct peer {
 struct fetch;
 
 struct sv_node {
-    struct sv_cfg cfg;
-    const struct sv_cfg_node *me;
+    struct sv_cfg cfg;            /* this node's cluster.conf: identity, paths, keys */
+    const struct sv_cfg_node *me; /* this node's line of it */
+    struct sv_map *map; /* the cluster map every route and dial is read from (epoch 1 from
+                           cluster.conf until the meta group's record is read) */
     struct sv__clock clock;
     struct sv__events ev;
     uv_loop_t loop;

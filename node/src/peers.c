@@ -15,7 +15,7 @@
  * the map, is this node, or memory ran out. */
 static struct peer *peer_slot(struct sv_node *n, uint64_t id)
 {
-    if (id == n->me->id || !sv_cfg_node(&n->cfg, id))
+    if (id == n->me->id || !sv_map_node(n->map, id))
         return NULL;
     for (uint32_t i = 0; i < n->n_peers; i++)
         if (n->peers[i].id == id)
@@ -44,7 +44,7 @@ struct sv_conn *sv__peer(struct sv_node *n, uint64_t id)
     p->next_dial_ms = now + PEER_RETRY_MS;
     char name[32];
     snprintf(name, sizeof name, "node-%" PRIu64, id);
-    if (sv_tp_connect(n->tp, sv_cfg_node(&n->cfg, id)->addr, name, &c))
+    if (sv_tp_connect(n->tp, sv_map_node(n->map, id)->addr, name, &c))
         return NULL;
     p->conn = sv_conn_id(c);
     return c;
@@ -54,7 +54,7 @@ uint64_t sv__peer_id(const struct sv_node *n, struct sv_conn *c)
 {
     const char *pn = sv_conn_peer_name(c);
     uint64_t from = 0;
-    if (!pn || sscanf(pn, "node-%" SCNu64, &from) != 1 || !sv_cfg_node(&n->cfg, from))
+    if (!pn || sscanf(pn, "node-%" SCNu64, &from) != 1 || !sv_map_node(n->map, from))
         return 0;
     return from;
 }

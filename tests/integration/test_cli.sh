@@ -58,6 +58,8 @@ status_is 2 "$svctl" frobnicate
 status_is 0 "$svctl" put --help
 check "status json lists 6 nodes up" sh -c "'$svctl' -o json status | grep -o '\"state\": *\"up\"' | wc -l | grep -qx 6"
 check "status json has shard leaders" sh -c "'$svctl' -o json status | grep -q '\"leader\"'"
+check "status json has the map epoch" sh -c "'$svctl' -o json status | grep -q '^{\"epoch\":1,'"
+check "status text has the map epoch" sh -c "'$svctl' status | grep -qx 'cluster map epoch 1'"
 
 # The meta group recorded the cluster map and its members checked their
 # configuration against it (nodes 1-3: the first node of each zone).
@@ -70,7 +72,7 @@ log_has() { # log_has PATTERN FILE...: within 15 s, PATTERN appears in one of FI
     done
     return 1
 }
-check "meta group recorded the map" log_has 'recording the cluster map' "$dir"/node[123]/svd.log
+check "meta group recorded the map" log_has 'recording the cluster map (epoch 1' "$dir"/node[123]/svd.log
 for n in 1 2 3; do
     check "node $n checked the map" log_has "matches the recorded cluster map" "$dir/node$n/svd.log"
 done

@@ -221,6 +221,7 @@ struct sv_status_shard {
 };
 
 struct sv_cluster_status {
+    uint64_t epoch; /* of the cluster map (grows with every change; 0: not reported) */
     size_t n_nodes;
     struct sv_status_node *nodes; /* owned */
     size_t n_shards;

@@ -1,0 +1,85 @@
+/* The cluster map as data: the nodes (id, zone, address, state) and the
+ * replica set of every group, with an epoch that grows with every change.
+ * The meta group records it; cluster.conf only bootstraps it (epoch 1).
+ * Pure: no I/O, no clock; every function here is deterministic, so every
+ * node that applies the same changes holds the same map. */
+#ifndef SV_MAP_H
+#define SV_MAP_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sv_map_state {
+    SV_MAP_UP = 1,   /* serving */
+    SV_MAP_DOWN,     /* silent past down_after (the scheduler's) */
+    SV_MAP_DRAINING, /* replicas being moved off */
+    SV_MAP_EVICTED,  /* replicas replaced; holds nothing */
+};
+
+enum {
+    SV_MAP_E_MALFORMED = -2600, /* not a map encoding */
+    SV_MAP_E_BAD_MOVE,          /* the move does not fit the map (errmsg says why) */
+    SV_MAP_E_LAST_,
+};
+
+struct sv_map_node {
+    uint64_t id;
+    char zone[SV_CFG_NAME_MAX];
+    char addr[SV_CFG_ADDR_MAX];
+    uint32_t state; /* enum sv_map_state */
+};
+
+struct sv_map_group {
+    uint32_t n;
+    uint64_t ids[SV_CFG_REPLICAS_MAX];
+};
+
+struct sv_map {
+    uint64_t epoch;
+    uint32_t n_shards, replicas, n_nodes;
+    struct sv_map_node nodes[SV_CFG_NODES_MAX];
+    struct sv_map_group groups[SV_CFG_SHARDS_MAX + 1]; /* 0 = meta, s + 1 = shard s */
+};
+
+/* The map cluster.conf bootstraps (epoch 1, every node up, sv_cfg_replicas'
+ * placement) into *out (caller-owned; large: allocate it). */
+void sv_map_from_cfg(const struct sv_cfg *c, struct sv_map *out);
+
+/* Encode m into a new malloc'd buffer (*out, *len; the caller frees it).
+ * 0 or -ENOMEM. */
+int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len);
+
+/* Decode p[0..len) into *out: the current encoding, or the bootstrap
+ * record of earlier versions (config.h's sv_cfg_map_encode: epoch 1, every
+ * node up). 0 or SV_MAP_E_MALFORMED. */
+int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out);
+
+/* Node id of m, or NULL. */
+const struct sv_map_node *sv_map_node(const struct sv_map *m, uint64_t id);
+
+/* The replica set of group (NULL when group is not in m). */
+const struct sv_map_group *sv_map_group(const struct sv_map *m, uint64_t group);
+
+/* Node holds a replica of group. */
+bool sv_map_holds(const struct sv_map *m, uint64_t group, uint64_t node);
+
+/* Move group's replica from node `from` to node `to` (the replica set
+ * keeps its order; `to` takes from's place) and raise the epoch. Refused
+ * (SV_MAP_E_BAD_MOVE, m unchanged, errmsg says why) when: the group is not
+ * in m, `from` holds no replica of it, `to` is not an up node of m or holds
+ * one already, or `to`'s zone already holds another replica of the group
+ * while some up node's zone holds none (zones stay distinct when they can). */
+int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, char *errmsg,
+                size_t errlen);
+
+/* Maps a and b name the same nodes (id, zone, address), shard count and
+ * replica count: what cluster.conf decides. */
+bool sv_map_same_nodes(const struct sv_map *a, const struct sv_map *b);
+
+const char *sv_map_strerror(int rc);
+const char *sv_map_state_name(uint32_t state);
+
+#endif
