@@ -8,7 +8,12 @@ if(NOT SV_LEVELDB_INCLUDE)
     find_path(SV_LEVELDB_INCLUDE leveldb/c.h REQUIRED)
 endif()
 
-add_library(svlogstore STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/logstore.c)
+add_library(svlogstore STATIC
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/logstore.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/logstore_mem.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/logstore_payload.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/logstore_leveldb.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/logstore_open.c)
 target_link_libraries(svlogstore PRIVATE svcodec)
 target_include_directories(svlogstore PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svlogstore PRIVATE ${SV_LEVELDB_INCLUDE})

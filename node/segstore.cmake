@@ -5,7 +5,12 @@ pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
 find_library(SV_LEVELDB_LIB leveldb REQUIRED)
 find_path(SV_LEVELDB_INCLUDE leveldb/c.h REQUIRED)
 
-add_library(svsegstore STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore.c)
+add_library(svsegstore STATIC
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore_io.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore_index.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore_compact.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/segstore_open.c)
 target_link_libraries(svsegstore PRIVATE svcodec)
 target_include_directories(svsegstore PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svsegstore PRIVATE ${SV_LEVELDB_INCLUDE})
