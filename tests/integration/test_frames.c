@@ -1,6 +1,7 @@
-/* Integration: a plain-TCP client, an oversized frame, a malformed frame and
- * a malformed request body each get their connection closed, while the
- * cluster keeps serving other clients. */
+/* Integration: a plain-TCP client, an oversized frame, a malformed frame, a
+ * malformed request body, and node traffic from a client or from a node
+ * certificate that the cluster map does not hold each get their connection
+ * closed, while the cluster keeps serving other clients. */
 #define _GNU_SOURCE
 #include "harness.h"
 
@@ -173,6 +174,51 @@ int main(int argc, char **argv)
     refused_frame(ctx, port, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
     still_serving(c, 5);
     sv_tls_ctx_free(ctx);
+
+    /* A certificate from the cluster's CA for node 99, which the map does
+     * not hold: its Raft and chunk fetch frames are refused. The same
+     * frames from node 2's certificate keep their connection (control). */
+    current = "node certificate not in the map";
+    CHECK(it_sh("mkdir -p '%s/stranger' && bash -c \". '%s/deploy/lib/pki.sh' && "
+                "sv_pki_make_node_cert '%s/ca' '%s/stranger' 99\" >&2",
+                cl_.dir, SV_SOURCE_DIR, cl_.dir, cl_.dir) == 0);
+    char cert[700], key[700];
+    snprintf(cert, sizeof cert, "%s/stranger/node.pem", cl_.dir);
+    snprintf(key, sizeof key, "%s/stranger/node.key", cl_.dir);
+    struct sv_tls_config sc = {
+        .role = SV_TLS_CLIENT, .ca_file = cl_.ca, .cert_file = cert, .key_file = key};
+    CHECK_RC(sv_tls_ctx_new(&sc, &ctx, em, sizeof em), 0);
+    refused_frame(ctx, port, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
+    struct sv_msg fm = {0};
+    SV_MSG_SET(&fm, SV_F_SHARD);
+    SV_MSG_SET(&fm, SV_F_UPLOAD);
+    SV_MSG_SET(&fm, SV_F_CHUNK);
+    uint8_t *fbody = NULL;
+    size_t flen = 0;
+    CHECK_RC(sv_msg_encode(&fm, &fbody, &flen), 0);
+    refused_frame(ctx, port, SV_MSG_CHUNK_FETCH, 7, fbody, flen);
+    sv_tls_ctx_free(ctx);
+    still_serving(c, 6);
+    snprintf(cert, sizeof cert, "%s/node2/node.pem", cl_.dir);
+    snprintf(key, sizeof key, "%s/node2/node.key", cl_.dir);
+    CHECK_RC(sv_tls_ctx_new(&sc, &ctx, em, sizeof em), 0);
+    int nfd = -1;
+    struct sv_tls_conn *nt = ctx ? tls_dial(ctx, port, &nfd) : NULL;
+    CHECK(nt != NULL);
+    if (nt) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        CHECK_RC(sv_wire_encode(SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch, &frame, &len), 0);
+        CHECK_RC(sv_tls_write(nt, frame, len), 0);
+        flush_tls(nfd, nt);
+        free(frame);
+        CHECK(!closed_by_server(nfd, 1500));
+        sv_tls_conn_free(nt);
+        close(nfd);
+    }
+    sv_tls_ctx_free(ctx);
+    free(fbody);
+    still_serving(c, 7);
 
     CHECK(it_log_has(&cl_, 1, "malformed"));
     sv_client_close(c);
