@@ -9,6 +9,7 @@ add_library(svtransport STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/transport.c)
 target_include_directories(svtransport PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 # PUBLIC: transport.h includes uv.h and wire.h.
 target_link_libraries(svtransport PUBLIC svtls svwire PkgConfig::UV)
+target_link_libraries(svtransport PRIVATE svlog)
 
 # The test makes its certificates with OpenSSL (tests/common/testcerts.c) and
 # drives raw TCP and raw svtls clients from a helper thread.

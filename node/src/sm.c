@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sm.h"
 
+#include "log.h"
 #include "proto.h"
 #include "sv_assert.h"
 #include "sv_codec.h"
@@ -411,7 +412,7 @@ static int db_get_at(struct sv_sm *sm, bool staged, const uint8_t *k, size_t kle
     char *err = NULL;
     *v = leveldb_get(sm->db, sm->ropts, (const char *)k, klen, vlen, &err);
     if (err) {
-        fprintf(stderr, "sm: leveldb get: %s\n", err);
+        LOG_ERROR("sm: leveldb get: %s", err);
         leveldb_free(err);
         return -EIO;
     }
@@ -1022,7 +1023,7 @@ static int iter_end(leveldb_iterator_t *it)
     leveldb_iter_destroy(it);
     if (!err)
         return 0;
-    fprintf(stderr, "sm: iterator: %s\n", err);
+    LOG_ERROR("sm: iterator: %s", err);
     leveldb_free(err);
     return -EIO;
 }

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "transport.h"
 
+#include "log.h"
 #include "sv_assert.h"
 #include "tls.h"
 
@@ -300,13 +301,16 @@ static void hard_close(struct sv_conn *c)
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
-/* The one line each close leaves in the log. */
+/* The one line each close leaves in the log: INFO when the owner or the peer
+ * ended it in order, WARN for a failure (TLS, a bad frame, a socket error). */
 static void log_close(const struct sv_conn *c)
 {
     const char *who = c->peer[0] ? "peer" : c->expected[0] ? "dialled" : "peer";
     const char *name = c->peer[0] ? c->peer : c->expected[0] ? c->expected : "unknown";
-    fprintf(stderr, "transport: closed conn %" PRIu64 " (%s, %s %s): %s\n", c->id,
-            c->remote[0] ? c->remote : "?", who, name, c->reason);
+    bool orderly = c->err == 0 || c->err == -ECONNRESET || c->err == SV_TLS_E_CLOSED;
+    sv_log(orderly ? SV_LOG_INFO : SV_LOG_WARN,
+           "transport: closed conn %" PRIu64 " (%s, %s %s): %s", c->id,
+           c->remote[0] ? c->remote : "?", who, name, c->reason);
 }
 
 /* Output. */
@@ -673,12 +677,12 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (status < 0) {
-        fprintf(stderr, "transport: accept: %s\n", uv_strerror(status));
+        LOG_WARN("transport: accept: %s", uv_strerror(status));
         return;
     }
     struct sv_conn *c = conn_new(tp, false);
     if (c == NULL) {
-        fprintf(stderr, "transport: accept: out of memory\n");
+        LOG_WARN("transport: accept: out of memory");
         return;
     }
     int rc = uv_accept(server, (uv_stream_t *)&c->tcp);
