@@ -7,7 +7,7 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
-target_link_libraries(svnode PUBLIC svlog svtransport svraftwire svproto svlogstore svsegstore
+target_link_libraries(svnode PUBLIC svlog sverrors svtransport svraftwire svproto svlogstore svsegstore
     svcrypto svcodec OpenSSL::Crypto ${SV_LEVELDB_LIB} Threads::Threads)
 
 add_executable(svd ${CMAKE_CURRENT_SOURCE_DIR}/src/svd.c)

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sm.h"
 
+#include "errors.h"
 #include "log.h"
 #include "proto.h"
 #include "sv_assert.h"
@@ -958,7 +959,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
     if (rc) {
         staged_drain(sm, NULL);
         if (errmsg && errlen && !errmsg[0])
-            snprintf(errmsg, errlen, "apply: %s", strerror(rc < 0 && rc > -4096 ? -rc : EIO));
+            snprintf(errmsg, errlen, "apply: %s", sv_strerror(rc));
     }
     return rc;
 }

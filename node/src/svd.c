@@ -1,4 +1,5 @@
 /* svd: the ShardVault node daemon (command line; the node itself is node.c). */
+#include "errors.h"
 #include "log.h"
 #include "node.h"
 
@@ -103,7 +104,7 @@ int main(int argc, char **argv)
     char err[512] = "";
     int rc = sv_node_open(config, id, &n, err, sizeof err);
     if (rc) {
-        LOG_ERROR("svd: cannot start: %s", err[0] ? err : "no reason given");
+        LOG_ERROR("svd: cannot start: %s", err[0] ? err : sv_strerror(rc));
         return 1;
     }
     return sv_node_run(n);
