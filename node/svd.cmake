@@ -1,9 +1,13 @@
 # node/svd.cmake: svd, the node daemon: configuration (config.c), the shard
-# state machine (sm.c), the multi-raft host and request handling (node.c).
+# state machine (sm*.c), the multi-raft host and request handling (node.c).
 find_package(OpenSSL 3 REQUIRED)
 add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/config.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_cmd.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_apply.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_read.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_snapshot.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
