@@ -5,7 +5,9 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)
 find_package(OpenSSL 3 REQUIRED)
 
-add_library(svtransport STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/transport.c)
+add_library(svtransport STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/transport.c
+                               ${CMAKE_CURRENT_SOURCE_DIR}/src/transport_conn.c
+                               ${CMAKE_CURRENT_SOURCE_DIR}/src/transport_io.c)
 target_include_directories(svtransport PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 # PUBLIC: transport.h includes uv.h and wire.h.
 target_link_libraries(svtransport PUBLIC svtls svwire PkgConfig::UV)
