@@ -55,7 +55,7 @@ static int keygen(int argc, char **argv)
     char err[256] = "";
     int rc = sv_node_keygen(master, data, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "svd keygen: %s\n", err[0] ? err : strerror(rc < 0 ? -rc : EIO));
+        fprintf(stderr, "svd keygen: %s\n", err[0] ? err : sv_strerror(rc));
         return 1;
     }
     return 0;
