@@ -1,4 +1,5 @@
 /* The node's error space: the table of module ranges, its compile-time checks, sv_strerror. */
+#define _GNU_SOURCE /* strerrordesc_np */
 #include "errors.h"
 
 #include "crypto.h"
@@ -82,8 +83,12 @@ const char *sv_strerror(int rc)
 {
     if (rc == 0)
         return "ok";
-    if (rc < 0 && rc >= SV_ERR_ERRNO_MIN)
-        return strerror(-rc);
+    if (rc < 0 && rc >= SV_ERR_ERRNO_MIN) {
+        /* Not strerror(): for a number that is no errno it formats into a
+         * buffer that its next call frees. */
+        const char *s = strerrordesc_np(-rc);
+        return s ? s : "unknown error";
+    }
     const struct sv_err_range *r = sv_err_range_of(rc);
     if (!r || rc >= r->end)
         return "unknown error";

@@ -64,9 +64,10 @@ const struct sv_err_range *sv_err_ranges(size_t *n);
 /* The module range holding rc, or NULL (0, a negative errno, or no module's). */
 const struct sv_err_range *sv_err_range_of(int rc);
 
-/* Static text for any code: "ok" for 0, strerror()'s text for a negative
- * errno, the owning module's string for a module's code, "unknown error" for
- * anything else (also an unused code inside a module's range). Any thread. */
+/* Static text for any code: "ok" for 0, the C locale's text of a negative
+ * errno (strerrordesc_np), the owning module's string for a module's code,
+ * "unknown error" for anything else (a number no errno has, an unused code
+ * inside a module's range). Any thread. */
 const char *sv_strerror(int rc);
 
 #endif

@@ -144,10 +144,18 @@ static void test_errno(void)
 {
     CHECK(strcmp(sv_strerror(0), "ok") == 0);
     CHECK(sv_err_range_of(0) == NULL);
+    int named = 0;
     for (int e = 1; e <= 133; e++) {
         CHECK(sv_err_range_of(-e) == NULL);
-        CHECK(strcmp(sv_strerror(-e), strerror(e)) == 0);
+        /* strerror's text of a number no errno has lives until its next call. */
+        char want[128];
+        snprintf(want, sizeof want, "%s", strerror(e));
+        bool known = strncmp(want, "Unknown error", 13) != 0;
+        const char *s = sv_strerror(-e);
+        CHECK(strcmp(s, known ? want : "unknown error") == 0);
+        named += known;
     }
+    CHECK(named > 120); /* Linux leaves two numbers unused below 134 */
     CHECK(strcmp(sv_strerror(-ENOSPC), "No space left on device") == 0);
 }
 
