@@ -1,10 +1,18 @@
 # node/svd.cmake: svd, the node daemon: configuration (config.c), the shard
-# state machine (sm.c), and the node itself (node_int.h lists its files).
+# state machine (sm*.c), the cluster map (map.c), and the node itself
+# (node_int.h lists its files).
 find_package(OpenSSL 3 REQUIRED)
-add_library(svnode STATIC
+# The cluster's description: cluster.conf and the cluster map (pure).
+add_library(svmap STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/config.c
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/map.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/map.c)
+target_include_directories(svmap PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
+add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_cmd.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_apply.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_read.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_snapshot.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/host.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/pipeline.c
@@ -16,8 +24,8 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
-target_link_libraries(svnode PUBLIC svtransport svraftwire svproto svlogstore svsegstore svcrypto
-    svcodec OpenSSL::Crypto ${SV_LEVELDB_LIB} Threads::Threads)
+target_link_libraries(svnode PUBLIC svmap svlog sverrors svtransport svraftwire svproto svlogstore svsegstore
+    svcrypto svcodec OpenSSL::Crypto ${SV_LEVELDB_LIB} Threads::Threads)
 
 add_executable(svd ${CMAKE_CURRENT_SOURCE_DIR}/src/svd.c)
 target_link_libraries(svd PRIVATE svnode)
@@ -34,6 +42,6 @@ add_test(NAME powercut-test COMMAND powercut-test)
 
 # The cluster map as data: bootstrap, encoding, replica moves (pure).
 add_executable(map-test ${CMAKE_SOURCE_DIR}/tests/node/test_map.c)
-target_link_libraries(map-test PRIVATE svnode)
+target_link_libraries(map-test PRIVATE svmap)
 target_include_directories(map-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
 add_test(NAME map-test COMMAND map-test)

@@ -20,7 +20,8 @@ enum {
     SV_MP_DEPTH_MAX = 32, /* nesting of arrays and maps that sv_mp_skip accepts */
 };
 
-/* Reader errors (negative). They stay inside the codecs built on this file,
+/* Reader errors (negative): -2150 .. -2101, mp's range of the node's error
+ * space (node/src/errors.h). They stay inside the codecs built on this file,
  * which map them onto their own error codes. */
 enum sv_mp_err {
     SV_MP_E_TRUNCATED = -2150, /* the value runs past the end of the input */

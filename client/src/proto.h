@@ -185,7 +185,8 @@ struct sv_msg {
 #define SV_ITEM_HAS(it, f) (((it)->fields >> (f)) & 1u)
 #define SV_ITEM_SET(it, f) ((it)->fields |= 1u << (f))
 
-/* Domain errors of the codec (negative). */
+/* Domain errors of the codec (negative): -2100 .. -2051, proto's range of the
+ * node's error space (node/src/errors.h). */
 enum sv_proto_err {
     SV_PROTO_E_MALFORMED = -2100, /* not the map described above */
     SV_PROTO_E_TOO_BIG,           /* a string, binary or item count over its limit */

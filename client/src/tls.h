@@ -66,7 +66,8 @@ enum {
     SV_TLS_KEY_UPDATE_RECORDS = 1 << 23,   /* records sent between KeyUpdates */
 };
 
-/* Domain errors (negative, disjoint from -errno). */
+/* Domain errors (negative, disjoint from -errno): -2000 .. -1951, svtls's
+ * range of the node's error space (node/src/errors.h). */
 enum sv_tls_err {
     SV_TLS_OK = 0,
     SV_TLS_E_CONFIG = -2000,  /* CA, certificate or key file unreadable, invalid or mismatched */

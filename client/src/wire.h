@@ -27,7 +27,8 @@ enum {
     SV_WIRE_HOLD_MAX = SV_WIRE_PREFIX + SV_WIRE_FRAME_MAX + SV_WIRE_FEED_MAX,
 };
 
-/* Domain errors (negative); system errors are negative errno values. */
+/* Domain errors (negative): -2300 .. -2251, svwire's range of the node's
+ * error space (node/src/errors.h); system errors are negative errno values. */
 enum sv_wire_err {
     SV_WIRE_E_TOO_BIG = -2300, /* frame or body over its *_MAX */
     SV_WIRE_E_MALFORMED,       /* payload is not [version, type, id, body] msgpack */

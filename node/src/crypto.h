@@ -91,10 +91,11 @@ enum {
  * seals in flight and for counts reserved but lost in a crash. */
 #define SV_CRYPTO_KEY_ROTATE_SEALS (UINT64_C(1) << 31)
 
-/* Domain errors (negative, disjoint from -errno and from sv_raft_err). */
+/* Domain errors: -2500 .. -2451, svcrypto's range of the node's error space
+ * (errors.h; disjoint from -errno and every other module's). */
 enum sv_crypto_err {
     SV_CRYPTO_OK = 0,
-    SV_CRYPTO_E_TOO_BIG = -2000, /* plaintext over SV_CRYPTO_CHUNK_MAX */
+    SV_CRYPTO_E_TOO_BIG = -2500, /* plaintext over SV_CRYPTO_CHUNK_MAX */
     SV_CRYPTO_E_BUFFER,          /* output buffer too small */
     SV_CRYPTO_E_FORMAT,          /* malformed input: length, magic, reserved bytes */
     SV_CRYPTO_E_VERSION,         /* unsupported format version */

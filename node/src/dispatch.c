@@ -22,7 +22,7 @@ void sv__send_msg(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_
     size_t len;
     int rc = sv_msg_encode(m, &body, &len);
     if (rc) {
-        LOG_ERROR("encode reply: %s", sv_proto_strerror(rc));
+        LOG_ERROR("encode reply: %s", sv_strerror(rc));
         return;
     }
     rc = sv_conn_send(c, type | SV_MSG_RESP, req_id, body, len);
@@ -147,7 +147,7 @@ static void on_proposed(struct sv_node *n, struct group *g, void *tag, int rc, u
         sv__waiter_free(w);
     } else if (rc) {
         sv__waiter_fail(w, rc == SV_RAFT_E_TOO_BIG ? SV_ST_TOO_BIG : SV_ST_UNAVAILABLE,
-                        sv_raft_strerror(rc));
+                        sv_strerror(rc));
     } else {
         w->index = index;
         w->term = term;

@@ -161,7 +161,6 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
     o.max_msg_bytes = RAFT_MSG_BYTES;
     o.seed = n->me->id * 1000003u + id * 7919u + n->clock.seed(n->clock.arg);
     struct sv_logstore_loaded l = {0};
-    bool raft_call = false; /* rc is a raft.h error, not a log store one */
     int rc = n->log->ops->load(n->log, id, &l);
     if (rc == 0) {
         uint64_t applied = 0;
@@ -181,13 +180,11 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
         g->hs_term = l.restore.hs.term;
         g->hs_vote = l.restore.hs.vote;
         if (!rc) {
-            raft_call = true;
             rc = sv_raft_create(&o, &l.restore, &g->r);
         }
         g->applied = applied;
         g->snap_index = snap;
     } else if (rc == SV_LOG_E_NOT_FOUND) {
-        raft_call = true;
         rc = sv_raft_create(&o, NULL, &g->r);
         struct sv_raft_conf conf = {0};
         for (uint32_t i = 0; i < g->n_replicas; i++) {
@@ -200,10 +197,7 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
     }
     sv_logstore_loaded_free(&l);
     if (rc) {
-        snprintf(errmsg, errlen, "group %" PRIu64 ": %s", id,
-                 raft_call              ? sv_raft_strerror(rc)
-                 : rc < 0 && rc > -4096 ? strerror(-rc)
-                                        : sv_logstore_strerror(rc));
+        snprintf(errmsg, errlen, "group %" PRIu64 ": %s", id, sv_strerror(rc));
         sv_raft_destroy(g->r);
         free(g);
         return rc;

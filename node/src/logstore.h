@@ -122,10 +122,11 @@ _Static_assert((uint64_t)SV_LOG_SNAPSHOT_BYTES_MAX / SV_LOG_SNAP_CHUNK_BYTES <
                    (uint64_t)SV_LOG_PENDING_OPS_MAX,
                "a full snapshot fits in the pending operations");
 
-/* Domain errors (negative, below any errno). */
+/* Domain errors: -2600 .. -2551, the log store's range of the node's error
+ * space (errors.h; disjoint from -errno and every other module's). */
 enum sv_log_err {
     SV_LOG_OK = 0,
-    SV_LOG_E_NOT_FOUND = -3000, /* no such group */
+    SV_LOG_E_NOT_FOUND = -2600, /* no such group */
     SV_LOG_E_CORRUPT,           /* stored data fails its checksum or is inconsistent */
     SV_LOG_E_TOO_BIG,           /* entry or snapshot over its *_MAX */
     SV_LOG_E_BAD_ARG,           /* invalid argument (index out of range, gap, ...) */

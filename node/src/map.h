@@ -20,7 +20,7 @@ enum sv_map_state {
 };
 
 enum {
-    SV_MAP_E_MALFORMED = -2600, /* not a map encoding */
+    SV_MAP_E_MALFORMED = -2700, /* not a map encoding (-2700 .. -2651: errors.h) */
     SV_MAP_E_BAD_MOVE,          /* the move does not fit the map (errmsg says why) */
     SV_MAP_E_LAST_,
 };

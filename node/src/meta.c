@@ -68,8 +68,7 @@ static void map_after(uv_work_t *req, int status)
         }
         g->map_state = same ? 1 : 2;
     } else if (m->rc != -ENOENT) {
-        LOG_ERROR("meta group: reading the recorded cluster map: %s",
-                  m->rc == SV_MAP_E_MALFORMED ? sv_map_strerror(m->rc) : strerror(-m->rc));
+        LOG_ERROR("meta group: reading the recorded cluster map: %s", sv_strerror(m->rc));
     }
     free(m->mine);
     free(m->rec);

@@ -17,31 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- logging ------------------------------------------------------------ */
-
-static uint64_t log_node;
-
-void sv__log_set_node(uint64_t id)
-{
-    log_node = id;
-}
-
-void sv__log(const char *level, const char *fmt, ...)
-{
-    struct timespec ts;
-    struct tm tm;
-    char when[32], line[1024];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s.%03ldZ node=%" PRIu64 " %s %s\n", when, ts.tv_nsec / 1000000, log_node,
-            level, line);
-}
-
 /* ---- time and randomness ------------------------------------------------ */
 
 static uint64_t system_wall_ms(void *arg)
@@ -181,7 +156,6 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
                  size_t errlen)
 {
     *out = NULL;
-    sv__log_set_node(id);
     struct sv_node *n = calloc(1, sizeof *n);
     if (!n)
         return -ENOMEM;
@@ -208,7 +182,7 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     snprintf(cert, sizeof cert, "%s/node.pem", n->me->dir);
     snprintf(key, sizeof key, "%s/node.key", n->me->dir);
     if ((rc = mkdir_p(n->me->dir)) || (rc = mkdir_p(n->data_dir))) {
-        snprintf(errmsg, errlen, "%s: %s", n->data_dir, strerror(-rc));
+        snprintf(errmsg, errlen, "%s: %s", n->data_dir, sv_strerror(rc));
         goto err;
     }
     /* Keys: the data key is unwrapped with the master key, kept in memory only. */
@@ -221,7 +195,7 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     if (!rc)
         rc = sv_crypto_dek_unwrap(n->kek, 0, wrapped, wlen, &n->dek, errmsg, errlen);
     else
-        snprintf(errmsg, errlen, "%s: %s", n->cfg.data_key, strerror(-rc));
+        snprintf(errmsg, errlen, "%s: %s", n->cfg.data_key, sv_strerror(rc));
     if (rc)
         goto err;
 #ifdef __GLIBC__
@@ -353,7 +327,7 @@ int sv_node_run(struct sv_node *n)
     sv_sm_close(n->sm);
     rc = sv_seg_close(n->seg);
     if (rc) {
-        LOG_ERROR("closing the segment store: %s", sv_seg_strerror(rc));
+        LOG_ERROR("closing the segment store: %s", sv_strerror(rc));
         code = 1;
     }
     pthread_mutex_destroy(&n->seg_mu);

@@ -1,7 +1,8 @@
 /* svd's node, inside: the structures its files share and what each file offers
  * the others (node/README.md draws who calls whom; calls go one way).
  *
- *   node.c      wiring: open, run, close, signals, the tick, the event table
+ *   node.c      wiring: open, run, close, signals, the tick, the event table;
+ *               the clock
  *   dispatch.c  frames in: a table from frame type to (required role, handler),
  *               the request context, waiters, replies, deadlines
  *   objects.c   writes become commands; reads and lists in the pool
@@ -21,6 +22,8 @@
 
 #include "config.h"
 #include "crypto.h"
+#include "errors.h"
+#include "log.h"
 #include "logstore.h"
 #include "map.h"
 #include "proto.h"
@@ -60,14 +63,6 @@ enum {
     SNAPSHOT_TRAILING = 64,         /* entries kept behind a snapshot for slow followers */
     RAFTWIRE_BATCH = 64,            /* Raft messages to one peer encoded together */
 };
-
-/* ---- logging (one line per event) ---------------------------------------- */
-
-__attribute__((format(printf, 2, 3))) void sv__log(const char *level, const char *fmt, ...);
-void sv__log_set_node(uint64_t id);
-#define LOG_INFO(...) sv__log("INFO", __VA_ARGS__)
-#define LOG_WARN(...) sv__log("WARN", __VA_ARGS__)
-#define LOG_ERROR(...) sv__log("ERROR", __VA_ARGS__)
 
 /* ---- time and randomness: the one place the node's logic gets them ------- */
 
@@ -228,8 +223,8 @@ struct fetch;
 struct sv_node {
     struct sv_cfg cfg;            /* this node's cluster.conf: identity, paths, keys */
     const struct sv_cfg_node *me; /* this node's line of it */
-    struct sv_map *map; /* the cluster map every route and dial is read from (epoch 1 from
-                           cluster.conf until the meta group's record is read) */
+    struct sv_map *map;           /* the cluster map every route and dial is read from (epoch 1 from
+                                     cluster.conf until the meta group's record is read) */
     struct sv__clock clock;
     struct sv__events ev;
     uv_loop_t loop;

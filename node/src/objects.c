@@ -70,7 +70,7 @@ static int open_chunk(struct sv_node *n, struct read_job *r, uint64_t group, int
         if (rc) {
             LOG_WARN("chunk %u of upload %" PRIx64 " in group %" PRIu64
                      " fails authentication (%s): repairing from a replica",
-                     idx, upload, group, sv_crypto_strerror(rc));
+                     idx, upload, group, sv_strerror(rc));
             pthread_mutex_lock(&n->seg_mu);
             sv_seg_mark_bad(n->seg, r->chunk_id);
             pthread_mutex_unlock(&n->seg_mu);
@@ -82,7 +82,7 @@ static int open_chunk(struct sv_node *n, struct read_job *r, uint64_t group, int
                  idx, upload, group, seg_rc == SV_SEG_E_CORRUPT ? "corrupt" : "missing");
         st = 1;
     } else {
-        LOG_ERROR("read chunk: %s", sv_seg_strerror(seg_rc));
+        LOG_ERROR("read chunk: %s", sv_strerror(seg_rc));
         st = SV_ST_INTERNAL;
     }
     if (st == 1)
@@ -329,7 +329,7 @@ static uint8_t *build_cmd(struct sv_node *n, struct sv_cmd *cmd, const struct sv
         int rc = sv_crypto_seal(n->dek, &ad, plain->p, plain->len, buf + *len - cmd->data_len,
                                 cmd->data_len, &slen);
         if (rc) {
-            LOG_ERROR("seal: %s", sv_crypto_strerror(rc));
+            LOG_ERROR("seal: %s", sv_strerror(rc));
             free(buf);
             *status = SV_ST_INTERNAL;
             return NULL;

@@ -75,7 +75,7 @@ static void send_batch(struct sv_node *n, uint64_t to, const struct sv_raftwire_
         size_t len, done;
         int rc = sv_raftwire_encode(batch + off, nb - off, SV_WIRE_BODY_MAX, &body, &len, &done);
         if (rc) {
-            LOG_ERROR("raft message to node %" PRIu64 ": %s", to, sv_raftwire_strerror(rc));
+            LOG_ERROR("raft message to node %" PRIu64 ": %s", to, sv_strerror(rc));
             return;
         }
         sv_conn_send(c, SV_MSG_RAFT, 0, body, len); /* a drop is a lost message */

@@ -53,10 +53,10 @@ static int job_persist(struct job *j)
         }
         if (rc)
             half_fail(h, rc, "log store stage group %" PRIu64 ": %s (%.200s)", g->id,
-                      sv_logstore_strerror(rc), log->errmsg);
+                      sv_strerror(rc), log->errmsg);
     }
     if (!rc && staged && (rc = log->ops->commit(log)))
-        half_fail(h, rc, "log store commit: %s (%.200s)", sv_logstore_strerror(rc), log->errmsg);
+        half_fail(h, rc, "log store commit: %s (%.200s)", sv_strerror(rc), log->errmsg);
     return rc;
 }
 
@@ -100,7 +100,7 @@ static int job_apply(struct job *j)
      * (sm.h: the invariant); the records of the whole job in one write. */
     int wrc = sv_seg_batch_end(n->seg);
     if (!rc && wrc)
-        rc = half_fail(h, wrc, "segment write: %s (%.200s)", sv_seg_strerror(wrc),
+        rc = half_fail(h, wrc, "segment write: %s (%.200s)", sv_strerror(wrc),
                        sv_seg_errmsg(n->seg));
     if (!rc)
         rc = sv_sm_commit(n->sm, n->seg, h->errmsg, sizeof h->errmsg);

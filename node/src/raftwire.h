@@ -60,7 +60,8 @@ struct sv_raftwire_msg {
     struct sv_raft_msg msg;
 };
 
-/* Domain errors (negative); system errors are negative errno values. */
+/* Domain errors (negative): -2200 .. -2151, svraftwire's range of the node's
+ * error space (errors.h); system errors are negative errno values. */
 enum sv_raftwire_err {
     SV_RAFTWIRE_E_MALFORMED = -2200, /* not the body described above */
     SV_RAFTWIRE_E_TOO_BIG,           /* over body_max, or a count or length over its limit */

@@ -56,11 +56,11 @@ static void repair_after(uv_work_t *req, int status)
     n->jobs_in_pool--;
     if (r->sync_failed) {
         char what[128];
-        snprintf(what, sizeof what, "segment sync after a repair: %s", sv_seg_strerror(r->rc));
+        snprintf(what, sizeof what, "segment sync after a repair: %s", sv_strerror(r->rc));
         sv__node_fatal(n, what);
         r->cb(n, r->arg, SV_ST_UNAVAILABLE, "this node is stopping; retry");
     } else if (r->rc) {
-        LOG_ERROR("storing the repaired chunk: %s", sv_seg_strerror(r->rc));
+        LOG_ERROR("storing the repaired chunk: %s", sv_strerror(r->rc));
         r->cb(n, r->arg, r->rc == -ENOSPC ? SV_ST_NO_SPACE : SV_ST_INTERNAL,
               "could not store the repaired chunk");
     } else {

@@ -113,10 +113,11 @@ _Static_assert(SV_SEG_BYTES_MIN <= SV_SEG_BYTES_MAX, "segment size range");
 _Static_assert((uint64_t)SV_SEG_BYTES_MAX *SV_SEG_SEGMENTS_MAX <= (1ull << 48),
                "offsets and totals fit comfortably in 64 bits");
 
-/* Domain errors (negative, below any errno). */
+/* Domain errors: -2400 .. -2351, the segment store's range of the node's
+ * error space (errors.h; disjoint from -errno and every other module's). */
 enum sv_seg_err {
     SV_SEG_OK = 0,
-    SV_SEG_E_NOT_FOUND = -2000, /* no chunk with this id */
+    SV_SEG_E_NOT_FOUND = -2400, /* no chunk with this id */
     SV_SEG_E_CORRUPT,           /* stored record fails its checksum or header check */
     SV_SEG_E_TOO_BIG,           /* payload over SV_SEG_PAYLOAD_MAX */
     SV_SEG_E_BUF_TOO_SMALL,     /* get: cap < payload length (*len says how much) */

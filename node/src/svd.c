@@ -1,4 +1,6 @@
 /* svd: the ShardVault node daemon (command line; the node itself is node.c). */
+#include "errors.h"
+#include "log.h"
 #include "node.h"
 
 #include <errno.h>
@@ -53,7 +55,7 @@ static int keygen(int argc, char **argv)
     char err[256] = "";
     int rc = sv_node_keygen(master, data, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "svd keygen: %s\n", err[0] ? err : strerror(rc < 0 ? -rc : EIO));
+        fprintf(stderr, "svd keygen: %s\n", err[0] ? err : sv_strerror(rc));
         return 1;
     }
     return 0;
@@ -90,12 +92,19 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    enum sv_log_level min = SV_LOG_INFO;
+    const char *level = getenv("SV_LOG_LEVEL");
+    if (level && level[0] && sv_log_level_parse(level, &min)) {
+        fprintf(stderr, "svd: SV_LOG_LEVEL must be debug, info, warn or error, not '%s'\n", level);
+        return 2;
+    }
+    sv_log_setup(id, min);
     signal(SIGPIPE, SIG_IGN);
     struct sv_node *n;
     char err[512] = "";
     int rc = sv_node_open(config, id, &n, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "svd: node %" PRIu64 ": %s\n", id, err[0] ? err : "cannot start");
+        LOG_ERROR("svd: cannot start: %s", err[0] ? err : sv_strerror(rc));
         return 1;
     }
     return sv_node_run(n);

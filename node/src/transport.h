@@ -57,8 +57,9 @@ struct sv_tp_config {
      * call; its id no longer resolves. May be NULL. */
     void (*on_close)(void *arg, struct sv_conn *c, int err, const char *reason);
     /* (on_close, added:) it runs from the loop once the socket is closed, never
-     * from inside a transport call; svtls and svwire error codes overlap in
-     * value, so reason starts with "tls:" or "wire:" to tell them apart. */
+     * from inside a transport call; reason starts with "tls:" or "wire:" for
+     * those modules' errors (their codes no longer overlap: sv_strerror of
+     * errors.h names any err). */
     /* Close a connection whose TLS handshake has not finished this long after
      * it was accepted or dialled; 0: SV_TP_HANDSHAKE_TIMEOUT_MS (tests use less). */
     unsigned handshake_timeout_ms;

@@ -41,7 +41,7 @@ static void snap_after(uv_work_t *req, int status)
     g->want_snapshot = false;
     if (s->rc) {
         LOG_WARN("snapshot of group %" PRIu64 " at %" PRIu64 ": %s", g->id, s->index,
-                 strerror(-s->rc));
+                 sv_strerror(s->rc));
     } else if (g->busy || s->index <= g->snap_index) {
         /* The group moved on while the image was made; the next turn retries. */
     } else {
@@ -52,7 +52,7 @@ static void snap_after(uv_work_t *req, int status)
         if (!rc)
             rc = sv_raft_snapshot(g->r, s->index, s->img, s->len, SNAPSHOT_TRAILING);
         if (rc) {
-            LOG_WARN("snapshot of group %" PRIu64 ": %s", g->id, sv_raft_strerror(rc));
+            LOG_WARN("snapshot of group %" PRIu64 ": %s", g->id, sv_strerror(rc));
         } else {
             g->snap_index = s->index;
             g->log_bytes = 0;
@@ -212,14 +212,12 @@ static void compact_after(uv_work_t *req, int status)
     struct compact_job *cj = req->data;
     cj->node->jobs_in_pool--;
     if (cj->rc == -ENOSPC) {
-        LOG_WARN("segment compaction: %s (%s); nothing was lost", sv_seg_strerror(cj->rc),
-                 cj->errmsg);
+        LOG_WARN("segment compaction: %s (%s); nothing was lost", sv_strerror(cj->rc), cj->errmsg);
     } else if (cj->rc) {
         /* A failed write, read or sync of the store: what the disk holds is
          * in doubt (sm.h: nothing may claim more than the disk holds). */
         char what[SV_SEG_ERRMSG_MAX + 64];
-        snprintf(what, sizeof what, "segment compaction: %s (%s)", sv_seg_strerror(cj->rc),
-                 cj->errmsg);
+        snprintf(what, sizeof what, "segment compaction: %s (%s)", sv_strerror(cj->rc), cj->errmsg);
         sv__node_fatal(cj->node, what);
     } else if (cj->reclaimed)
         LOG_INFO("segment compaction reclaimed %" PRIu64 " bytes in %" PRIu64 " ms, %" PRIu64

@@ -22,27 +22,13 @@
 #include <unistd.h>
 
 #include "testcerts.h"
+#include "errors.h"
 #include "tls.h"
 #include "transport.h"
 
-static const char *error_name(int rc);
-#define CHECK_STRERROR(rc) error_name(rc)
+/* errno, libuv (errno on Linux), svtls and svwire codes, told apart by their ranges. */
+#define CHECK_STRERROR(rc) sv_strerror(rc)
 #include "check.h"
-
-/* svtls and svwire codes overlap (both start at -2000); name both. */
-static const char *error_name(int rc)
-{
-    static char buf[4][160];
-    static int next;
-    char *b = buf[next++ % 4];
-    if (rc >= -2000 && rc < -1900) {
-        snprintf(b, sizeof(buf[0]), "tls: %s / wire: %s", sv_tls_strerror(rc),
-                 sv_wire_strerror(rc));
-    } else {
-        snprintf(b, sizeof(buf[0]), "%s", rc < 0 ? strerror(-rc) : "ok");
-    }
-    return b;
-}
 
 static bool verbose;
 

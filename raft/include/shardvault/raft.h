@@ -69,7 +69,8 @@ enum {
 
 typedef uint64_t sv_raft_id; /* server id; 0 means "none" */
 
-/* Domain errors returned by the API (negative). */
+/* Domain errors returned by the API (negative): -1000 .. -951. node/src/errors.h
+ * keeps every other module's codes out of this range. */
 enum sv_raft_err {
     SV_RAFT_OK = 0,
     SV_RAFT_E_NOT_LEADER = -1000, /* only the leader may do this; see status.leader */

@@ -1,0 +1,470 @@
+/* Applying committed entries to the shard state machine: sessions, versions, commands. */
+#define _POSIX_C_SOURCE 200809L
+#include "sm_internal.h"
+
+#include "errors.h"
+#include "proto.h"
+#include "sv_assert.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SESSION_ENTRY = 20 };
+
+struct session {
+    uint32_t n;
+    uint8_t v[4 + SV_SM_RESULTS_PER_SESSION * SESSION_ENTRY];
+};
+
+struct apply {
+    struct sv_sm *sm;
+    struct sv_seg_store *seg;
+    uint64_t group;
+    char *errmsg;
+    size_t errlen;
+    struct session sess; /* the command's session record, read once by session_lookup */
+    bool sess_loaded;
+};
+
+static int seg_fail(struct apply *a, int rc, const char *what)
+{
+    if (a->errmsg && a->errlen)
+        snprintf(a->errmsg, a->errlen, "segment store %s: %s (%s)", what, sv_seg_strerror(rc),
+                 sv_seg_errmsg(a->seg));
+    return rc;
+}
+
+/* Store chunk id (d[0..len)), or delete it when d is NULL (a missing chunk
+ * is fine). The segment store holds a bounded number of unsynced changes:
+ * when they are full, sync them and try again, for every change an entry
+ * makes (an upload of many chunks aborted in one entry is one such entry). */
+static int seg_change(struct apply *a, const uint8_t *id, const uint8_t *d, size_t len)
+{
+    int rc = d ? sv_seg_put(a->seg, id, d, len) : sv_seg_delete(a->seg, id);
+    if (rc == SV_SEG_E_PENDING_FULL) {
+        rc = sv_seg_sync(a->seg);
+        if (rc == 0)
+            rc = d ? sv_seg_put(a->seg, id, d, len) : sv_seg_delete(a->seg, id);
+    }
+    if (rc == SV_SEG_E_NOT_FOUND && !d)
+        rc = 0;
+    return rc ? seg_fail(a, rc, d ? "put" : "delete") : 0;
+}
+
+static int put_chunk(struct apply *a, uint64_t upload, uint32_t idx, const uint8_t *d, size_t len)
+{
+    uint8_t id[SV_SEG_ID_BYTES];
+    sv_chunk_id(a->group, upload, idx, id);
+    return seg_change(a, id, d, len);
+}
+
+static int delete_chunks(struct apply *a, uint64_t upload, uint32_t n)
+{
+    uint8_t id[SV_SEG_ID_BYTES];
+    for (uint32_t i = 0; i < n; i++) {
+        sv_chunk_id(a->group, upload, i, id);
+        int rc = seg_change(a, id, NULL, 0);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* A session's record: the results of its recent writes, as n entries of
+ * (seq u64, status u32, version u64), ascending by seq. One get and one put
+ * per write, whatever the number of writes the session made. */
+
+static int session_load(struct apply *a, const struct sv_cmd *c, struct session *s)
+{
+    uint8_t k[PFX + 16];
+    char *v;
+    size_t vlen;
+    s->n = 0;
+    int rc = sv__sm_db_get_at(a->sm, true, k, key_session(k, a->group, c->session, 0), &v, &vlen);
+    if (rc || !v)
+        return rc;
+    uint32_t n = vlen >= 4 ? sv_get32((const uint8_t *)v) : UINT32_MAX;
+    if (n > SV_SM_RESULTS_PER_SESSION || vlen != 4 + (size_t)n * SESSION_ENTRY) {
+        free(v);
+        return -EIO;
+    }
+    memcpy(s->v, v, vlen);
+    s->n = n;
+    free(v);
+    return 0;
+}
+
+/* The session result stored for (session, seq), if any: 1 found, 0 not, <0 error. */
+static int session_lookup(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    if (c->session == 0)
+        return 0;
+    int rc = session_load(a, c, &a->sess);
+    if (rc)
+        return rc;
+    a->sess_loaded = true;
+    const struct session *sp = &a->sess;
+    for (uint32_t i = 0; i < sp->n; i++) {
+        const uint8_t *e = sp->v + 4 + i * SESSION_ENTRY;
+        if (sv_get64(e) == c->seq) {
+            res->status = (int)sv_get32(e + 8);
+            res->version = sv_get64(e + 12);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Record the result for (session, seq), forgetting results below ack_below
+ * and, past SV_SM_RESULTS_PER_SESSION, the oldest. */
+static int session_store(struct apply *a, const struct sv_cmd *c, const struct sv_sm_result *res)
+{
+    if (c->session == 0)
+        return 0;
+    ASSERT(a->sess_loaded); /* every write looks its session up first */
+    const struct session *sp = &a->sess;
+    struct session out;
+    out.n = 0;
+    uint32_t skip =
+        sp->n + 1 > SV_SM_RESULTS_PER_SESSION ? sp->n + 1 - SV_SM_RESULTS_PER_SESSION : 0;
+    bool placed = false;
+    for (uint32_t i = 0; i <= sp->n; i++) {
+        const uint8_t *e = i < sp->n ? sp->v + 4 + i * SESSION_ENTRY : NULL;
+        if (!placed && (!e || sv_get64(e) > c->seq)) {
+            uint8_t *d = out.v + 4 + out.n++ * SESSION_ENTRY;
+            sv_put64(d, c->seq);
+            sv_put32(d + 8, (uint32_t)res->status);
+            sv_put64(d + 12, res->version);
+            placed = true;
+        }
+        if (!e)
+            break;
+        if (skip) {
+            skip--;
+            continue;
+        }
+        if (sv_get64(e) < c->ack_below)
+            continue;
+        memcpy(out.v + 4 + out.n++ * SESSION_ENTRY, e, SESSION_ENTRY);
+    }
+    sv_put32(out.v, out.n);
+    uint8_t k[PFX + 16];
+    size_t klen = key_session(k, a->group, c->session, 0);
+    return sv__sm_stage(a->sm, k, klen, out.v, 4 + (size_t)out.n * SESSION_ENTRY);
+}
+
+/* Does the current record allow a write with c's condition? */
+static bool version_ok(const struct sv_cmd *c, int found, const struct sv_obj *cur)
+{
+    bool live = found == 0 && !cur->deleted;
+    if (!c->has_if_version)
+        return true;
+    if (c->if_version == 0)
+        return !live;
+    return live && cur->version == c->if_version;
+}
+
+/* Read c's key (*found: 0 or -ENOENT) and check c's condition against it:
+ * 0 it holds, 1 a version conflict (res says so), <0 an I/O error. */
+static int check_version(struct apply *a, const struct sv_cmd *c, struct sv_obj *cur, int *found,
+                         struct sv_sm_result *res)
+{
+    *found = sv__sm_obj_get(a->sm, true, a->group, c->tenant, c->bucket, c->bucket_len, c->key,
+                            c->key_len, cur);
+    if (*found && *found != -ENOENT)
+        return *found;
+    if (!version_ok(c, *found, cur)) {
+        res->status = SV_ST_VERSION_CONFLICT;
+        res->version = *found == 0 && !cur->deleted ? cur->version : 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* Make (upload, n_chunks) the new version of c's key, whose current record
+ * check_version read into cur. */
+static int install_checked(struct apply *a, const struct sv_cmd *c, uint64_t upload,
+                           uint32_t n_chunks, const struct sv_obj *cur, int found,
+                           struct sv_sm_result *res)
+{
+    uint8_t k[OKEY_MAX], v[OBJ_LEN];
+    struct sv_obj o = {0};
+    o.version = (found == 0 ? cur->version : 0) + 1;
+    o.size = c->size;
+    o.mtime_ms = c->mtime_ms;
+    o.upload = upload;
+    o.n_chunks = n_chunks;
+    memcpy(o.sha256, c->sha256, 32);
+    sv__sm_obj_encode(&o, v);
+    size_t klen = key_obj(k, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len);
+    int rc = sv__sm_stage(a->sm, k, klen, v, sizeof v);
+    if (rc)
+        return rc;
+    if (found == 0 && !cur->deleted) {
+        rc = delete_chunks(a, cur->upload, cur->n_chunks);
+        if (rc)
+            return rc;
+    }
+    res->status = SV_ST_OK;
+    res->version = o.version;
+    return 0;
+}
+
+/* check_version, then install_checked: 0 installed, 1 conflict, <0 error. */
+static int install_version(struct apply *a, const struct sv_cmd *c, uint64_t upload,
+                           uint32_t n_chunks, struct sv_sm_result *res)
+{
+    struct sv_obj cur;
+    int found;
+    int rc = check_version(a, c, &cur, &found, res);
+    return rc ? rc : install_checked(a, c, upload, n_chunks, &cur, found, res);
+}
+
+/* The condition is checked before the chunk is stored: a conflicting put
+ * writes nothing to the segment store. */
+static int apply_put(struct apply *a, uint64_t index, const struct sv_cmd *c,
+                     struct sv_sm_result *res)
+{
+    int rc = session_lookup(a, c, res);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct sv_obj cur;
+    int found;
+    rc = check_version(a, c, &cur, &found, res);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        uint64_t upload = c->upload ? c->upload : index;
+        uint32_t n = c->data_len ? 1 : 0;
+        if (n && (rc = put_chunk(a, upload, 0, c->data, c->data_len)))
+            return rc;
+        if ((rc = install_checked(a, c, upload, n, &cur, found, res)))
+            return rc;
+    }
+    return session_store(a, c, res);
+}
+
+static int apply_begin(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    uint8_t k[PFX + 8];
+    struct upload u = {0};
+    u.tenant = c->tenant;
+    u.mtime_ms = c->mtime_ms;
+    u.blen = c->bucket_len;
+    u.klen = c->key_len;
+    memcpy(u.bucket, c->bucket, c->bucket_len);
+    memcpy(u.key, c->key, c->key_len);
+    size_t vlen;
+    uint8_t *v = sv__sm_upload_encode(&u, &vlen);
+    if (!v)
+        return -ENOMEM;
+    int rc = sv__sm_stage(a->sm, k, key_upload(k, a->group, c->upload), v, vlen);
+    free(v);
+    res->status = SV_ST_OK;
+    res->upload = c->upload;
+    return rc;
+}
+
+static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    struct upload u;
+    int rc = sv__sm_get_upload(a->sm, a->group, c->upload, &u);
+    if (rc == -ENOENT) {
+        res->status = SV_ST_NOT_FOUND; /* committed or aborted already */
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (c->chunk >= SV_SM_CHUNKS_MAX) {
+        res->status = SV_ST_TOO_BIG;
+        goto out;
+    }
+    if (c->chunk >= u.nbits) {
+        uint32_t nbits = c->chunk + 1;
+        uint8_t *b = calloc(1, (nbits + 7) / 8 + 1);
+        if (!b) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        memcpy(b, u.bitmap, (u.nbits + 7) / 8);
+        free(u.bitmap);
+        u.bitmap = b;
+        u.nbits = nbits;
+    }
+    rc = put_chunk(a, c->upload, c->chunk, c->data, c->data_len);
+    if (rc)
+        goto out;
+    u.bitmap[c->chunk / 8] |= (uint8_t)(1u << (c->chunk % 8));
+    u.mtime_ms = c->mtime_ms; /* the TTL counts from the upload's last chunk, not its start */
+    size_t vlen;
+    uint8_t k[PFX + 8], *v = sv__sm_upload_encode(&u, &vlen);
+    if (!v) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = sv__sm_stage(a->sm, k, key_upload(k, a->group, c->upload), v, vlen);
+    free(v);
+    res->status = SV_ST_OK;
+out:
+    free(u.bitmap);
+    return rc;
+}
+
+/* Remove upload id: its chunks and record. */
+static int drop_upload(struct apply *a, uint64_t id, const struct upload *u, uint32_t keep)
+{
+    uint8_t cid[SV_SEG_ID_BYTES], k[PFX + 8];
+    for (uint32_t i = keep; i < u->nbits; i++) {
+        if (!(u->bitmap[i / 8] >> (i % 8) & 1))
+            continue;
+        sv_chunk_id(a->group, id, i, cid);
+        int rc = seg_change(a, cid, NULL, 0);
+        if (rc)
+            return rc;
+    }
+    return sv__sm_stage(a->sm, k, key_upload(k, a->group, id), NULL, 0);
+}
+
+static int apply_commit(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    int rc = session_lookup(a, c, res);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct upload u;
+    rc = sv__sm_get_upload(a->sm, a->group, c->upload, &u);
+    if (rc == -ENOENT) {
+        res->status = SV_ST_NOT_FOUND;
+        return session_store(a, c, res);
+    }
+    if (rc)
+        return rc;
+    bool complete = c->n_chunks <= u.nbits && c->n_chunks <= SV_SM_CHUNKS_MAX &&
+                    (c->n_chunks > 0 || c->size == 0) && u.blen == c->bucket_len &&
+                    u.klen == c->key_len && !memcmp(u.bucket, c->bucket, u.blen) &&
+                    !memcmp(u.key, c->key, u.klen) && u.tenant == c->tenant;
+    for (uint32_t i = 0; complete && i < c->n_chunks; i++)
+        complete = u.bitmap[i / 8] >> (i % 8) & 1;
+    if (!complete) {
+        /* Missing chunks: the client may still send them and commit again. */
+        res->status = SV_ST_BAD_REQUEST;
+        free(u.bitmap);
+        return 0;
+    }
+    rc = install_version(a, c, c->upload, c->n_chunks, res);
+    if (rc >= 0)
+        rc = drop_upload(a, c->upload, &u, rc == 1 ? 0 : c->n_chunks);
+    free(u.bitmap);
+    if (rc < 0)
+        return rc;
+    return session_store(a, c, res);
+}
+
+static int apply_delete(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    int rc = session_lookup(a, c, res);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct sv_obj cur;
+    int found = sv__sm_obj_get(a->sm, true, a->group, c->tenant, c->bucket, c->bucket_len, c->key,
+                               c->key_len, &cur);
+    if (found && found != -ENOENT)
+        return found;
+    if (found || cur.deleted) {
+        res->status = SV_ST_NOT_FOUND;
+    } else if (c->has_if_version && c->if_version != cur.version) {
+        res->status = SV_ST_VERSION_CONFLICT;
+        res->version = cur.version;
+    } else {
+        rc = delete_chunks(a, cur.upload, cur.n_chunks);
+        if (rc)
+            return rc;
+        uint8_t k[OKEY_MAX], v[OBJ_LEN];
+        struct sv_obj t = {.version = cur.version, .mtime_ms = c->mtime_ms, .deleted = true};
+        sv__sm_obj_encode(&t, v);
+        size_t klen = key_obj(k, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len);
+        if ((rc = sv__sm_stage(a->sm, k, klen, v, sizeof v)))
+            return rc;
+        res->status = SV_ST_OK;
+        res->version = cur.version;
+    }
+    return session_store(a, c, res);
+}
+
+static int apply_abort(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    struct upload u;
+    int rc = sv__sm_get_upload(a->sm, a->group, c->upload, &u);
+    if (rc == -ENOENT) {
+        res->status = SV_ST_NOT_FOUND;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (c->mtime_ms != 0 && u.mtime_ms >= c->mtime_ms) {
+        /* A chunk applied since the leader found the upload idle. */
+        free(u.bitmap);
+        res->status = SV_ST_VERSION_CONFLICT;
+        return 0;
+    }
+    rc = drop_upload(a, c->upload, &u, 0);
+    free(u.bitmap);
+    res->status = SV_ST_OK;
+    return rc;
+}
+
+int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
+                const struct sv_raft_entry *e, struct sv_sm_result *res, char *errmsg,
+                size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    struct apply a = {.sm = sm, .seg = seg, .group = group, .errmsg = errmsg, .errlen = errlen};
+    int rc = 0;
+    if (e->type == SV_RAFT_ENTRY_NORMAL) {
+        struct sv_cmd c;
+        if (sv_cmd_decode(e->data, e->len, &c)) {
+            /* Only a bug can put a malformed command in the log: every
+             * replica skips it the same way. */
+            res->status = SV_ST_INTERNAL;
+        } else {
+            switch (c.type) {
+            case SV_CMD_PUT:
+                rc = apply_put(&a, e->index, &c, res);
+                break;
+            case SV_CMD_BEGIN:
+                rc = apply_begin(&a, &c, res);
+                break;
+            case SV_CMD_CHUNK:
+                rc = apply_chunk(&a, &c, res);
+                break;
+            case SV_CMD_COMMIT:
+                rc = apply_commit(&a, &c, res);
+                break;
+            case SV_CMD_DELETE:
+                rc = apply_delete(&a, &c, res);
+                break;
+            case SV_CMD_MAP: {
+                uint8_t k[PFX];
+                rc = sv__sm_stage(sm, k, key_pfx(k, group, 'm'), c.data, c.data_len);
+                res->status = SV_ST_OK;
+                break;
+            }
+            default:
+                rc = apply_abort(&a, &c, res);
+                break;
+            }
+        }
+    }
+    if (rc == 0) {
+        uint8_t k[PFX], v[8];
+        sv_put64(v, e->index);
+        rc = sv__sm_stage(sm, k, key_pfx(k, group, 'a'), v, 8);
+    }
+    if (rc) {
+        sv__sm_staged_drain(sm, NULL);
+        if (errmsg && errlen && !errmsg[0])
+            snprintf(errmsg, errlen, "apply: %s", sv_strerror(rc));
+    }
+    return rc;
+}
