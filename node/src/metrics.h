@@ -1,5 +1,6 @@
 /* svd observability: a registry of counters, gauges and histograms rendered in
- * the Prometheus text exposition format 0.0.4.
+ * the Prometheus text exposition format 0.0.4, and the plain-HTTP endpoint
+ * that serves it (/metrics) with a health check (/health).
  *
  * A registry holds families (one metric name, its type, help text and label
  * names, fixed at registration) and, in each family, series (one set of label
@@ -7,8 +8,8 @@
  * handle only: sv_counter_add is one relaxed atomic add, sv_histogram_observe
  * a bucket search and two relaxed atomic adds; no lookup, lock or malloc.
  *
- * Threads. Registering and removing families and series and rendering
- * belong to one thread (the loop thread; or any one thread
+ * Threads. Registering and removing families and series, rendering and the
+ * HTTP endpoint belong to one thread (the loop thread; or any one thread
  * before others start), so they take no lock. The update functions
  * (sv_counter_*, sv_gauge_*, sv_histogram_observe) may run on any thread at
  * any time, as long as the series is not removed: remove a series only once
@@ -37,17 +38,30 @@
 #include <stdint.h>
 #include <string.h>
 
+struct uv_loop_s; /* uv_loop_t: uv.h is not needed to use the registry */
+
 enum {
-    SV_METRICS_NAME_MAX = 128,        /* metric or label name, with NUL */
-    SV_METRICS_HELP_MAX = 1024,       /* help text, with NUL */
-    SV_METRICS_LABELS_MAX = 8,        /* label names per family */
-    SV_METRICS_VALUE_MAX = 256,       /* one label value, with NUL */
-    SV_METRICS_BUCKETS_MAX = 32,      /* histogram upper bounds, +Inf not counted */
-    SV_METRICS_FAMILIES_MAX = 512,    /* families per registry */
-    SV_METRICS_SERIES_MAX = 65536,    /* series per registry, all families */
-    SV_METRICS_RENDER_MAX = 64 << 20, /* bytes of one rendered exposition */
+    SV_METRICS_NAME_MAX = 128,          /* metric or label name, with NUL */
+    SV_METRICS_HELP_MAX = 1024,         /* help text, with NUL */
+    SV_METRICS_LABELS_MAX = 8,          /* label names per family */
+    SV_METRICS_VALUE_MAX = 256,         /* one label value, with NUL */
+    SV_METRICS_BUCKETS_MAX = 32,        /* histogram upper bounds, +Inf not counted */
+    SV_METRICS_FAMILIES_MAX = 512,      /* families per registry */
+    SV_METRICS_SERIES_MAX = 65536,      /* series per registry, all families */
+    SV_METRICS_RENDER_MAX = 64 << 20,   /* bytes of one rendered exposition */
+    SV_METRICS_HTTP_CONNS_MAX = 32,     /* open connections; more are closed at once */
+    SV_METRICS_HTTP_REQUEST_MAX = 8192, /* bytes of one request: line, headers, body */
+    SV_METRICS_HTTP_URL_MAX = 2048,     /* bytes of its request target */
+    SV_METRICS_HTTP_IDLE_MS = 10000,    /* a request must arrive (whole), and a response be
+                                           taken, within this; else the connection closes */
+    SV_METRICS_HTTP_LINGER_MS = 2000,   /* after a last response, wait this long at most
+                                           for the client to close (see below) */
+    SV_METRICS_HTTP_REASON_MAX = 256,   /* /health's reason, with NUL */
+    SV_METRICS_ADDR_MAX = 256,          /* "host:port", with NUL */
 };
 
+_Static_assert(SV_METRICS_HTTP_URL_MAX < SV_METRICS_HTTP_REQUEST_MAX,
+               "a request target must fit in a request");
 _Static_assert(SV_METRICS_SERIES_MAX >= 8 * 4097,
                "eight families per group of the largest cluster must fit");
 
@@ -227,5 +241,57 @@ static inline void sv_histogram_observe(struct sv_histogram *h, uint64_t v)
     atomic_fetch_add_explicit(&h->counts[lo], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
 }
+
+/* The HTTP endpoint: plain HTTP/1.1 (keep-alive and pipelining) on its own
+ * port, for Prometheus. GET (or HEAD) /metrics: the registry's exposition,
+ * "text/plain; version=0.0.4; charset=utf-8"; GET /health: 200 "ok" when
+ * the health function says the node serves, else 503 with its one-line
+ * reason; other paths 404; other methods 405 (Allow: GET, HEAD); a query
+ * string is ignored. A malformed request gets 400 and the connection closes;
+ * so does a request of another HTTP version than 1.x (505);
+ * a request over SV_METRICS_HTTP_REQUEST_MAX 431 (headers) or 413 (body), a
+ * target over SV_METRICS_HTTP_URL_MAX 414, a failed rendering 500, and each
+ * of these closes too. A connection closes after a response to a request
+ * that asks for it (Connection: close, HTTP/1.0 without keep-alive): our
+ * side is shut down, then what the client still sends is read and dropped
+ * until it closes, for SV_METRICS_HTTP_LINGER_MS at most, so that the
+ * response is not lost to a reset. Connections past
+ * SV_METRICS_HTTP_CONNS_MAX are closed when accepted; a connection is closed
+ * when a whole request has not arrived SV_METRICS_HTTP_IDLE_MS after it
+ * opened or after the last response was written, or when a response is not
+ * taken within that time. */
+struct sv_metrics_http;
+
+/* True when the node serves requests; otherwise false with a reason in
+ * reason (len bytes with NUL; line breaks are replaced when sent). Called on
+ * the loop thread for each /health request. */
+typedef bool (*sv_metrics_health_fn)(void *arg, char *reason, size_t len);
+
+/* Called on the loop thread once a stopped endpoint has closed every handle
+ * and freed itself. */
+typedef void (*sv_metrics_closed_fn)(void *arg);
+
+/* Listen on host_port ("a.b.c.d:port" or "localhost:port"; port 0 takes a
+ * free port, see sv_metrics_http_port) on loop, serving m through health
+ * (NULL: always healthy) with arg. loop and m are borrowed and must outlive
+ * the endpoint (until the closed callback of sv_metrics_http_stop). Returns
+ * 0 with the endpoint in *out; -EINVAL for a bad address; a negative errno
+ * from libuv (-EADDRINUSE, ...); errmsg (may be NULL) says which. */
+int sv_metrics_http_start(struct uv_loop_s *loop, const char *host_port, struct sv_metrics *m,
+                          sv_metrics_health_fn health, void *arg, struct sv_metrics_http **out,
+                          char *errmsg, size_t errlen);
+
+/* The bound port. */
+int sv_metrics_http_port(const struct sv_metrics_http *h);
+
+/* Use idle_ms (> 0) instead of SV_METRICS_HTTP_IDLE_MS for the timeouts
+ * started from now on (tests use less). */
+void sv_metrics_http_set_idle_ms(struct sv_metrics_http *h, unsigned idle_ms);
+
+/* Stop listening and close every connection (responses being written are
+ * dropped); the health function is not called after this returns. Once
+ * libuv has closed every handle the endpoint is freed and closed(arg) runs
+ * (closed may be NULL): the loop must run until then. */
+void sv_metrics_http_stop(struct sv_metrics_http *h, sv_metrics_closed_fn closed, void *arg);
 
 #endif
