@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # deploy/lib/deps.sh: install the Debian packages ShardVault needs (sourced, not run).
 
+# libhttp-parser-dev: the metrics endpoint's HTTP parser; prometheus: promtool,
+# which the metrics-promtool test runs (README.md, Dependencies).
 SV_DEPS=(build-essential cmake pkg-config libssl-dev libuv1-dev libleveldb-dev
-         libmsgpack-dev liburing-dev iproute2 iptables clang-format openssl)
+         libmsgpack-dev liburing-dev libhttp-parser-dev iproute2 iptables clang-format
+         openssl prometheus)
 
 # sv_install_deps: install every package of SV_DEPS that is not installed yet.
 # Returns non-zero if packages are missing and cannot be installed.

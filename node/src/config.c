@@ -1,7 +1,9 @@
 /* svd cluster configuration file and shard placement. */
 #define _POSIX_C_SOURCE 200809L
 #include "config.h"
+#include "sv_assert.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <inttypes.h>
@@ -39,6 +41,89 @@ static int copy(char *dst, size_t cap, const char *src)
     return 0;
 }
 
+/* Split "HOST:PORT" at its last ':' into host (cap bytes with NUL, not
+ * empty) and a decimal port in 1..65535. */
+static int split_hostport(const char *s, char *host, size_t cap, uint32_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || (size_t)(colon - s) >= cap || colon[1] < '0' || colon[1] > '9')
+        return -EINVAL;
+    if (parse_u32(colon + 1, 1, 65535, port))
+        return -EINVAL;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    if (!strcmp(host, "localhost"))
+        snprintf(host, cap, "127.0.0.1");
+    return 0;
+}
+
+/* a and b (both valid for split_hostport) name the same host and port. */
+static bool same_endpoint(const char *a, const char *b)
+{
+    char ha[SV_CFG_ADDR_MAX], hb[SV_CFG_ADDR_MAX];
+    uint32_t pa, pb;
+    if (split_hostport(a, ha, sizeof ha, &pa) || split_hostport(b, hb, sizeof hb, &pb))
+        return false;
+    return pa == pb && !strcmp(ha, hb);
+}
+
+/* The metrics addresses: defaults filled in, then every rule of
+ * sv_cfg_load's contract. lines[i] is the line of node i. */
+static int check_metrics(struct sv_cfg *c, const unsigned *lines, const char *path, char *errmsg,
+                         size_t errlen)
+{
+    char host[SV_CFG_ADDR_MAX], why[SV_CFG_ADDR_MAX + 128];
+    uint32_t port, aport;
+    for (uint32_t i = 0; i < c->n_nodes; i++) {
+        struct sv_cfg_node *n = &c->nodes[i];
+        if (n->metrics[0])
+            continue;
+        int rc = split_hostport(n->addr, host, sizeof host, &port);
+        ASSERT(rc == 0); /* checked when the line was read */
+        port += SV_CFG_METRICS_PORT_OFFSET;
+        if (port > 65535) {
+            snprintf(why, sizeof why,
+                     "node %" PRIu64 ": its default metrics port %" PRIu32
+                     " is above 65535: give metrics HOST:PORT",
+                     n->id, port);
+            return fail(errmsg, errlen, -EINVAL, path, lines[i], why);
+        }
+        int host_len = (int)(strrchr(n->addr, ':') - n->addr);
+        char addr[SV_CFG_ADDR_MAX];
+        int len = snprintf(addr, sizeof addr, "%.*s:%" PRIu32, host_len, n->addr, port);
+        if (len < 0 || (size_t)len >= sizeof addr)
+            return fail(errmsg, errlen, -EINVAL, path, lines[i], "node: address too long");
+        memcpy(n->metrics, addr, (size_t)len + 1);
+    }
+    for (uint32_t i = 0; i < c->n_nodes; i++) {
+        const struct sv_cfg_node *n = &c->nodes[i];
+        for (uint32_t j = 0; j < c->n_nodes; j++) {
+            const char *what = NULL;
+            if (same_endpoint(n->metrics, c->nodes[j].addr))
+                what = "address";
+            else if (j != i && same_endpoint(n->metrics, c->nodes[j].metrics))
+                what = "metrics address";
+            if (what) {
+                snprintf(why, sizeof why,
+                         "node %" PRIu64 ": metrics address %s is also the %s of node %" PRIu64,
+                         n->id, n->metrics, what, c->nodes[j].id);
+                return fail(errmsg, errlen, -EINVAL, path, lines[i], why);
+            }
+        }
+        /* 0.0.0.0 takes the port on every address of the host, the node's too. */
+        int rc_addr = split_hostport(n->addr, host, sizeof host, &aport);
+        int rc_metrics = split_hostport(n->metrics, host, sizeof host, &port);
+        ASSERT(rc_addr == 0 && rc_metrics == 0);
+        if (!strcmp(host, "0.0.0.0") && port == aport) {
+            snprintf(why, sizeof why,
+                     "node %" PRIu64 ": metrics address %s takes the node's own port", n->id,
+                     n->metrics);
+            return fail(errmsg, errlen, -EINVAL, path, lines[i], why);
+        }
+    }
+    return 0;
+}
+
 int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -54,17 +139,18 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
     }
     char line[LINE_MAX_];
     unsigned ln = 0;
+    unsigned node_lines[SV_CFG_NODES_MAX];
     int rc = 0;
     while (fgets(line, sizeof line, f)) {
         ln++;
         char *hash = strchr(line, '#');
         if (hash)
             *hash = 0;
-        char *tok[6];
+        char *tok[8];
         int nt = 0;
         for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t;
              t = strtok_r(NULL, " \t\r\n", &save)) {
-            if (nt == 6) {
+            if (nt == 8) {
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "too many words");
                 goto out;
             }
@@ -91,23 +177,34 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         } else if (!strcmp(d, "data_key") && nt == 2) {
             if (copy(out->data_key, sizeof out->data_key, tok[1]))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "data_key: path too long");
-        } else if (!strcmp(d, "node") && nt == 5) {
+        } else if (!strcmp(d, "node") && (nt == 5 || (nt == 7 && !strcmp(tok[5], "metrics")))) {
             if (out->n_nodes == SV_CFG_NODES_MAX) {
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "too many nodes (64 at most)");
                 goto out;
             }
             struct sv_cfg_node *n = &out->nodes[out->n_nodes];
-            uint32_t id;
+            uint32_t id, port;
+            char host[SV_CFG_ADDR_MAX];
+            struct in_addr ip;
             if (parse_u32(tok[1], 1, UINT32_MAX, &id) || copy(n->zone, sizeof n->zone, tok[2]) ||
                 copy(n->addr, sizeof n->addr, tok[3]) || copy(n->dir, sizeof n->dir, tok[4]) ||
-                !strchr(n->addr, ':')) {
-                rc =
-                    fail(errmsg, errlen, -EINVAL, path, ln, "node: expected ID ZONE HOST:PORT DIR");
+                split_hostport(n->addr, host, sizeof host, &port)) {
+                rc = fail(
+                    errmsg, errlen, -EINVAL, path, ln,
+                    "node: expected ID ZONE HOST:PORT DIR [metrics HOST:PORT], ports 1..65535");
+                goto out;
+            }
+            if (nt == 7 && (copy(n->metrics, sizeof n->metrics, tok[6]) ||
+                            split_hostport(n->metrics, host, sizeof host, &port) ||
+                            inet_pton(AF_INET, host, &ip) != 1)) {
+                rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                          "node: metrics: expected A.B.C.D:PORT or localhost:PORT, port 1..65535");
                 goto out;
             }
             n->id = id;
+            node_lines[out->n_nodes] = ln;
             for (uint32_t i = 0; i < out->n_nodes; i++) {
-                if (out->nodes[i].id == n->id || !strcmp(out->nodes[i].addr, n->addr)) {
+                if (out->nodes[i].id == n->id || same_endpoint(out->nodes[i].addr, n->addr)) {
                     rc = fail(errmsg, errlen, -EINVAL, path, ln, "node: duplicate id or address");
                     goto out;
                 }
@@ -138,6 +235,8 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         rc = fail(errmsg, errlen, -EINVAL, path, ln, "no node");
     else if (out->replicas > out->n_zones)
         rc = fail(errmsg, errlen, -EINVAL, path, ln, "replicas exceed the number of zones");
+    else
+        rc = check_metrics(out, node_lines, path, errmsg, errlen);
 out:
     fclose(f);
     return rc;

@@ -8,8 +8,10 @@
  *   master_key PATH   master key file (KEK), mode 0600
  *   data_key PATH     the cluster data key wrapped by the master key
  *   upload_ttl_s S    seconds after which an unfinished upload is removed (default 600)
- *   node ID ZONE HOST:PORT DIR   a node; its certificate is DIR/node.pem and
- *                     DIR/node.key, its data DIR/data
+ *   node ID ZONE HOST:PORT DIR [metrics MHOST:MPORT]
+ *                     a node; its certificate is DIR/node.pem and DIR/node.key,
+ *                     its data DIR/data; it serves /metrics and /health over
+ *                     plain HTTP on MHOST:MPORT (default HOST:PORT+1000)
  * Group ids: 0 is the meta group, group s + 1 is shard s.
  */
 #ifndef SV_CONFIG_H
@@ -26,6 +28,8 @@ enum {
     SV_CFG_NAME_MAX = 64,     /* zone name, with NUL */
     SV_CFG_ADDR_MAX = 256,    /* host:port, with NUL */
     SV_CFG_PATH_MAX = 1024,   /* paths, with NUL */
+    /* The default metrics port is the node's port plus this. */
+    SV_CFG_METRICS_PORT_OFFSET = 1000,
 };
 
 struct sv_cfg_node {
@@ -33,6 +37,9 @@ struct sv_cfg_node {
     char zone[SV_CFG_NAME_MAX];
     char addr[SV_CFG_ADDR_MAX];
     char dir[SV_CFG_PATH_MAX];
+    /* HOST:PORT of the node's metrics endpoint (metrics.h): from the node
+     * line, else addr's host with addr's port + SV_CFG_METRICS_PORT_OFFSET. */
+    char metrics[SV_CFG_ADDR_MAX];
     uint32_t zone_index; /* zones numbered in order of first appearance */
 };
 
@@ -49,10 +56,14 @@ struct sv_cfg {
 };
 
 /* Parse the file at path into *out (caller-owned). Checks: every directive
- * known and well formed, unique node ids (> 0) and addresses, 1 <= replicas
- * <= zones, replicas <= SV_CFG_REPLICAS_MAX, shards in 1..SV_CFG_SHARDS_MAX,
- * ca/master_key/data_key present. Returns 0, or -EINVAL / a negative errno
- * with errmsg naming the line. */
+ * known and well formed, unique node ids (> 0) and addresses, ports in
+ * 1..65535, 1 <= replicas <= zones, replicas <= SV_CFG_REPLICAS_MAX, shards
+ * in 1..SV_CFG_SHARDS_MAX, ca/master_key/data_key present. Metrics
+ * addresses: an IPv4 literal or localhost, a port in 1..65535 (a default
+ * past 65535 is an error: give the address), none equal to another node's
+ * metrics address or to any node's address (localhost counts as
+ * 127.0.0.1), and a wildcard 0.0.0.0 not on the node's own port. Returns 0,
+ * or -EINVAL / a negative errno with errmsg naming the line. */
 int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errlen);
 
 /* Node with id, or NULL. */

@@ -161,6 +161,9 @@ mode_of() { stat -c %a "$1"; }
 # --- help, usage, bad values, missing DIR ------------------------------------
 expect 0 "help" -- "$cluster" help
 ok "help lists the commands" -- grep_out "kill NODE"
+expect 0 "up --help" -- "$cluster" up --help
+ok "up --help: the metrics ports" -- grep_out "127\.0\.0\.1:P\+i\+1000 \(8101 for 7101\)"
+ok "up --help: the metrics port range" -- grep_out "P\+1001 \.\. P\+N\+1000 must lie in 1024\.\.65535"
 expect 0 "--help" -- "$cluster" --help
 expect 0 "-h" -- "$cluster" -h
 for c in up down status kill start logs env; do
@@ -183,6 +186,11 @@ expect 2 "nodes < replicas" -- "$cluster" up --nodes 2 --bin "$bin" --dir "$dir"
 expect 2 "zones > nodes" -- "$cluster" up --nodes 3 --zones 4 --bin "$bin" --dir "$dir"
 expect 2 "port above 65535" -- "$cluster" up --base-port 65532 --bin "$bin" --dir "$dir"
 expect 2 "privileged port" -- "$cluster" up --base-port 80 --bin "$bin" --dir "$dir"
+# Node ports 64601..64606 fit; their metrics ports (+1000) do not.
+expect 2 "metrics port above 65535" -- "$cluster" up --base-port 64600 --bin "$bin" --dir "$dir"
+ok "metrics port range explained" -- grep_err "metrics ports 65601\.\.65606 out of range 1024\.\.65535"
+expect 2 "metrics port above 65535 (one node)" -- "$cluster" up --nodes 1 --zones 1 --replicas 1 \
+    --base-port 64535 --bin "$bin" --dir "$dir"
 expect 2 "non-numeric port" -- "$cluster" up --base-port 7x --bin "$bin" --dir "$dir"
 expect 2 "upload TTL 0" -- "$cluster" up --upload-ttl 0 --bin "$bin" --dir "$dir"
 ok "upload TTL range explained" -- grep_err "upload-ttl must be in 1..604800"
@@ -216,8 +224,8 @@ ok "conf: 6 node lines" -- test "$(grep -c '^node ' "$conf")" = 6
 zones=(zone-a zone-b zone-c zone-a zone-b zone-c)
 for i in 1 2 3 4 5 6; do
     nd=$dir/node$i
-    ok "conf: node $i line (round-robin zone)" -- \
-        grep -qx "node $i ${zones[i - 1]} 127.0.0.1:$((base + i)) $nd" "$conf"
+    ok "conf: node $i line (round-robin zone, metrics on port + 1000)" -- \
+        grep -qx "node $i ${zones[i - 1]} 127.0.0.1:$((base + i)) $nd metrics 127.0.0.1:$((base + i + 1000))" "$conf"
     ok "node $i certificate verifies against the CA" -- \
         openssl verify -CAfile "$dir/ca/ca.pem" "$nd/node.pem"
     ok "node $i CN is node-$i" -- bash -c \
@@ -420,8 +428,8 @@ expect 0 "up --nodes 4 --zones 2 --replicas 2 --shards 8 --upload-ttl 30" -- "$c
 ok "conf: shards 8" -- grep -qx "shards 8" "$d3/cluster.conf"
 ok "conf: upload_ttl_s 30" -- grep -qx "upload_ttl_s 30" "$d3/cluster.conf"
 ok "conf: replicas 2" -- grep -qx "replicas 2" "$d3/cluster.conf"
-ok "conf: node 3 in zone-a" -- grep -qx "node 3 zone-a 127.0.0.1:$((base + 3)) $d3/node3" "$d3/cluster.conf"
-ok "conf: node 4 in zone-b" -- grep -qx "node 4 zone-b 127.0.0.1:$((base + 4)) $d3/node4" "$d3/cluster.conf"
+ok "conf: node 3 in zone-a" -- grep -qx "node 3 zone-a 127.0.0.1:$((base + 3)) $d3/node3 metrics 127.0.0.1:$((base + 1003))" "$d3/cluster.conf"
+ok "conf: node 4 in zone-b" -- grep -qx "node 4 zone-b 127.0.0.1:$((base + 4)) $d3/node4 metrics 127.0.0.1:$((base + 1004))" "$d3/cluster.conf"
 expect 0 "down --purge (4 nodes)" -- "$cluster" down --purge --dir "$d3"
 
 # A non-empty DIR without cluster.conf is not taken over.
