@@ -16,7 +16,6 @@ target_link_libraries(svlogstore PUBLIC svraft ${SV_LEVELDB_LIB})
 
 add_executable(logstore-test ${CMAKE_SOURCE_DIR}/tests/node/test_logstore.c)
 target_include_directories(logstore-test PRIVATE ${SV_LEVELDB_INCLUDE})
-target_link_libraries(logstore-test PRIVATE svlogstore)
+target_link_libraries(logstore-test PRIVATE svtest svlogstore)
 add_test(NAME logstore-test COMMAND logstore-test)
 set_tests_properties(logstore-test PROPERTIES TIMEOUT 300)
-target_include_directories(logstore-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)

@@ -6,7 +6,6 @@ target_include_directories(svraftwire PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_link_libraries(svraftwire PUBLIC svraft svproto)
 
 add_executable(raftwire-test ${CMAKE_SOURCE_DIR}/tests/node/test_raftwire.c)
-target_link_libraries(raftwire-test PRIVATE svraftwire)
-target_include_directories(raftwire-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(raftwire-test PRIVATE svtest svraftwire)
 add_test(NAME raftwire-test COMMAND raftwire-test)
 set_tests_properties(raftwire-test PROPERTIES TIMEOUT 300)

@@ -12,7 +12,6 @@ target_include_directories(svsegstore PRIVATE ${SV_LEVELDB_INCLUDE})
 target_link_libraries(svsegstore PUBLIC PkgConfig::URING ${SV_LEVELDB_LIB})
 
 add_executable(segstore-test ${CMAKE_SOURCE_DIR}/tests/node/test_segstore.c)
-target_link_libraries(segstore-test PRIVATE svsegstore)
+target_link_libraries(segstore-test PRIVATE svtest svsegstore)
 add_test(NAME segstore-test COMMAND segstore-test)
 set_tests_properties(segstore-test PROPERTIES TIMEOUT 300)
-target_include_directories(segstore-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)

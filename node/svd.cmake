@@ -15,10 +15,8 @@ target_link_libraries(svd PRIVATE svnode)
 
 # The shard state machine on its own (sessions, uploads, snapshot images).
 add_executable(sm-test ${CMAKE_SOURCE_DIR}/tests/node/test_sm.c)
-target_link_libraries(sm-test PRIVATE svnode)
-target_include_directories(sm-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(sm-test PRIVATE svtest svnode)
 add_test(NAME sm-test COMMAND sm-test)
 add_executable(powercut-test ${CMAKE_SOURCE_DIR}/tests/node/test_powercut.c)
-target_link_libraries(powercut-test PRIVATE svnode)
-target_include_directories(powercut-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(powercut-test PRIVATE svtest svnode)
 add_test(NAME powercut-test COMMAND powercut-test)

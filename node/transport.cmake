@@ -14,7 +14,6 @@ target_link_libraries(svtransport PUBLIC svtls svwire PkgConfig::UV)
 # drives raw TCP and raw svtls clients from a helper thread.
 add_executable(transport-test ${CMAKE_SOURCE_DIR}/tests/node/test_transport.c
                               ${CMAKE_SOURCE_DIR}/tests/common/testcerts.c)
-target_link_libraries(transport-test PRIVATE svtransport svtls OpenSSL::Crypto Threads::Threads)
-target_include_directories(transport-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(transport-test PRIVATE svtest svtransport svtls OpenSSL::Crypto Threads::Threads)
 add_test(NAME transport-test COMMAND transport-test)
 set_tests_properties(transport-test PROPERTIES TIMEOUT 300)

@@ -131,52 +131,85 @@ static void refused_frame(struct sv_tls_ctx *ctx, int port, uint32_t type, uint6
     free(frame);
 }
 
-int main(int argc, char **argv)
-{
-    const char *bin = it_bin_dir(argc, argv);
-    it_up(&cl_, bin, "frames", 3, 3, 17400);
-    struct sv_client *c = it_client(&cl_, 30000);
-    int port = cl_.base_port + 1;
-    still_serving(c, 0);
+/* ---- runner: one cluster, one client and one TLS context, in this order ---- */
 
-    current = "plain TCP refused";
-    int fd = dial(port);
+static struct sv_client *client_;
+static struct sv_tls_ctx *ctx_;
+static int port_; /* node 1's */
+
+static int set_up(void)
+{
+    it_up(&cl_, it_bin_dir(), "frames", 3, 3, 17400);
+    client_ = it_client(&cl_, 30000);
+    port_ = cl_.base_port + 1;
+    still_serving(client_, 0);
+    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
+    char em[256];
+    CHECK_RC(sv_tls_ctx_new(&tc, &ctx_, em, sizeof em), 0);
+    return 0;
+}
+
+static void tear_down(void)
+{
+    sv_tls_ctx_free(ctx_);
+    sv_client_close(client_);
+    it_down(&cl_);
+}
+
+static void test_plain_tcp(void)
+{
+    int fd = dial(port_);
     CHECK(fd >= 0);
     const char http[] = "GET / HTTP/1.0\r\n\r\n";
     CHECK(send(fd, http, sizeof http - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof http - 1));
     CHECK(closed_by_server(fd, 5000));
     close(fd);
-    still_serving(c, 1);
-
-    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
-    struct sv_tls_ctx *ctx = NULL;
-    char em[256];
-    CHECK_RC(sv_tls_ctx_new(&tc, &ctx, em, sizeof em), 0);
-
-    current = "oversized frame";
-    uint8_t hdr[4] = {0x10, 0, 0, 0}; /* 256 MiB declared */
-    refused_over_tls(ctx, port, hdr, sizeof hdr);
-    still_serving(c, 2);
-
-    current = "malformed frame";
-    uint8_t junk[12] = {0, 0, 0, 8, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1};
-    refused_over_tls(ctx, port, junk, sizeof junk);
-    still_serving(c, 3);
-
-    current = "malformed request body";
-    const uint8_t not_map[] = {0x93, 0x01, 0x02}; /* an array, not a map */
-    refused_frame(ctx, port, SV_MSG_PUT, 1, not_map, sizeof not_map);
-    still_serving(c, 4);
-
-    current = "unauthenticated raft traffic";
-    const uint8_t empty_batch[] = {0x90};
-    refused_frame(ctx, port, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
-    still_serving(c, 5);
-    sv_tls_ctx_free(ctx);
-
-    CHECK(it_log_has(&cl_, 1, "malformed"));
-    sv_client_close(c);
-    it_down(&cl_);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    still_serving(client_, 1);
 }
+
+static void test_oversized(void)
+{
+    uint8_t hdr[4] = {0x10, 0, 0, 0}; /* 256 MiB declared */
+    refused_over_tls(ctx_, port_, hdr, sizeof hdr);
+    still_serving(client_, 2);
+}
+
+static void test_malformed_frame(void)
+{
+    uint8_t junk[12] = {0, 0, 0, 8, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1};
+    refused_over_tls(ctx_, port_, junk, sizeof junk);
+    still_serving(client_, 3);
+}
+
+static void test_malformed_body(void)
+{
+    const uint8_t not_map[] = {0x93, 0x01, 0x02}; /* an array, not a map */
+    refused_frame(ctx_, port_, SV_MSG_PUT, 1, not_map, sizeof not_map);
+    still_serving(client_, 4);
+}
+
+static void test_raft_unauthenticated(void)
+{
+    const uint8_t empty_batch[] = {0x90};
+    refused_frame(ctx_, port_, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
+    still_serving(client_, 5);
+    CHECK(it_log_has(&cl_, 1, "malformed"));
+}
+
+static const struct sv_test tests[] = {
+    {"plain TCP refused", test_plain_tcp},
+    {"oversized frame", test_oversized},
+    {"malformed frame", test_malformed_frame},
+    {"malformed request body", test_malformed_body},
+    {"unauthenticated raft traffic", test_raft_unauthenticated},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-frames",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+    .ordered = true,
+};
