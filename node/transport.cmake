@@ -14,6 +14,7 @@ target_link_libraries(svtransport PUBLIC svtls svwire PkgConfig::UV)
 # drives raw TCP and raw svtls clients from a helper thread.
 add_executable(transport-test ${CMAKE_SOURCE_DIR}/tests/node/test_transport.c
                               ${CMAKE_SOURCE_DIR}/tests/common/testcerts.c)
-target_link_libraries(transport-test PRIVATE svtest svtransport svtls OpenSSL::Crypto Threads::Threads)
+target_link_libraries(transport-test PRIVATE svtest svtransport svtls OpenSSL::Crypto
+                                             Threads::Threads)
 add_test(NAME transport-test COMMAND transport-test)
-set_tests_properties(transport-test PROPERTIES TIMEOUT 300)
+set_tests_properties(transport-test PROPERTIES TIMEOUT 300 LABELS node)
