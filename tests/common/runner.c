@@ -238,18 +238,10 @@ static const struct sv_test *find(const char *name)
     return NULL;
 }
 
-int main(int argc, char **argv)
+/* Marks in selected[] the tests argv asks for (all by default). Returns -1
+ * to go on, or the exit status (--help, --list, a usage error). */
+static int parse_args(int argc, char **argv, bool *selected)
 {
-    suite = &sv_test_suite;
-    main_thread = pthread_self();
-    ASSERT(suite->name != NULL && suite->tests != NULL && suite->n_tests > 0);
-    for (size_t i = 0; i < suite->n_tests; i++) {
-        ASSERT(suite->tests[i].name != NULL && suite->tests[i].fn != NULL);
-        ASSERT(find(suite->tests[i].name) == &suite->tests[i]); /* names are unique */
-    }
-
-    bool *selected = calloc(suite->n_tests, sizeof(*selected));
-    ASSERT(selected != NULL);
     bool any = false;
     for (int i = 1; i < argc; i++) {
         int took = suite->option != NULL ? suite->option(argc, argv, i) : 0;
@@ -295,7 +287,12 @@ int main(int argc, char **argv)
         for (size_t k = suite->n_tests; k-- > 0;)
             selected[k] = later = later || selected[k];
     }
+    return -1;
+}
 
+/* Set-up, the selected tests, tear-down; returns the exit status. */
+static int run_suite(const bool *selected)
+{
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (suite->timeout_s > 0)
         signal(SIGALRM, on_alarm);
@@ -306,12 +303,10 @@ int main(int argc, char **argv)
         fixtures_ok = run(&(struct step){.name = "set-up", .set_up = suite->set_up, .rc = &rc});
         if (rc == SV_TEST_SKIP) {
             printf("%s: skipped\n", suite->name);
-            free(selected);
             return SV_TEST_SKIP;
         }
         if (rc != 0) {
             printf("%s: set-up failed (%d), no test ran\n", suite->name, rc);
-            free(selected);
             return 1;
         }
     }
@@ -324,8 +319,25 @@ int main(int argc, char **argv)
     }
     if (suite->tear_down != NULL)
         fixtures_ok &= run(&(struct step){.name = "tear-down", .fn = suite->tear_down});
-    free(selected);
     printf("%s: %d tests, %d failed%s, %ld checks\n", suite->name, ran, failed,
            fixtures_ok ? "" : " (and set-up or tear-down)", (long)atomic_load(&checks));
     return failed == 0 && fixtures_ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    suite = &sv_test_suite;
+    main_thread = pthread_self();
+    ASSERT(suite->name != NULL && suite->tests != NULL && suite->n_tests > 0);
+    for (size_t i = 0; i < suite->n_tests; i++) {
+        ASSERT(suite->tests[i].name != NULL && suite->tests[i].fn != NULL);
+        ASSERT(find(suite->tests[i].name) == &suite->tests[i]); /* names are unique */
+    }
+    bool *selected = calloc(suite->n_tests, sizeof(*selected));
+    ASSERT(selected != NULL);
+    int status = parse_args(argc, argv, selected);
+    if (status < 0)
+        status = run_suite(selected);
+    free(selected);
+    return status;
 }
