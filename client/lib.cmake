@@ -15,10 +15,9 @@ target_link_libraries(svctl PRIVATE shardvault)
 # The fake server speaks svtls, svwire and proto itself, with test certificates.
 add_executable(client-test ${CMAKE_SOURCE_DIR}/tests/client/test_client.c
                            ${CMAKE_SOURCE_DIR}/tests/common/testcerts.c)
-target_link_libraries(client-test PRIVATE shardvault svproto svtls svwire OpenSSL::SSL
+target_link_libraries(client-test PRIVATE svtest shardvault svproto svtls svwire OpenSSL::SSL
                                           OpenSSL::Crypto Threads::Threads)
-target_include_directories(client-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common
-                                               ${CMAKE_CURRENT_SOURCE_DIR}/src)
+target_include_directories(client-test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
 add_test(NAME client-test COMMAND client-test --svctl $<TARGET_FILE:svctl>)
 set_tests_properties(client-test PROPERTIES TIMEOUT 300)
 

@@ -9,7 +9,6 @@ target_link_libraries(svtls PRIVATE OpenSSL::SSL OpenSSL::Crypto)
 
 # The test makes its certificates with OpenSSL and drives a raw TLS 1.2 client.
 add_executable(tls-test ${CMAKE_SOURCE_DIR}/tests/client/test_tls.c)
-target_link_libraries(tls-test PRIVATE svtls OpenSSL::SSL OpenSSL::Crypto)
+target_link_libraries(tls-test PRIVATE svtest svtls OpenSSL::SSL OpenSSL::Crypto)
 add_test(NAME tls-test COMMAND tls-test)
 set_tests_properties(tls-test PROPERTIES TIMEOUT 300)
-target_include_directories(tls-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)

@@ -10,7 +10,6 @@ target_link_libraries(svcrypto PRIVATE OpenSSL::Crypto)
 # The test also decrypts sealed chunks with raw EVP calls, to check the
 # documented layout independently of the library.
 add_executable(crypto-test ${CMAKE_SOURCE_DIR}/tests/node/test_crypto.c)
-target_link_libraries(crypto-test PRIVATE svcrypto OpenSSL::Crypto)
+target_link_libraries(crypto-test PRIVATE svtest svcrypto OpenSSL::Crypto)
 add_test(NAME crypto-test COMMAND crypto-test)
-set_tests_properties(crypto-test PROPERTIES TIMEOUT 300)
-target_include_directories(crypto-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+set_tests_properties(crypto-test PROPERTIES TIMEOUT 300 LABELS node)

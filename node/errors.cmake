@@ -10,7 +10,6 @@ target_link_libraries(sverrors PUBLIC svraft svtls svproto svwire svraftwire svs
 
 # The test links the client library to see its strings too.
 add_executable(errors-test ${CMAKE_SOURCE_DIR}/tests/node/test_errors.c)
-target_link_libraries(errors-test PRIVATE sverrors shardvault)
-target_include_directories(errors-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(errors-test PRIVATE svtest sverrors shardvault)
 add_test(NAME errors-test COMMAND errors-test)
-set_tests_properties(errors-test PROPERTIES TIMEOUT 300)
+set_tests_properties(errors-test PROPERTIES TIMEOUT 300 LABELS node)

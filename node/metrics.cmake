@@ -20,18 +20,16 @@ target_link_libraries(svmetrics PRIVATE PkgConfig::UV ${SV_HTTP_PARSER_LIB} m)
 # The registry: values, buckets, series added and removed, escaping, names,
 # concurrent updates.
 add_executable(metrics-test ${CMAKE_SOURCE_DIR}/tests/node/test_metrics.c)
-target_link_libraries(metrics-test PRIVATE svmetrics Threads::Threads)
-target_include_directories(metrics-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(metrics-test PRIVATE svtest svmetrics Threads::Threads)
 add_test(NAME metrics-test COMMAND metrics-test)
-set_tests_properties(metrics-test PROPERTIES TIMEOUT 300)
+set_tests_properties(metrics-test PROPERTIES TIMEOUT 300 LABELS node)
 
 # The endpoint on 127.0.0.1 (a port the kernel picks), driven by raw sockets
 # from a helper thread.
 add_executable(metrics-http-test ${CMAKE_SOURCE_DIR}/tests/node/test_metrics_http.c)
-target_link_libraries(metrics-http-test PRIVATE svmetrics PkgConfig::UV Threads::Threads)
-target_include_directories(metrics-http-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(metrics-http-test PRIVATE svtest svmetrics PkgConfig::UV Threads::Threads)
 add_test(NAME metrics-http-test COMMAND metrics-http-test)
-set_tests_properties(metrics-http-test PROPERTIES TIMEOUT 300)
+set_tests_properties(metrics-http-test PROPERTIES TIMEOUT 300 LABELS node)
 
 # promtool (Debian package prometheus) checks the exposition of a registry
 # that holds every kind of series; a missing promtool fails the test.

@@ -32,16 +32,16 @@ target_link_libraries(svd PRIVATE svnode)
 
 # The shard state machine on its own (sessions, uploads, snapshot images).
 add_executable(sm-test ${CMAKE_SOURCE_DIR}/tests/node/test_sm.c)
-target_link_libraries(sm-test PRIVATE svnode)
-target_include_directories(sm-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(sm-test PRIVATE svtest svnode)
 add_test(NAME sm-test COMMAND sm-test)
+set_tests_properties(sm-test PROPERTIES LABELS node)
 add_executable(powercut-test ${CMAKE_SOURCE_DIR}/tests/node/test_powercut.c)
-target_link_libraries(powercut-test PRIVATE svnode)
-target_include_directories(powercut-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(powercut-test PRIVATE svtest svnode)
 add_test(NAME powercut-test COMMAND powercut-test)
+set_tests_properties(powercut-test PROPERTIES LABELS node)
 
 # The cluster map as data: bootstrap, encoding, replica moves (pure).
 add_executable(map-test ${CMAKE_SOURCE_DIR}/tests/node/test_map.c)
-target_link_libraries(map-test PRIVATE svmap)
-target_include_directories(map-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
+target_link_libraries(map-test PRIVATE svtest svmap)
 add_test(NAME map-test COMMAND map-test)
+set_tests_properties(map-test PROPERTIES LABELS node)

@@ -17,8 +17,7 @@ target_link_libraries(svtransport PRIVATE svlog)
 # drives raw TCP and raw svtls clients from a helper thread.
 add_executable(transport-test ${CMAKE_SOURCE_DIR}/tests/node/test_transport.c
                               ${CMAKE_SOURCE_DIR}/tests/common/testcerts.c)
-target_link_libraries(transport-test PRIVATE svtransport svtls sverrors OpenSSL::Crypto
+target_link_libraries(transport-test PRIVATE svtest svtransport svtls sverrors OpenSSL::Crypto
                                              Threads::Threads)
-target_include_directories(transport-test PRIVATE ${CMAKE_SOURCE_DIR}/tests/common)
 add_test(NAME transport-test COMMAND transport-test)
-set_tests_properties(transport-test PROPERTIES TIMEOUT 300)
+set_tests_properties(transport-test PROPERTIES TIMEOUT 300 LABELS node)

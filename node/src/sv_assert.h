@@ -1,4 +1,5 @@
-/* ASSERT for node/: programmer errors crash, in release builds too (STYLE.md rule 8).
+/* ASSERT for node/ and the tests (tests/common/check.h includes this file):
+ * programmer errors crash, in release builds too (STYLE.md rule 8).
  * raft/ keeps its own copy: it depends on nothing of ours. */
 #ifndef SV_ASSERT_H
 #define SV_ASSERT_H

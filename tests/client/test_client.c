@@ -1345,7 +1345,7 @@ static bool files_equal(const char *a, const char *b)
 static void test_svctl(void)
 {
     if (svctl_path == NULL) {
-        printf("     svctl: skipped (no --svctl PATH)\n");
+        sv_test_skip("no --svctl PATH");
         return;
     }
     char in[SV_TESTCERTS_PATH_MAX + 16], out[SV_TESTCERTS_PATH_MAX + 16];
@@ -1413,10 +1413,41 @@ static void test_svctl(void)
     unlink(small);
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} tests[] = {
+/* ---- runner ---- */
+
+static int set_up(void)
+{
+    char err[256];
+    if (sv_testcerts_mkdtemp("client-test", dir, sizeof(dir), err, sizeof(err)) != 0 ||
+        sv_testcerts_ca(dir, "ca", "ShardVault test CA", err, sizeof(err)) != 0 ||
+        sv_testcerts_leaf(dir, "ca", "node-1", NULL, -SV_TESTCERTS_DAY_S, 30L * SV_TESTCERTS_DAY_S,
+                          err, sizeof(err)) != 0) {
+        fprintf(stderr, "client-test: certificates: %s\n", err);
+        return 1;
+    }
+    sv_testcerts_path(dir, "ca", ".pem", ca_path, sizeof(ca_path));
+    fake_start();
+    return 0;
+}
+
+static void tear_down(void)
+{
+    fake_stop();
+    sv_testcerts_rmdir(dir);
+}
+
+/* --svctl PATH: the svctl to test (test "svctl" is skipped without it). */
+static int option(int argc, char **argv, int i)
+{
+    if (strcmp(argv[i], "--svctl") != 0)
+        return 0;
+    if (i + 1 >= argc)
+        return -1;
+    svctl_path = argv[i + 1];
+    return 2;
+}
+
+static const struct sv_test tests[] = {
     {"round_trips", test_round_trips},
     {"redirect", test_redirect},
     {"unavailable_retry", test_unavailable_retry},
@@ -1432,40 +1463,11 @@ static const struct {
     {"svctl", test_svctl},
 };
 
-int main(int argc, char **argv)
-{
-    char err[256];
-    if (sv_testcerts_mkdtemp("client-test", dir, sizeof(dir), err, sizeof(err)) != 0 ||
-        sv_testcerts_ca(dir, "ca", "ShardVault test CA", err, sizeof(err)) != 0 ||
-        sv_testcerts_leaf(dir, "ca", "node-1", NULL, -SV_TESTCERTS_DAY_S, 30L * SV_TESTCERTS_DAY_S,
-                          err, sizeof(err)) != 0) {
-        fprintf(stderr, "client-test: certificates: %s\n", err);
-        return 1;
-    }
-    sv_testcerts_path(dir, "ca", ".pem", ca_path, sizeof(ca_path));
-    fake_start();
-    int first = 1;
-    if (argc > 2 && strcmp(argv[1], "--svctl") == 0) {
-        svctl_path = argv[2];
-        first = 3;
-    }
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        bool run = argc == first;
-        for (int a = first; a < argc; a++)
-            run |= strcmp(argv[a], tests[i].name) == 0;
-        if (!run)
-            continue;
-        current = tests[i].name;
-        test_failures = 0;
-        uint64_t t0 = now_ms();
-        tests[i].fn();
-        printf("%s %s (%llu ms)\n", test_failures ? "FAIL" : "ok  ", tests[i].name,
-               (unsigned long long)(now_ms() - t0));
-        fflush(stdout);
-    }
-    current = NULL;
-    fake_stop();
-    sv_testcerts_rmdir(dir);
-    printf("%ld checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
-}
+const struct sv_test_suite sv_test_suite = {
+    .name = "client-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = option,
+    .usage = "  --svctl PATH the svctl to test (test svctl is skipped without it)\n",
+};

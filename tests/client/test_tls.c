@@ -30,21 +30,14 @@
 
 /* Checks. */
 
-static bool verbose;
-
-/* CHECK_MSG(conn, text): the connection's error message mentions text. */
-#define CHECK_MSG(conn, text)                                                                      \
+/* CHECK_ERRMSG(conn, text): the connection's error message mentions text. */
+#define CHECK_ERRMSG(conn, text)                                                                   \
     do {                                                                                           \
         const char *m_ = sv_tls_conn_errmsg(conn);                                                 \
-        checks++;                                                                                  \
-        if (verbose) {                                                                             \
+        if (sv_test_verbose()) {                                                                   \
             printf("  %s: %s\n", #conn, m_);                                                       \
         }                                                                                          \
-        if (strstr(m_, (text)) == NULL) {                                                          \
-            char msg_[512];                                                                        \
-            snprintf(msg_, sizeof(msg_), "%s errmsg \"%s\" lacks \"%s\"", #conn, m_, (text));      \
-            check_fail(__FILE__, __LINE__, msg_);                                                  \
-        }                                                                                          \
+        CHECK_MSG(strstr(m_, (text)) != NULL, "%s errmsg \"%s\" lacks \"%s\"", #conn, m_, (text)); \
     } while (0)
 
 /* Fixtures: a temporary directory of PEM files. */
@@ -472,9 +465,9 @@ static void test_no_client_cert(void)
     struct end cli, srv;
     connect_pair(&cli, &srv, cctx, sctx, "node-1");
     CHECK_RC(srv.rc, SV_TLS_E_PEER_UNVERIFIED);
-    CHECK_MSG(srv.conn, "no certificate");
+    CHECK_ERRMSG(srv.conn, "no certificate");
     CHECK_RC(cli.rc, SV_TLS_E_PEER_ALERT);
-    CHECK_MSG(cli.conn, "certificate required");
+    CHECK_ERRMSG(cli.conn, "certificate required");
     CHECK(!sv_tls_handshake_done(cli.conn) && !sv_tls_handshake_done(srv.conn));
     CHECK(sv_tls_peer_name(srv.conn) == NULL && sv_tls_peer_name(cli.conn) == NULL);
     /* Sticky: every later call says the same. */
@@ -520,7 +513,7 @@ static void test_other_ca(void)
     struct end cli, srv;
     connect_pair(&cli, &srv, cctx, sctx, "node-1");
     CHECK_RC(cli.rc, SV_TLS_E_PEER_UNVERIFIED);
-    CHECK_MSG(cli.conn, "unable to get local issuer certificate");
+    CHECK_ERRMSG(cli.conn, "unable to get local issuer certificate");
     CHECK_RC(srv.rc, SV_TLS_E_PEER_ALERT);
     CHECK(!sv_tls_handshake_done(cli.conn) && !sv_tls_handshake_done(srv.conn));
     end_free(&cli);
@@ -533,7 +526,7 @@ static void test_other_ca(void)
     cctx = ctx_make(SV_TLS_CLIENT, F_CA, F_ROGUE_CRT, F_ROGUE_KEY, false, 0);
     connect_pair(&cli, &srv, cctx, sctx, "node-1");
     CHECK_RC(srv.rc, SV_TLS_E_PEER_UNVERIFIED);
-    CHECK_MSG(srv.conn, "unable to get local issuer certificate");
+    CHECK_ERRMSG(srv.conn, "unable to get local issuer certificate");
     CHECK_RC(cli.rc, SV_TLS_E_PEER_ALERT);
     CHECK(sv_tls_peer_name(srv.conn) == NULL);
     end_free(&cli);
@@ -549,7 +542,7 @@ static void test_expired(void)
     struct end cli, srv;
     connect_pair(&cli, &srv, cctx, sctx, "node-1");
     CHECK_RC(srv.rc, SV_TLS_E_PEER_UNVERIFIED);
-    CHECK_MSG(srv.conn, "expired");
+    CHECK_ERRMSG(srv.conn, "expired");
     CHECK_RC(cli.rc, SV_TLS_E_PEER_ALERT);
     end_free(&cli);
     end_free(&srv);
@@ -560,7 +553,7 @@ static void test_expired(void)
     cctx = ctx_make(SV_TLS_CLIENT, F_CA, F_NODE2_CRT, F_NODE2_KEY, false, 0);
     connect_pair(&cli, &srv, cctx, sctx, "node-3");
     CHECK_RC(cli.rc, SV_TLS_E_PEER_UNVERIFIED);
-    CHECK_MSG(cli.conn, "expired");
+    CHECK_ERRMSG(cli.conn, "expired");
     CHECK_RC(srv.rc, SV_TLS_E_PEER_ALERT);
     end_free(&cli);
     end_free(&srv);
@@ -577,7 +570,7 @@ static void test_wrong_name(void)
         struct end cli, srv;
         connect_pair(&cli, &srv, cctx, sctx, wrong[i]);
         CHECK_RC(cli.rc, SV_TLS_E_PEER_UNVERIFIED);
-        CHECK_MSG(cli.conn, "mismatch");
+        CHECK_ERRMSG(cli.conn, "mismatch");
         CHECK_RC(srv.rc, SV_TLS_E_PEER_ALERT);
         CHECK(!sv_tls_handshake_done(cli.conn));
         CHECK(sv_tls_peer_name(cli.conn) == NULL);
@@ -604,7 +597,7 @@ static void test_ambiguous_cn(void)
     struct end cli, srv;
     connect_pair(&cli, &srv, cctx, sctx, "node-1");
     CHECK_RC(srv.rc, SV_TLS_E_PEER_UNVERIFIED);
-    CHECK_MSG(srv.conn, "more than one subject CN");
+    CHECK_ERRMSG(srv.conn, "more than one subject CN");
     CHECK_RC(cli.rc, SV_TLS_E_PEER_ALERT);
     CHECK(sv_tls_peer_name(srv.conn) == NULL);
     end_free(&cli);
@@ -625,7 +618,7 @@ static void check_not_tls(struct sv_tls_ctx *sctx, const void *data, size_t len)
     CHECK_RC(sv_tls_read(srv.conn, buf, sizeof(buf), &n), SV_TLS_E_HANDSHAKE);
     CHECK(n == 0 && buf[0] == 0xAA);
     CHECK(sv_tls_conn_errmsg(srv.conn)[0] != '\0');
-    if (verbose) {
+    if (sv_test_verbose()) {
         printf("  server: %s\n", sv_tls_conn_errmsg(srv.conn));
     }
     CHECK_RC(sv_tls_read(srv.conn, buf, sizeof(buf), &n), SV_TLS_E_HANDSHAKE);
@@ -696,7 +689,7 @@ static void test_tamper(void)
         }
         CHECK(untouched);
         CHECK(sv_tls_conn_errmsg(srv.conn)[0] != '\0');
-        if (verbose) {
+        if (sv_test_verbose()) {
             printf("  server: %s\n", sv_tls_conn_errmsg(srv.conn));
         }
         CHECK(!sv_tls_handshake_done(srv.conn));
@@ -763,7 +756,7 @@ static void test_tls12_client(void)
     ERR_clear_error();
     CHECK(raw_ret != 1);
     CHECK_RC(srv.rc, SV_TLS_E_HANDSHAKE);
-    CHECK_MSG(srv.conn, "protocol");
+    CHECK_ERRMSG(srv.conn, "protocol");
     CHECK(!sv_tls_handshake_done(srv.conn));
     end_free(&srv);
     SSL_free(raw);
@@ -952,13 +945,12 @@ static void test_config(void)
         err[0] = '\0';
         CHECK_RC(sv_tls_ctx_new(&cfg, &ctx, err, sizeof(err)), SV_TLS_E_CONFIG);
         CHECK(ctx == NULL);
-        if (verbose) {
+        if (sv_test_verbose()) {
             printf("  config %zu: %s\n", i, err);
         }
         if (strstr(err, bad[i].text) == NULL) {
-            char msg[400];
-            snprintf(msg, sizeof(msg), "config case %zu: \"%s\" lacks \"%s\"", i, err, bad[i].text);
-            check_fail(__FILE__, __LINE__, msg);
+            sv_check_fail(__FILE__, __LINE__, "config case %zu: \"%s\" lacks \"%s\"", i, err,
+                          bad[i].text);
         }
     }
     /* Every error has a message; errno passes through. */
@@ -971,25 +963,22 @@ static void test_config(void)
 
 /* Runner. */
 
-enum { TEST_TIMEOUT_S = 120 };
-
-static void on_alarm(int sig)
+static int set_up(void)
 {
-    (void)sig;
-    /* Only async-signal-safe calls here. */
-    static const char pre[] = "FAIL ", post[] = ": timed out (blocked?)\n";
-    bool ok = write(STDERR_FILENO, pre, sizeof(pre) - 1) >= 0 &&
-              write(STDERR_FILENO, current, strlen(current)) >= 0 &&
-              write(STDERR_FILENO, post, sizeof(post) - 1) >= 0;
-    _exit(ok ? 1 : 2);
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0') {
+        base = "/tmp";
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "%s/tls-test.XXXXXX", base);
+    if (mkdtemp(tmpdir) == NULL) {
+        fprintf(stderr, "tls-test: mkdtemp %s: %s\n", tmpdir, strerror(errno));
+        return 1;
+    }
+    make_pki();
+    return 0;
 }
 
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
+static const struct sv_test tests[] = {
     {"mutual", test_mutual},
     {"round-trip", test_round_trip},
     {"no-client-cert", test_no_client_cert},
@@ -1005,65 +994,11 @@ static const struct test_case cases[] = {
     {"shutdown", test_shutdown},
     {"config", test_config},
 };
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
 
-static bool selected(const char *name, int argc, char **argv)
-{
-    bool any = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-v") == 0) {
-            continue;
-        }
-        any = true;
-        if (strcmp(argv[i], name) == 0) {
-            return true;
-        }
-    }
-    return !any;
-}
-
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        verbose = verbose || strcmp(argv[i], "-v") == 0;
-    }
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    snprintf(tmpdir, sizeof(tmpdir), "%s/tls-test.XXXXXX", base);
-    if (mkdtemp(tmpdir) == NULL) {
-        fprintf(stderr, "tls-test: mkdtemp %s: %s\n", tmpdir, strerror(errno));
-        return 1;
-    }
-    make_pki();
-
-    signal(SIGALRM, on_alarm);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES; i++) {
-        if (!selected(cases[i].name, argc, argv)) {
-            continue;
-        }
-        current = cases[i].name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        cases[i].fn();
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    remove_tmpdir();
-    if (run == 0) {
-        fprintf(stderr, "tls-test: no test selected\n");
-        return 1;
-    }
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
-}
+const struct sv_test_suite sv_test_suite = {
+    .name = "tls-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = remove_tmpdir,
+    .timeout_s = 120,
+};

@@ -1,27 +1,14 @@
 /* wire-test: frame round trips, byte-at-a-time streams, and every kind of bad frame. */
 #include "wire.h"
 
+#include "check.h"
+
 #include <errno.h>
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    putchar('\n');
-    va_end(ap);
-    if (!ok)
-        failures++;
-}
 
 static uint8_t *encode(uint32_t type, uint64_t id, const void *body, size_t len, size_t *out_len)
 {
@@ -75,22 +62,22 @@ static void test_round_trips(void)
         struct sv_wire_decoder d;
         struct sv_wire_frame f;
         int rc = decode_one(buf, len, &f, &d);
-        check(rc == 1 && f.version == SV_WIRE_VERSION && f.type == 42 &&
-                  f.req_id == 0xfedcba9876543210ull && f.body_len == n &&
-                  (n == 0 || memcmp(f.body, body, n) == 0),
-              "round trip of a %zu-byte body", n);
-        check(sv_wire_next(&d, &f) == 0, "nothing more after one %zu-byte frame", n);
+        CHECK_MSG(rc == 1 && f.version == SV_WIRE_VERSION && f.type == 42 &&
+                      f.req_id == 0xfedcba9876543210ull && f.body_len == n &&
+                      (n == 0 || memcmp(f.body, body, n) == 0),
+                  "round trip of a %zu-byte body", n);
+        CHECK_MSG(sv_wire_next(&d, &f) == 0, "nothing more after one %zu-byte frame", n);
         sv_wire_decoder_free(&d);
         free(buf);
         free(body);
     }
     uint8_t *out = NULL;
     size_t len = 0;
-    check(sv_wire_encode(1, 1, "", SV_WIRE_BODY_MAX + 1, &out, &len) == SV_WIRE_E_TOO_BIG &&
-              out == NULL,
-          "encoding an oversized body is refused");
-    check(sv_wire_encode(SV_WIRE_TYPE_MAX + 1, 1, "", 0, &out, &len) == SV_WIRE_E_MALFORMED,
-          "encoding an out-of-range type is refused");
+    CHECK_MSG(sv_wire_encode(1, 1, "", SV_WIRE_BODY_MAX + 1, &out, &len) == SV_WIRE_E_TOO_BIG &&
+                  out == NULL,
+              "encoding an oversized body is refused");
+    CHECK_MSG(sv_wire_encode(SV_WIRE_TYPE_MAX + 1, 1, "", 0, &out, &len) == SV_WIRE_E_MALFORMED,
+              "encoding an out-of-range type is refused");
 }
 
 /* Many frames, fed one byte at a time and then in random slices. */
@@ -139,8 +126,8 @@ static void test_streams(void)
             if (rc < 0)
                 bad++;
         }
-        check(got == FRAMES && bad == 0, "%s: %u of %d frames decoded in order, %d errors",
-              mode ? "random slices" : "one byte at a time", got, FRAMES, bad);
+        CHECK_MSG(got == FRAMES && bad == 0, "%s: %u of %d frames decoded in order, %d errors",
+                  mode ? "random slices" : "one byte at a time", got, FRAMES, bad);
         sv_wire_decoder_free(&d);
     }
     free(stream);
@@ -153,8 +140,8 @@ static void expect_bad(const char *name, const uint8_t *buf, size_t len, int wan
     struct sv_wire_frame f;
     int rc = decode_one(buf, len, &f, &d);
     int again = sv_wire_next(&d, &f);
-    check(rc == want && again == want && d.errmsg[0] != '\0', "%s: %s (%s)", name,
-          sv_wire_strerror(rc), d.errmsg);
+    CHECK_MSG(rc == want && again == want && d.errmsg[0] != '\0', "%s: %s (%s)", name,
+              sv_wire_strerror(rc), d.errmsg);
     sv_wire_decoder_free(&d);
 }
 
@@ -247,15 +234,16 @@ static void test_bad_frames(void)
         feeds++;
         memset(chunk, 0, 4);
     }
-    check(rc == SV_WIRE_E_TOO_BIG && d.len <= SV_WIRE_HOLD_MAX,
-          "undrained stream stops at %zu held bytes after %d feeds: %s", d.len, feeds, d.errmsg);
+    CHECK_MSG(rc == SV_WIRE_E_TOO_BIG && d.len <= SV_WIRE_HOLD_MAX,
+              "undrained stream stops at %zu held bytes after %d feeds: %s", d.len, feeds,
+              d.errmsg);
     sv_wire_decoder_free(&d);
-    check(sv_wire_feed(&d, chunk, SV_WIRE_FEED_MAX + 1) == SV_WIRE_E_TOO_BIG,
-          "a feed over SV_WIRE_FEED_MAX is refused");
+    CHECK_MSG(sv_wire_feed(&d, chunk, SV_WIRE_FEED_MAX + 1) == SV_WIRE_E_TOO_BIG,
+              "a feed over SV_WIRE_FEED_MAX is refused");
     sv_wire_decoder_free(&d);
-    check(strcmp(sv_wire_strerror(-ENOMEM), strerror(ENOMEM)) == 0 &&
-              strcmp(sv_wire_strerror(12345), "unknown error") == 0,
-          "strerror covers errno values and unknown codes");
+    CHECK_MSG(strcmp(sv_wire_strerror(-ENOMEM), strerror(ENOMEM)) == 0 &&
+                  strcmp(sv_wire_strerror(12345), "unknown error") == 0,
+              "strerror covers errno values and unknown codes");
 }
 
 /* Random and mutated input never crashes (run under ASan) and never yields a
@@ -291,17 +279,19 @@ static void test_fuzz(void)
         sv_wire_decoder_free(&d);
     }
     free(good);
-    check(wrong == 0 && errors > 0,
-          "20000 mutated frames: %d decoded (all well-formed), %d refused, none wrong", frames,
-          errors);
+    CHECK_MSG(wrong == 0 && errors > 0,
+              "20000 mutated frames: %d decoded (all well-formed), %d refused, none wrong", frames,
+              errors);
 }
 
-int main(void)
-{
-    test_round_trips();
-    test_streams();
-    test_bad_frames();
-    test_fuzz();
-    printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
-    return failures ? 1 : 0;
-}
+static const struct sv_test tests[] = {
+    {"round_trips", test_round_trips},
+    {"streams", test_streams},
+    {"bad_frames", test_bad_frames},
+    {"fuzz", test_fuzz},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "wire-test",
+    SV_TEST_TABLE(tests),
+};

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include "check.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -46,13 +47,24 @@ bool it_log_has(const struct it_cluster *c, int id, const char *text)
     return it_sh("cat '%s'/node%s/svd.log | grep -q -F -- '%s'", c->dir, node, text) == 0;
 }
 
-const char *it_bin_dir(int argc, char **argv)
+static const char *bin_dir;
+
+int it_option(int argc, char **argv, int i)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s BIN_DIR\n", argv[0]);
+    (void)argc;
+    if (bin_dir != NULL || argv[i][0] == '-')
+        return 0;
+    bin_dir = argv[i];
+    return 1;
+}
+
+const char *it_bin_dir(void)
+{
+    if (bin_dir == NULL) {
+        fprintf(stderr, "usage: %s [OPTION]... BIN_DIR [TEST]...\n", sv_test_suite.name);
         exit(2);
     }
-    return argv[1];
+    return bin_dir;
 }
 
 void it_up(struct it_cluster *c, const char *bin, const char *name, int nodes, int zones,

@@ -20,9 +20,13 @@ struct it_cluster {
     int nodes, zones, base_port;
 };
 
-/* The test's one argument, the directory of svd and svctl; a usage line
- * and exit 2 without it. */
-const char *it_bin_dir(int argc, char **argv);
+/* The test's one argument, the directory of svd and svctl, taken by
+ * it_option (every integration test's sv_test_suite.option, with IT_USAGE
+ * as its usage). it_bin_dir returns it; a usage line and exit 2 when it was
+ * not given. */
+int it_option(int argc, char **argv, int i);
+#define IT_USAGE "  BIN_DIR      the directory of svd and svctl (required)\n"
+const char *it_bin_dir(void);
 
 /* Start a cluster of `nodes` nodes in `zones` zones on ports base_port+1..,
  * in a fresh temporary directory named after name. bin is the directory of

@@ -276,28 +276,67 @@ static void overwrite_while_reading(struct sv_client *c)
     CHECK(writes > 20 && reads > 20);
 }
 
-int main(int argc, char **argv)
+/* ---- runner: one cluster and one client for every test, in this order ---- */
+
+static struct sv_client *client_;
+
+static int set_up(void)
 {
-    const char *bin = it_bin_dir(argc, argv);
-    it_up(&cl_, bin, "basic", 3, 3, 17100);
-    struct sv_client *c = it_client(&cl_, 30000);
-    current = "round trips";
-    round_trip(c, "empty", 0);
-    round_trip(c, "one", 1);
-    round_trip(c, "mib", 1 << 20);
-    round_trip(c, "mib1", (1 << 20) + 1);
-    round_trip(c, "five", 5 << 20);
-    big_round_trip(c, 200ull << 20);
-    current = "versions";
-    versions_and_conditions(c);
-    current = "list";
-    listing(c);
-    current = "reads racing overwrites";
-    overwrite_while_reading(c);
-    current = "no plaintext";
-    no_plaintext(c);
-    sv_client_close(c);
-    it_down(&cl_);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    it_up(&cl_, it_bin_dir(), "basic", 3, 3, 17100);
+    client_ = it_client(&cl_, 30000);
+    return 0;
 }
+
+static void tear_down(void)
+{
+    sv_client_close(client_);
+    it_down(&cl_);
+}
+
+static void test_round_trips(void)
+{
+    round_trip(client_, "empty", 0);
+    round_trip(client_, "one", 1);
+    round_trip(client_, "mib", 1 << 20);
+    round_trip(client_, "mib1", (1 << 20) + 1);
+    round_trip(client_, "five", 5 << 20);
+    big_round_trip(client_, 200ull << 20);
+}
+
+static void test_versions(void)
+{
+    versions_and_conditions(client_);
+}
+
+static void test_list(void)
+{
+    listing(client_);
+}
+
+static void test_overwrites(void)
+{
+    overwrite_while_reading(client_);
+}
+
+static void test_no_plaintext(void)
+{
+    no_plaintext(client_);
+}
+
+static const struct sv_test tests[] = {
+    {"round trips", test_round_trips},
+    {"versions", test_versions},
+    {"list", test_list},
+    {"reads racing overwrites", test_overwrites},
+    {"no plaintext", test_no_plaintext},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-basic",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+    .ordered = true,
+};

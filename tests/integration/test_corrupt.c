@@ -52,12 +52,26 @@ static int flip_segments(int id)
     return changed;
 }
 
-int main(int argc, char **argv)
+/* ---- runner ---- */
+
+static struct sv_client *client_;
+
+static int set_up(void)
 {
-    const char *bin = it_bin_dir(argc, argv);
-    it_up(&cl_, bin, "corrupt", 3, 3, 17300);
-    struct sv_client *c = it_client(&cl_, 30000);
-    current = "flipped byte repaired";
+    it_up(&cl_, it_bin_dir(), "corrupt", 3, 3, 17300);
+    client_ = it_client(&cl_, 30000);
+    return 0;
+}
+
+static void tear_down(void)
+{
+    sv_client_close(client_);
+    it_down(&cl_);
+}
+
+static void test_repaired(void)
+{
+    struct sv_client *c = client_;
     size_t size = 1 << 20;
     uint8_t *data = malloc(size);
     it_fill(data, size, 99);
@@ -86,8 +100,17 @@ int main(int argc, char **argv)
               cl_.dir, (int)leader);
     CHECK(repairs == 0);
     free(data);
-    sv_client_close(c);
-    it_down(&cl_);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
 }
+
+static const struct sv_test tests[] = {
+    {"flipped byte repaired", test_repaired},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-corrupt",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+};

@@ -176,44 +176,69 @@ static bool caught_up(int id, int timeout_ms)
     return ok;
 }
 
-int main(int argc, char **argv)
+/* ---- runner: each test builds on the one before ---- */
+
+static int set_up(void)
 {
-    const char *bin = it_bin_dir(argc, argv);
     for (int w = 0; w < WRITERS; w++)
         acked_[w] = calloc(KEYS_MAX, 1);
-    it_up(&cl_, bin, "crash", 3, 3, 17200);
+    it_up(&cl_, it_bin_dir(), "crash", 3, 3, 17200);
+    return 0;
+}
 
-    current = "kill -9 leader mid-write";
+static void tear_down(void)
+{
+    it_down(&cl_);
+    for (int w = 0; w < WRITERS; w++)
+        free(acked_[w]);
+}
+
+static void test_kill_leader(void)
+{
     run_writers_while(kill_leader);
     verify_acked("after leader kill");
     it_start(&cl_, victim_);
     CHECK(caught_up(victim_, 20000));
+}
 
-    current = "kill -9 follower";
+static void test_kill_follower(void)
+{
     for (int w = 0; w < WRITERS; w++) {
         memset(acked_[w], 0, KEYS_MAX);
         atomic_store(&written_[w], 0);
     }
     /* Keys restart at 0 with new contents: clear them first. */
     it_down(&cl_);
-    it_up(&cl_, bin, "crash2", 3, 3, 17250);
+    it_up(&cl_, it_bin_dir(), "crash2", 3, 3, 17250);
     run_writers_while(kill_follower);
     verify_acked("after follower kill");
     it_start(&cl_, victim_);
+}
 
-    current = "restart and catch up";
-    /* The restarted follower catches up (applied index of every shard it
-     * holds reaches the others'); then, with it back, lose another replica:
-     * the shards keep a quorum and every write. */
+/* The restarted follower catches up (applied index of every shard it
+ * holds reaches the others'); then, with it back, lose another replica:
+ * the shards keep a quorum and every write. */
+static void test_catch_up(void)
+{
     CHECK(caught_up(victim_, 20000));
     int other = victim_ == 1 ? 2 : 1;
     it_kill(&cl_, other);
     verify_acked("restarted follower + one other");
     it_start(&cl_, other);
-
-    it_down(&cl_);
-    for (int w = 0; w < WRITERS; w++)
-        free(acked_[w]);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
 }
+
+static const struct sv_test tests[] = {
+    {"kill -9 leader mid-write", test_kill_leader},
+    {"kill -9 follower", test_kill_follower},
+    {"restart and catch up", test_catch_up},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-crash",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+    .ordered = true,
+};

@@ -25,9 +25,14 @@ static void unmount_all(void)
         it_sh("umount '%s/node%d/data' 2>/dev/null", cl_.dir, i);
 }
 
-int main(int argc, char **argv)
+/* ---- runner ---- */
+
+static struct sv_client *client_;
+
+/* The cluster, moved onto one tmpfs per node. */
+static int set_up(void)
 {
-    const char *bin = it_bin_dir(argc, argv);
+    const char *bin = it_bin_dir();
     if (geteuid() != 0 || it_sh("command -v mount >/dev/null") != 0) {
         printf("skipped: needs root to give each node a small tmpfs as its disk\n");
         return IT_SKIP;
@@ -48,8 +53,23 @@ int main(int argc, char **argv)
         it_down(&cl_);
         return 1;
     }
-    struct sv_client *c = it_client(&cl_, 30000);
-    current = "disk full";
+    client_ = it_client(&cl_, 30000);
+    return 0;
+}
+
+static void tear_down(void)
+{
+    sv_client_close(client_);
+    it_sh("'%s/deploy/cluster' down --dir '%s' >&2", SV_SOURCE_DIR, cl_.dir);
+    if (getenv("SV_IT_KEEP"))
+        it_sh("mkdir -p '%s/logs' && cp '%s'/node*/svd.log '%s/logs/'", cl_.dir, cl_.dir, cl_.dir);
+    unmount_all();
+    it_down(&cl_);
+}
+
+static void test_disk_full(void)
+{
+    struct sv_client *c = client_;
     size_t size = 1 << 20;
     uint8_t *data = malloc(size);
     int acked = 0, rc = SV_OK;
@@ -84,12 +104,17 @@ int main(int argc, char **argv)
     for (int i = 1; i <= cl_.nodes; i++)
         CHECK(kill(it_pid(&cl_, i), 0) == 0);
     free(data);
-    sv_client_close(c);
-    it_sh("'%s/deploy/cluster' down --dir '%s' >&2", SV_SOURCE_DIR, cl_.dir);
-    if (getenv("SV_IT_KEEP"))
-        it_sh("mkdir -p '%s/logs' && cp '%s'/node*/svd.log '%s/logs/'", cl_.dir, cl_.dir, cl_.dir);
-    unmount_all();
-    it_down(&cl_);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
 }
+
+static const struct sv_test tests[] = {
+    {"disk full", test_disk_full},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-diskfull",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+};

@@ -132,63 +132,88 @@ static void refused_frame(struct sv_tls_ctx *ctx, int port, uint32_t type, uint6
     free(frame);
 }
 
-int main(int argc, char **argv)
-{
-    const char *bin = it_bin_dir(argc, argv);
-    it_up(&cl_, bin, "frames", 3, 3, 17400);
-    struct sv_client *c = it_client(&cl_, 30000);
-    int port = cl_.base_port + 1;
-    still_serving(c, 0);
+/* ---- runner: one cluster, one client and one TLS context, in this order ---- */
 
-    current = "plain TCP refused";
-    int fd = dial(port);
+static struct sv_client *client_;
+static struct sv_tls_ctx *ctx_;
+static int port_; /* node 1's */
+
+static int set_up(void)
+{
+    it_up(&cl_, it_bin_dir(), "frames", 3, 3, 17400);
+    client_ = it_client(&cl_, 30000);
+    port_ = cl_.base_port + 1;
+    still_serving(client_, 0);
+    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
+    char em[256];
+    CHECK_RC(sv_tls_ctx_new(&tc, &ctx_, em, sizeof em), 0);
+    return 0;
+}
+
+static void tear_down(void)
+{
+    sv_tls_ctx_free(ctx_);
+    sv_client_close(client_);
+    it_down(&cl_);
+}
+
+static void test_plain_tcp(void)
+{
+    int fd = dial(port_);
     CHECK(fd >= 0);
     const char http[] = "GET / HTTP/1.0\r\n\r\n";
     CHECK(send(fd, http, sizeof http - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof http - 1));
     CHECK(closed_by_server(fd, 5000));
     close(fd);
-    still_serving(c, 1);
+    still_serving(client_, 1);
+}
 
-    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
-    struct sv_tls_ctx *ctx = NULL;
-    char em[256];
-    CHECK_RC(sv_tls_ctx_new(&tc, &ctx, em, sizeof em), 0);
-
-    current = "oversized frame";
+static void test_oversized(void)
+{
     uint8_t hdr[4] = {0x10, 0, 0, 0}; /* 256 MiB declared */
-    refused_over_tls(ctx, port, hdr, sizeof hdr);
-    still_serving(c, 2);
+    refused_over_tls(ctx_, port_, hdr, sizeof hdr);
+    still_serving(client_, 2);
+}
 
-    current = "malformed frame";
+static void test_malformed_frame(void)
+{
     uint8_t junk[12] = {0, 0, 0, 8, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1, 0xc1};
-    refused_over_tls(ctx, port, junk, sizeof junk);
-    still_serving(c, 3);
+    refused_over_tls(ctx_, port_, junk, sizeof junk);
+    still_serving(client_, 3);
+}
 
-    current = "malformed request body";
+static void test_malformed_body(void)
+{
     const uint8_t not_map[] = {0x93, 0x01, 0x02}; /* an array, not a map */
-    refused_frame(ctx, port, SV_MSG_PUT, 1, not_map, sizeof not_map);
-    still_serving(c, 4);
+    refused_frame(ctx_, port_, SV_MSG_PUT, 1, not_map, sizeof not_map);
+    still_serving(client_, 4);
+}
 
-    current = "unauthenticated raft traffic";
+static void test_raft_unauthenticated(void)
+{
     const uint8_t empty_batch[] = {0x90};
-    refused_frame(ctx, port, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
-    still_serving(c, 5);
-    sv_tls_ctx_free(ctx);
+    refused_frame(ctx_, port_, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
+    still_serving(client_, 5);
+    CHECK(it_log_has(&cl_, 1, "malformed"));
+}
 
-    /* A certificate from the cluster's CA for node 99, which the map does
-     * not hold: its Raft and chunk fetch frames are refused. The same
-     * frames from node 2's certificate keep their connection (control). */
-    current = "node certificate not in the map";
+/* A certificate from the cluster's CA for node 99, which the map does not
+ * hold: its Raft and chunk fetch frames are refused. The same frames from
+ * node 2's certificate keep their connection (control). */
+static void test_stranger_cert(void)
+{
+    const uint8_t empty_batch[] = {0x90};
     CHECK(it_sh("mkdir -p '%s/stranger' && bash -c \". '%s/deploy/lib/pki.sh' && "
                 "sv_pki_make_node_cert '%s/ca' '%s/stranger' 99\" >&2",
                 cl_.dir, SV_SOURCE_DIR, cl_.dir, cl_.dir) == 0);
-    char cert[700], key[700];
+    char cert[700], key[700], em[256];
     snprintf(cert, sizeof cert, "%s/stranger/node.pem", cl_.dir);
     snprintf(key, sizeof key, "%s/stranger/node.key", cl_.dir);
     struct sv_tls_config sc = {
         .role = SV_TLS_CLIENT, .ca_file = cl_.ca, .cert_file = cert, .key_file = key};
+    struct sv_tls_ctx *ctx = NULL;
     CHECK_RC(sv_tls_ctx_new(&sc, &ctx, em, sizeof em), 0);
-    refused_frame(ctx, port, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
+    refused_frame(ctx, port_, SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch);
     struct sv_msg fm = {0};
     SV_MSG_SET(&fm, SV_F_SHARD);
     SV_MSG_SET(&fm, SV_F_UPLOAD);
@@ -196,14 +221,16 @@ int main(int argc, char **argv)
     uint8_t *fbody = NULL;
     size_t flen = 0;
     CHECK_RC(sv_msg_encode(&fm, &fbody, &flen), 0);
-    refused_frame(ctx, port, SV_MSG_CHUNK_FETCH, 7, fbody, flen);
+    refused_frame(ctx, port_, SV_MSG_CHUNK_FETCH, 7, fbody, flen);
     sv_tls_ctx_free(ctx);
-    still_serving(c, 6);
+    free(fbody);
+    still_serving(client_, 6);
     snprintf(cert, sizeof cert, "%s/node2/node.pem", cl_.dir);
     snprintf(key, sizeof key, "%s/node2/node.key", cl_.dir);
+    ctx = NULL;
     CHECK_RC(sv_tls_ctx_new(&sc, &ctx, em, sizeof em), 0);
     int nfd = -1;
-    struct sv_tls_conn *nt = ctx ? tls_dial(ctx, port, &nfd) : NULL;
+    struct sv_tls_conn *nt = ctx ? tls_dial(ctx, port_, &nfd) : NULL;
     CHECK(nt != NULL);
     if (nt) {
         uint8_t *frame = NULL;
@@ -217,12 +244,24 @@ int main(int argc, char **argv)
         close(nfd);
     }
     sv_tls_ctx_free(ctx);
-    free(fbody);
-    still_serving(c, 7);
-
-    CHECK(it_log_has(&cl_, 1, "malformed"));
-    sv_client_close(c);
-    it_down(&cl_);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    still_serving(client_, 7);
 }
+
+static const struct sv_test tests[] = {
+    {"plain TCP refused", test_plain_tcp},
+    {"oversized frame", test_oversized},
+    {"malformed frame", test_malformed_frame},
+    {"malformed request body", test_malformed_body},
+    {"unauthenticated raft traffic", test_raft_unauthenticated},
+    {"node certificate not in the map", test_stranger_cert},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-frames",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+    .ordered = true,
+};

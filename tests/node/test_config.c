@@ -17,8 +17,6 @@
 
 #include "check.h"
 
-enum { TEST_TIMEOUT_S = 60 };
-
 static const char HEAD[] = "ca /x/ca.pem\nmaster_key /x/master.key\ndata_key /x/data.key\n"
                            "replicas 1\n";
 
@@ -48,12 +46,12 @@ static void check_refused(const char *body, unsigned line, const char *why, int 
     int rc = load(body);
     char want[96];
     snprintf(want, sizeof want, "%s:%u: ", path, line);
-    checks++;
+    sv_check_count();
     if (rc != -EINVAL || strncmp(err, want, strlen(want)) || !strstr(err, why)) {
         char msg[1400];
         snprintf(msg, sizeof msg, "line %d: rc %d, error \"%s\"; wanted line %u and \"%s\"", at, rc,
                  err, line, why);
-        check_fail(__FILE__, at, msg);
+        sv_check_fail(__FILE__, at, "%s", msg);
     }
 }
 #define CHECK_REFUSED(body, line, why) check_refused((body), (line), (why), __LINE__)
@@ -186,61 +184,13 @@ static void test_map_ignores_metrics(void)
     free(b);
 }
 
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char msg[] = "FAIL config-test: timed out\n";
-    _exit(write(STDERR_FILENO, msg, sizeof msg - 1) >= 0 ? 1 : 2);
-}
-
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
+static const struct sv_test tests[] = {
     {"defaults", test_defaults},       {"explicit", test_explicit},
     {"bad_metrics", test_bad_metrics}, {"clashes", test_clashes},
     {"node_lines", test_node_lines},   {"map_ignores_metrics", test_map_ignores_metrics},
 };
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
-
-static bool selected(const char *name, int argc, char **argv)
-{
-    if (argc < 2)
-        return true;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return true;
-    return false;
-}
-
-int main(int argc, char **argv)
-{
-    signal(SIGALRM, on_alarm);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES; i++) {
-        if (!selected(cases[i].name, argc, argv))
-            continue;
-        current = cases[i].name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        cases[i].fn();
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    if (run == 0) {
-        fprintf(stderr, "config-test: no test selected\n");
-        return 1;
-    }
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
-}
+const struct sv_test_suite sv_test_suite = {
+    .name = "config-test",
+    SV_TEST_TABLE(tests),
+    .timeout_s = 60,
+};

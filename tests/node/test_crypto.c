@@ -638,7 +638,7 @@ static void test_master_create(void)
     CHECK_RC(sv_crypto_master_load(path, &b, err, sizeof(err)), 0);
     CHECK_RC(sv_crypto_master_load(path2, &c, err, sizeof(err)), 0);
     if (a == NULL || b == NULL || c == NULL) {
-        check_fail(__FILE__, __LINE__, err);
+        sv_check_fail(__FILE__, __LINE__, "%s", err);
         goto out;
     }
     CHECK(sv_crypto_key_id(a) == 5);
@@ -743,9 +743,7 @@ static void expect_load(const char *name, const uint8_t *buf, size_t len, int wa
     }
     CHECK(key == NULL);
     if (words != NULL && strstr(err, words) == NULL) {
-        char msg[700];
-        snprintf(msg, sizeof(msg), "%s: errmsg \"%s\" lacks \"%s\"", name, err, words);
-        check_fail(__FILE__, __LINE__, msg);
+        sv_check_fail(__FILE__, __LINE__, "%s: errmsg \"%s\" lacks \"%s\"", name, err, words);
     }
     CHECK(strstr(err, path) != NULL);
     sv_crypto_key_free(key);
@@ -927,25 +925,21 @@ static void test_strerror(void)
 
 /* Runner. */
 
-enum { TEST_TIMEOUT_S = 60 }; /* a hang (e.g. a key file load that blocks) is a failure */
-
-static void on_alarm(int sig)
+static int set_up(void)
 {
-    (void)sig;
-    /* Only async-signal-safe calls here. */
-    static const char pre[] = "FAIL ", post[] = ": timed out (blocked?)\n";
-    bool ok = write(STDERR_FILENO, pre, sizeof(pre) - 1) >= 0 &&
-              write(STDERR_FILENO, current, strlen(current)) >= 0 &&
-              write(STDERR_FILENO, post, sizeof(post) - 1) >= 0;
-    _exit(ok ? 1 : 2);
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0') {
+        base = "/tmp";
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "%s/crypto-test.XXXXXX", base);
+    if (mkdtemp(tmpdir) == NULL) {
+        fprintf(stderr, "crypto-test: mkdtemp %s: %s\n", tmpdir, strerror(errno));
+        return 1;
+    }
+    return 0;
 }
 
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
+static const struct sv_test tests[] = {
     {"ad_encoding", test_ad_encoding},
     {"roundtrip", test_roundtrip},
     {"limits", test_limits},
@@ -964,59 +958,11 @@ static const struct test_case cases[] = {
     {"unwrap_failures", test_unwrap_failures},
     {"strerror", test_strerror},
 };
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
 
-static bool selected(const char *name, int argc, char **argv)
-{
-    if (argc < 2) {
-        return true;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], name) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-int main(int argc, char **argv)
-{
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    snprintf(tmpdir, sizeof(tmpdir), "%s/crypto-test.XXXXXX", base);
-    if (mkdtemp(tmpdir) == NULL) {
-        fprintf(stderr, "crypto-test: mkdtemp %s: %s\n", tmpdir, strerror(errno));
-        return 1;
-    }
-
-    signal(SIGALRM, on_alarm);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES; i++) {
-        if (!selected(cases[i].name, argc, argv)) {
-            continue;
-        }
-        current = cases[i].name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        cases[i].fn();
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    remove_tmpdir();
-    if (run == 0) {
-        fprintf(stderr, "crypto-test: no test selected\n");
-        return 1;
-    }
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
-}
+const struct sv_test_suite sv_test_suite = {
+    .name = "crypto-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = remove_tmpdir,
+    .timeout_s = 60, /* a hang (e.g. a key file load that blocks) is a failure */
+};

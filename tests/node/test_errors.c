@@ -181,24 +181,7 @@ static void test_unknown(void)
 
 /* Runner. */
 
-enum { TEST_TIMEOUT_S = 120 };
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char pre[] = "FAIL ", post[] = ": timed out\n";
-    bool ok = write(STDERR_FILENO, pre, sizeof(pre) - 1) >= 0 &&
-              write(STDERR_FILENO, current, strlen(current)) >= 0 &&
-              write(STDERR_FILENO, post, sizeof(post) - 1) >= 0;
-    _exit(ok ? 1 : 2);
-}
-
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
+static const struct sv_test tests[] = {
     {"ranges_disjoint", test_ranges_disjoint},
     {"old_collisions", test_old_collisions},
     {"every_code_named", test_every_code_named},
@@ -206,44 +189,8 @@ static const struct test_case cases[] = {
     {"errno", test_errno},
     {"unknown", test_unknown},
 };
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
-
-static bool selected(const char *name, int argc, char **argv)
-{
-    if (argc < 2)
-        return true;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return true;
-    return false;
-}
-
-int main(int argc, char **argv)
-{
-    signal(SIGALRM, on_alarm);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES; i++) {
-        if (!selected(cases[i].name, argc, argv))
-            continue;
-        current = cases[i].name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        cases[i].fn();
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    if (run == 0) {
-        fprintf(stderr, "errors-test: no test selected\n");
-        return 1;
-    }
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
-}
+const struct sv_test_suite sv_test_suite = {
+    .name = "errors-test",
+    SV_TEST_TABLE(tests),
+    .timeout_s = 120,
+};

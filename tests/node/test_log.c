@@ -335,24 +335,7 @@ static void test_name_hash(void)
 
 /* Runner. */
 
-enum { TEST_TIMEOUT_S = 120 };
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char pre[] = "FAIL ", post[] = ": timed out\n";
-    bool ok = write(STDERR_FILENO, pre, sizeof(pre) - 1) >= 0 &&
-              write(STDERR_FILENO, current, strlen(current)) >= 0 &&
-              write(STDERR_FILENO, post, sizeof(post) - 1) >= 0;
-    _exit(ok ? 1 : 2);
-}
-
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
+static const struct sv_test tests[] = {
     {"format", test_format},
     {"levels", test_levels},
     {"one_line_per_event", test_one_line_per_event},
@@ -361,51 +344,23 @@ static const struct test_case cases[] = {
     {"siphash_vectors", test_siphash_vectors},
     {"name_hash", test_name_hash},
 };
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
-
-static bool selected(const char *name, int argc, char **argv)
+/* --print-name NAME: the child of name_hash prints this process's hash of NAME. */
+static int print_name_option(int argc, char **argv, int i)
 {
-    if (argc < 2)
-        return true;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return true;
-    return false;
-}
-
-int main(int argc, char **argv)
-{
-    if (argc == 3 && strcmp(argv[1], "--print-name") == 0) {
-        /* The child of name_hash: this process's hash of argv[2]. */
-        char h[SV_LOG_NAME_HEX + 1];
-        sv_log_name(argv[2], strlen(argv[2]), h);
-        fputs(h, stdout);
+    if (strcmp(argv[i], "--print-name") != 0)
         return 0;
-    }
-    signal(SIGALRM, on_alarm);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES; i++) {
-        if (!selected(cases[i].name, argc, argv))
-            continue;
-        current = cases[i].name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        cases[i].fn();
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    if (run == 0) {
-        fprintf(stderr, "log-test: no test selected\n");
-        return 1;
-    }
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
+    if (i + 1 >= argc)
+        return -1;
+    char h[SV_LOG_NAME_HEX + 1];
+    sv_log_name(argv[i + 1], strlen(argv[i + 1]), h);
+    fputs(h, stdout);
+    exit(0);
 }
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "log-test",
+    SV_TEST_TABLE(tests),
+    .option = print_name_option,
+    .usage = "  --print-name NAME  print this process's keyed hash of NAME and exit\n",
+    .timeout_s = 120,
+};

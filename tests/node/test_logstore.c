@@ -1262,7 +1262,7 @@ static void test_payload_write_fails(void)
     fx_close(&f);
 }
 
-/* ---- main ---- */
+/* ---- runner ---- */
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -1296,7 +1296,24 @@ static void test_crc32c(void)
     CHECK(sv_crc32c(sv_crc32c(0, buf, 100), buf + 100, 200) == sv_crc32c(0, buf, 300));
 }
 
-int main(void)
+/* Both implementations pass the tests that take an ops table. */
+#define BOTH(t)                                                                                    \
+    static void mem_##t(void)                                                                      \
+    {                                                                                              \
+        test_##t(&sv_logstore_mem_ops);                                                            \
+    }                                                                                              \
+    static void leveldb_##t(void)                                                                  \
+    {                                                                                              \
+        test_##t(&sv_logstore_leveldb_ops);                                                        \
+    }
+BOTH(roundtrip)
+BOTH(truncate)
+BOTH(group_commit_crash)
+BOTH(compact_destroy)
+BOTH(limits)
+#undef BOTH
+
+static int set_up(void)
 {
     snprintf(root, sizeof root, "%s/logstore-test-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -1304,48 +1321,37 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    static const struct sv_logstore_ops *const impls[] = {&sv_logstore_mem_ops,
-                                                          &sv_logstore_leveldb_ops};
-    static const struct {
-        const char *name;
-        void (*fn)(const struct sv_logstore_ops *);
-    } tests[] = {
-        {"roundtrip", test_roundtrip},
-        {"truncate", test_truncate},
-        {"group_commit_crash", test_group_commit_crash},
-        {"compact_destroy", test_compact_destroy},
-        {"limits", test_limits},
-    };
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++)
-        for (size_t t = 0; t < sizeof tests / sizeof tests[0]; t++) {
-            int before = failures;
-            tests[t].fn(impls[i]);
-            printf("%s %s/%s\n", failures == before ? "ok  " : "FAIL", impls[i]->name,
-                   tests[t].name);
-        }
-    int before = failures;
-    test_crc32c();
-    printf("%s crc32c\n", failures == before ? "ok  " : "FAIL");
-    before = failures;
-    test_corrupt();
-    printf("%s leveldb/corrupt\n", failures == before ? "ok  " : "FAIL");
-    before = failures;
-    test_payload();
-    printf("%s leveldb/payload\n", failures == before ? "ok  " : "FAIL");
-    before = failures;
-    test_payload_corrupt();
-    printf("%s leveldb/payload_corrupt\n", failures == before ? "ok  " : "FAIL");
-    before = failures;
-    test_format_version();
-    printf("%s leveldb/format_version\n", failures == before ? "ok  " : "FAIL");
-    before = failures;
-    test_payload_write_fails();
-    printf("%s leveldb/payload_write_fails\n", failures == before ? "ok  " : "FAIL");
-    before = failures;
-    test_cluster();
-    printf("%s leveldb/cluster\n", failures == before ? "ok  " : "FAIL");
-
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    printf("%d failure(s)\n", failures);
-    return failures == 0 ? 0 : 1;
+    return 0;
 }
+
+static void tear_down(void)
+{
+    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const struct sv_test tests[] = {
+    {"memory/roundtrip", mem_roundtrip},
+    {"memory/truncate", mem_truncate},
+    {"memory/group_commit_crash", mem_group_commit_crash},
+    {"memory/compact_destroy", mem_compact_destroy},
+    {"memory/limits", mem_limits},
+    {"leveldb/roundtrip", leveldb_roundtrip},
+    {"leveldb/truncate", leveldb_truncate},
+    {"leveldb/group_commit_crash", leveldb_group_commit_crash},
+    {"leveldb/compact_destroy", leveldb_compact_destroy},
+    {"leveldb/limits", leveldb_limits},
+    {"crc32c", test_crc32c},
+    {"leveldb/corrupt", test_corrupt},
+    {"leveldb/payload", test_payload},
+    {"leveldb/payload_corrupt", test_payload_corrupt},
+    {"leveldb/format_version", test_format_version},
+    {"leveldb/payload_write_fails", test_payload_write_fails},
+    {"leveldb/cluster", test_cluster},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "logstore-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+};

@@ -156,14 +156,13 @@ static void test_move(void)
     free(before);
 }
 
-int main(void)
-{
-    current = "bootstrap";
-    test_bootstrap();
-    current = "codec";
-    test_codec();
-    current = "move";
-    test_move();
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
-}
+static const struct sv_test tests[] = {
+    {"bootstrap", test_bootstrap},
+    {"codec", test_codec},
+    {"move", test_move},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "map-test",
+    SV_TEST_TABLE(tests),
+};

@@ -19,8 +19,6 @@
 
 #include "check.h"
 
-enum { TEST_TIMEOUT_S = 120 };
-
 /* The rendered exposition as a NUL-terminated string (caller frees). */
 static char *render(struct sv_metrics *m)
 {
@@ -41,11 +39,11 @@ static char *render(struct sv_metrics *m)
 static void check_render(struct sv_metrics *m, const char *want, int line)
 {
     char *got = render(m);
-    checks++;
+    sv_check_count();
     if (strcmp(got, want)) {
         char msg[64];
         snprintf(msg, sizeof msg, "exposition differs (line %d)", line);
-        check_fail(__FILE__, line, msg);
+        sv_check_fail(__FILE__, line, "%s", msg);
         fprintf(stderr, "--- want:\n%s--- got:\n%s---\n", want, got);
     }
     free(got);
@@ -622,22 +620,7 @@ static void test_threads(void)
     sv_metrics_free(m);
 }
 
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char pre[] = "FAIL ", post[] = ": timed out\n";
-    bool ok = write(STDERR_FILENO, pre, sizeof(pre) - 1) >= 0 &&
-              write(STDERR_FILENO, current, strlen(current)) >= 0 &&
-              write(STDERR_FILENO, post, sizeof(post) - 1) >= 0;
-    _exit(ok ? 1 : 2);
-}
-
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
+static const struct sv_test tests[] = {
     {"counters", test_counters},
     {"gauges", test_gauges},
     {"scrape_time", test_scrape_time},
@@ -649,44 +632,8 @@ static const struct test_case cases[] = {
     {"limits", test_limits},
     {"threads", test_threads},
 };
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
-
-static bool selected(const char *name, int argc, char **argv)
-{
-    if (argc < 2)
-        return true;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return true;
-    return false;
-}
-
-int main(int argc, char **argv)
-{
-    signal(SIGALRM, on_alarm);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES; i++) {
-        if (!selected(cases[i].name, argc, argv))
-            continue;
-        current = cases[i].name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        cases[i].fn();
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    if (run == 0) {
-        fprintf(stderr, "metrics-test: no test selected\n");
-        return 1;
-    }
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
-}
+const struct sv_test_suite sv_test_suite = {
+    .name = "metrics-test",
+    SV_TEST_TABLE(tests),
+    .timeout_s = 120,
+};

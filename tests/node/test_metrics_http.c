@@ -217,7 +217,6 @@ static void sleep_ms(long ms)
 
 static void case_metrics(void)
 {
-    current = "metrics";
     struct resp r = request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", false);
     CHECK(r.status == 200);
     CHECK(has_header(&r, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
@@ -256,7 +255,6 @@ static void case_metrics(void)
 
 static void case_health(void)
 {
-    current = "health";
     int before = atomic_load(&health_calls);
     struct resp r = request("GET /health HTTP/1.1\r\nHost: x\r\n\r\n", false);
     CHECK(r.status == 200);
@@ -282,7 +280,6 @@ static void case_health(void)
 
 static void case_paths_methods(void)
 {
-    current = "paths_methods";
     const char *not_found[] = {"/", "/metricsx", "/metrics/", "/health/x", "/METRICS", "/nope"};
     for (size_t i = 0; i < sizeof not_found / sizeof not_found[0]; i++) {
         char req[128];
@@ -315,7 +312,6 @@ static void case_paths_methods(void)
 
 static void case_keep_alive(void)
 {
-    current = "keep_alive";
     /* Several requests, one at a time, then pipelined in one write. */
     struct client *c = open_client(port);
     for (int i = 0; i < 3; i++) {
@@ -390,7 +386,6 @@ static void expect_closing(const char *req, size_t len, int status, const char *
 
 static void case_malformed(void)
 {
-    current = "malformed";
     const char *bad[] = {
         "GARBAGE\r\n\r\n",
         "GET /metrics HTTP/1.1\r\nBad Header Without Colon\r\n\r\n",
@@ -423,7 +418,6 @@ static void case_malformed(void)
 
 static void case_oversized(void)
 {
-    current = "oversized";
     /* Headers past SV_METRICS_HTTP_REQUEST_MAX: 431. */
     size_t n = SV_METRICS_HTTP_REQUEST_MAX + 1000;
     char *req = malloc(n + 64);
@@ -471,7 +465,6 @@ static void case_oversized(void)
 
 static void case_conn_limit(void)
 {
-    current = "conn_limit";
     struct client *cs[SV_METRICS_HTTP_CONNS_MAX];
     int ok = 0;
     for (int i = 0; i < SV_METRICS_HTTP_CONNS_MAX; i++) {
@@ -530,7 +523,6 @@ static long now_ms(void)
 
 static void case_idle(void)
 {
-    current = "idle";
     /* The second endpoint closes a connection idle for SHORT_IDLE_MS: one
      * that sends nothing, one that stops after a response, and one that
      * sends its request too slowly (bytes do not restart the clock). */
@@ -582,7 +574,6 @@ static void case_idle(void)
  * the connection and drops what the kernel still had to send.) */
 static void case_linger(void)
 {
-    current = "linger";
     int fd = dial(port_big);
     send_str(fd, "GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n");
     sleep_ms(300); /* the server fills the socket buffers, then waits */
@@ -624,7 +615,6 @@ static void *client_main(void *arg)
     case_idle();
     case_linger();
     /* Leave a connection open, mid-request, for the stop. */
-    current = "stop";
     left_open = open_client(port);
     send_str(left_open->fd, "GET /metr");
     uv_async_send(&done_async);
@@ -649,16 +639,8 @@ static void on_done(uv_async_t *a)
     uv_close((uv_handle_t *)a, NULL);
 }
 
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char msg[] = "FAIL metrics-http-test: timed out\n";
-    _exit(write(STDERR_FILENO, msg, sizeof msg - 1) >= 0 ? 1 : 2);
-}
-
 static void start_errors(uv_loop_t *loop)
 {
-    current = "start_errors";
     char err[256] = "";
     struct sv_metrics_http *h = NULL;
     const char *bad[] = {"",
@@ -683,11 +665,10 @@ static void start_errors(uv_loop_t *loop)
     uv_run(loop, UV_RUN_NOWAIT); /* frees the failed endpoint */
 }
 
-int main(void)
+/* Every case runs on a client thread against endpoints on this loop. */
+static void test_endpoint(void)
 {
-    signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
-    alarm(TEST_TIMEOUT_S);
     uv_loop_t loop;
     CHECK(uv_loop_init(&loop) == 0);
 
@@ -711,15 +692,15 @@ int main(void)
     int rc =
         sv_metrics_http_start(&loop, "127.0.0.1:0", reg, health, &health_mu, &ep, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "metrics-http-test: start: %s\n", err);
-        return 1;
+        CHECK_MSG(0, "start: %s", err);
+        return;
     }
     port = sv_metrics_http_port(ep);
     CHECK(port > 0);
     rc = sv_metrics_http_start(&loop, "localhost:0", reg, NULL, NULL, &ep_short, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "metrics-http-test: start: %s\n", err);
-        return 1;
+        CHECK_MSG(0, "start: %s", err);
+        return;
     }
     sv_metrics_http_set_idle_ms(ep_short, SHORT_IDLE_MS);
     port_short = sv_metrics_http_port(ep_short);
@@ -751,8 +732,8 @@ int main(void)
     }
     rc = sv_metrics_http_start(&loop, "127.0.0.1:0", big_reg, NULL, NULL, &ep_big, err, sizeof err);
     if (rc) {
-        fprintf(stderr, "metrics-http-test: start: %s\n", err);
-        return 1;
+        CHECK_MSG(0, "start: %s", err);
+        return;
     }
     port_big = sv_metrics_http_port(ep_big);
 
@@ -761,7 +742,6 @@ int main(void)
     CHECK(pthread_create(&t, NULL, client_main, NULL) == 0);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns once both endpoints are freed */
     pthread_join(t, NULL);
-    current = "stop";
     CHECK(closed_calls == 3);
     /* The connection left open mid-request was closed by the stop. */
     CHECK(left_open && closed_by_server(left_open));
@@ -770,6 +750,14 @@ int main(void)
     CHECK(uv_loop_close(&loop) == 0);
     sv_metrics_free(reg);
     sv_metrics_free(big_reg);
-    printf("metrics-http-test: %ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
 }
+
+static const struct sv_test tests[] = {
+    {"endpoint", test_endpoint},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "metrics-http-test",
+    SV_TEST_TABLE(tests),
+    .timeout_s = TEST_TIMEOUT_S,
+};

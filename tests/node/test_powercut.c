@@ -426,7 +426,9 @@ static void test_failed_sync(void)
     disk_close(&d);
 }
 
-int main(void)
+/* ---- runner ---- */
+
+static int set_up(void)
 {
     snprintf(root, sizeof root, "%s/powercut-test-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
@@ -435,13 +437,26 @@ int main(void)
         return 1;
     }
     build_log();
-    current = "cuts";
-    test_cuts();
-    current = "failed sync";
-    test_failed_sync();
+    return 0;
+}
+
+static void tear_down(void)
+{
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     for (size_t i = 0; i < n_log; i++)
         free(log_[i].buf);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
 }
+
+/* "failed sync" starts from the base disk that "cuts" makes. */
+static const struct sv_test tests[] = {
+    {"cuts", test_cuts},
+    {"failed sync", test_failed_sync},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "powercut-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .ordered = true,
+};

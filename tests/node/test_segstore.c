@@ -76,8 +76,7 @@ static struct sv_seg_store *open_store(const char *dir, const struct sv_seg_opts
     struct sv_seg_store *s = NULL;
     int rc = sv_seg_open(dir, opts, &s, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "    FAIL open %s: %d %s\n", dir, rc, err);
-        failures++;
+        sv_check_fail(__FILE__, __LINE__, "open %s: %d %s", dir, rc, err);
         return NULL;
     }
     return s;
@@ -1165,7 +1164,7 @@ out:
 static int enospc_tmpfs_child(void)
 {
     char mnt[300], dir[400], idx[300], link[500];
-    failures = 0;
+    long failures_before = sv_check_failures();
     uint8_t *a = big_buf(), *b = big_buf();
     const size_t len = 60 * 1024;
     subdir(mnt, sizeof mnt, "tmpfs");
@@ -1222,13 +1221,13 @@ static int enospc_tmpfs_child(void)
     CHECK_RC(sv_seg_close(s), 0);
     free(a);
     free(b);
-    return failures ? 1 : 0;
+    return sv_check_failures() > failures_before ? 1 : 0;
 }
 
 static void test_enospc_tmpfs(void)
 {
     if (geteuid() != 0) {
-        printf("    SKIPPED: real ENOSPC on a tmpfs needs root (the injected ENOSPC test ran)\n");
+        sv_test_skip("real ENOSPC on a tmpfs needs root (the injected ENOSPC test ran)");
         return;
     }
     fflush(NULL);
@@ -1241,58 +1240,54 @@ static void test_enospc_tmpfs(void)
     int status = 0;
     CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 77) {
-        printf("    SKIPPED: could not mount a tmpfs (the injected ENOSPC test ran)\n");
+        sv_test_skip("could not mount a tmpfs (the injected ENOSPC test ran)");
         return;
     }
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-/* ---- main ---- */
+/* ---- runner ---- */
 
-int main(void)
+static int set_up(void)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } tests[] = {
-        {"round-trip 0 B, 1 B, 1 MiB, max", test_round_trip},
-        {"big records around the page cache, crash, reopen", test_big_direct},
-        {"direct writes refused: buffered from then on", test_direct_refused},
-        {"not found, too big, bad options", test_limits},
-        {"600 records across many segments, reopen", test_many_segments},
-        {"close syncs, reopen keeps puts and deletes", test_reopen_close_syncs},
-        {"torn last record is cut on open", test_torn_tail},
-        {"garbage after the last record is cut on open", test_garbage_tail},
-        {"process crash: synced kept, unsynced redone", test_process_crash},
-        {"flipped byte -> CORRUPT, bad list, repair", test_corrupt_payload},
-        {"delete + compact reclaims segments", test_compact},
-        {"compaction in two steps, a failed unlink, files a crash left", test_compact_two_steps},
-        {"compaction within a copy budget", test_compact_budget},
-        {"lost index is rebuilt from the segments", test_index_rebuild},
-        {"ENOSPC by fault injection (write, fsync)", test_enospc_injected},
-        {"batches: queued puts, spanning segments, a failed write", test_batch},
-        {"a compaction whose writes or reads fail changes nothing", test_compact_fails},
-        {"ENOSPC on a 1 MiB tmpfs", test_enospc_tmpfs},
-    };
     snprintf(root, sizeof root, "%s/segstore-test-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(root) == NULL) {
         perror("mkdtemp");
         return 1;
     }
-    int failed_tests = 0;
-    size_t n = sizeof tests / sizeof tests[0];
-    for (size_t i = 0; i < n; i++) {
-        int before = failures;
-        printf("[ RUN  ] %s\n", tests[i].name);
-        fflush(stdout);
-        tests[i].fn();
-        bool ok = failures == before;
-        failed_tests += !ok;
-        printf("[ %s ] %s\n", ok ? " OK " : "FAIL", tests[i].name);
-        fflush(stdout);
-    }
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("%zu tests, %d failed (%d failed checks)\n", n, failed_tests, failures);
-    return failures ? 1 : 0;
+    return 0;
 }
+
+static void tear_down(void)
+{
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const struct sv_test tests[] = {
+    {"round-trip 0 B, 1 B, 1 MiB, max", test_round_trip},
+    {"big records around the page cache, crash, reopen", test_big_direct},
+    {"direct writes refused: buffered from then on", test_direct_refused},
+    {"not found, too big, bad options", test_limits},
+    {"600 records across many segments, reopen", test_many_segments},
+    {"close syncs, reopen keeps puts and deletes", test_reopen_close_syncs},
+    {"torn last record is cut on open", test_torn_tail},
+    {"garbage after the last record is cut on open", test_garbage_tail},
+    {"process crash: synced kept, unsynced redone", test_process_crash},
+    {"flipped byte -> CORRUPT, bad list, repair", test_corrupt_payload},
+    {"delete + compact reclaims segments", test_compact},
+    {"compaction in two steps, a failed unlink, files a crash left", test_compact_two_steps},
+    {"compaction within a copy budget", test_compact_budget},
+    {"lost index is rebuilt from the segments", test_index_rebuild},
+    {"ENOSPC by fault injection (write, fsync)", test_enospc_injected},
+    {"batches: queued puts, spanning segments, a failed write", test_batch},
+    {"a compaction whose writes or reads fail changes nothing", test_compact_fails},
+    {"ENOSPC on a 1 MiB tmpfs", test_enospc_tmpfs},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "segstore-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+};

@@ -402,33 +402,68 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
     return remove(p);
 }
 
-int main(void)
+/* ---- runner: the tests from sessions on share node_a, in this order ---- */
+
+static struct node node_a;
+
+static void t_sessions(void)
+{
+    test_sessions(&node_a);
+}
+
+static void t_staged(void)
+{
+    test_staged(&node_a);
+}
+
+static void t_upload(void)
+{
+    test_upload(&node_a);
+}
+
+static void t_abort(void)
+{
+    test_abort(&node_a);
+}
+
+static void t_many_chunks(void)
+{
+    test_many_chunks(&node_a);
+}
+
+static void t_snapshot(void)
+{
+    test_snapshot(&node_a);
+}
+
+static int set_up(void)
 {
     snprintf(root, sizeof root, "%s/sm-test-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(root)) {
         perror("mkdtemp");
         return 1;
     }
-    struct node a;
-    node_open(&a, "a");
-    current = "codec";
-    test_codec();
-    current = "sessions";
-    test_sessions(&a);
-    current = "staged";
-    test_staged(&a);
-    current = "staged failure";
-    test_staged_failure();
-    current = "upload";
-    test_upload(&a);
-    current = "abort";
-    test_abort(&a);
-    current = "many chunks";
-    test_many_chunks(&a);
-    current = "snapshot";
-    test_snapshot(&a);
-    node_close(&a);
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    printf("%ld checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    node_open(&node_a, "a");
+    return 0;
 }
+
+static void tear_down(void)
+{
+    node_close(&node_a);
+    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const struct sv_test tests[] = {
+    {"codec", test_codec},          {"sessions", t_sessions},
+    {"staged", t_staged},           {"staged failure", test_staged_failure},
+    {"upload", t_upload},           {"abort", t_abort},
+    {"many chunks", t_many_chunks}, {"snapshot", t_snapshot},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "sm-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .ordered = true,
+};

@@ -30,8 +30,6 @@
 #define CHECK_STRERROR(rc) sv_strerror(rc)
 #include "check.h"
 
-static bool verbose;
-
 /* Fixtures. */
 
 enum {
@@ -180,7 +178,7 @@ static void on_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame *f
 static void on_close(void *arg, struct sv_conn *c, int err, const char *reason)
 {
     struct node *n = arg;
-    if (verbose) {
+    if (sv_test_verbose()) {
         printf("  %s: on_close conn %llu: %d %s\n", n->name, (unsigned long long)sv_conn_id(c), err,
                reason);
     }
@@ -572,7 +570,7 @@ static void test_exchange(void)
     sv_conn_set_data(s, &A);
     CHECK(sv_conn_data(s) == &A && sv_conn_data(c) == NULL);
     WAIT(sv_conn_queued(c) == 0 && sv_conn_queued(s) == 0, WAIT_MS);
-    if (verbose) {
+    if (sv_test_verbose()) {
         printf("  conn %llu -> %s, accepted as %llu from %s\n", (unsigned long long)id,
                sv_conn_remote(c), (unsigned long long)sid, sv_conn_remote(s));
     }
@@ -666,7 +664,7 @@ static void test_silent(void)
     CHECK(ms >= C_HANDSHAKE_MS - 50);
     CHECK_RC(last_close(&C)->err, -ETIMEDOUT);
     raw_finish(&r);
-    if (verbose) {
+    if (sv_test_verbose()) {
         printf("  silent peer closed after %llu ms\n", (unsigned long long)ms);
     }
 
@@ -724,7 +722,7 @@ static void bad_client(const uint8_t *payload, size_t len, int want, const char 
     CHECK(A.frames == a0 + 50);
     CHECK_RC(last_close(&A)->err, want);
     CHECK(strstr(last_close(&A)->reason, text) != NULL);
-    if (verbose) {
+    if (sv_test_verbose()) {
         printf("  server closed the bad client: %s\n", last_close(&A)->reason);
     }
     sv_tls_ctx_free(tc.ctx);
@@ -890,7 +888,7 @@ static void test_stalled_peer(void)
     run_for(50);
     CHECK(sv_tp_conn(B.tp, id) == c);
     CHECK(c != NULL && sv_conn_queued(c) + MIB > SV_TP_OUT_MAX);
-    if (verbose) {
+    if (sv_test_verbose()) {
         printf("  stalled peer: %ld frames of 1 MiB accepted, %zu bytes queued\n", sent,
                c != NULL ? sv_conn_queued(c) : 0);
     }
@@ -1022,54 +1020,7 @@ static void test_stop(void)
 
 /* Runner. */
 
-enum { TEST_TIMEOUT_S = 240 };
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char pre[] = "FAIL ", post[] = ": timed out (blocked?)\n";
-    bool ok = write(STDERR_FILENO, pre, sizeof(pre) - 1) >= 0 &&
-              write(STDERR_FILENO, current, strlen(current)) >= 0 &&
-              write(STDERR_FILENO, post, sizeof(post) - 1) >= 0;
-    _exit(ok ? 1 : 2);
-}
-
-struct test_case {
-    const char *name;
-    void (*fn)(void);
-};
-
-static const struct test_case cases[] = {
-    {"exchange", test_exchange},
-    {"other-ca", test_other_ca},
-    {"wrong-name", test_wrong_name},
-    {"plaintext", test_plaintext},
-    {"silent", test_silent},
-    {"bad-frames", test_bad_frames},
-    {"enobufs-throughput", test_enobufs_throughput},
-    {"stalled-peer", test_stalled_peer},
-    {"callback-close", test_callback_close},
-    {"stop-in-callback", test_stop_in_callback},
-    {"config", test_config},
-};
-enum { N_CASES = sizeof(cases) / sizeof(cases[0]) };
-
-static bool selected(const char *name, int argc, char **argv)
-{
-    bool any = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-v") == 0) {
-            continue;
-        }
-        any = true;
-        if (strcmp(argv[i], name) == 0) {
-            return true;
-        }
-    }
-    return !any;
-}
-
-static void set_up(void)
+static void start_nodes(void)
 {
     if (uv_loop_init(&loop) != 0 || uv_timer_init(&loop, &tick) != 0) {
         die("loop", "init");
@@ -1088,49 +1039,42 @@ static void set_up(void)
     WAIT(sv_conn_ready(k), WAIT_MS);
 }
 
-int main(int argc, char **argv)
+static int set_up(void)
 {
-    for (int i = 1; i < argc; i++) {
-        verbose = verbose || strcmp(argv[i], "-v") == 0;
-    }
     make_pki();
-    signal(SIGALRM, on_alarm);
     signal(SIGPIPE, SIG_IGN);
-    current = "set-up";
-    alarm(TEST_TIMEOUT_S);
-    set_up();
-    alarm(0);
-    int run = 0, failed = 0;
-    for (int i = 0; i < N_CASES + 1; i++) {
-        /* "stop" always runs last: it tears the fixtures down. */
-        bool last = i == N_CASES;
-        const char *name = last ? "stop" : cases[i].name;
-        if (!last && !selected(name, argc, argv)) {
-            continue;
-        }
-        current = name;
-        test_failures = 0;
-        long before = checks;
-        alarm(TEST_TIMEOUT_S);
-        if (last) {
-            test_stop();
-            uv_close((uv_handle_t *)&tick, NULL);
-            CHECK_RC(uv_run(&loop, UV_RUN_DEFAULT), 0);
-            CHECK_RC(uv_loop_close(&loop), 0);
-        } else {
-            cases[i].fn();
-        }
-        alarm(0);
-        run++;
-        if (test_failures > 0) {
-            failed++;
-            printf("FAIL %-24s %d of %ld checks failed\n", current, test_failures, checks - before);
-        } else {
-            printf("ok   %-24s %ld checks\n", current, checks - before);
-        }
-        fflush(stdout);
-    }
-    sv_testcerts_rmdir(dir);
-    printf("%d tests, %d failed, %ld checks\n", run, failed, checks);
-    return failed > 0 ? 1 : 0;
+    start_nodes();
+    return 0;
 }
+
+/* test_stop, then the loop must close: it tears the fixtures down. */
+static void tear_down(void)
+{
+    test_stop();
+    uv_close((uv_handle_t *)&tick, NULL);
+    CHECK_RC(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    CHECK_RC(uv_loop_close(&loop), 0);
+    sv_testcerts_rmdir(dir);
+}
+
+static const struct sv_test tests[] = {
+    {"exchange", test_exchange},
+    {"other-ca", test_other_ca},
+    {"wrong-name", test_wrong_name},
+    {"plaintext", test_plaintext},
+    {"silent", test_silent},
+    {"bad-frames", test_bad_frames},
+    {"enobufs-throughput", test_enobufs_throughput},
+    {"stalled-peer", test_stalled_peer},
+    {"callback-close", test_callback_close},
+    {"stop-in-callback", test_stop_in_callback},
+    {"config", test_config},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "transport-test",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .timeout_s = 240,
+};

@@ -1,6 +1,8 @@
 /* sim-checker-test: hand-made valid and invalid histories for the linearizability checker. */
 #include "lin.h"
 
+#include "check.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +11,6 @@
 enum { HIST_MAX = 4096 };
 
 #define INF 0 /* ret value meaning "indeterminate" in the builders below */
-
-static int failures;
 
 static struct lin_op put(uint32_t key, uint64_t v, uint64_t call, uint64_t ret)
 {
@@ -51,12 +51,9 @@ static void expect(const char *name, const struct lin_op *ops, size_t n, int wan
 {
     struct lin_report rep;
     int got = sv__lin_check(ops, n, 0, &rep);
-    if (got != want) {
-        printf("FAIL %s: verdict %d, want %d (key %" PRIu32 ")\n", name, got, want, rep.key);
-        failures++;
-    } else {
-        printf("ok   %s\n", name);
-    }
+    CHECK_MSG(got == want, "%s: verdict %d, want %d (key %" PRIu32 ")", name, got, want, rep.key);
+    if (sv_test_verbose())
+        sv_test_log("%s: verdict %d", name, got);
 }
 
 #define EXPECT(name, want, ...)                                                                    \
@@ -123,9 +120,8 @@ static size_t gen_history(uint64_t seed, struct lin_op *ops, size_t n, bool corr
     return n;
 }
 
-int main(void)
+static void test_valid(void)
 {
-    /* Valid histories. */
     EXPECT("empty", LIN_OK, get(0, 0, 1, 2));
     EXPECT("sequential put/get/cas", LIN_OK, put(0, 1, 1, 2), get(0, 1, 3, 4),
            cas(0, 1, 2, 1, 5, 6), get(0, 2, 7, 8), cas(0, 1, 3, 0, 9, 10), get(0, 2, 11, 12));
@@ -148,8 +144,10 @@ int main(void)
     EXPECT("indeterminate read is ignored", LIN_OK, put(0, 1, 1, 2), get(0, 42, 3, INF));
     EXPECT("keys are independent", LIN_OK, put(0, 1, 1, 2), put(1, 2, 3, 4), get(0, 1, 5, 6),
            get(1, 2, 7, 8), get(2, 0, 9, 10));
+}
 
-    /* Invalid histories. */
+static void test_invalid(void)
+{
     EXPECT("stale read", LIN_VIOLATION, put(0, 1, 1, 2), put(0, 2, 3, 4), get(0, 1, 5, 6));
     EXPECT("lost write", LIN_VIOLATION, put(0, 1, 1, 2), get(0, 0, 3, 4));
     EXPECT("value never written", LIN_VIOLATION, put(0, 1, 1, 2), get(0, 7, 3, 4));
@@ -167,8 +165,11 @@ int main(void)
            get(0, 2, 7, 8), get(0, 1, 9, 10));
     EXPECT("violation on one key among several", LIN_VIOLATION, put(0, 1, 1, 2), put(1, 2, 3, 4),
            get(0, 1, 5, 6), get(1, 3, 7, 8));
+}
 
-    /* Generated histories: large, concurrent, valid by construction. */
+/* Large, concurrent, valid by construction; and each with one read corrupted. */
+static void test_generated(void)
+{
     static struct lin_op gen[HIST_MAX];
     for (uint64_t seed = 1; seed <= 20; seed++) {
         char name[64];
@@ -179,7 +180,15 @@ int main(void)
         snprintf(name, sizeof(name), "generated corrupted history %" PRIu64, seed);
         expect(name, gen, n, LIN_VIOLATION);
     }
-
-    printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
-    return failures ? 1 : 0;
 }
+
+static const struct sv_test tests[] = {
+    {"valid", test_valid},
+    {"invalid", test_invalid},
+    {"generated", test_generated},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "sim-checker-test",
+    SV_TEST_TABLE(tests),
+};

@@ -490,7 +490,7 @@ struct h_cluster *h_new_each(uint32_t cnt, const struct sv_raft_options *opts)
     CHECK(cnt >= 1 && cnt < H_NODES_MAX);
     struct h_cluster *h = calloc(1, sizeof(*h));
     CHECK(h != NULL);
-    test_defer(cluster_free, h);
+    sv_test_defer(cluster_free, h);
 
     struct sv_raft_conf conf;
     memset(&conf, 0, sizeof(conf));
@@ -828,7 +828,7 @@ sv_raft_id h_wait_leader(struct h_cluster *h, uint32_t mask, uint32_t max_ticks)
         }
         h_tick_all(h);
     }
-    test_fail(__FILE__, __LINE__, "no leader among mask 0x%x after %u ticks", mask, max_ticks);
+    sv_test_fail(__FILE__, __LINE__, "no leader among mask 0x%x after %u ticks", mask, max_ticks);
 }
 
 sv_raft_id h_tick_until_leader(struct h_cluster *h)

@@ -7,7 +7,9 @@
 #include <stdint.h>
 
 #include "shardvault/raft.h"
-#include "test.h"
+
+#define CHECK_STRERROR(rc) sv_raft_strerror(rc)
+#include "check.h"
 
 /* Node ids are 1 .. H_NODES_MAX - 1. */
 enum { H_NODES_MAX = 8 };
@@ -19,17 +21,6 @@ enum { H_NODES_MAX = 8 };
 /* Deliberate raft defects to ask for in every created group (raft-unit --bugs);
  * honoured only when linked against svraft_bugs. */
 extern uint32_t h_bugs;
-
-/* Check a raft return code, printing both codes' strings on mismatch. */
-#define CHECK_RC(got, want)                                                                        \
-    do {                                                                                           \
-        int check_g_ = (got);                                                                      \
-        int check_w_ = (want);                                                                     \
-        if (check_g_ != check_w_) {                                                                \
-            test_fail(__FILE__, __LINE__, "%s: got %d (%s), want %d (%s)", #got, check_g_,         \
-                      sv_raft_strerror(check_g_), check_w_, sv_raft_strerror(check_w_));           \
-        }                                                                                          \
-    } while (0)
 
 /* What a delivery filter decides for one queued message. */
 enum h_verdict { H_DELIVER, H_DROP, H_HOLD };

@@ -35,7 +35,7 @@ void test_msg_copy_free(void)
 
     static struct sv_raft_msg dst;
     CHECK_RC(sv_raft_msg_copy(&dst, &src), 0);
-    test_defer(msg_free_deferred, &dst);
+    sv_test_defer(msg_free_deferred, &dst);
     CHECK_EQ_INT(dst.type, SV_RAFT_MSG_APPEND);
     CHECK_EQ_U64(dst.from, 1);
     CHECK_EQ_U64(dst.to, 2);
@@ -109,7 +109,7 @@ void test_msg_copy_free(void)
     CHECK(dst.entries == NULL && dst.data == NULL);
     CHECK_EQ_U64(dst.ctx, 5);
     sv_raft_msg_free(&dst);
-    test_undefer(msg_free_deferred, &dst);
+    sv_test_undefer(msg_free_deferred, &dst);
     struct sv_raft_msg zero;
     memset(&zero, 0, sizeof(zero));
     sv_raft_msg_free(&zero);
@@ -307,7 +307,7 @@ void test_api_errors(void)
     /* Bootstrap. */
     struct sv_raft *r = NULL;
     CHECK_RC(sv_raft_create(&def, NULL, &r), 0);
-    test_defer(raft_destroy_deferred, r);
+    sv_test_defer(raft_destroy_deferred, r);
     struct sv_raft_status st;
     sv_raft_status(r, &st);
     CHECK_EQ_U64(st.term, 0);

@@ -168,7 +168,7 @@ void test_read_lease(void)
     }
     CHECK(lease_end > 0);
     CHECK(new_leader_at > 0);
-    test_log("lease ended at tick %u, new leader at tick %u", lease_end, new_leader_at);
+    sv_test_log("lease ended at tick %u, new leader at tick %u", lease_end, new_leader_at);
     CHECK(lease_end <= et);
     CHECK(lease_end < new_leader_at);
     /* No read served by the old leader after the lease ended. */

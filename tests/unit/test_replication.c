@@ -106,7 +106,7 @@ void test_log_repair_few_rejections(void)
     uint64_t before = h->append_rejects[a][l3];
     h_ticks(h, 10);
     uint64_t rejects = h->append_rejects[a][l3] - before;
-    test_log("divergent entries: %d, rejections: %" PRIu64, OLD, rejects);
+    sv_test_log("divergent entries: %d, rejections: %" PRIu64, OLD, rejects);
     CHECK(rejects >= 1);
     CHECK_LE_U64(rejects, 3);
     h_check_logs_equal(h, H_ALL);
