@@ -96,6 +96,101 @@ int sv_seg_delete(struct sv_seg_store *s, const uint8_t *id)
     return sv__seg_bad_remove(s, id);
 }
 
+/* Take the ids starting with prefix off the bad list, durably (one synced
+ * write; memory follows once it succeeded). They need not be indexed:
+ * compaction drops a corrupt record it cannot copy but keeps it listed. */
+static int bad_remove_prefix(struct sv_seg_store *s, const uint8_t *prefix, size_t plen)
+{
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    uint32_t matched = 0;
+    for (uint32_t i = 0; i < s->n_bad; i++) {
+        const uint8_t *id = s->bad + (size_t)i * SV_SEG_ID_BYTES;
+        if (memcmp(id, prefix, plen) != 0)
+            continue;
+        uint8_t k[KEY_BYTES];
+        key_encode(k, 'b', id);
+        leveldb_writebatch_delete(wb, (const char *)k, sizeof k);
+        matched++;
+    }
+    char *err = NULL;
+    if (matched > 0)
+        leveldb_write(s->db, s->wopts_sync, wb, &err);
+    leveldb_writebatch_destroy(wb);
+    if (err)
+        return sv__seg_dberr(s, err, "bad list write");
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < s->n_bad; i++) {
+        const uint8_t *id = s->bad + (size_t)i * SV_SEG_ID_BYTES;
+        if (memcmp(id, prefix, plen) == 0)
+            continue;
+        if (keep != i)
+            memcpy(s->bad + (size_t)keep * SV_SEG_ID_BYTES, id, SV_SEG_ID_BYTES);
+        keep++;
+    }
+    s->n_bad = keep;
+    return 0;
+}
+
+int sv_seg_delete_prefix(struct sv_seg_store *s, const uint8_t *prefix, size_t plen,
+                         uint64_t *deleted)
+{
+    ASSERT(s != NULL && prefix != NULL && !s->batching);
+    s->errmsg[0] = 0;
+    if (deleted)
+        *deleted = 0;
+    if (plen == 0 || plen > SV_SEG_ID_BYTES)
+        return sv__seg_seterr(s, SV_SEG_E_BAD_ARG, "id prefix of %zu bytes", plen);
+    /* Nothing pending afterwards: the index alone says where every chunk is,
+     * and no id the scan meets already has a pending slot. */
+    int rc = sv_seg_sync(s);
+    if (rc < 0)
+        return rc;
+    uint8_t start[KEY_BYTES];
+    start[0] = 'c';
+    memcpy(start + 1, prefix, plen);
+    uint64_t n = 0;
+    /* The iterator reads the index as of now; the syncs below write to it
+     * behind the scan (only ids already passed), which it does not see. */
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    for (leveldb_iter_seek(it, (const char *)start, 1 + plen); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = leveldb_iter_key(it, &klen);
+        const char *v = leveldb_iter_value(it, &vlen);
+        if (klen < 1 + plen || memcmp(k, start, 1 + plen) != 0)
+            break;
+        if (klen != KEY_BYTES || vlen != LOC_BYTES) {
+            rc = sv__seg_seterr(s, SV_SEG_E_INDEX, "index entry of %zu+%zu bytes", klen, vlen);
+            goto err_after_iter;
+        }
+        uint8_t id[SV_SEG_ID_BYTES];
+        memcpy(id, k + 1, SV_SEG_ID_BYTES);
+        struct loc l = loc_decode((const uint8_t *)v);
+        if (s->n_pend == SV_SEG_PENDING_MAX && (rc = sv_seg_sync(s)) < 0)
+            goto err_after_iter;
+        sv__seg_pend_set(s, id, &l, NULL);
+        n++;
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    if (err) {
+        rc = sv__seg_dberr(s, err, "index scan by prefix");
+        goto err_after_iter;
+    }
+    leveldb_iter_destroy(it);
+    if ((rc = bad_remove_prefix(s, prefix, plen)) < 0)
+        return rc;
+    if ((rc = sv_seg_sync(s)) < 0)
+        return rc;
+    if (deleted)
+        *deleted = n;
+    return 0;
+
+err_after_iter:
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
 /* ---- sync ---- */
 
 /* The fsyncs failed: nothing since the last sync is known durable, so forget

@@ -212,6 +212,22 @@ SV_SEG_API int sv_seg_get(struct sv_seg_store *s, const uint8_t *id, void *buf, 
  * SV_SEG_E_NOT_FOUND if there is no such chunk. Also drops it from the bad list. */
 SV_SEG_API int sv_seg_delete(struct sv_seg_store *s, const uint8_t *id);
 
+/* Remove every chunk whose id starts with prefix[0..plen) (1 <= plen <=
+ * SV_SEG_ID_BYTES, else SV_SEG_E_BAD_ARG; prefix borrowed), those put since
+ * the last sync included, and take every id with that prefix off the bad
+ * list (indexed or not), then sync: on 0 the removals, and every put and
+ * delete made before the call, are durable (see sv_seg_sync, whose failure
+ * semantics apply). *deleted (may be NULL) gets the number of chunks
+ * removed (0 on failure). The store is synced first, so that one scan of
+ * the index (a LevelDB iterator from "c" + prefix) sees every chunk; it
+ * syncs again whenever SV_SEG_PENDING_MAX removals are pending, so any
+ * number may match, and the caller holds the store for as long as that
+ * takes. On failure some removals may be durable already and the rest
+ * pending or lost: calling it again removes what is left. Not inside a
+ * batch. */
+SV_SEG_API int sv_seg_delete_prefix(struct sv_seg_store *s, const uint8_t *prefix, size_t plen,
+                                    uint64_t *deleted);
+
 /* Add id to the bad list (written to the index at once, durable with the next
  * sync); SV_SEG_E_BAD_LIST_FULL when it holds SV_SEG_BAD_MAX ids. The chunk
  * stays indexed until it is replaced by sv_seg_put or removed by sv_seg_delete. */

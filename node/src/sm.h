@@ -211,4 +211,28 @@ void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
 int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, uint64_t index,
                   const uint8_t *img, size_t len);
 
+/* Remove group from this node (its replica moved elsewhere): every record
+ * under 'S' + group (applied index, objects and tombstones, uploads,
+ * sessions, the map) and every chunk in seg whose id starts with the group
+ * (sv_chunk_id), whatever record named it or not. The staged changes are
+ * committed first (as sv_sm_commit, with seg), so that none of the group's
+ * can be written after it. Then the records go, in synced LevelDB batches,
+ * the applied index in the first; only then the chunks, found by id prefix
+ * in the segment index (sv_seg_delete_prefix), removed and synced. Top
+ * down, as the invariant above needs: records claim chunks, chunks claim
+ * nothing. A crash while the records go leaves some records and every
+ * chunk (no claim outruns the disk); a crash after leaves no record and
+ * some unclaimed chunks, which only the id prefix finds. Either way, a
+ * second call finishes the drop, and calling it again changes nothing:
+ * it is idempotent, and a group with nothing left costs a scan and writes
+ * nothing of its own. After 0, sv_sm_applied gives 0 for group and sv_sm_get finds
+ * nothing in it; other groups are untouched. Until a call returns 0 the
+ * group must not be hosted again (what is left of it is no state to apply
+ * entries on). 0, -EIO (LevelDB), or the segment store's code (its commit
+ * or its removals), with errmsg (may be NULL) saying which. seg is
+ * borrowed; the apply thread only (it commits the staged changes), and it
+ * holds seg for as long as the removals take. */
+int sv_sm_drop(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, char *errmsg,
+               size_t errlen);
+
 #endif

@@ -1,6 +1,7 @@
 /* segstore-test: the chunk segment store through its public API (round trips,
- * segments, recovery from torn and garbage tails, corruption, compaction,
- * ENOSPC by fault injection and, as root, on a tiny tmpfs). */
+ * segments, recovery from torn and garbage tails, corruption, deletion by
+ * id prefix, compaction, ENOSPC by fault injection and, as root, on a tiny
+ * tmpfs). */
 #define _GNU_SOURCE
 #include "segstore.h"
 
@@ -643,6 +644,179 @@ out:
     free(b);
 }
 
+/* id of chunk i under a 4-byte prefix p (big endian, as sv_chunk_id puts
+ * the group first), then i, then bytes of both */
+static void prefix_id(uint8_t *id, uint32_t p, uint32_t i)
+{
+    for (int k = 0; k < SV_SEG_ID_BYTES; k++)
+        id[k] = (uint8_t)(p * 31 + i * 7 + (uint32_t)k);
+    for (int k = 0; k < 4; k++) {
+        id[k] = (uint8_t)(p >> (24 - 8 * k));
+        id[4 + k] = (uint8_t)(i >> (24 - 8 * k));
+    }
+}
+
+enum {
+    PFX_GONE = 0x01020304, /* removed */
+    PFX_ABOVE = 0x01020305,
+    PFX_BELOW = 0x01020303,
+    PFX_SHORT = 0x01020300,              /* shares three bytes with PFX_GONE */
+    PFX_MANY = SV_SEG_PENDING_MAX + 100, /* more than one sync's worth */
+    PFX_OTHERS = 40,                     /* chunks under each other prefix */
+};
+
+static const uint32_t pfx_others[] = {PFX_ABOVE, PFX_BELOW, PFX_SHORT};
+
+/* every chunk under the other prefixes is there, byte-equal, but those under
+ * gone (one of them, or 0), which are not */
+static void prefix_others_intact(struct sv_seg_store *s, uint32_t gone, uint8_t *a, uint8_t *b)
+{
+    uint8_t id[SV_SEG_ID_BYTES];
+    int bad = 0;
+    for (size_t p = 0; p < sizeof pfx_others / sizeof pfx_others[0]; p++)
+        for (uint32_t i = 0; i < PFX_OTHERS; i++) {
+            size_t len = 0, want = size_of(i);
+            prefix_id(id, pfx_others[p], i);
+            int rc = sv_seg_get(s, id, a, SV_SEG_PAYLOAD_MAX, &len);
+            if (pfx_others[p] == gone) {
+                bad += rc != SV_SEG_E_NOT_FOUND;
+                continue;
+            }
+            fill(b, want, pfx_others[p] + i);
+            bad += rc != 0 || len != want || memcmp(a, b, want) != 0;
+        }
+    CHECK(bad == 0);
+}
+
+/* no chunk under PFX_GONE, and the bad list holds only the PFX_ABOVE id */
+static void prefix_gone(struct sv_seg_store *s, uint8_t *a)
+{
+    uint8_t id[SV_SEG_ID_BYTES], ids[4 * SV_SEG_ID_BYTES];
+    int found = 0;
+    for (uint32_t i = 0; i < PFX_MANY + 3; i++) {
+        size_t len = 0;
+        prefix_id(id, PFX_GONE, i);
+        found += sv_seg_get(s, id, a, SV_SEG_PAYLOAD_MAX, &len) != SV_SEG_E_NOT_FOUND;
+    }
+    CHECK(found == 0);
+    size_t n = 0;
+    CHECK_RC(sv_seg_bad_list(s, ids, 4, &n), 0);
+    prefix_id(id, PFX_ABOVE, 1);
+    CHECK(n == 1 && memcmp(ids, id, SV_SEG_ID_BYTES) == 0);
+}
+
+static void test_delete_prefix(void)
+{
+    char dir[300];
+    uint8_t *a = big_buf(), *b = big_buf();
+    uint8_t id[SV_SEG_ID_BYTES];
+    subdir(dir, sizeof dir, "prefix");
+    struct sv_seg_opts opts = {.segment_bytes = 1u << 20};
+    struct sv_seg_store *s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    /* PFX_MANY one-byte chunks under PFX_GONE (puts sync when the pending
+     * set is full), interleaved with the other prefixes' */
+    static const uint8_t one = 0x42;
+    int bad = 0;
+    for (uint32_t i = 0; i < PFX_MANY; i++) {
+        prefix_id(id, PFX_GONE, i);
+        int rc = sv_seg_put(s, id, &one, 1);
+        if (rc == SV_SEG_E_PENDING_FULL && sv_seg_sync(s) == 0)
+            rc = sv_seg_put(s, id, &one, 1);
+        bad += rc != 0;
+        if (i < PFX_OTHERS)
+            for (size_t p = 0; p < sizeof pfx_others / sizeof pfx_others[0]; p++) {
+                prefix_id(id, pfx_others[p], i);
+                fill(a, size_of(i), pfx_others[p] + i);
+                bad += sv_seg_put(s, id, a, size_of(i)) != 0;
+            }
+    }
+    CHECK(bad == 0);
+    CHECK_RC(sv_seg_sync(s), 0);
+    /* not synced: two more puts (one big), a delete, a replacement */
+    prefix_id(id, PFX_GONE, PFX_MANY);
+    fill(a, 300000, 7);
+    CHECK_RC(sv_seg_put(s, id, a, 300000), 0);
+    prefix_id(id, PFX_GONE, PFX_MANY + 1);
+    CHECK_RC(sv_seg_put(s, id, a, 10), 0);
+    prefix_id(id, PFX_GONE, 5);
+    CHECK_RC(sv_seg_delete(s, id), 0);
+    prefix_id(id, PFX_GONE, 6);
+    CHECK_RC(sv_seg_put(s, id, a, 20), 0);
+    /* the bad list: an indexed id, one never stored, and one of another prefix */
+    prefix_id(id, PFX_GONE, 7);
+    CHECK_RC(sv_seg_mark_bad(s, id), 0);
+    prefix_id(id, PFX_GONE, PFX_MANY + 2);
+    CHECK_RC(sv_seg_mark_bad(s, id), 0);
+    prefix_id(id, PFX_ABOVE, 1);
+    CHECK_RC(sv_seg_mark_bad(s, id), 0);
+    struct sv_seg_stats st;
+    sv_seg_stats(s, &st);
+    CHECK(st.live_records == PFX_MANY + 1 + 3 * PFX_OTHERS && st.bad_chunks == 3);
+
+    uint8_t pfx[4] = {0x01, 0x02, 0x03, 0x04};
+    uint64_t deleted = 0;
+    CHECK_RC(sv_seg_delete_prefix(s, pfx, sizeof pfx, &deleted), 0);
+    CHECK(deleted == PFX_MANY + 1); /* PFX_MANY + 2 put, one deleted before */
+    sv_seg_stats(s, &st);
+    CHECK(st.live_records == 3 * PFX_OTHERS && st.bad_chunks == 1);
+    prefix_gone(s, a);
+    prefix_others_intact(s, 0, a, b);
+
+    /* again: nothing to remove, nothing else touched */
+    deleted = 99;
+    CHECK_RC(sv_seg_delete_prefix(s, pfx, sizeof pfx, &deleted), 0);
+    CHECK(deleted == 0);
+    CHECK_RC(sv_seg_delete_prefix(s, pfx, 0, &deleted), SV_SEG_E_BAD_ARG);
+    CHECK_RC(sv_seg_delete_prefix(s, pfx, SV_SEG_ID_BYTES + 1, &deleted), SV_SEG_E_BAD_ARG);
+    /* a whole id is a prefix too */
+    prefix_id(id, PFX_SHORT, 0);
+    CHECK_RC(sv_seg_delete_prefix(s, id, SV_SEG_ID_BYTES, &deleted), 0);
+    CHECK(deleted == 1);
+    fill(a, size_of(0), PFX_SHORT);
+    CHECK_RC(sv_seg_put(s, id, a, size_of(0)), 0);
+    CHECK_RC(sv_seg_close(s), 0);
+
+    /* the disk says the same */
+    s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    sv_seg_stats(s, &st);
+    CHECK(st.live_records == 3 * PFX_OTHERS && st.bad_chunks == 1);
+    prefix_gone(s, a);
+    prefix_others_intact(s, 0, a, b);
+    CHECK_RC(sv_seg_close(s), 0);
+
+    /* a process that dies right after the call, without closing the store:
+     * the removals were written by the call itself, not left pending */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char err[256];
+        uint8_t below[4] = {0x01, 0x02, 0x03, 0x03};
+        uint64_t n = 0;
+        if (sv_seg_open(dir, &opts, &s, err, sizeof err) != 0)
+            _exit(2);
+        if (sv_seg_delete_prefix(s, below, sizeof below, &n) != 0 || n != PFX_OTHERS)
+            _exit(3);
+        _exit(0); /* no close */
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s = open_store(dir, &opts);
+    if (s == NULL)
+        goto out;
+    sv_seg_stats(s, &st);
+    CHECK(st.live_records == 2 * PFX_OTHERS);
+    prefix_others_intact(s, PFX_BELOW, a, b);
+    CHECK_RC(sv_seg_close(s), 0);
+out:
+    free(a);
+    free(b);
+}
+
 static void test_compact(void)
 {
     char dir[300], path[400];
@@ -1275,6 +1449,7 @@ static const struct sv_test tests[] = {
     {"garbage after the last record is cut on open", test_garbage_tail},
     {"process crash: synced kept, unsynced redone", test_process_crash},
     {"flipped byte -> CORRUPT, bad list, repair", test_corrupt_payload},
+    {"delete by id prefix: unsynced, many, bad list, reopen", test_delete_prefix},
     {"delete + compact reclaims segments", test_compact},
     {"compaction in two steps, a failed unlink, files a crash left", test_compact_two_steps},
     {"compaction within a copy budget", test_compact_budget},
