@@ -22,7 +22,8 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/objects.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/repair.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/upkeep.c
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c)
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/move.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
 target_link_libraries(svnode PUBLIC svmap svlog sverrors svtransport svraftwire svproto svlogstore svsegstore

@@ -75,8 +75,16 @@ enum sv_msg_type {
     SV_MSG_DELETE = 9,
     SV_MSG_LIST = 10,
     SV_MSG_STATUS = 11,
+    SV_MSG_MOVE = 12,        /* move a shard's replica (SHARD, NODE from, LEADER to): to the
+                                meta group's leader; answered when done (operator, later) */
     SV_MSG_CHUNK_FETCH = 64, /* node <-> node */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */
+    SV_MSG_MAP_GET = 66,     /* node <-> node: the sender's map (DATA: map.h's encoding) */
+    SV_MSG_CONF = 67,        /* node <-> node: to a shard's leader: SHARD, NODE, FLAGS = change
+                                (0 query, 1 add learner, 2 promote, 3 remove); answer: FLAGS =
+                                NODE's role in the latest configuration (0 absent, 1 voter,
+                                2 learner) + 4 when that configuration is committed,
+                                VERSION = NODE's match index, SIZE = the commit index */
     SV_MSG_RESP = 0x100,     /* OR-ed into a request type for its response */
 };
 

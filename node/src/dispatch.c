@@ -329,6 +329,27 @@ static void handle_map(struct sv_node *n, struct sv_conn *c, const struct sv_wir
     sv__meta_reply_map(n, c, f);
 }
 
+static void handle_map_get(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                           const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)m, (void)body;
+    sv__meta_reply_map_get(n, c, f);
+}
+
+static void handle_move(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                        const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)body;
+    sv__move_request(n, c, f, m);
+}
+
+static void handle_conf(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                        const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)body;
+    sv__move_conf(n, c, f, m);
+}
+
 /* A handler gets the decoded body m; when its route keeps the body, m
  * points into *body, a copy it may take (setting *body to NULL). */
 typedef void (*handler_fn)(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
@@ -354,6 +375,10 @@ static const struct route {
     {SV_MSG_STAT, SV_ROLE_CLIENT, true, handle_object},
     {SV_MSG_LIST, SV_ROLE_CLIENT, true, handle_object},
     {SV_MSG_CHUNK_FETCH, SV_ROLE_NODE, true, handle_object},
+    {SV_MSG_MAP_GET, SV_ROLE_NODE, false, handle_map_get},
+    {SV_MSG_CONF, SV_ROLE_NODE, false, handle_conf},
+    /* Until roles exist (the security issue: operator), any client. */
+    {SV_MSG_MOVE, SV_ROLE_CLIENT, false, handle_move},
 };
 
 /* Who connection c speaks for: another node when its certificate names a
@@ -420,6 +445,10 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
         sv__peers_on_raft(n, c, f);
     else if (f->type == (SV_MSG_CHUNK_FETCH | SV_MSG_RESP) && sv__peer_id(n, c))
         sv__repair_on_reply(n, f);
+    else if (f->type == (SV_MSG_MAP_GET | SV_MSG_RESP) && sv__peer_id(n, c))
+        sv__meta_on_map_reply(n, f);
+    else if (f->type == (SV_MSG_CONF | SV_MSG_RESP) && sv__peer_id(n, c))
+        sv__move_on_conf_reply(n, f);
     else if (f->type & SV_MSG_RESP)
         sv_conn_close(c, "unexpected response frame");
     else

@@ -184,6 +184,12 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
         }
         g->applied = applied;
         g->snap_index = snap;
+    } else if (rc == SV_LOG_E_NOT_FOUND && n->map->epoch > 1) {
+        /* Placed here by a change of the map: an empty member that the
+         * group's leader adds as a learner and catches up (never a
+         * bootstrap, which would start a second history of the group). */
+        rc = sv_raft_create(&o, NULL, &g->r);
+        LOG_INFO("group %" PRIu64 ": created empty, waiting for its leader to add this node", id);
     } else if (rc == SV_LOG_E_NOT_FOUND) {
         rc = sv_raft_create(&o, NULL, &g->r);
         struct sv_raft_conf conf = {0};
@@ -205,6 +211,71 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
     n->groups[id] = g;
     sv__host_refresh(n, g);
     return 0;
+}
+
+/* Whether group id's data is queued for deletion or being deleted. */
+static bool dropping(const struct sv_node *n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n->n_drops; i++)
+        if (n->drops[i] == id)
+            return true;
+    for (const struct job *j = n->jobs; j; j = j->next)
+        for (uint32_t i = 0; i < j->n_drops; i++)
+            if (j->drops[i] == id)
+                return true;
+    return false;
+}
+
+void sv__host_follow(struct sv_node *n)
+{
+    for (uint32_t id = 0; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        bool held = sv_map_holds(n->map, id, n->me->id);
+        if (held && !g && !dropping(n, id)) {
+            char err[256] = "";
+            int rc = sv__group_open(n, id, err, sizeof err);
+            if (rc)
+                LOG_ERROR("cluster map places group %u here, but it does not open: %s", id, err);
+            else
+                LOG_INFO("group %u: hosted here from map epoch %" PRIu64, id, n->map->epoch);
+        } else if (!held && g && !g->closing) {
+            /* The map drops a replica only once the group's configuration
+             * removing it is committed (move.c): nothing here is needed. */
+            LOG_INFO("group %u: no longer hosted here (map epoch %" PRIu64
+                     "): stopping it, then deleting its data",
+                     id, n->map->epoch);
+            g->closing = true;
+            n->ev.leader_lost(n, g); /* its requests are answered: retry elsewhere */
+        } else if (held && g && g->closing) {
+            g->closing = false; /* placed here again before it was reaped */
+        }
+    }
+    sv__host_reap(n);
+}
+
+void sv__host_reap(struct sv_node *n)
+{
+    for (uint32_t id = 0; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (!g || !g->closing || g->busy || g->pool_refs || g->waiting || g->reads ||
+            g->ready_reads)
+            continue;
+        uint64_t *d = realloc(n->drops, (n->n_drops + 1) * sizeof *d);
+        if (!d)
+            return; /* tried again on the next tick */
+        n->drops = d;
+        n->drops[n->n_drops++] = id;
+        for (struct prop *p = g->props, *next; p; p = next) {
+            next = p->next;
+            if (p->tag) /* answered as by a follower: the client asks the map again */
+                n->ev.proposed(n, g, p->tag, SV_RAFT_E_NOT_LEADER, 0, 0);
+            free(p->data);
+            free(p);
+        }
+        g->props = NULL;
+        g->props_tail = &g->props;
+        sv__group_free(n, g);
+    }
 }
 
 void sv__group_free(struct sv_node *n, struct group *g)

@@ -5,6 +5,7 @@
 #include "sv_codec.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,54 @@ int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, ch
     while (g->ids[at] != from)
         at++;
     g->ids[at] = to;
+    m->epoch++;
+    return 0;
+}
+
+__attribute__((format(printf, 3, 4))) static int refuse(char *errmsg, size_t errlen,
+                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, errlen, fmt, ap);
+    va_end(ap);
+    return SV_MAP_E_BAD_MOVE;
+}
+
+int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen)
+{
+    const struct sv_map_node *mn = sv_map_node(m, node);
+    if (group > m->n_shards)
+        return refuse(errmsg, errlen, "group %llu is not in the map", (unsigned long long)group);
+    struct sv_map_group *g = &m->groups[group];
+    if (!mn || mn->state != SV_MAP_UP)
+        return refuse(errmsg, errlen, "node %llu is not an up node of the map",
+                      (unsigned long long)node);
+    if (sv_map_holds(m, group, node))
+        return refuse(errmsg, errlen, "node %llu holds a replica of group %llu already",
+                      (unsigned long long)node, (unsigned long long)group);
+    if (g->n >= SV_CFG_REPLICAS_MAX)
+        return refuse(errmsg, errlen, "group %llu has %u replicas, the most it may have",
+                      (unsigned long long)group, g->n);
+    g->ids[g->n++] = node;
+    m->epoch++;
+    return 0;
+}
+
+int sv_map_remove(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen)
+{
+    if (!sv_map_holds(m, group, node))
+        return refuse(errmsg, errlen, "node %llu holds no replica of group %llu",
+                      (unsigned long long)node, (unsigned long long)group);
+    struct sv_map_group *g = &m->groups[group];
+    if (g->n == 1)
+        return refuse(errmsg, errlen, "node %llu holds the last replica of group %llu",
+                      (unsigned long long)node, (unsigned long long)group);
+    uint32_t at = 0;
+    while (g->ids[at] != node)
+        at++;
+    memmove(&g->ids[at], &g->ids[at + 1], (g->n - at - 1) * sizeof g->ids[0]);
+    g->ids[--g->n] = 0;
     m->epoch++;
     return 0;
 }

@@ -75,6 +75,17 @@ bool sv_map_holds(const struct sv_map *m, uint64_t group, uint64_t node);
 int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, char *errmsg,
                 size_t errlen);
 
+/* Add node as a replica of group (at the end of its set: a replica being
+ * built, a learner in the group's Raft configuration until promoted) and
+ * raise the epoch. Refused (SV_MAP_E_BAD_MOVE, m unchanged) when the group
+ * is not in m, node is not an up node of m or holds a replica already, or
+ * the set is full. */
+int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen);
+
+/* Remove node's replica of group and raise the epoch. Refused when node
+ * holds none, or it is the group's last. */
+int sv_map_remove(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen);
+
 /* Maps a and b name the same nodes (id, zone, address), shard count and
  * replica count: what cluster.conf decides. */
 bool sv_map_same_nodes(const struct sv_map *a, const struct sv_map *b);

@@ -1,17 +1,27 @@
-/* svd's meta group (group 0): the cluster map it records, checked against
- * this node's cluster.conf, and MAP replies. */
+/* svd's meta group (group 0): the cluster map it records, how every node
+ * learns and follows it (members read it, the others ask a member), MAP and
+ * MAP_GET replies. */
 #define _GNU_SOURCE
 #include "node_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-/* The meta group records the cluster map once, at bootstrap (epoch 1, from
- * the cluster.conf of its first leader); every member then checks its own
- * cluster.conf against the recorded map, so a node started with a different
- * configuration says so loudly, and routes from the recorded map. */
+/* ---- the recorded map --------------------------------------------------
+ *
+ * The meta group records the cluster map at bootstrap (epoch 1, from the
+ * cluster.conf of its first leader) and every change after it (map.h). Its
+ * members read the record every MAP_CHECK_MS; the other nodes ask a member
+ * (MAP_GET). A node adopts a map whose epoch is newer than its own: it
+ * writes it to DATA/map first (so that a restart routes and places groups
+ * from it, not from cluster.conf), then follows it (host.c). A member also
+ * checks, once, that its own cluster.conf names the nodes the record names,
+ * so a node started with a different configuration says so loudly. */
 struct map_job {
     uv_work_t w;
     struct sv_node *node;
@@ -20,6 +30,139 @@ struct map_job {
     size_t enc_len;
     int rc;
 };
+
+/* A map being written to DATA/map before the node follows it. */
+struct adopt_job {
+    uv_work_t w;
+    struct sv_node *node;
+    struct sv_map *map;
+    int rc;
+};
+
+static void map_path(const struct sv_node *n, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/map", n->data_dir);
+}
+
+int sv__meta_load(struct sv_node *n, char *errmsg, size_t errlen)
+{
+    char path[SV_CFG_PATH_MAX + 32];
+    map_path(n, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT
+                   ? 0
+                   : (snprintf(errmsg, errlen, "%s: %s", path, strerror(errno)), -errno);
+    struct stat st;
+    uint8_t *buf = NULL;
+    int rc = fstat(fd, &st) ? -errno : 0;
+    if (!rc && (st.st_size <= 0 || st.st_size > (64 << 20)))
+        rc = SV_MAP_E_MALFORMED;
+    if (!rc && !(buf = malloc((size_t)st.st_size)))
+        rc = -ENOMEM;
+    if (!rc && read(fd, buf, (size_t)st.st_size) != st.st_size)
+        rc = -EIO;
+    close(fd);
+    struct sv_map *m = rc ? NULL : malloc(sizeof *m);
+    if (!rc && !m)
+        rc = -ENOMEM;
+    if (!rc)
+        rc = sv_map_decode(buf, (size_t)st.st_size, m);
+    if (!rc && !sv_map_same_nodes(m, n->map))
+        LOG_WARN("%s names other nodes than cluster.conf: the map recorded by the cluster wins",
+                 path);
+    if (!rc && !sv_map_node(m, n->me->id)) {
+        snprintf(errmsg, errlen, "%s: this node (%" PRIu64 ") is not in the cluster map", path,
+                 n->me->id);
+        rc = -EINVAL;
+    }
+    if (!rc && m->epoch > n->map->epoch)
+        *n->map = *m;
+    if (rc && !errmsg[0])
+        snprintf(errmsg, errlen, "%s: %s", path, sv_strerror(rc));
+    free(m);
+    free(buf);
+    return rc;
+}
+
+/* Write map to DATA/map: a new file, synced, renamed over the old one, the
+ * directory synced. */
+static int map_store(const struct sv_node *n, const struct sv_map *map)
+{
+    char path[SV_CFG_PATH_MAX + 32], tmp[SV_CFG_PATH_MAX + 40];
+    map_path(n, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    uint8_t *enc;
+    size_t len;
+    int rc = sv_map_encode(map, &enc, &len);
+    if (rc)
+        return rc;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        free(enc);
+        return -errno;
+    }
+    if (write(fd, enc, len) != (ssize_t)len || fdatasync(fd))
+        rc = -EIO;
+    close(fd);
+    free(enc);
+    if (!rc && rename(tmp, path))
+        rc = -errno;
+    int dfd = rc ? -1 : open(n->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd))
+            rc = -EIO;
+        close(dfd);
+    }
+    return rc;
+}
+
+static void adopt_work(uv_work_t *req)
+{
+    struct adopt_job *a = req->data;
+    a->rc = map_store(a->node, a->map);
+}
+
+static void adopt_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct adopt_job *a = req->data;
+    struct sv_node *n = a->node;
+    n->jobs_in_pool--;
+    n->map_adopting = false;
+    if (a->rc) {
+        LOG_ERROR("storing the cluster map of epoch %" PRIu64 ": %s; tried again", a->map->epoch,
+                  sv_strerror(a->rc));
+    } else if (a->map->epoch > n->map->epoch && !n->stopping) {
+        LOG_INFO("cluster map: epoch %" PRIu64 " (was %" PRIu64 ")", a->map->epoch, n->map->epoch);
+        *n->map = *a->map;
+        sv__host_follow(n);
+    }
+    free(a->map);
+    free(a);
+}
+
+/* Adopt map (copied) when it is newer than this node's. */
+static void adopt(struct sv_node *n, const struct sv_map *map)
+{
+    if (map->epoch <= n->map->epoch || n->map_adopting || n->stopping)
+        return;
+    if (!sv_map_node(map, n->me->id)) {
+        LOG_ERROR("cluster map of epoch %" PRIu64 " does not hold this node: ignored", map->epoch);
+        return;
+    }
+    struct adopt_job *a = calloc(1, sizeof *a);
+    if (!a || !(a->map = malloc(sizeof *a->map))) {
+        free(a);
+        return;
+    }
+    *a->map = *map;
+    a->node = n;
+    a->w.data = a;
+    n->map_adopting = true;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &a->w, adopt_work, adopt_after);
+}
 
 static void map_work(uv_work_t *req)
 {
@@ -40,10 +183,10 @@ static void map_after(uv_work_t *req, int status)
     (void)status;
     struct map_job *m = req->data;
     struct sv_node *n = m->node;
-    struct group *g = n->groups[0];
+    struct group *g = sv__group(n, 0);
     n->jobs_in_pool--;
-    g->map_busy = false;
-    if (m->rc == -ENOENT && g->role == SV_RAFT_LEADER && !n->stopping) {
+    n->map_reading = false;
+    if (m->rc == -ENOENT && g && g->role == SV_RAFT_LEADER && !n->stopping) {
         struct sv_cmd cmd = {.type = SV_CMD_MAP, .data = m->enc, .data_len = (uint32_t)m->enc_len};
         size_t len = sv_cmd_encoded_len(&cmd);
         uint8_t *buf = malloc(len);
@@ -56,17 +199,15 @@ static void map_after(uv_work_t *req, int status)
         }
     } else if (m->rc == 0) {
         bool same = sv_map_same_nodes(m->rec, m->mine);
-        if (!same) {
+        if (!n->map_checked && !same)
             LOG_ERROR("meta group: this node's cluster.conf DIFFERS from the cluster map "
                       "recorded at bootstrap: every node must be started with the same file");
-        } else {
+        else if (!n->map_checked)
             LOG_INFO("meta group: this node's cluster.conf matches the recorded cluster map "
                      "(epoch %" PRIu64 ")",
                      m->rec->epoch);
-            if (m->rec->epoch > n->map->epoch)
-                *n->map = *m->rec;
-        }
-        g->map_state = same ? 1 : 2;
+        n->map_checked = true;
+        adopt(n, m->rec);
     } else if (m->rc != -ENOENT) {
         LOG_ERROR("meta group: reading the recorded cluster map: %s", sv_strerror(m->rc));
     }
@@ -76,13 +217,41 @@ static void map_after(uv_work_t *req, int status)
     free(m);
 }
 
+/* Ask a member of the meta group for its map (not this node: it is none). */
+static void poll_member(struct sv_node *n)
+{
+    const struct sv_map_group *mg = sv_map_group(n->map, 0);
+    for (uint32_t i = 0; i < mg->n; i++) {
+        uint64_t id = mg->ids[(n->map_rr + i) % mg->n];
+        struct sv_conn *c = sv__peer(n, id);
+        if (!c)
+            continue;
+        struct sv_msg m = {0};
+        m.epoch = n->map->epoch;
+        SV_MSG_SET(&m, SV_F_EPOCH);
+        uint8_t *body;
+        size_t len;
+        if (sv_msg_encode(&m, &body, &len))
+            return;
+        sv_conn_send(c, SV_MSG_MAP_GET, 0, body, len);
+        free(body);
+        n->map_rr += i + 1;
+        return;
+    }
+    n->map_rr++;
+}
+
 void sv__meta_tick(struct sv_node *n, uint64_t now_ms)
 {
-    if (now_ms - n->last_map_check_ms < MAP_CHECK_MS)
+    if (now_ms - n->last_map_check_ms < MAP_CHECK_MS || n->stopping)
         return;
     n->last_map_check_ms = now_ms;
     struct group *g = sv__group(n, 0);
-    if (!g || g->map_state || g->map_busy || g->applied == 0)
+    if (!g) {
+        poll_member(n);
+        return;
+    }
+    if (n->map_reading || g->applied == 0)
         return;
     struct map_job *m = calloc(1, sizeof *m);
     if (!m || !(m->mine = malloc(sizeof *m->mine)) || !(m->rec = malloc(sizeof *m->rec))) {
@@ -93,9 +262,68 @@ void sv__meta_tick(struct sv_node *n, uint64_t now_ms)
     }
     m->node = n;
     m->w.data = m;
-    g->map_busy = true;
+    n->map_reading = true;
     n->jobs_in_pool++;
     uv_queue_work(&n->loop, &m->w, map_work, map_after);
+}
+
+void sv__meta_reply_map_get(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
+{
+    struct sv_msg m = {0};
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    if (sv_map_encode(n->map, &enc, &len)) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    m.status = SV_ST_OK;
+    m.data.p = enc;
+    m.data.len = len;
+    m.epoch = n->map->epoch;
+    SV_MSG_SET(&m, SV_F_DATA);
+    SV_MSG_SET(&m, SV_F_EPOCH);
+    sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
+    free(enc);
+}
+
+void sv__meta_on_map_reply(struct sv_node *n, const struct sv_wire_frame *f)
+{
+    struct sv_msg m;
+    struct sv_map *map = malloc(sizeof *map);
+    if (map && !sv_msg_decode(f->body, f->body_len, &m, NULL, 0) && m.status == SV_ST_OK &&
+        SV_MSG_HAS(&m, SV_F_DATA) && !sv_map_decode(m.data.p, m.data.len, map))
+        adopt(n, map);
+    if (map)
+        sv_msg_free(&m);
+    free(map);
+}
+
+/* A node's proposal of a new map (move.c): recorded when the record is
+ * still at expect. */
+int sv__meta_propose(struct sv_node *n, const struct sv_map *map, uint64_t expect)
+{
+    struct group *g = sv__group(n, 0);
+    if (!g || g->role != SV_RAFT_LEADER)
+        return SV_RAFT_E_NOT_LEADER;
+    uint8_t *enc;
+    size_t enc_len;
+    int rc = sv_map_encode(map, &enc, &enc_len);
+    if (rc)
+        return rc;
+    struct sv_cmd cmd = {.type = SV_CMD_MAP,
+                         .data = enc,
+                         .data_len = (uint32_t)enc_len,
+                         .has_if_version = true,
+                         .if_version = expect};
+    size_t len = sv_cmd_encoded_len(&cmd);
+    uint8_t *buf = malloc(len);
+    if (buf)
+        sv_cmd_encode(&cmd, buf);
+    free(enc);
+    if (!buf)
+        return -ENOMEM;
+    sv__host_propose(n, g, buf, len, NULL);
+    return 0;
 }
 
 void sv__meta_reply_map(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)

@@ -75,6 +75,8 @@ static void on_tick(uv_timer_t *t)
     sv__dispatch_tick(n, now);
     sv__repair_tick(n, now);
     sv__meta_tick(n, now);
+    sv__move_tick(n, now);
+    sv__host_reap(n);
     if (n->apply_retry_ms && now >= n->apply_retry_ms)
         sv__pipeline_advance(n);
     sv__upkeep_tick(n, now);
@@ -185,6 +187,10 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
         snprintf(errmsg, errlen, "%s: %s", n->data_dir, sv_strerror(rc));
         goto err;
     }
+    /* The map this node adopted last, if any: it places groups, not
+     * cluster.conf (which only bootstraps it). */
+    if ((rc = sv__meta_load(n, errmsg, errlen)))
+        goto err;
     /* Keys: the data key is unwrapped with the master key, kept in memory only. */
     rc = sv_crypto_master_load(n->cfg.master_key, &n->kek, errmsg, errlen);
     if (rc)
@@ -228,9 +234,23 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
         rc = -ENOMEM;
         goto err;
     }
-    for (uint32_t gid = 0; gid < n->n_group_ids; gid++)
-        if (sv_map_holds(n->map, gid, id) && (rc = sv__group_open(n, gid, errmsg, errlen)))
-            goto err;
+    for (uint32_t gid = 0; gid < n->n_group_ids; gid++) {
+        if (sv_map_holds(n->map, gid, id)) {
+            if ((rc = sv__group_open(n, gid, errmsg, errlen)))
+                goto err;
+        } else if (n->map->epoch > 1) {
+            /* It may have left this node with its data not yet deleted
+             * (a stop or crash in between): delete it again, which costs
+             * nothing when there is nothing (sv_sm_drop). */
+            uint64_t *d = realloc(n->drops, (n->n_drops + 1) * sizeof *d);
+            if (!d) {
+                rc = -ENOMEM;
+                goto err;
+            }
+            n->drops = d;
+            n->drops[n->n_drops++] = gid;
+        }
+    }
     /* Loop and transport. */
     rc = uv_loop_init(&n->loop);
     if (rc) {
@@ -287,6 +307,7 @@ err:
         n->log->ops->close(n->log);
     sv_crypto_key_free(n->dek);
     sv_crypto_key_free(n->kek);
+    free(n->drops);
     free(n->map);
     free(n);
     return rc ? rc : -EINVAL;
@@ -307,6 +328,7 @@ int sv_node_run(struct sv_node *n)
     while (n->jobs || n->jobs_in_pool > 0)
         uv_run(&n->loop, UV_RUN_ONCE);
     sv__repair_close(n); /* their requests are answered while the transport runs */
+    sv__move_close(n);
     sv_tp_stop(n->tp);
     uv_walk(&n->loop, close_walk, NULL);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -323,6 +345,7 @@ int sv_node_run(struct sv_node *n)
     }
     free(n->groups);
     free(n->peers);
+    free(n->drops);
     free(n->map);
     sv_sm_close(n->sm);
     rc = sv_seg_close(n->seg);

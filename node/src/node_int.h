@@ -7,7 +7,9 @@
  *               the request context, waiters, replies, deadlines
  *   objects.c   writes become commands; reads and lists in the pool
  *   repair.c    fetches a healthy copy of a chunk, reports through a callback
- *   meta.c      the meta group: the recorded cluster map, MAP replies
+ *   meta.c      the meta group: the recorded cluster map, how nodes learn,
+ *               store and follow it; MAP and MAP_GET replies
+ *   move.c      moving one replica of a shard (the meta leader runs it)
  *   upkeep.c    snapshots, upload expiry, segment compaction, disk space
  *   pipeline.c  the persist/apply group commit (jobs and their halves)
  *   host.c      the registry of Raft groups, their inputs and proposals
@@ -164,8 +166,8 @@ struct group {
      * restart, and never below the applied index: see sv__group_open). */
     bool rd_persist;
     uint64_t hs_term, hs_vote; /* as last persisted */
-    int map_state;             /* meta group: 0 not checked, 1 checked, 2 differs */
-    bool map_busy;
+    bool closing;              /* no longer held by the map: freed once out of every job */
+    int pool_refs;             /* upkeep jobs in the pool that hold this group */
     struct sv_raft_snapshot snap;
 };
 
@@ -190,7 +192,10 @@ struct job {
      * messages (votes, append acknowledgements) may go out while the job
      * goes on applying committed entries. */
     atomic_bool persisted;
-    bool msgs_sent; /* loop thread only */
+    bool msgs_sent;  /* loop thread only */
+    uint64_t *drops; /* groups whose stored data the job deletes (persist: the log; apply:
+                        the state machine and chunks) */
+    uint32_t n_drops;
 };
 
 /* What host.c and pipeline.c report upwards (filled by node.c). */
@@ -256,6 +261,13 @@ struct sv_node {
     uint64_t last_upload_scan_ms;
     uint64_t last_compact_ms;
     uint64_t last_map_check_ms;
+    bool map_reading;  /* a read of the meta group's record is in the pool */
+    bool map_adopting; /* a newer map is being stored before it is followed */
+    bool map_checked;  /* cluster.conf was checked against the record */
+    uint32_t map_rr;   /* the meta member asked next (MAP_GET) */
+    uint64_t *drops;   /* groups whose data the next job deletes */
+    uint32_t n_drops;
+    struct move *move; /* the replica move this node (meta leader) runs */
     uint64_t disk_checked_ms;
     uint64_t disk_free;
     uint64_t unapplied;      /* entry bytes of this node's proposed writes not yet answered */
@@ -291,6 +303,13 @@ void sv__host_propose(struct sv_node *n, struct group *g, uint8_t *data, size_t 
 void sv__host_read_index(struct sv_node *n, struct group *g, uint64_t ctx);
 /* Feed g what arrived while its batch was on disk. */
 void sv__host_drain(struct sv_node *n, struct group *g);
+/* Follow n->map: create the groups it places here that are not (an empty
+ * one joins its group as a learner), close those it no longer places here
+ * (their data is deleted once they are out of every job). */
+void sv__host_follow(struct sv_node *n);
+/* Free the closing groups that are out of every job, and queue their data
+ * for deletion. */
+void sv__host_reap(struct sv_node *n);
 /* One tick for every group. */
 void sv__host_tick(struct sv_node *n);
 /* Re-read g's Raft status (role, term, leader, commit); a lost leadership
@@ -332,6 +351,16 @@ void sv__upkeep_tick(struct sv_node *n, uint64_t now_ms);
 bool sv__disk_full(struct sv_node *n, size_t need);
 
 /* ---- meta.c -------------------------------------------------------------- */
+
+/* Read DATA/map (the last map this node adopted) into n->map when newer
+ * than cluster.conf's. 0 or an error + errmsg. */
+int sv__meta_load(struct sv_node *n, char *errmsg, size_t errlen);
+/* Answer another node's MAP_GET; take a MAP_GET answer. */
+void sv__meta_reply_map_get(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+void sv__meta_on_map_reply(struct sv_node *n, const struct sv_wire_frame *f);
+/* Meta leader: propose map as the next record, taken only if the record is
+ * then still at epoch expect. 0 or NOT_LEADER / -ENOMEM. */
+int sv__meta_propose(struct sv_node *n, const struct sv_map *map, uint64_t expect);
 
 /* Until the meta group's map is recorded and checked against cluster.conf. */
 void sv__meta_tick(struct sv_node *n, uint64_t now_ms);
@@ -375,6 +404,21 @@ void sv__objects_read(struct sv_node *n, struct sv_conn *c, const struct sv_wire
 void sv__objects_start_read(struct sv_node *n, struct waiter *w);
 /* Start the reads of g whose read index is applied. */
 void sv__objects_serve_ready(struct sv_node *n, struct group *g);
+
+/* ---- move.c -------------------------------------------------------------- */
+
+/* A MOVE request (this node must lead the meta group). */
+void sv__move_request(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                      const struct sv_msg *m);
+/* A CONF request from the node running a move (this node leads the shard). */
+void sv__move_conf(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                   const struct sv_msg *m);
+/* A CONF answer. */
+void sv__move_on_conf_reply(struct sv_node *n, const struct sv_wire_frame *f);
+/* Advance the running move. */
+void sv__move_tick(struct sv_node *n, uint64_t now_ms);
+/* Answer the running move's requester (the node stops). */
+void sv__move_close(struct sv_node *n);
 
 /* ---- repair.c ------------------------------------------------------------ */
 

@@ -55,6 +55,17 @@ static int job_persist(struct job *j)
             half_fail(h, rc, "log store stage group %" PRIu64 ": %s (%.200s)", g->id,
                       sv_strerror(rc), log->errmsg);
     }
+    for (uint32_t i = 0; i < j->n_drops && !rc; i++) {
+        /* A group that left this node: its log goes (again, after a crash
+         * between the halves: then there is nothing left to remove). */
+        rc = log->ops->destroy_group(log, j->drops[i]);
+        if (rc == SV_LOG_E_NOT_FOUND)
+            rc = 0;
+        else if (rc)
+            half_fail(h, rc, "log store remove group %" PRIu64 ": %s (%.200s)", j->drops[i],
+                      sv_strerror(rc), log->errmsg);
+        staged = true;
+    }
     if (!rc && staged && (rc = log->ops->commit(log)))
         half_fail(h, rc, "log store commit: %s (%.200s)", sv_strerror(rc), log->errmsg);
     return rc;
@@ -66,6 +77,12 @@ static int job_apply(struct job *j)
     struct half *h = &j->apply;
     int rc = 0;
     pthread_mutex_lock(&n->seg_mu);
+    for (uint32_t i = 0; i < j->n_drops && !rc; i++)
+        rc = sv_sm_drop(n->sm, n->seg, j->drops[i], h->errmsg, sizeof h->errmsg);
+    if (rc) {
+        pthread_mutex_unlock(&n->seg_mu);
+        return h->rc = rc;
+    }
     /* The chunks of every entry applied below go out in one write (they live
      * in the batches' entries until the job finishes). */
     sv_seg_batch_begin(n->seg);
@@ -196,6 +213,7 @@ static void job_finish(struct sv_node *n, struct job *j)
         n->failed = true;
         /* Leave the groups busy: nothing more is persisted or answered. */
         free(j->gs);
+        free(j->drops);
         free(j);
         uv_stop(&n->loop);
         return;
@@ -225,8 +243,12 @@ static void job_finish(struct sv_node *n, struct job *j)
         sv__host_drain(n, g);
         n->ev.idle(n, g);
     }
+    for (uint32_t i = 0; i < j->n_drops; i++)
+        LOG_INFO("group %" PRIu64 ": its data on this node is deleted", j->drops[i]);
     free(j->gs);
+    free(j->drops);
     free(j);
+    sv__host_reap(n);
     if (n->stopping && !n->jobs)
         uv_stop(&n->loop);
 }
@@ -402,7 +424,7 @@ void sv__pipeline_cycle(struct sv_node *n)
         g->busy = true;
         gs[count++] = g;
     }
-    if (!count)
+    if (!count && !n->n_drops)
         return;
     struct job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -413,6 +435,10 @@ void sv__pipeline_cycle(struct sv_node *n)
     j->node = n;
     j->gs = gs;
     j->n = count;
+    j->drops = n->drops;
+    j->n_drops = n->n_drops;
+    n->drops = NULL;
+    n->n_drops = 0;
     j->persist.w.data = j;
     j->apply.w.data = j;
     struct job **tail = &n->jobs;
@@ -432,8 +458,8 @@ void sv__pipeline_cycle(struct sv_node *n)
                              rd->committed[rd->n_committed - 1].index >= rd->entries[0].index))
             j->split = false; /* it commits what it persists: in turn */
     }
-    j->persist.need = persist || !j->split;
-    j->apply.need = apply || !j->split;
+    j->persist.need = persist || j->n_drops || !j->split;
+    j->apply.need = apply || j->n_drops || !j->split;
     /* Only messages and read states: nothing to wait for but older jobs. */
     atomic_store(&j->persisted, !j->persist.need);
     sv__pipeline_advance(n);

@@ -445,9 +445,28 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 rc = apply_delete(&a, &c, res);
                 break;
             case SV_CMD_MAP: {
+                /* With if_version, a change of the map recorded at that
+                 * epoch (map.h's encoding: the epoch follows the 6-byte
+                 * magic; the first record has none and counts as 1): two
+                 * changes made from the same map cannot both land. */
                 uint8_t k[PFX];
-                rc = sv__sm_stage(sm, k, key_pfx(k, group, 'm'), c.data, c.data_len);
-                res->status = SV_ST_OK;
+                size_t klen = key_pfx(k, group, 'm');
+                char *cur = NULL;
+                size_t cur_len = 0;
+                if (c.has_if_version)
+                    rc = sv__sm_db_get_at(sm, true, k, klen, &cur, &cur_len);
+                uint64_t epoch = !cur ? 0
+                                 : cur_len >= 14 && !memcmp(cur, "svmap2", 6)
+                                     ? sv_get64((const uint8_t *)cur + 6)
+                                     : 1;
+                free(cur);
+                if (!rc && c.has_if_version && epoch != c.if_version) {
+                    res->status = SV_ST_VERSION_CONFLICT;
+                    res->version = epoch;
+                } else if (!rc) {
+                    rc = sv__sm_stage(sm, k, klen, c.data, c.data_len);
+                    res->status = SV_ST_OK;
+                }
                 break;
             }
             default:

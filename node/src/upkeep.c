@@ -38,8 +38,11 @@ static void snap_after(uv_work_t *req, int status)
     struct sv_node *n = s->node;
     struct group *g = s->g;
     n->jobs_in_pool--;
+    g->pool_refs--;
     g->want_snapshot = false;
-    if (s->rc) {
+    if (g->closing) {
+        /* Leaving this node: no snapshot to keep. */
+    } else if (s->rc) {
         LOG_WARN("snapshot of group %" PRIu64 " at %" PRIu64 ": %s", g->id, s->index,
                  sv_strerror(s->rc));
     } else if (g->busy || s->index <= g->snap_index) {
@@ -76,7 +79,8 @@ static void snap_after(uv_work_t *req, int status)
  * ready batch (the group reports its new snapshot there). */
 void sv__upkeep_snapshot(struct sv_node *n, struct group *g)
 {
-    if (g->want_snapshot || g->busy || g->snap_pending || g->snap_staged || n->stopping)
+    if (g->want_snapshot || g->busy || g->snap_pending || g->snap_staged || n->stopping ||
+        g->closing)
         return;
     if (g->applied - g->snap_index < SNAPSHOT_ENTRIES && g->log_bytes < SNAPSHOT_BYTES)
         return;
@@ -96,6 +100,7 @@ void sv__upkeep_snapshot(struct sv_node *n, struct group *g)
     }
     s->w.data = s;
     g->want_snapshot = true;
+    g->pool_refs++;
     n->jobs_in_pool++;
     uv_queue_work(&n->loop, &s->w, snap_work, snap_after);
 }
@@ -136,7 +141,9 @@ static void scan_after(uv_work_t *req, int status)
     struct scan_job *s = req->data;
     struct sv_node *n = s->node;
     n->jobs_in_pool--;
-    for (size_t i = 0; i < s->n && s->g->role == SV_RAFT_LEADER && !n->stopping; i++) {
+    s->g->pool_refs--;
+    for (size_t i = 0; i < s->n && s->g->role == SV_RAFT_LEADER && !n->stopping && !s->g->closing;
+         i++) {
         /* mtime_ms: the abort holds only if the upload is still idle when
          * it applies (a chunk may be in the log ahead of it). */
         struct sv_cmd cmd = {.type = SV_CMD_ABORT, .upload = s->ids[i], .mtime_ms = s->before_ms};
@@ -165,6 +172,7 @@ static void scan_uploads(struct sv_node *n)
         s->g = g;
         s->before_ms = before;
         s->w.data = s;
+        g->pool_refs++;
         n->jobs_in_pool++;
         uv_queue_work(&n->loop, &s->w, scan_work, scan_after);
     }

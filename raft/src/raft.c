@@ -1652,6 +1652,19 @@ uint64_t sv_raft_term_at(const struct sv_raft *r, uint64_t index)
     return term_at(r, index);
 }
 
+int sv_raft_match(const struct sv_raft *r, sv_raft_id id, uint64_t *match)
+{
+    if (r->role != SV_RAFT_LEADER) {
+        return SV_RAFT_E_NOT_LEADER;
+    }
+    const struct sv__progress *pr = progress((struct sv_raft *)r, id);
+    if (pr == NULL) {
+        return SV_RAFT_E_BAD_ARG;
+    }
+    *match = pr->match;
+    return 0;
+}
+
 int sv_raft_conf_at(const struct sv_raft *r, uint64_t index, struct sv_raft_conf *out)
 {
     uint64_t ci;

@@ -156,10 +156,53 @@ static void test_move(void)
     free(before);
 }
 
+static void test_add_remove(void)
+{
+    struct sv_cfg c;
+    make_cfg(&c);
+    struct sv_map *m = map_new(), *before = map_new();
+    sv_map_from_cfg(&c, m);
+    char err[256] = "";
+    const struct sv_map_group *g = sv_map_group(m, 2);
+    uint64_t out = 0;
+    for (uint32_t i = 0; i < m->n_nodes && !out; i++)
+        if (!sv_map_holds(m, 2, m->nodes[i].id))
+            out = m->nodes[i].id;
+    uint64_t first = g->ids[0];
+    /* Added at the end, epoch + 1; removed keeping the others' order. */
+    CHECK_RC(sv_map_add(m, 2, out, err, sizeof err), 0);
+    CHECK(m->epoch == 2 && g->n == 4 && g->ids[3] == out);
+    CHECK_RC(sv_map_remove(m, 2, first, err, sizeof err), 0);
+    CHECK(m->epoch == 3 && g->n == 3 && g->ids[2] == out && !sv_map_holds(m, 2, first));
+    /* Refusals change nothing. */
+    *before = *m;
+    CHECK_RC(sv_map_add(m, 2, out, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK(strstr(err, "already") != NULL);
+    CHECK_RC(sv_map_add(m, 2, 99, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK_RC(sv_map_add(m, 9, first, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK_RC(sv_map_remove(m, 2, first, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK(strstr(err, "holds no replica") != NULL);
+    CHECK(!memcmp(m, before, sizeof *m));
+    /* The last replica stays. */
+    while (m->groups[2].n > 1)
+        CHECK_RC(sv_map_remove(m, 2, m->groups[2].ids[0], err, sizeof err), 0);
+    CHECK_RC(sv_map_remove(m, 2, m->groups[2].ids[0], err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK(strstr(err, "last replica") != NULL);
+    /* A full set refuses another. */
+    sv_map_from_cfg(&c, m);
+    for (uint32_t i = 0; i < m->n_nodes; i++)
+        if (!sv_map_holds(m, 3, m->nodes[i].id))
+            CHECK_RC(sv_map_add(m, 3, m->nodes[i].id, err, sizeof err), 0);
+    CHECK(m->groups[3].n == 6);
+    free(m);
+    free(before);
+}
+
 static const struct sv_test tests[] = {
     {"bootstrap", test_bootstrap},
     {"codec", test_codec},
     {"move", test_move},
+    {"add and remove", test_add_remove},
 };
 
 const struct sv_test_suite sv_test_suite = {

@@ -377,6 +377,10 @@ uint64_t sv_raft_term_at(const struct sv_raft *r, uint64_t index);
  * snapshot point. 0, or SV_RAFT_E_CORRUPT when a stored entry does not
  * decode. */
 int sv_raft_conf_at(const struct sv_raft *r, uint64_t index, struct sv_raft_conf *out);
+/* Leader only: the highest index known to be replicated on member id (its
+ * match index) into *match. 0, SV_RAFT_E_NOT_LEADER, or SV_RAFT_E_BAD_ARG
+ * when id is not in the configuration. */
+int sv_raft_match(const struct sv_raft *r, sv_raft_id id, uint64_t *match);
 /* Entry `index` of the in-memory log, or NULL when compacted or absent. */
 const struct sv_raft_entry *sv_raft_entry_at(const struct sv_raft *r, uint64_t index);
 
