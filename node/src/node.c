@@ -221,6 +221,8 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     rc = sv_sm_open(path, &n->sm, errmsg, errlen);
     if (rc)
         goto err;
+    if ((rc = sv__stats_open(n, errmsg, errlen)))
+        goto err;
     /* Groups placed here. */
     n->n_group_ids = n->map->n_shards + 1;
     n->groups = calloc(n->n_group_ids, sizeof *n->groups);
@@ -248,6 +250,8 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     rc = sv_tp_start(&tc, &n->tp, errmsg, errlen);
     if (rc)
         goto err_loop;
+    if ((rc = sv__stats_start(n, errmsg, errlen)))
+        goto err_after_tp;
     uv_timer_init(&n->loop, &n->tick);
     n->tick.data = n;
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
@@ -272,6 +276,9 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
              n->me->zone, hosted, n->map->n_shards);
     *out = n;
     return 0;
+err_after_tp:
+    sv_tp_stop(n->tp);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
 err_loop:
     uv_loop_close(&n->loop);
 err:
@@ -281,6 +288,7 @@ err:
                 sv__group_free(n, n->groups[gid]);
         free(n->groups);
     }
+    sv__stats_free(n);
     sv_sm_close(n->sm);
     sv_seg_close(n->seg);
     if (n->log)
@@ -307,6 +315,7 @@ int sv_node_run(struct sv_node *n)
     while (n->jobs || n->jobs_in_pool > 0)
         uv_run(&n->loop, UV_RUN_ONCE);
     sv__repair_close(n); /* their requests are answered while the transport runs */
+    sv__stats_stop(n);
     sv_tp_stop(n->tp);
     uv_walk(&n->loop, close_walk, NULL);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -322,6 +331,7 @@ int sv_node_run(struct sv_node *n)
         sv__group_free(n, g);
     }
     free(n->groups);
+    sv__stats_free(n);
     free(n->peers);
     free(n->map);
     sv_sm_close(n->sm);

@@ -55,8 +55,11 @@ static int job_persist(struct job *j)
             half_fail(h, rc, "log store stage group %" PRIu64 ": %s (%.200s)", g->id,
                       sv_strerror(rc), log->errmsg);
     }
+    uint64_t t0 = uv_hrtime();
     if (!rc && staged && (rc = log->ops->commit(log)))
         half_fail(h, rc, "log store commit: %s (%.200s)", sv_strerror(rc), log->errmsg);
+    if (!rc && staged)
+        sv__stats_persisted(j, uv_hrtime() - t0);
     return rc;
 }
 
@@ -65,6 +68,7 @@ static int job_apply(struct job *j)
     struct sv_node *n = j->node;
     struct half *h = &j->apply;
     int rc = 0;
+    uint64_t t0 = uv_hrtime();
     pthread_mutex_lock(&n->seg_mu);
     /* The chunks of every entry applied below go out in one write (they live
      * in the batches' entries until the job finishes). */
@@ -106,6 +110,7 @@ static int job_apply(struct job *j)
         rc = sv_sm_commit(n->sm, n->seg, h->errmsg, sizeof h->errmsg);
     else
         sv_sm_discard(n->sm);
+    sv__stats_applied(n, uv_hrtime() - t0);
     pthread_mutex_unlock(&n->seg_mu);
     return h->rc = rc;
 }
