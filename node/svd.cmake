@@ -23,11 +23,16 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/repair.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/upkeep.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/move.c)
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/move.c
+
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/stats.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
+# sv_build_info{version} (stats.c): the project's version (CMakeLists.txt).
+set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/src/stats.c PROPERTIES
+    COMPILE_DEFINITIONS SV_VERSION="${PROJECT_VERSION}")
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
 target_link_libraries(svnode PUBLIC svmap svlog sverrors svtransport svraftwire svproto svlogstore svsegstore
-    svcrypto svcodec OpenSSL::Crypto ${SV_LEVELDB_LIB} Threads::Threads)
+    svcrypto svcodec svmetrics OpenSSL::Crypto ${SV_LEVELDB_LIB} Threads::Threads)
 
 add_executable(svd ${CMAKE_CURRENT_SOURCE_DIR}/src/svd.c)
 target_link_libraries(svd PRIVATE svnode)

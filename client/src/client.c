@@ -2050,6 +2050,8 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
         pool_put(c, k);
         if (r.m.status == SV_ST_OK) {
             snprintf(nd->state, sizeof(nd->state), "up");
+            if (SV_MSG_HAS(&r.m, SV_F_METRICS))
+                copy_bytes(nd->metrics, sizeof(nd->metrics), r.m.metrics);
             for (size_t q = 0; q < s->n_shards; q++) {
                 struct sv_status_shard *sh = &s->shards[q];
                 for (size_t j = 0; j < sh->n_replicas; j++) {

@@ -111,6 +111,7 @@ static const struct field msg_fields[SV_F_COUNT_] = {
     MF(SV_F_ZONE, KIND_STR, SV_MSG_NAME_MAX, zone),
     MF(SV_F_N_SHARDS, KIND_UINT, 0, n_shards),
     MF(SV_F_EPOCH, KIND_UINT, 0, epoch),
+    MF(SV_F_METRICS, KIND_STR, SV_MSG_NAME_MAX, metrics),
     MF(SV_F_FLAGS, KIND_UINT, 0, flags),
     MF(SV_F_ITEMS, KIND_ITEMS, SV_MSG_ITEMS_MAX, items),
 };

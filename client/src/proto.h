@@ -36,7 +36,8 @@
  *   LIST         R BUCKET SHARD, o PREFIX START_AFTER LIMIT CONSISTENCY
  *                -> ITEMS (KEY SIZE VERSION MTIME_MS), FLAGS bit 0 = more
  *                (one shard's keys, sorted; the client merges shards)
- *   STATUS       -                                  -> NODE ADDR ZONE, ITEMS: one per hosted
+ *   STATUS       -                                  -> NODE ADDR ZONE EPOCH, METRICS (the
+ *                node's /metrics and /health address), ITEMS: one per hosted
  *                group (ID=shard, ROLE, LEADER, TERM, COMMIT, APPLIED, REPLICAS)
  *   CHUNK_FETCH  (node <-> node) R SHARD UPLOAD CHUNK, o VERSION -> DATA (sealed chunk)
  * Writes (PUT, PUT_COMMIT, DELETE) carry the client's SESSION and a SEQ
@@ -139,6 +140,7 @@ enum sv_field {
     SV_F_FLAGS = 27,       /* uint */
     SV_F_ITEMS = 28,       /* array of item maps (enum sv_item_field) */
     SV_F_EPOCH = 29,       /* uint: the cluster map's epoch (MAP, STATUS, NOT_LEADER) */
+    SV_F_METRICS = 30,     /* str: host:port of the node's plain-HTTP /metrics (STATUS) */
     SV_F_COUNT_
 };
 
@@ -179,7 +181,7 @@ struct sv_item {
 struct sv_msg {
     uint32_t fields; /* bit (1u << SV_F_*) set for each present field */
     int64_t status;
-    struct sv_bytes msg, bucket, key, prefix, start_after, addr, zone, data;
+    struct sv_bytes msg, bucket, key, prefix, start_after, addr, zone, data, metrics;
     uint64_t tenant, if_version, session, seq, ack_below, upload, chunk, n_chunks, version, size,
         mtime_ms, consistency, limit, shard, leader, node, n_shards, flags, epoch;
     uint8_t sha256[32];

@@ -47,7 +47,7 @@ static const char main_usage[] =
     "  ls BUCKET[/PREFIX] [--limit N] [--start-after KEY]\n"
     "                                               list keys\n"
     "  stat BUCKET/KEY                              show an object's metadata\n"
-    "  status                                       show nodes and shards\n"
+    "  status                                       show nodes (metrics addresses too) and shards\n"
     "\n"
     "Global options:\n"
     "  --endpoints HOST:PORT,...   nodes to contact (env SV_ENDPOINTS)\n"
@@ -327,9 +327,11 @@ static const char stat_usage[] = "usage: svctl stat BUCKET/KEY\n"
                                  "Show size, version, SHA-256 and modification time.\n";
 static const char status_usage[] =
     "usage: svctl status\n"
-    "Show every node (id, address, zone, up/down) and every shard's replicas and\n"
-    "their roles, and the cluster map's epoch. -o json prints\n"
-    "{\"epoch\":N,\"nodes\":[...],\"shards\":[...]}.\n";
+    "Show every node (id, address, zone, up/down, and the HOST:PORT of its plain-HTTP\n"
+    "/metrics and /health as it reports it; - when down) and every shard's replicas\n"
+    "and their roles, and the cluster map's epoch. -o json prints\n"
+    "{\"epoch\":N,\"nodes\":[{...,\"metrics\":\"HOST:PORT\"}],\"shards\":[...]}\n"
+    "(\"metrics\":\"\" for a node that did not answer).\n";
 
 struct file_src {
     int fd;
@@ -587,6 +589,8 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
             json_str(stdout, s->nodes[i].zone);
             printf(",\"state\":");
             json_str(stdout, s->nodes[i].state);
+            printf(",\"metrics\":");
+            json_str(stdout, s->nodes[i].metrics);
             printf("}");
         }
         printf("],\"shards\":[");
@@ -605,10 +609,11 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
         printf("]}\n");
     } else {
         printf("cluster map epoch %" PRIu64 "\n\n", s->epoch);
-        printf("%-6s %-28s %-12s %s\n", "NODE", "ADDRESS", "ZONE", "STATE");
+        printf("%-6s %-28s %-12s %-6s %s\n", "NODE", "ADDRESS", "ZONE", "STATE", "METRICS");
         for (size_t i = 0; i < s->n_nodes; i++)
-            printf("%-6" PRIu64 " %-28s %-12s %s\n", s->nodes[i].id, s->nodes[i].address,
-                   s->nodes[i].zone, s->nodes[i].state);
+            printf("%-6" PRIu64 " %-28s %-12s %-6s %s\n", s->nodes[i].id, s->nodes[i].address,
+                   s->nodes[i].zone, s->nodes[i].state,
+                   s->nodes[i].metrics[0] ? s->nodes[i].metrics : "-");
         printf("\n%-6s %s\n", "SHARD", "REPLICAS (node/zone/role)");
         for (size_t i = 0; i < s->n_shards; i++) {
             printf("%-6" PRIu64, s->shards[i].id);

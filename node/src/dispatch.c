@@ -29,6 +29,7 @@ void sv__send_msg(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_
     free(body);
     if (rc == -ENOBUFS)
         sv_conn_close(c, "client does not read its replies");
+    sv__stats_reply(n, conn, type, req_id, m->status, rc ? 0 : len);
 }
 
 void sv__reply_status(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id, int status,
@@ -79,6 +80,7 @@ struct waiter *sv__waiter_new(struct sv_node *n, struct sv_conn *c, const struct
     w->type = f->type;
     w->group = group;
     w->deadline_ms = uv_now(&n->loop) + REQUEST_TIMEOUT_MS;
+    w->start_ns = uv_hrtime();
     return w;
 }
 
@@ -90,6 +92,7 @@ void sv__waiter_free(struct waiter *w)
     if (w->has_m)
         sv_msg_free(&w->m);
     free(w->body);
+    sv__stats_waiter_done(w);
     free(w);
 }
 
@@ -272,6 +275,7 @@ static void handle_status(struct sv_node *n, struct sv_conn *c, const struct sv_
     SV_MSG_SET(&m, SV_F_ZONE);
     SV_MSG_SET(&m, SV_F_N_SHARDS);
     SV_MSG_SET(&m, SV_F_ITEMS);
+    sv__stats_status(n, &m);
     sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
     free(items);
 }
@@ -441,6 +445,7 @@ out:
 void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame *f)
 {
     struct sv_node *n = arg;
+    sv__stats_frame_in(n, c, f);
     if (f->type == SV_MSG_RAFT)
         sv__peers_on_raft(n, c, f);
     else if (f->type == (SV_MSG_CHUNK_FETCH | SV_MSG_RESP) && sv__peer_id(n, c))

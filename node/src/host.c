@@ -27,6 +27,7 @@ void sv__host_refresh(struct sv_node *n, struct group *g)
     g->commit = st.commit;
     if (was_leader && g->role != SV_RAFT_LEADER)
         n->ev.leader_lost(n, g);
+    sv__stats_group_refresh(n, g);
 }
 
 void sv__host_step(struct sv_node *n, struct group *g, const struct sv_raft_msg *m)
@@ -210,6 +211,7 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
     }
     n->groups[id] = g;
     sv__host_refresh(n, g);
+    sv__stats_group_add(n, g);
     return 0;
 }
 
@@ -299,5 +301,6 @@ void sv__group_free(struct sv_node *n, struct group *g)
     free(g->read_ctxs);
     free(g->res);
     free(g->snap.data);
+    sv__stats_group_remove(n, g);
     free(g);
 }

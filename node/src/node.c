@@ -227,6 +227,8 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     rc = sv_sm_open(path, &n->sm, errmsg, errlen);
     if (rc)
         goto err;
+    if ((rc = sv__stats_open(n, errmsg, errlen)))
+        goto err;
     /* Groups placed here. */
     n->n_group_ids = n->map->n_shards + 1;
     n->groups = calloc(n->n_group_ids, sizeof *n->groups);
@@ -268,6 +270,8 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     rc = sv_tp_start(&tc, &n->tp, errmsg, errlen);
     if (rc)
         goto err_loop;
+    if ((rc = sv__stats_start(n, errmsg, errlen)))
+        goto err_after_tp;
     uv_timer_init(&n->loop, &n->tick);
     n->tick.data = n;
     uv_timer_start(&n->tick, on_tick, TICK_MS, TICK_MS);
@@ -292,6 +296,9 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
              n->me->zone, hosted, n->map->n_shards);
     *out = n;
     return 0;
+err_after_tp:
+    sv_tp_stop(n->tp);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
 err_loop:
     uv_loop_close(&n->loop);
 err:
@@ -301,6 +308,7 @@ err:
                 sv__group_free(n, n->groups[gid]);
         free(n->groups);
     }
+    sv__stats_free(n);
     sv_sm_close(n->sm);
     sv_seg_close(n->seg);
     if (n->log)
@@ -329,6 +337,7 @@ int sv_node_run(struct sv_node *n)
         uv_run(&n->loop, UV_RUN_ONCE);
     sv__repair_close(n); /* their requests are answered while the transport runs */
     sv__move_close(n);
+    sv__stats_stop(n);
     sv_tp_stop(n->tp);
     uv_walk(&n->loop, close_walk, NULL);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -344,6 +353,7 @@ int sv_node_run(struct sv_node *n)
         sv__group_free(n, g);
     }
     free(n->groups);
+    sv__stats_free(n);
     free(n->peers);
     free(n->drops);
     free(n->map);

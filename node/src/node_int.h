@@ -14,6 +14,8 @@
  *   pipeline.c  the persist/apply group commit (jobs and their halves)
  *   host.c      the registry of Raft groups, their inputs and proposals
  *   peers.c     links to other nodes by node id, Raft messages batched
+ *   stats.c     metrics: the node's families, the hooks the files above call,
+ *               the /metrics and /health endpoint
  *
  * The request side (dispatch, objects, repair, meta) calls down into host,
  * pipeline and peers; those call up only through the event table
@@ -112,7 +114,8 @@ struct waiter {
     size_t body_len;
     struct sv_msg m; /* reads: decoded body (freed with the waiter) */
     bool has_m;
-    size_t unapplied; /* a write's entry bytes, counted in node->unapplied until freed */
+    size_t unapplied;  /* a write's entry bytes, counted in node->unapplied until freed */
+    uint64_t start_ns; /* uv_hrtime() when made (stats.c: request latency) */
 };
 
 struct inmsg {
@@ -224,6 +227,7 @@ struct peer {
 };
 
 struct fetch;
+struct sv__stats;
 
 struct sv_node {
     struct sv_cfg cfg;            /* this node's cluster.conf: identity, paths, keys */
@@ -276,6 +280,7 @@ struct sv_node {
     int jobs_in_pool; /* read, repair and upkeep jobs */
     bool stopping;
     int exit_code;
+    struct sv__stats *stats; /* metrics (stats.c) */
 };
 
 /* ---- node.c -------------------------------------------------------------- */
@@ -435,5 +440,63 @@ void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
 void sv__repair_tick(struct sv_node *n, uint64_t now_ms);
 /* Give up every fetch (the node stops): their callbacks get UNAVAILABLE. */
 void sv__repair_close(struct sv_node *n);
+
+/* ---- stats.c ------------------------------------------------------------- */
+
+/* The node's metrics (node/README.md, "Metrics"). Every other file reaches
+ * them through the one-line hooks below; registration, the scrape-time
+ * values and the endpoint live in stats.c. Hooks run on the loop thread
+ * unless they say otherwise. */
+
+/* Register the node's families into a new n->stats, before any group is
+ * opened (the stores are open). 0 or an error + errmsg. */
+int sv__stats_open(struct sv_node *n, char *errmsg, size_t errlen);
+/* Serve /metrics and /health on n->me->metrics (on n->loop). 0 or an error +
+ * errmsg naming the address. */
+int sv__stats_start(struct sv_node *n, char *errmsg, size_t errlen);
+/* Stop the endpoint and run the loop until it has closed (no-op when it
+ * never started). */
+void sv__stats_stop(struct sv_node *n);
+/* Free n->stats (NULL: no-op) once the endpoint is stopped, every group's
+ * series are removed and no pool job runs. */
+void sv__stats_free(struct sv_node *n);
+
+/* Group g was created / is being freed: its series (g is borrowed by them
+ * until removed). */
+void sv__stats_group_add(struct sv_node *n, struct group *g);
+void sv__stats_group_remove(struct sv_node *n, struct group *g);
+/* g's Raft status was re-read: counts a new leader. */
+void sv__stats_group_refresh(struct sv_node *n, struct group *g);
+
+/* Frame f arrived on c (before it is handled): body bytes in, and a
+ * request's arrival time. */
+void sv__stats_frame_in(struct sv_node *n, const struct sv_conn *c, const struct sv_wire_frame *f);
+/* A reply to request (conn, req_id) of type was queued with status and a
+ * body of bytes: counted, timed (or timed by sv__stats_waiter_done when a
+ * waiter, freed right after, answered it). */
+void sv__stats_reply(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
+                     int64_t status, size_t bytes);
+/* w is being freed. */
+void sv__stats_waiter_done(struct waiter *w);
+/* Tell a STATUS reply m where this node serves /metrics (SV_F_METRICS; m
+ * borrows the address). */
+void sv__stats_status(const struct sv_node *n, struct sv_msg *m);
+/* A Raft frame of bytes body bytes was queued. */
+void sv__stats_raft_sent(struct sv_node *n, size_t bytes);
+
+/* Pool thread: j's persist half made its batches durable in one log store
+ * commit of ns. */
+void sv__stats_persisted(struct job *j, uint64_t ns);
+/* Pool thread, n->seg_mu held: an apply half took ns (the segment store's
+ * sizes are copied for scrapes). */
+void sv__stats_applied(struct sv_node *n, uint64_t ns);
+/* Pool thread, n->seg_mu held (or no pool job running): copy the segment
+ * store's sizes for scrapes. */
+void sv__stats_seg_sizes(struct sv_node *n);
+/* A compaction ended with rc, holding the segment store held_ns and
+ * removing reclaimed bytes of files. */
+void sv__stats_compacted(struct sv_node *n, int rc, uint64_t held_ns, uint64_t reclaimed);
+/* A repair ended with status (SV_ST_OK: a healthy copy is stored). */
+void sv__stats_repair(struct sv_node *n, int status);
 
 #endif

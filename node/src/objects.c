@@ -40,6 +40,7 @@ struct read_job {
     uint8_t *out; /* encoded reply body */
     size_t out_len;
     bool repair; /* our copy of the chunk is bad or missing */
+    int status;  /* the reply's status (stats.c counts it) */
     uint8_t chunk_id[SV_SEG_ID_BYTES];
     struct sv_crypto_chunk_ad ad;
 };
@@ -239,6 +240,7 @@ static void read_work(uv_work_t *req)
         SV_MSG_SET(&out, SV_F_DATA);
     }
 encode:
+    r->status = (int)out.status;
     if (locked)
         pthread_mutex_unlock(&n->seg_mu);
     free(sealed);
@@ -280,8 +282,12 @@ static void read_after(uv_work_t *req, int status)
         sv__waiter_fail(w, SV_ST_INTERNAL, "could not encode the reply");
     } else {
         struct sv_conn *c = sv_tp_conn(n->tp, w->conn);
-        if (c && sv_conn_send(c, w->type | SV_MSG_RESP, w->req_id, r->out, r->out_len) == -ENOBUFS)
+        int rc =
+            c ? sv_conn_send(c, w->type | SV_MSG_RESP, w->req_id, r->out, r->out_len) : -ENOTCONN;
+        if (rc == -ENOBUFS)
             sv_conn_close(c, "client does not read its replies");
+        if (c)
+            sv__stats_reply(n, w->conn, w->type, w->req_id, r->status, rc ? 0 : r->out_len);
         sv__waiter_free(w);
     }
     if (r->out) {

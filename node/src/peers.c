@@ -78,7 +78,8 @@ static void send_batch(struct sv_node *n, uint64_t to, const struct sv_raftwire_
             LOG_ERROR("raft message to node %" PRIu64 ": %s", to, sv_strerror(rc));
             return;
         }
-        sv_conn_send(c, SV_MSG_RAFT, 0, body, len); /* a drop is a lost message */
+        if (sv_conn_send(c, SV_MSG_RAFT, 0, body, len) == 0) /* a drop is a lost message */
+            sv__stats_raft_sent(n, len);
         free(body);
         off += done;
     }

@@ -66,8 +66,11 @@ static int job_persist(struct job *j)
                       sv_strerror(rc), log->errmsg);
         staged = true;
     }
+    uint64_t t0 = uv_hrtime();
     if (!rc && staged && (rc = log->ops->commit(log)))
         half_fail(h, rc, "log store commit: %s (%.200s)", sv_strerror(rc), log->errmsg);
+    if (!rc && staged)
+        sv__stats_persisted(j, uv_hrtime() - t0);
     return rc;
 }
 
@@ -76,6 +79,7 @@ static int job_apply(struct job *j)
     struct sv_node *n = j->node;
     struct half *h = &j->apply;
     int rc = 0;
+    uint64_t t0 = uv_hrtime();
     pthread_mutex_lock(&n->seg_mu);
     for (uint32_t i = 0; i < j->n_drops && !rc; i++)
         rc = sv_sm_drop(n->sm, n->seg, j->drops[i], h->errmsg, sizeof h->errmsg);
@@ -123,6 +127,7 @@ static int job_apply(struct job *j)
         rc = sv_sm_commit(n->sm, n->seg, h->errmsg, sizeof h->errmsg);
     else
         sv_sm_discard(n->sm);
+    sv__stats_applied(n, uv_hrtime() - t0);
     pthread_mutex_unlock(&n->seg_mu);
     return h->rc = rc;
 }

@@ -67,6 +67,7 @@ static void repair_after(uv_work_t *req, int status)
         LOG_INFO("chunk repaired from a replica");
         r->cb(n, r->arg, 0, NULL);
     }
+    sv__stats_repair(n, r->rc ? SV_ST_INTERNAL : SV_ST_OK);
     free(r->sealed);
     free(r);
 }
@@ -113,8 +114,10 @@ static void fetch_end(struct sv_node *n, struct fetch *f, int status, const char
             break;
         }
     }
-    if (status)
+    if (status) {
+        sv__stats_repair(n, status);
         f->cb(n, f->arg, status, text);
+    }
     free(f);
 }
 

@@ -237,6 +237,11 @@ int sv_tp_port(const struct sv_tp *tp)
     return tp->port;
 }
 
+size_t sv_tp_conn_count(const struct sv_tp *tp)
+{
+    return tp->nconns;
+}
+
 int sv_tp_connect(struct sv_tp *tp, const char *addr, const char *peer_name, struct sv_conn **out)
 {
     ASSERT(tp != NULL && out != NULL);

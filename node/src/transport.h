@@ -78,6 +78,10 @@ void sv_tp_stop(struct sv_tp *tp);
 /* Bound port (useful with port 0 in tests); 0 when not listening. */
 int sv_tp_port(const struct sv_tp *tp);
 
+/* Open connections, accepted and dialled (handshakes in progress included;
+ * at most SV_TP_CONNS_MAX). */
+size_t sv_tp_conn_count(const struct sv_tp *tp);
+
 /* Dial addr ("host:port") and require the peer certificate to carry
  * peer_name (its CN or a subjectAltName). Returns 0 and sets *out at once; the
  * connection becomes usable when the handshake completes, and frames sent

@@ -207,6 +207,7 @@ static void compact_work(uv_work_t *req)
     cj->held_ns = uv_hrtime() - t0;
     if (cj->rc)
         snprintf(cj->errmsg, sizeof cj->errmsg, "%s", sv_seg_errmsg(n->seg));
+    sv__stats_seg_sizes(n);
     pthread_mutex_unlock(&n->seg_mu);
     /* Freeing the emptied files is the slow part: applies go on meanwhile. */
     if (!cj->rc)
@@ -231,6 +232,7 @@ static void compact_after(uv_work_t *req, int status)
         LOG_INFO("segment compaction reclaimed %" PRIu64 " bytes in %" PRIu64 " ms, %" PRIu64
                  " ms of it holding the segment store",
                  cj->reclaimed, cj->total_ns / 1000000, cj->held_ns / 1000000);
+    sv__stats_compacted(cj->node, cj->rc, cj->held_ns, cj->reclaimed);
     free(cj);
 }
 

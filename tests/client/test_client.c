@@ -333,7 +333,9 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
         r->n_items = N_SHARDS;
         r->items = items;
         r->node = (uint64_t)node + 1;
-        r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_NODE;
+        static const char *const metrics[] = {"127.0.0.1:9101", "127.0.0.1:9102"};
+        r->metrics = (struct sv_bytes){(const uint8_t *)metrics[node % 2], strlen(metrics[0])};
+        r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_NODE | 1u << SV_F_METRICS;
         return 1;
     }
     if (F.blackhole)
@@ -1214,6 +1216,11 @@ static void test_status(void)
     for (size_t i = 0; s != NULL && i < s->n_nodes; i++) {
         bool dead = s->nodes[i].id == 3;
         CHECK(strcmp(s->nodes[i].state, dead ? "down" : "up") == 0);
+        /* Each node's metrics address as its STATUS answer gave it. */
+        char want[32] = "";
+        if (!dead)
+            snprintf(want, sizeof(want), "127.0.0.1:910%d", (int)s->nodes[i].id);
+        CHECK(strcmp(s->nodes[i].metrics, want) == 0);
         CHECK(strncmp(s->nodes[i].address, "127.0.0.1:", 10) == 0);
         CHECK(strncmp(s->nodes[i].zone, "zone-", 5) == 0);
     }
@@ -1398,11 +1405,14 @@ static void test_svctl(void)
     CHECK(svctl("-o json", "status") == 0);
     /* The fake nodes send no map epoch: 0. */
     CHECK(strncmp(sv_out, "{\"epoch\":0,\"nodes\":[{\"id\":1,\"address\":\"127.0.0.1:", 48) == 0);
-    CHECK(strstr(sv_out, "\"state\":\"up\"") != NULL);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9101\"}") != NULL);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9102\"}") != NULL);
     CHECK(strstr(sv_out, "\"shards\":[{\"id\":0,\"replicas\":[{\"node\":1,\"zone\":\"zone-a\","
                          "\"role\":\"leader\",\"term\":") != NULL);
     CHECK(svctl("", "status") == 0);
     CHECK(strstr(sv_out, "zone-b") != NULL);
+    CHECK(strstr(sv_out, "STATE  METRICS\n") != NULL);
+    CHECK(strstr(sv_out, " up     127.0.0.1:9102\n") != NULL);
 
     KNOB(F.always_unavailable = true);
     CHECK(svctl("--timeout 0.3", "stat e2e/big.bin") == 5);

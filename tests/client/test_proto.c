@@ -94,10 +94,10 @@ static bool msg_eq(const struct sv_msg *a, const struct sv_msg *b)
 {
     if (a->fields != b->fields || a->status != b->status)
         return false;
-    const struct sv_bytes *ab[] = {&a->msg,         &a->bucket, &a->key,  &a->prefix,
-                                   &a->start_after, &a->addr,   &a->zone, &a->data};
-    const struct sv_bytes *bb[] = {&b->msg,         &b->bucket, &b->key,  &b->prefix,
-                                   &b->start_after, &b->addr,   &b->zone, &b->data};
+    const struct sv_bytes *ab[] = {&a->msg,  &a->bucket, &a->key,  &a->prefix, &a->start_after,
+                                   &a->addr, &a->zone,   &a->data, &a->metrics};
+    const struct sv_bytes *bb[] = {&b->msg,  &b->bucket, &b->key,  &b->prefix, &b->start_after,
+                                   &b->addr, &b->zone,   &b->data, &b->metrics};
     for (size_t i = 0; i < sizeof(ab) / sizeof(ab[0]); i++)
         if (!bytes_eq(*ab[i], *bb[i]))
             return false;
@@ -679,6 +679,7 @@ static void test_responses(void)
     set_u(&m, SV_F_NODE, &m.node, 1);
     set_str(&m, SV_F_ADDR, &m.addr, "node1:7000");
     set_str(&m, SV_F_ZONE, &m.zone, "eu-1a");
+    set_str(&m, SV_F_METRICS, &m.metrics, "node1:8000");
     m.items = groups;
     m.n_items = 2;
     SV_MSG_SET(&m, SV_F_ITEMS);
@@ -724,7 +725,7 @@ static void test_all_fields_limits(void)
     m.fields = (1u << SV_F_COUNT_) - 1;
     m.status = -1;
     m.msg = text_max;
-    m.bucket = m.key = m.prefix = m.start_after = m.addr = m.zone = name_max;
+    m.bucket = m.key = m.prefix = m.start_after = m.addr = m.zone = m.metrics = name_max;
     m.data = (struct sv_bytes){(const uint8_t *)name, 10};
     uint64_t *u[] = {&m.tenant, &m.if_version, &m.session, &m.seq,  &m.ack_below, &m.upload,
                      &m.chunk,  &m.n_chunks,   &m.version, &m.size, &m.mtime_ms,  &m.consistency,
@@ -880,9 +881,10 @@ static void test_reject_wrong_type(void)
         bool is_uint = id != SV_F_STATUS && id != SV_F_MSG && id != SV_F_BUCKET && id != SV_F_KEY &&
                        id != SV_F_SHA256 && id != SV_F_DATA && id != SV_F_PREFIX &&
                        id != SV_F_START_AFTER && id != SV_F_ADDR && id != SV_F_ZONE &&
-                       id != SV_F_ITEMS;
+                       id != SV_F_ITEMS && id != SV_F_METRICS;
         bool is_str = id == SV_F_MSG || id == SV_F_BUCKET || id == SV_F_KEY || id == SV_F_PREFIX ||
-                      id == SV_F_START_AFTER || id == SV_F_ADDR || id == SV_F_ZONE;
+                      id == SV_F_START_AFTER || id == SV_F_ADDR || id == SV_F_ZONE ||
+                      id == SV_F_METRICS;
         bool is_bin = id == SV_F_SHA256 || id == SV_F_DATA;
         CHECK_RC(decode_one_field(id, put_nil, 0), SV_PROTO_E_MALFORMED);
         CHECK_RC(decode_one_field(id, put_bool, 1), SV_PROTO_E_MALFORMED);
@@ -1005,8 +1007,8 @@ static void test_reject_duplicate(void)
 
 static void test_reject_limits(void)
 {
-    static const uint64_t names[] = {SV_F_BUCKET,      SV_F_KEY,  SV_F_PREFIX,
-                                     SV_F_START_AFTER, SV_F_ADDR, SV_F_ZONE};
+    static const uint64_t names[] = {SV_F_BUCKET, SV_F_KEY,  SV_F_PREFIX, SV_F_START_AFTER,
+                                     SV_F_ADDR,   SV_F_ZONE, SV_F_METRICS};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         CHECK_RC(decode_one_field(names[i], put_str_n, SV_MSG_NAME_MAX), 0);
         CHECK_RC(decode_one_field(names[i], put_str_n, SV_MSG_NAME_MAX + 1), SV_PROTO_E_TOO_BIG);

@@ -5,14 +5,19 @@
 #include "check.h"
 #include "proto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -199,4 +204,98 @@ void it_sha256(const void *buf, size_t len, uint8_t md[32])
 {
     unsigned n = 0;
     EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL);
+}
+
+int it_metrics_port(const struct it_cluster *c, int id)
+{
+    return c->base_port + id + 1000;
+}
+
+int it_http_get(int port, const char *path, char **body)
+{
+    if (body)
+        *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    char req[512];
+    int n =
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", path, port);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    int status = 0;
+    if (!buf || write(fd, req, (size_t)n) != n)
+        goto out;
+    for (;;) {
+        if (len + 1 == cap) {
+            char *p = cap < (64u << 20) ? realloc(buf, cap *= 2) : NULL;
+            if (!p)
+                goto out;
+            buf = p;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            goto out; /* timed out: a cut response */
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = 0;
+    const char *end = strstr(buf, "\r\n\r\n");
+    int code = 0;
+    if (!end || sscanf(buf, "HTTP/1.%*d %d ", &code) != 1)
+        goto out;
+    status = code;
+    if (body) {
+        size_t blen = len - (size_t)(end + 4 - buf);
+        memmove(buf, end + 4, blen + 1);
+        *body = buf;
+        buf = NULL;
+    }
+out:
+    free(buf);
+    close(fd);
+    return status;
+}
+
+/* The value at the end of the sample line that starts at line. */
+static double sample_value(const char *line)
+{
+    const char *eol = strchr(line, '\n');
+    const char *sp = eol ? eol : line + strlen(line);
+    while (sp > line && sp[-1] != ' ')
+        sp--;
+    return strtod(sp, NULL);
+}
+
+double it_metric(const char *expo, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = expo; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            return sample_value(p);
+    return NAN;
+}
+
+double it_metric_sum(const char *expo, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    double sum = 0;
+    for (const char *p = expo; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, prefix, n))
+            sum += sample_value(p);
+    return sum;
 }

@@ -56,6 +56,22 @@ struct sv_client *it_client(const struct it_cluster *c, uint32_t deadline_ms);
 uint64_t it_leader_of(const struct it_cluster *c, struct sv_client *cl, const char *bucket,
                       const char *key, uint64_t *replicas, size_t *n);
 
+/* The metrics port of node id: its port + 1000 (deploy/cluster writes that
+ * into cluster.conf). */
+int it_metrics_port(const struct it_cluster *c, int id);
+/* GET path from 127.0.0.1:port over plain HTTP/1.1 (Connection: close;
+ * 10 s at most). Returns the status code, 0 for a malformed or cut
+ * response, or a negative errno when the connection failed (-ECONNREFUSED:
+ * nothing listens). *body (may be NULL) gets the body, malloc'd and
+ * NUL-terminated (the caller frees it), or NULL. */
+int it_http_get(int port, const char *path, char **body);
+/* In exposition text expo: the value of the sample named exactly series
+ * (name and labels, e.g. "sv_requests_total{type=\"put\",result=\"ok\"}"),
+ * or NAN when there is none; the sum of every sample whose line starts with
+ * prefix (e.g. "sv_requests_total{type=\"put\","), 0 when there is none. */
+double it_metric(const char *expo, const char *series);
+double it_metric_sum(const char *expo, const char *prefix);
+
 /* Deterministic pseudo-random bytes. */
 void it_fill(void *buf, size_t len, uint64_t seed);
 /* SHA-256 of buf into md. */

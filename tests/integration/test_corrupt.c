@@ -90,6 +90,15 @@ static void test_repaired(void)
     free(back);
     CHECK(it_log_has(&cl_, (int)leader, "repairing from a replica"));
     CHECK(it_log_has(&cl_, (int)leader, "chunk repaired from a replica"));
+    /* Counted on the node that repaired its copy, and nowhere else. */
+    for (int id = 1; id <= cl_.nodes; id++) {
+        char *m = NULL;
+        CHECK(it_http_get(it_metrics_port(&cl_, id), "/metrics", &m) == 200);
+        double want = id == (int)leader ? 1 : 0;
+        CHECK(m && it_metric(m, "sv_repairs_total{result=\"ok\"}") == want);
+        CHECK(m && it_metric_sum(m, "sv_repairs_total{") == want);
+        free(m);
+    }
     /* Read again: served from the repaired copy, no new repair needed. */
     back = NULL;
     CHECK_RC(sv_client_get(c, "bits", "victim", SV_LINEARIZABLE, &back, &len, NULL), SV_OK);

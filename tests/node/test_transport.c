@@ -531,11 +531,13 @@ static void test_exchange(void)
 {
     struct sv_conn *c = NULL;
     long a0 = A.frames, b0 = B.frames;
+    size_t na = sv_tp_conn_count(A.tp), nb = sv_tp_conn_count(B.tp);
     A.answered = false;
     CHECK_RC(sv_tp_connect(B.tp, addr_of(&A), "node-1", &c), 0);
     if (c == NULL) {
         return;
     }
+    CHECK(sv_tp_conn_count(B.tp) == nb + 1); /* counted while its handshake runs */
     uint64_t id = sv_conn_id(c);
     CHECK(sv_conn_outbound(c));
     CHECK(!sv_conn_ready(c));
@@ -562,6 +564,7 @@ static void test_exchange(void)
     uint64_t sid = sv_conn_id(s);
     CHECK(sid != id);
     CHECK(sv_tp_conn(A.tp, sid) == s);
+    CHECK(sv_tp_conn_count(A.tp) == na + 1);
     CHECK(!sv_conn_outbound(s));
     CHECK(sv_conn_ready(s));
     name = sv_conn_peer_name(s);
@@ -580,6 +583,7 @@ static void test_exchange(void)
     sv_conn_close(c, "test done");
     sv_conn_close(c, "again");
     CHECK(sv_tp_conn(B.tp, id) == NULL);
+    CHECK(sv_tp_conn_count(B.tp) == nb);
     CHECK_RC(sv_conn_send(c, T_DATA, 1, "x", 1), -ENOTCONN);
     WAIT(B.ncloses == ba + 1 && A.ncloses == aa + 1, WAIT_MS);
     const struct close_ev *e = close_of(&B, id);
@@ -587,6 +591,7 @@ static void test_exchange(void)
     e = close_of(&A, sid);
     CHECK(e != NULL && e->err == SV_TLS_E_CLOSED && !e->outbound);
     CHECK(sv_tp_conn(A.tp, sid) == NULL);
+    CHECK(sv_tp_conn_count(A.tp) == na);
 }
 
 static void test_other_ca(void)

@@ -203,7 +203,9 @@ struct sv_status_node {
     uint64_t id;
     char address[SV_CLIENT_NAME_MAX + 1]; /* host:port */
     char zone[SV_CLIENT_NAME_MAX + 1];
-    char state[32]; /* "up" when it answered STATUS, "down" otherwise */
+    char state[32];                       /* "up" when it answered STATUS, "down" otherwise */
+    char metrics[SV_CLIENT_NAME_MAX + 1]; /* host:port of its plain-HTTP /metrics and /health,
+                                             from its STATUS answer ("" when down or not sent) */
 };
 
 struct sv_status_replica {
