@@ -4,12 +4,14 @@
 
 #include "check.h"
 #include "proto.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -298,4 +300,62 @@ double it_metric_sum(const char *expo, const char *prefix)
         if (!strncmp(p, prefix, n))
             sum += sample_value(p);
     return sum;
+}
+
+/* ---- raw connections (tests of what the nodes refuse, internal frames) --- */
+
+int it_dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void it_tls_flush(int fd, struct sv_tls_conn *t)
+{
+    uint8_t buf[65536];
+    size_t n;
+    while (sv_tls_pending_out(t, buf, sizeof buf, &n) == 0 && n > 0)
+        if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
+            return;
+}
+
+struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp)
+{
+    int fd = it_dial(port);
+    struct sv_tls_conn *t = NULL;
+    char em[256];
+    if (fd < 0 || sv_tls_conn_new(ctx, "127.0.0.1", &t, em, sizeof em)) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    uint64_t end = it_now_ms() + 5000;
+    uint8_t buf[65536], plain[1024];
+    while (!sv_tls_handshake_done(t) && it_now_ms() < end) {
+        it_tls_flush(fd, t);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0)
+            break;
+        size_t n;
+        sv_tls_feed(t, buf, (size_t)r);
+        sv_tls_read(t, plain, sizeof plain, &n);
+    }
+    it_tls_flush(fd, t);
+    if (!sv_tls_handshake_done(t)) {
+        sv_tls_conn_free(t);
+        close(fd);
+        return NULL;
+    }
+    *fdp = fd;
+    return t;
 }

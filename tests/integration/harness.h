@@ -78,4 +78,14 @@ void it_fill(void *buf, size_t len, uint64_t seed);
 void it_sha256(const void *buf, size_t len, uint8_t md[32]);
 uint64_t it_now_ms(void);
 
+struct sv_tls_ctx;
+struct sv_tls_conn;
+/* A TCP connection to 127.0.0.1:port, or -1. */
+int it_dial(int port);
+/* Send what TLS connection t has for the network on fd. */
+void it_tls_flush(int fd, struct sv_tls_conn *t);
+/* A TLS client connection of ctx to 127.0.0.1:port whose handshake
+ * completed within 5 s (its socket in *fdp), or NULL. */
+struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp);
+
 #endif

@@ -23,18 +23,6 @@
 
 static struct it_cluster cl_;
 
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* True when the server closes fd within timeout_ms (EOF or reset). */
 static bool closed_by_server(int fd, int timeout_ms)
 {
@@ -49,47 +37,6 @@ static bool closed_by_server(int fd, int timeout_ms)
             return true;
     }
     return false;
-}
-
-static void flush_tls(int fd, struct sv_tls_conn *t)
-{
-    uint8_t buf[65536];
-    size_t n;
-    while (sv_tls_pending_out(t, buf, sizeof buf, &n) == 0 && n > 0)
-        if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
-            return;
-}
-
-/* A TLS client connection that completed its handshake, or NULL. */
-static struct sv_tls_conn *tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp)
-{
-    int fd = dial(port);
-    struct sv_tls_conn *t = NULL;
-    char em[256];
-    if (fd < 0 || sv_tls_conn_new(ctx, "127.0.0.1", &t, em, sizeof em))
-        return NULL;
-    uint64_t end = it_now_ms() + 5000;
-    uint8_t buf[65536], plain[1024];
-    while (!sv_tls_handshake_done(t) && it_now_ms() < end) {
-        flush_tls(fd, t);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t r = recv(fd, buf, sizeof buf, 0);
-        if (r <= 0)
-            break;
-        size_t n;
-        sv_tls_feed(t, buf, (size_t)r);
-        sv_tls_read(t, plain, sizeof plain, &n);
-    }
-    flush_tls(fd, t);
-    if (!sv_tls_handshake_done(t)) {
-        sv_tls_conn_free(t);
-        close(fd);
-        return NULL;
-    }
-    *fdp = fd;
-    return t;
 }
 
 static void still_serving(struct sv_client *c, int i)
@@ -109,12 +56,12 @@ static void still_serving(struct sv_client *c, int i)
 static void refused_over_tls(struct sv_tls_ctx *ctx, int port, const uint8_t *bytes, size_t len)
 {
     int fd = -1;
-    struct sv_tls_conn *t = ctx ? tls_dial(ctx, port, &fd) : NULL;
+    struct sv_tls_conn *t = ctx ? it_tls_dial(ctx, port, &fd) : NULL;
     CHECK(t != NULL);
     if (!t)
         return;
     CHECK_RC(sv_tls_write(t, bytes, len), 0);
-    flush_tls(fd, t);
+    it_tls_flush(fd, t);
     CHECK(closed_by_server(fd, 5000));
     sv_tls_conn_free(t);
     close(fd);
@@ -159,7 +106,7 @@ static void tear_down(void)
 
 static void test_plain_tcp(void)
 {
-    int fd = dial(port_);
+    int fd = it_dial(port_);
     CHECK(fd >= 0);
     const char http[] = "GET / HTTP/1.0\r\n\r\n";
     CHECK(send(fd, http, sizeof http - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof http - 1));
@@ -230,14 +177,14 @@ static void test_stranger_cert(void)
     ctx = NULL;
     CHECK_RC(sv_tls_ctx_new(&sc, &ctx, em, sizeof em), 0);
     int nfd = -1;
-    struct sv_tls_conn *nt = ctx ? tls_dial(ctx, port_, &nfd) : NULL;
+    struct sv_tls_conn *nt = ctx ? it_tls_dial(ctx, port_, &nfd) : NULL;
     CHECK(nt != NULL);
     if (nt) {
         uint8_t *frame = NULL;
         size_t len = 0;
         CHECK_RC(sv_wire_encode(SV_MSG_RAFT, 0, empty_batch, sizeof empty_batch, &frame, &len), 0);
         CHECK_RC(sv_tls_write(nt, frame, len), 0);
-        flush_tls(nfd, nt);
+        it_tls_flush(nfd, nt);
         free(frame);
         CHECK(!closed_by_server(nfd, 1500));
         sv_tls_conn_free(nt);

@@ -90,27 +90,6 @@ static void *writer(void *arg)
 
 /* ---- a MOVE request over TLS ---------------------------------------------- */
 
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-static void flush_tls(int fd, struct sv_tls_conn *t)
-{
-    uint8_t buf[65536];
-    size_t n;
-    while (sv_tls_pending_out(t, buf, sizeof buf, &n) == 0 && n > 0)
-        if (send(fd, buf, n, MSG_NOSIGNAL) < 0)
-            return;
-}
-
 /* Send request (type, m) to the node on port and wait for its answer into
  * *r (decoded; body kept in *body). 0, or -1 when nothing came back. */
 static int call(int port, uint32_t type, const struct sv_msg *m, struct sv_msg *r, uint8_t **body,
@@ -118,29 +97,21 @@ static int call(int port, uint32_t type, const struct sv_msg *m, struct sv_msg *
 {
     struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
     struct sv_tls_ctx *ctx = NULL;
-    struct sv_tls_conn *t = NULL;
     char em[256];
-    int fd = dial(port), rc = -1;
-    if (fd < 0 || sv_tls_ctx_new(&tc, &ctx, em, sizeof em) ||
-        sv_tls_conn_new(ctx, "127.0.0.1", &t, em, sizeof em))
-        goto out;
+    int fd = -1, rc = -1;
+    struct sv_tls_conn *t =
+        sv_tls_ctx_new(&tc, &ctx, em, sizeof em) ? NULL : it_tls_dial(ctx, port, &fd);
     uint8_t *req = NULL, *frame = NULL;
     size_t req_len = 0, flen = 0;
-    if (sv_msg_encode(m, &req, &req_len) || sv_wire_encode(type, 7, req, req_len, &frame, &flen)) {
-        free(req);
+    if (!t || sv_msg_encode(m, &req, &req_len) ||
+        sv_wire_encode(type, 7, req, req_len, &frame, &flen) || sv_tls_write(t, frame, flen))
         goto out;
-    }
-    free(req);
-    bool sent = false;
     struct sv_wire_decoder d;
     sv_wire_decoder_init(&d);
     uint64_t end = it_now_ms() + timeout_ms;
     uint8_t buf[65536], plain[65536];
     while (it_now_ms() < end && rc) {
-        if (!sent && sv_tls_handshake_done(t)) {
-            sent = sv_tls_write(t, frame, flen) == 0;
-        }
-        flush_tls(fd, t);
+        it_tls_flush(fd, t);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 200) <= 0)
             continue;
@@ -159,8 +130,9 @@ static int call(int port, uint32_t type, const struct sv_msg *m, struct sv_msg *
         }
     }
     sv_wire_decoder_free(&d);
-    free(frame);
 out:
+    free(req);
+    free(frame);
     sv_tls_conn_free(t);
     sv_tls_ctx_free(ctx);
     if (fd >= 0)
