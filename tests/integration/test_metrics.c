@@ -307,6 +307,17 @@ static void test_status_addresses(void)
                 cl_.bin, cl_.endpoints, cl_.ca) == 0);
 }
 
+/* Every group in groups[0..n) has seen a leader in scrape m (a group that
+ * was still electing when the cluster came up learns its leader a little
+ * later). */
+static bool leaders_known(const char *m, const uint64_t *groups, int n)
+{
+    for (int g = 0; g < n; g++)
+        if (!(metric_of(m, "sv_raft_leader_changes_total", groups[g]) >= 1))
+            return false;
+    return true;
+}
+
 static void test_scrapes(void)
 {
     uint64_t groups[NODES][GROUPS_MAX];
@@ -317,14 +328,16 @@ static void test_scrapes(void)
     for (int i = 0; i < NODES; i++)
         n_groups[i] = hosted(client_, i + 1, groups[i]);
     /* Followers apply what the leaders acknowledged within a heartbeat or
-     * two; wait for every node's segment store to show the chunks. */
+     * two; wait for every node's segment store to show the chunks, and for
+     * every group to have a known leader there. */
     uint64_t deadline = it_now_ms() + 10000;
     for (int i = 0; i < NODES; i++) {
         for (;;) {
             free(b_[i]);
             b_[i] = scrape(i + 1);
             if (!b_[i] || !a_[i] || it_now_ms() > deadline ||
-                it_metric(b_[i], "sv_seg_bytes{state=\"live\"}") >= 3 << 20)
+                (it_metric(b_[i], "sv_seg_bytes{state=\"live\"}") >= 3 << 20 &&
+                 leaders_known(b_[i], groups[i], n_groups[i])))
                 break;
             usleep(100 * 1000);
         }
