@@ -8,8 +8,9 @@
  *   2. B is a learner of the group, committed  (CONF add learner, to the
  *                                               shard's leader)
  *   3. B is a voter, committed                 (CONF promote: refused by the
- *                                               leader until B's log has
- *                                               caught up with its commit)
+ *                                               leader until B's log is
+ *                                               within PROMOTE_LAG entries
+ *                                               of its commit index)
  *   4. A is out of the configuration, committed (CONF remove)
  *   5. the map no longer places a replica on A (a map change, epoch + 1);
  *      A stops the group and deletes its data
@@ -31,6 +32,8 @@ enum {
     MOVE_TIMEOUT_MS = 120000, /* a move not done by then is answered UNAVAILABLE */
     MOVE_RETRY_MS = 300,      /* between attempts of a step */
     MOVE_MAP_WAIT_MS = 1500,  /* for a proposed map to be recorded and read back */
+    PROMOTE_LAG = 64,         /* entries a learner may lag the commit index when promoted:
+                                 under steady writes it is rarely exactly at it */
 };
 
 enum step { STEP_MAP_ADD = 1, STEP_LEARNER, STEP_PROMOTE, STEP_REMOVE, STEP_MAP_REMOVE };
@@ -283,7 +286,7 @@ void sv__move_conf(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fr
         conf_status(n, c, f, SV_ST_UNAVAILABLE, "the group's batch is on disk; retry");
         return;
     }
-    if (change == SV_RAFT_PROMOTE && match < st.commit) {
+    if (change == SV_RAFT_PROMOTE && match + PROMOTE_LAG < st.commit) {
         char text[128];
         snprintf(text, sizeof text, "catching up: its log is at %" PRIu64 " of %" PRIu64, match,
                  st.commit);
