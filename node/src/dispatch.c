@@ -89,7 +89,7 @@ void sv__waiter_free(struct waiter *w)
     if (!w)
         return;
     w->node->unapplied -= w->unapplied;
-    if (w->has_m)
+    if (w->body) /* a read: m was decoded from it */
         sv_msg_free(&w->m);
     free(w->body);
     sv__stats_waiter_done(w);

@@ -28,6 +28,8 @@ struct map_job {
     struct sv_map *mine, *rec; /* from cluster.conf; as recorded */
     uint8_t *enc;              /* mine, encoded */
     size_t enc_len;
+    bool check;       /* cluster.conf not checked yet: make mine and enc */
+    uint64_t applied; /* group 0's applied index when the job started */
     int rc;
 };
 
@@ -48,11 +50,16 @@ int sv__meta_load(struct sv_node *n, char *errmsg, size_t errlen)
 {
     char path[SV_CFG_PATH_MAX + 32];
     map_path(n, path, sizeof path);
+    if (errlen)
+        errmsg[0] = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT
-                   ? 0
-                   : (snprintf(errmsg, errlen, "%s: %s", path, strerror(errno)), -errno);
+    if (fd < 0 && errno == ENOENT)
+        return 0; /* no map adopted yet: cluster.conf's */
+    if (fd < 0) {
+        int err = -errno;
+        snprintf(errmsg, errlen, "%s: %s", path, sv_strerror(err));
+        return err;
+    }
     struct stat st;
     uint8_t *buf = NULL;
     int rc = fstat(fd, &st) ? -errno : 0;
@@ -133,6 +140,7 @@ static void adopt_after(uv_work_t *req, int status)
     if (a->rc) {
         LOG_ERROR("storing the cluster map of epoch %" PRIu64 ": %s; tried again", a->map->epoch,
                   sv_strerror(a->rc));
+        n->map_read_applied = 0; /* a member reads the record again on its next tick */
     } else if (a->map->epoch > n->map->epoch && !n->stopping) {
         LOG_INFO("cluster map: epoch %" PRIu64 " (was %" PRIu64 ")", a->map->epoch, n->map->epoch);
         *n->map = *a->map;
@@ -169,8 +177,10 @@ static void map_work(uv_work_t *req)
     struct map_job *m = req->data;
     uint8_t *rec = NULL;
     size_t rec_len = 0;
-    sv_map_from_cfg(&m->node->cfg, m->mine);
-    m->rc = sv_map_encode(m->mine, &m->enc, &m->enc_len);
+    if (m->check) {
+        sv_map_from_cfg(&m->node->cfg, m->mine);
+        m->rc = sv_map_encode(m->mine, &m->enc, &m->enc_len);
+    }
     if (!m->rc)
         m->rc = sv_sm_map(m->node->sm, 0, &rec, &rec_len);
     if (!m->rc)
@@ -186,7 +196,18 @@ static void map_after(uv_work_t *req, int status)
     struct group *g = sv__group(n, 0);
     n->jobs_in_pool--;
     n->map_reading = false;
-    if (m->rc == -ENOENT && g && g->role == SV_RAFT_LEADER && !n->stopping) {
+    if (m->rc == 0) {
+        n->map_read_applied = m->applied;
+        if (m->check && !sv_map_same_nodes(m->rec, m->mine))
+            LOG_ERROR("meta group: this node's cluster.conf DIFFERS from the cluster map "
+                      "recorded at bootstrap: every node must be started with the same file");
+        else if (m->check)
+            LOG_INFO("meta group: this node's cluster.conf matches the recorded cluster map "
+                     "(epoch %" PRIu64 ")",
+                     m->rec->epoch);
+        n->map_checked = true;
+        adopt(n, m->rec);
+    } else if (m->rc == -ENOENT && m->check && g && g->role == SV_RAFT_LEADER && !n->stopping) {
         struct sv_cmd cmd = {.type = SV_CMD_MAP, .data = m->enc, .data_len = (uint32_t)m->enc_len};
         size_t len = sv_cmd_encoded_len(&cmd);
         uint8_t *buf = malloc(len);
@@ -197,17 +218,6 @@ static void map_after(uv_work_t *req, int status)
                      m->mine->epoch, m->mine->n_nodes, m->mine->n_shards);
             sv__host_propose(n, g, buf, len, NULL);
         }
-    } else if (m->rc == 0) {
-        bool same = sv_map_same_nodes(m->rec, m->mine);
-        if (!n->map_checked && !same)
-            LOG_ERROR("meta group: this node's cluster.conf DIFFERS from the cluster map "
-                      "recorded at bootstrap: every node must be started with the same file");
-        else if (!n->map_checked)
-            LOG_INFO("meta group: this node's cluster.conf matches the recorded cluster map "
-                     "(epoch %" PRIu64 ")",
-                     m->rec->epoch);
-        n->map_checked = true;
-        adopt(n, m->rec);
     } else if (m->rc != -ENOENT) {
         LOG_ERROR("meta group: reading the recorded cluster map: %s", sv_strerror(m->rc));
     }
@@ -251,15 +261,21 @@ void sv__meta_tick(struct sv_node *n, uint64_t now_ms)
         poll_member(n);
         return;
     }
-    if (n->map_reading || g->applied == 0)
+    /* The record changes only through group 0's entries: read it again
+     * once more of them are applied. */
+    if (n->map_reading || g->applied == 0 || g->applied == n->map_read_applied)
         return;
     struct map_job *m = calloc(1, sizeof *m);
-    if (!m || !(m->mine = malloc(sizeof *m->mine)) || !(m->rec = malloc(sizeof *m->rec))) {
+    bool check = !n->map_checked;
+    if (!m || (check && !(m->mine = malloc(sizeof *m->mine))) ||
+        !(m->rec = malloc(sizeof *m->rec))) {
         if (m)
             free(m->mine);
         free(m);
         return;
     }
+    m->check = check;
+    m->applied = g->applied;
     m->node = n;
     m->w.data = m;
     n->map_reading = true;

@@ -110,10 +110,9 @@ struct waiter {
     uint64_t read_index;
     uint64_t deadline_ms;
     int repairs;
-    uint8_t *body; /* reads: the body m points into */
+    uint8_t *body; /* reads: the body m points into (NULL for writes) */
     size_t body_len;
-    struct sv_msg m; /* reads: decoded body (freed with the waiter) */
-    bool has_m;
+    struct sv_msg m;   /* reads: decoded body (freed with the waiter) */
     size_t unapplied;  /* a write's entry bytes, counted in node->unapplied until freed */
     uint64_t start_ns; /* uv_hrtime() when made (stats.c: request latency) */
 };
@@ -265,11 +264,12 @@ struct sv_node {
     uint64_t last_upload_scan_ms;
     uint64_t last_compact_ms;
     uint64_t last_map_check_ms;
-    bool map_reading;  /* a read of the meta group's record is in the pool */
-    bool map_adopting; /* a newer map is being stored before it is followed */
-    bool map_checked;  /* cluster.conf was checked against the record */
-    uint32_t map_rr;   /* the meta member asked next (MAP_GET) */
-    uint64_t *drops;   /* groups whose data the next job deletes */
+    bool map_reading;          /* a read of the meta group's record is in the pool */
+    bool map_adopting;         /* a newer map is being stored before it is followed */
+    bool map_checked;          /* cluster.conf was checked against the record */
+    uint64_t map_read_applied; /* group 0's applied index the record was last read at */
+    uint32_t map_rr;           /* the meta member asked next (MAP_GET) */
+    uint64_t *drops;           /* groups whose data the next job deletes */
     uint32_t n_drops;
     struct move *move; /* the replica move this node (meta leader) runs */
     uint64_t disk_checked_ms;

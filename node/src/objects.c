@@ -440,7 +440,6 @@ void sv__objects_read(struct sv_node *n, struct sv_conn *c, const struct sv_wire
     w->body = body;
     w->body_len = f->body_len;
     w->m = *m;
-    w->has_m = true;
     memset(m, 0, sizeof *m);
     bool stale = SV_MSG_HAS(&w->m, SV_F_CONSISTENCY) && w->m.consistency == 1;
     /* A chunk of a given version never changes: any replica holding it may
