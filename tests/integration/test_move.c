@@ -140,38 +140,54 @@ out:
     return rc;
 }
 
+/* MOVE m to node id: its status (-1 when nothing came back), its text into
+ * text and the leader it names into *leader (0 when none). */
+static int move_call(int id, const struct sv_msg *m, uint64_t timeout_ms, char *text, size_t tl,
+                     uint64_t *leader)
+{
+    struct sv_msg r;
+    uint8_t *body = NULL;
+    *leader = 0;
+    if (call(BASE_PORT + id, SV_MSG_MOVE, m, &r, &body, timeout_ms))
+        return -1;
+    int st = (int)r.status;
+    snprintf(text, tl, "%s: %.*s", sv_status_name(st), (int)r.msg.len,
+             r.msg.p ? (const char *)r.msg.p : "");
+    if (SV_MSG_HAS(&r, SV_F_LEADER))
+        *leader = r.leader;
+    sv_msg_free(&r);
+    free(body);
+    return st;
+}
+
+static struct sv_msg move_msg(uint64_t shard, uint64_t from, uint64_t to)
+{
+    struct sv_msg m = {0};
+    m.shard = shard;
+    m.node = from;
+    m.leader = to;
+    SV_MSG_SET(&m, SV_F_SHARD);
+    SV_MSG_SET(&m, SV_F_NODE);
+    SV_MSG_SET(&m, SV_F_LEADER);
+    return m;
+}
+
 /* Ask the meta group's leader to move shard_'s replica; its status. */
 static int move_replica(char *why, size_t wl)
 {
     uint64_t end = it_now_ms() + MOVE_TIMEOUT_MS;
     int node = 1;
+    struct sv_msg m = move_msg(shard_, from_, to_);
     while (it_now_ms() < end) {
-        struct sv_msg m = {0}, r;
-        m.shard = shard_;
-        m.node = from_;
-        m.leader = to_;
-        SV_MSG_SET(&m, SV_F_SHARD);
-        SV_MSG_SET(&m, SV_F_NODE);
-        SV_MSG_SET(&m, SV_F_LEADER);
-        uint8_t *body = NULL;
-        if (call(BASE_PORT + node, SV_MSG_MOVE, &m, &r, &body, end - it_now_ms())) {
+        uint64_t leader;
+        int st = move_call(node, &m, end - it_now_ms(), why, wl, &leader);
+        if (st == SV_ST_NOT_LEADER && leader >= 1 && leader <= NODES)
+            node = (int)leader;
+        else if (st < 0 || st == SV_ST_NOT_LEADER || st == SV_ST_UNAVAILABLE)
             node = node % NODES + 1;
-            usleep(200000);
-            continue;
-        }
-        int st = (int)r.status;
-        snprintf(why, wl, "%s: %.*s", sv_status_name(st), (int)r.msg.len,
-                 r.msg.p ? (const char *)r.msg.p : "");
-        if (st == SV_ST_NOT_LEADER && SV_MSG_HAS(&r, SV_F_LEADER) && r.leader >= 1 &&
-            r.leader <= NODES)
-            node = (int)r.leader;
-        else if (st == SV_ST_NOT_LEADER || st == SV_ST_UNAVAILABLE)
-            node = node % NODES + 1;
-        sv_msg_free(&r);
-        free(body);
-        if (st != SV_ST_NOT_LEADER && st != SV_ST_UNAVAILABLE)
+        if (st >= 0 && st != SV_ST_NOT_LEADER && st != SV_ST_UNAVAILABLE)
             return st;
-        usleep(300000);
+        usleep(st < 0 ? 200000 : 300000);
     }
     return SV_ST_UNAVAILABLE;
 }
@@ -210,6 +226,60 @@ static void tear_down(void)
 {
     sv_client_close(client_);
     it_down(&cl_);
+}
+
+/* Moves that do not fit are refused by the meta leader, with the reason,
+ * and change nothing; the other nodes send the request to it. */
+static void test_refused(void)
+{
+    uint64_t holder = 0; /* a node holding shard_ besides from_ */
+    struct sv_cluster_status *s = NULL;
+    CHECK_RC(sv_client_status(client_, &s), SV_OK);
+    for (size_t j = 0; s && j < s->shards[shard_].n_replicas; j++)
+        if (s->shards[shard_].replicas[j].node != from_)
+            holder = s->shards[shard_].replicas[j].node;
+    sv_client_status_free(s);
+    CHECK(holder != 0);
+    struct sv_msg taken = move_msg(shard_, from_, holder), bad_shard = move_msg(99, from_, to_),
+                  no_shard = move_msg(shard_, from_, to_);
+    no_shard.fields &= ~(1u << SV_F_SHARD);
+    char text[256] = "";
+    uint64_t leader = 0, end = it_now_ms() + 15000;
+    int meta = 0; /* the meta leader, once one answers as such */
+    while (!meta && it_now_ms() < end) {
+        for (int id = 1; id <= NODES && !meta; id++) {
+            int st = move_call(id, &taken, 5000, text, sizeof text, &leader);
+            if (st == SV_ST_BAD_REQUEST)
+                meta = id;
+            else
+                CHECK_MSG(st == SV_ST_NOT_LEADER || st == SV_ST_UNAVAILABLE, "node %d: %s", id,
+                          text);
+        }
+        if (!meta)
+            usleep(300000);
+    }
+    CHECK(meta != 0);
+    CHECK_MSG(strstr(text, "holds a replica of the group already") != NULL, "%s", text);
+    for (int id = 1; id <= NODES && meta; id++) {
+        if (id == meta)
+            continue;
+        /* A meta member names the leader; a node outside the group names
+         * a member, which redirects again. */
+        CHECK_EQ_INT(move_call(id, &taken, 5000, text, sizeof text, &leader), SV_ST_NOT_LEADER);
+        CHECK(leader >= 1 && leader <= 3 && leader != (uint64_t)id);
+        if (id <= 3)
+            CHECK_EQ_U64(leader, (uint64_t)meta);
+    }
+    if (meta) {
+        CHECK_EQ_INT(move_call(meta, &bad_shard, 5000, text, sizeof text, &leader),
+                     SV_ST_BAD_REQUEST);
+        CHECK_EQ_INT(move_call(meta, &no_shard, 5000, text, sizeof text, &leader),
+                     SV_ST_BAD_REQUEST);
+        CHECK_MSG(strstr(text, "needs SHARD") != NULL, "%s", text);
+    }
+    CHECK_RC(sv_client_status(client_, &s), SV_OK);
+    CHECK(s && s->epoch == 1);
+    sv_client_status_free(s);
 }
 
 static uint8_t *big_[BIG_COUNT];
@@ -361,6 +431,7 @@ static void test_restart_old_node(void)
 }
 
 static const struct sv_test tests[] = {
+    {"moves that do not fit are refused", test_refused},
     {"move under load", test_move_under_load},
     {"map followed", test_map_followed},
     {"acknowledged writes read back", test_reads},
