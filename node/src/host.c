@@ -140,6 +140,11 @@ void sv__host_tick(struct sv_node *n)
             sv__host_refresh(n, g);
         }
     }
+    sv__host_reap(n);
+    if (n->follow_again) {
+        n->follow_again = false;
+        sv__host_follow(n);
+    }
 }
 
 int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
@@ -233,7 +238,9 @@ void sv__host_follow(struct sv_node *n)
     for (uint32_t id = 0; id < n->n_group_ids; id++) {
         struct group *g = n->groups[id];
         bool held = sv_map_holds(n->map, id, n->me->id);
-        if (held && !g && !dropping(n, id)) {
+        if (held && !g && dropping(n, id)) {
+            n->follow_again = true; /* once its old data is gone (sv__host_tick) */
+        } else if (held && !g) {
             char err[256] = "";
             int rc = sv__group_open(n, id, err, sizeof err);
             if (rc)
@@ -247,9 +254,11 @@ void sv__host_follow(struct sv_node *n)
                      "): stopping it, then deleting its data",
                      id, n->map->epoch);
             g->closing = true;
+            n->n_closing++;
             n->ev.leader_lost(n, g); /* its requests are answered: retry elsewhere */
         } else if (held && g && g->closing) {
             g->closing = false; /* placed here again before it was reaped */
+            n->n_closing--;
         }
     }
     sv__host_reap(n);
@@ -257,7 +266,7 @@ void sv__host_follow(struct sv_node *n)
 
 void sv__host_reap(struct sv_node *n)
 {
-    for (uint32_t id = 0; id < n->n_group_ids; id++) {
+    for (uint32_t id = 0; id < n->n_group_ids && n->n_closing; id++) {
         struct group *g = n->groups[id];
         if (!g || !g->closing || g->busy || g->pool_refs || g->waiting || g->reads ||
             g->ready_reads)
@@ -276,6 +285,7 @@ void sv__host_reap(struct sv_node *n)
         }
         g->props = NULL;
         g->props_tail = &g->props;
+        n->n_closing--;
         sv__group_free(n, g);
     }
 }

@@ -76,7 +76,6 @@ static void on_tick(uv_timer_t *t)
     sv__repair_tick(n, now);
     sv__meta_tick(n, now);
     sv__move_tick(n, now);
-    sv__host_reap(n);
     if (n->apply_retry_ms && now >= n->apply_retry_ms)
         sv__pipeline_advance(n);
     sv__upkeep_tick(n, now);

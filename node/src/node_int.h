@@ -269,6 +269,8 @@ struct sv_node {
     bool map_checked;          /* cluster.conf was checked against the record */
     uint64_t map_read_applied; /* group 0's applied index the record was last read at */
     uint32_t map_rr;           /* the meta member asked next (MAP_GET) */
+    uint32_t n_closing;        /* groups with closing set */
+    bool follow_again;         /* a group placed here waits for its old data to go */
     uint64_t *drops;           /* groups whose data the next job deletes */
     uint32_t n_drops;
     struct move *move; /* the replica move this node (meta leader) runs */
@@ -315,7 +317,8 @@ void sv__host_follow(struct sv_node *n);
 /* Free the closing groups that are out of every job, and queue their data
  * for deletion. */
 void sv__host_reap(struct sv_node *n);
-/* One tick for every group. */
+/* One tick for every group; closing groups reaped; a follow that had to
+ * wait for a deletion done again. */
 void sv__host_tick(struct sv_node *n);
 /* Re-read g's Raft status (role, term, leader, commit); a lost leadership
  * is reported. */
