@@ -11,12 +11,14 @@
 #include <string.h>
 
 static const char MAGIC_V1[6] = "svmap1"; /* config.h's bootstrap record */
-static const char MAGIC_V2[6] = "svmap2";
+static const char MAGIC_V2[6] = "svmap2"; /* no settings, no replacement in progress */
+static const char MAGIC_V3[6] = "svmap3";
 
 void sv_map_from_cfg(const struct sv_cfg *c, struct sv_map *out)
 {
     memset(out, 0, sizeof *out);
     out->epoch = 1;
+    out->set = SV_MAP_SETTINGS_DEFAULT;
     out->n_shards = c->n_shards;
     out->replicas = c->replicas;
     out->n_nodes = c->n_nodes;
@@ -76,11 +78,16 @@ static void put_str(struct wbuf *b, const char *s)
 int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
 {
     struct wbuf b = {0};
-    put(&b, MAGIC_V2, sizeof MAGIC_V2);
+    put(&b, MAGIC_V3, sizeof MAGIC_V3);
     put_u64(&b, m->epoch);
     put_u64(&b, m->n_shards);
     put_u64(&b, m->replicas);
     put_u64(&b, m->n_nodes);
+    put_u64(&b, m->set.down_after_ms);
+    put_u64(&b, m->set.evict_after_ms);
+    put_u64(&b, m->set.repair_rate);
+    put_u64(&b, m->set.moves_per_node);
+    put_u64(&b, m->set.auto_evict);
     for (uint32_t i = 0; i < m->n_nodes; i++) {
         put_u64(&b, m->nodes[i].id);
         put_str(&b, m->nodes[i].zone);
@@ -91,6 +98,7 @@ int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
         put_u64(&b, m->groups[g].n);
         for (uint32_t k = 0; k < m->groups[g].n; k++)
             put_u64(&b, m->groups[g].ids[k]);
+        put_u64(&b, m->groups[g].out);
     }
     if (b.failed) {
         free(b.p);
@@ -135,7 +143,8 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
     if (len < sizeof MAGIC_V2)
         return SV_MAP_E_MALFORMED;
     bool v1 = !memcmp(p, MAGIC_V1, sizeof MAGIC_V1);
-    if (!v1 && memcmp(p, MAGIC_V2, sizeof MAGIC_V2))
+    bool v3 = !memcmp(p, MAGIC_V3, sizeof MAGIC_V3);
+    if (!v1 && !v3 && memcmp(p, MAGIC_V2, sizeof MAGIC_V2))
         return SV_MAP_E_MALFORMED;
     struct rbuf r = {p + sizeof MAGIC_V2, p + len, false};
     out->epoch = v1 ? 1 : get_u64(&r);
@@ -146,13 +155,25 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
     out->n_shards = (uint32_t)shards;
     out->replicas = (uint32_t)replicas;
     out->n_nodes = (uint32_t)nodes;
+    out->set = SV_MAP_SETTINGS_DEFAULT;
+    if (v3) {
+        out->set.down_after_ms = get_u64(&r);
+        out->set.evict_after_ms = get_u64(&r);
+        out->set.repair_rate = get_u64(&r);
+        uint64_t moves = get_u64(&r), auto_evict = get_u64(&r);
+        if (moves < 1 || moves > 64 || auto_evict > 1 || !out->set.down_after_ms ||
+            out->set.evict_after_ms < out->set.down_after_ms || !out->set.repair_rate)
+            r.bad = true;
+        out->set.moves_per_node = (uint32_t)moves;
+        out->set.auto_evict = (uint32_t)auto_evict;
+    }
     for (uint32_t i = 0; i < out->n_nodes && !r.bad; i++) {
         struct sv_map_node *mn = &out->nodes[i];
         mn->id = get_u64(&r);
         get_str(&r, mn->zone, sizeof mn->zone);
         get_str(&r, mn->addr, sizeof mn->addr);
         uint64_t st = v1 ? SV_MAP_UP : get_u64(&r);
-        if (st < SV_MAP_UP || st > SV_MAP_EVICTED || mn->id == 0)
+        if (st < SV_MAP_UP || st > SV_MAP_REMOVED || mn->id == 0)
             r.bad = true;
         mn->state = (uint32_t)st;
     }
@@ -165,6 +186,9 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
         out->groups[g].n = (uint32_t)n;
         for (uint32_t k = 0; k < n; k++)
             out->groups[g].ids[k] = get_u64(&r);
+        out->groups[g].out = v3 ? get_u64(&r) : 0;
+        if (out->groups[g].out && !sv_map_holds(out, g, out->groups[g].out))
+            r.bad = true;
     }
     if (r.bad || r.p != r.end)
         return SV_MAP_E_MALFORMED;
@@ -207,32 +231,44 @@ static bool zone_taken(const struct sv_map *m, const struct sv_map_group *g, uin
     return false;
 }
 
+/* Why moving group's replica from node `from` to node `to` does not fit m,
+ * or NULL when it does. */
+static const char *move_misfit(const struct sv_map *m, uint64_t group, uint64_t from, uint64_t to)
+{
+    const struct sv_map_group *g = sv_map_group(m, group);
+    const struct sv_map_node *dst = sv_map_node(m, to);
+    if (!g)
+        return "no such group";
+    if (!sv_map_holds(m, group, from))
+        return "the source node holds no replica of the group";
+    if (!dst || dst->state != SV_MAP_UP)
+        return "the target is not an up node of the map";
+    if (sv_map_holds(m, group, to))
+        return "the target holds a replica of the group already";
+    if (zone_taken(m, g, from, dst->zone))
+        for (uint32_t i = 0; i < m->n_nodes; i++)
+            if (m->nodes[i].state == SV_MAP_UP && !zone_taken(m, g, from, m->nodes[i].zone))
+                return "the target's zone holds a replica of the group while another zone "
+                       "holds none";
+    return NULL;
+}
+
+static int refuse_move(char *errmsg, size_t errlen, uint64_t group, uint64_t from, uint64_t to,
+                       const char *why)
+{
+    snprintf(errmsg, errlen, "move of group %llu from node %llu to node %llu: %s",
+             (unsigned long long)group, (unsigned long long)from, (unsigned long long)to, why);
+    return SV_MAP_E_BAD_MOVE;
+}
+
 int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, char *errmsg,
                 size_t errlen)
 {
-    struct sv_map_group *g = group <= m->n_shards ? &m->groups[group] : NULL;
-    const struct sv_map_node *dst = sv_map_node(m, to);
-    const char *why = NULL;
+    const char *why = move_misfit(m, group, from, to);
+    if (why)
+        return refuse_move(errmsg, errlen, group, from, to, why);
+    struct sv_map_group *g = &m->groups[group];
     uint32_t at = 0;
-    if (!g)
-        why = "no such group";
-    else if (!sv_map_holds(m, group, from))
-        why = "the source node holds no replica of the group";
-    else if (!dst || dst->state != SV_MAP_UP)
-        why = "the target is not an up node of the map";
-    else if (sv_map_holds(m, group, to))
-        why = "the target holds a replica of the group already";
-    if (!why && zone_taken(m, g, from, dst->zone)) {
-        for (uint32_t i = 0; i < m->n_nodes && !why; i++)
-            if (m->nodes[i].state == SV_MAP_UP && !zone_taken(m, g, from, m->nodes[i].zone))
-                why = "the target's zone holds a replica of the group while another zone "
-                      "holds none";
-    }
-    if (why) {
-        snprintf(errmsg, errlen, "move of group %llu from node %llu to node %llu: %s",
-                 (unsigned long long)group, (unsigned long long)from, (unsigned long long)to, why);
-        return SV_MAP_E_BAD_MOVE;
-    }
     while (g->ids[at] != from)
         at++;
     g->ids[at] = to;
@@ -240,31 +276,51 @@ int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, ch
     return 0;
 }
 
-__attribute__((format(printf, 3, 4))) static int refuse(char *errmsg, size_t errlen,
+int sv_map_replace(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, char *errmsg,
+                   size_t errlen)
+{
+    const char *why = move_misfit(m, group, from, to);
+    if (!why && m->groups[group].out)
+        why = "a replacement of the group is in progress";
+    if (!why && m->groups[group].n >= SV_CFG_REPLICAS_MAX)
+        why = "the group has the most replicas it may have";
+    if (why)
+        return refuse_move(errmsg, errlen, group, from, to, why);
+    struct sv_map_group *g = &m->groups[group];
+    g->ids[g->n++] = to;
+    g->out = from;
+    m->epoch++;
+    return 0;
+}
+
+__attribute__((format(printf, 4, 5))) static int refuse(int code, char *errmsg, size_t errlen,
                                                         const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(errmsg, errlen, fmt, ap);
     va_end(ap);
-    return SV_MAP_E_BAD_MOVE;
+    return code;
 }
 
 int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen)
 {
     const struct sv_map_node *mn = sv_map_node(m, node);
     if (group > m->n_shards)
-        return refuse(errmsg, errlen, "group %llu is not in the map", (unsigned long long)group);
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen, "group %llu is not in the map",
+                      (unsigned long long)group);
     struct sv_map_group *g = &m->groups[group];
     if (!mn || mn->state != SV_MAP_UP)
-        return refuse(errmsg, errlen, "node %llu is not an up node of the map",
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen, "node %llu is not an up node of the map",
                       (unsigned long long)node);
     if (sv_map_holds(m, group, node))
-        return refuse(errmsg, errlen, "node %llu holds a replica of group %llu already",
-                      (unsigned long long)node, (unsigned long long)group);
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen,
+                      "node %llu holds a replica of group %llu already", (unsigned long long)node,
+                      (unsigned long long)group);
     if (g->n >= SV_CFG_REPLICAS_MAX)
-        return refuse(errmsg, errlen, "group %llu has %u replicas, the most it may have",
-                      (unsigned long long)group, g->n);
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen,
+                      "group %llu has %u replicas, the most it may have", (unsigned long long)group,
+                      g->n);
     g->ids[g->n++] = node;
     m->epoch++;
     return 0;
@@ -273,19 +329,73 @@ int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, si
 int sv_map_remove(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen)
 {
     if (!sv_map_holds(m, group, node))
-        return refuse(errmsg, errlen, "node %llu holds no replica of group %llu",
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen, "node %llu holds no replica of group %llu",
                       (unsigned long long)node, (unsigned long long)group);
     struct sv_map_group *g = &m->groups[group];
     if (g->n == 1)
-        return refuse(errmsg, errlen, "node %llu holds the last replica of group %llu",
-                      (unsigned long long)node, (unsigned long long)group);
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen,
+                      "node %llu holds the last replica of group %llu", (unsigned long long)node,
+                      (unsigned long long)group);
     uint32_t at = 0;
     while (g->ids[at] != node)
         at++;
+    /* Removing `out` ends a replacement, removing the new replica (the
+     * last) abandons it. */
+    if (g->out == node || (g->out && at == g->n - 1))
+        g->out = 0;
     memmove(&g->ids[at], &g->ids[at + 1], (g->n - at - 1) * sizeof g->ids[0]);
     g->ids[--g->n] = 0;
     m->epoch++;
     return 0;
+}
+
+int sv_map_node_add(struct sv_map *m, uint64_t id, const char *zone, const char *addr, char *errmsg,
+                    size_t errlen)
+{
+    if (!id || sv_map_node(m, id))
+        return refuse(SV_MAP_E_BAD_NODE, errmsg, errlen, "node id %llu is %s",
+                      (unsigned long long)id, id ? "taken" : "not a node id");
+    if (!zone[0] || !addr[0] || strlen(zone) >= SV_CFG_NAME_MAX || strlen(addr) >= SV_CFG_ADDR_MAX)
+        return refuse(SV_MAP_E_BAD_NODE, errmsg, errlen, "node %llu needs a zone and an address",
+                      (unsigned long long)id);
+    for (uint32_t i = 0; i < m->n_nodes; i++)
+        if (!strcmp(m->nodes[i].addr, addr))
+            return refuse(SV_MAP_E_BAD_NODE, errmsg, errlen, "address %s is node %llu's", addr,
+                          (unsigned long long)m->nodes[i].id);
+    if (m->n_nodes >= SV_CFG_NODES_MAX)
+        return refuse(SV_MAP_E_BAD_NODE, errmsg, errlen, "the map holds %u nodes, the most it may",
+                      m->n_nodes);
+    struct sv_map_node *mn = &m->nodes[m->n_nodes++];
+    memset(mn, 0, sizeof *mn);
+    mn->id = id;
+    snprintf(mn->zone, sizeof mn->zone, "%s", zone);
+    snprintf(mn->addr, sizeof mn->addr, "%s", addr);
+    mn->state = SV_MAP_UP;
+    m->epoch++;
+    return 0;
+}
+
+int sv_map_node_state(struct sv_map *m, uint64_t id, uint32_t state, char *errmsg, size_t errlen)
+{
+    struct sv_map_node *mn = (struct sv_map_node *)sv_map_node(m, id);
+    if (!mn)
+        return refuse(SV_MAP_E_BAD_NODE, errmsg, errlen, "node %llu is not in the map",
+                      (unsigned long long)id);
+    if (state < SV_MAP_UP || state > SV_MAP_REMOVED)
+        return refuse(SV_MAP_E_BAD_NODE, errmsg, errlen, "no node state %u", state);
+    if (mn->state != state) {
+        mn->state = state;
+        m->epoch++;
+    }
+    return 0;
+}
+
+uint32_t sv_map_node_replicas(const struct sv_map *m, uint64_t id)
+{
+    uint32_t count = 0;
+    for (uint64_t g = 0; g <= m->n_shards; g++)
+        count += sv_map_holds(m, g, id);
+    return count;
 }
 
 bool sv_map_same_nodes(const struct sv_map *a, const struct sv_map *b)
@@ -307,6 +417,8 @@ const char *sv_map_strerror(int rc)
         return "malformed cluster map";
     case SV_MAP_E_BAD_MOVE:
         return "the replica move does not fit the cluster map";
+    case SV_MAP_E_BAD_NODE:
+        return "the node change does not fit the cluster map";
     default:
         return "unknown cluster map error";
     }
@@ -314,6 +426,6 @@ const char *sv_map_strerror(int rc)
 
 const char *sv_map_state_name(uint32_t state)
 {
-    static const char *const names[] = {"?", "up", "down", "draining", "evicted"};
-    return state <= SV_MAP_EVICTED ? names[state] : "?";
+    static const char *const names[] = {"?", "up", "down", "draining", "evicted", "removed"};
+    return state <= SV_MAP_REMOVED ? names[state] : "?";
 }

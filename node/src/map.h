@@ -16,12 +16,31 @@ enum sv_map_state {
     SV_MAP_UP = 1,   /* serving */
     SV_MAP_DOWN,     /* silent past down_after (the scheduler's) */
     SV_MAP_DRAINING, /* replicas being moved off */
-    SV_MAP_EVICTED,  /* replicas replaced; holds nothing */
+    SV_MAP_EVICTED,  /* silent past evict_after: its replicas are being replaced */
+    SV_MAP_REMOVED,  /* taken out by an operator (after a drain, or forced) */
 };
+
+/* The cluster's scheduler settings (svctl cluster set), recorded with the
+ * map so that every meta leader runs with the same ones. */
+struct sv_map_settings {
+    uint64_t down_after_ms;  /* silent this long: down (default 10 s) */
+    uint64_t evict_after_ms; /* silent this long: evicted (default 60 s) */
+    uint64_t repair_rate;    /* bytes per second one node copies for repairs (64 MiB/s) */
+    uint32_t moves_per_node; /* replica moves one node takes part in at once (default 2) */
+    uint32_t auto_evict;     /* 0: evictions held (maintenance) */
+};
+
+#define SV_MAP_SETTINGS_DEFAULT                                                                    \
+    ((struct sv_map_settings){.down_after_ms = 10000,                                              \
+                              .evict_after_ms = 60000,                                             \
+                              .repair_rate = 64u << 20,                                            \
+                              .moves_per_node = 2,                                                 \
+                              .auto_evict = 1})
 
 enum {
     SV_MAP_E_MALFORMED = -2700, /* not a map encoding (-2700 .. -2651: errors.h) */
     SV_MAP_E_BAD_MOVE,          /* the move does not fit the map (errmsg says why) */
+    SV_MAP_E_BAD_NODE,          /* the node change does not fit the map (errmsg says why) */
     SV_MAP_E_LAST_,
 };
 
@@ -35,11 +54,16 @@ struct sv_map_node {
 struct sv_map_group {
     uint32_t n;
     uint64_t ids[SV_CFG_REPLICAS_MAX];
+    /* A replacement in progress: the replica on node `out` is replaced by
+     * the last one of ids (a learner until promoted); 0 when none. The map
+     * records it so that any meta leader can finish the replacement. */
+    uint64_t out;
 };
 
 struct sv_map {
     uint64_t epoch;
     uint32_t n_shards, replicas, n_nodes;
+    struct sv_map_settings set;
     struct sv_map_node nodes[SV_CFG_NODES_MAX];
     struct sv_map_group groups[SV_CFG_SHARDS_MAX + 1]; /* 0 = meta, s + 1 = shard s */
 };
@@ -82,9 +106,31 @@ int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, ch
  * the set is full. */
 int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen);
 
-/* Remove node's replica of group and raise the epoch. Refused when node
- * holds none, or it is the group's last. */
+/* Begin replacing node from's replica of group by one on node `to`: `to`
+ * is added at the end of the set and recorded as replacing `from` (out),
+ * epoch + 1. Refused (SV_MAP_E_BAD_MOVE) as sv_map_move refuses, and when a
+ * replacement of the group is in progress already. sv_map_remove(from)
+ * ends it; sv_map_remove(to) abandons it. */
+int sv_map_replace(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, char *errmsg,
+                   size_t errlen);
+
+/* Remove node's replica of group and raise the epoch (a replacement the
+ * node took part in, as `out` or as the new replica, ends). Refused when
+ * node holds none, or it is the group's last. */
 int sv_map_remove(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen);
+
+/* Add a node (state up) to m, epoch + 1. Refused (SV_MAP_E_BAD_NODE) when
+ * the id is 0 or taken, the address is another node's, the zone or the
+ * address is empty, or m holds SV_CFG_NODES_MAX nodes. */
+int sv_map_node_add(struct sv_map *m, uint64_t id, const char *zone, const char *addr, char *errmsg,
+                    size_t errlen);
+
+/* Set node id's state, epoch + 1 (unchanged when it is that already).
+ * Refused (SV_MAP_E_BAD_NODE) when id is not in m. */
+int sv_map_node_state(struct sv_map *m, uint64_t id, uint32_t state, char *errmsg, size_t errlen);
+
+/* Replicas node id holds in m. */
+uint32_t sv_map_node_replicas(const struct sv_map *m, uint64_t id);
 
 /* Maps a and b name the same nodes (id, zone, address), shard count and
  * replica count: what cluster.conf decides. */
