@@ -112,6 +112,7 @@ static const struct field msg_fields[SV_F_COUNT_] = {
     MF(SV_F_N_SHARDS, KIND_UINT, 0, n_shards),
     MF(SV_F_EPOCH, KIND_UINT, 0, epoch),
     MF(SV_F_METRICS, KIND_STR, SV_MSG_NAME_MAX, metrics),
+    MF(SV_F_FREE, KIND_UINT, 0, free),
     MF(SV_F_FLAGS, KIND_UINT, 0, flags),
     MF(SV_F_ITEMS, KIND_ITEMS, SV_MSG_ITEMS_MAX, items),
 };
@@ -133,6 +134,15 @@ static const struct field item_fields[SV_I_COUNT_] = {
     IF(SV_I_COMMIT, KIND_UINT, 0, commit),
     IF(SV_I_APPLIED, KIND_UINT, 0, applied),
     IF(SV_I_REPLICAS, KIND_REPLICAS, SV_MSG_REPLICAS_MAX, replicas),
+    IF(SV_I_BYTES, KIND_UINT, 0, bytes),
+    IF(SV_I_FREE, KIND_UINT, 0, free),
+    IF(SV_I_REASON, KIND_STR, SV_MSG_NAME_MAX, reason),
+    IF(SV_I_TEXT, KIND_STR, SV_MSG_TEXT_MAX, text),
+    IF(SV_I_COMPLETE, KIND_UINT, 0, complete),
+    IF(SV_I_LEFT, KIND_UINT, 0, left),
+    IF(SV_I_N_REPLICAS, KIND_UINT, 0, n_replicas_count),
+    IF(SV_I_N_LEADERS, KIND_UINT, 0, n_leaders),
+    IF(SV_I_AGE_MS, KIND_UINT, 0, age_ms),
 };
 #undef IF
 

@@ -78,6 +78,27 @@ enum sv_msg_type {
     SV_MSG_STATUS = 11,
     SV_MSG_MOVE = 12,        /* move a shard's replica (SHARD, NODE from, LEADER to): to the
                                 meta group's leader; answered when done (operator, later) */
+    /* Operators, to the meta group's leader (others answer NOT_LEADER naming it): */
+    SV_MSG_NODES = 13,       /* the nodes as the scheduler sees them. Answer: EPOCH, FLAGS bit 0
+                                = health known (every node heard since this meta leader took
+                                over, or silent past down_after since), ITEMS per node of the
+                                map: ID, ZONE, ADDR, STATE (up|down|draining|evicted|removed),
+                                N_REPLICAS, N_LEADERS, BYTES, FREE (disk free), AGE_MS (since
+                                its last heartbeat; absent when none heard) */
+    SV_MSG_HEALTH = 14,      /* the groups below their replica count or being repaired. Answer:
+                                EPOCH, FLAGS as NODES, ITEMS per such group: ID (group: 0 the
+                                meta group, s + 1 shard s), REPLICAS (the map's), REASON,
+                                TEXT, LEFT (chunks the new replica still copies, when known) */
+    SV_MSG_SCHED_LOG = 15,   /* recent scheduler decisions, oldest first. Answer: ITEMS: MTIME_MS
+                                (wall clock), KEY (action: state, replace, transfer, report,
+                                done), REASON, TEXT, ID (group, absent when about a node only),
+                                LEADER (the node concerned, when one) */
+    SV_MSG_DRAIN = 16,       /* NODE; FLAGS bit 0: cancel (back to up). Answer once recorded */
+    SV_MSG_NODE_REMOVE = 17, /* NODE; FLAGS bit 0: force (refused with BAD_REQUEST while the
+                                node holds replicas, unless forced). Answer once recorded */
+    SV_MSG_CLUSTER_SET = 18, /* KEY = setting (down-after, evict-after [seconds], auto-evict
+                                [0|1], repair-rate [bytes/s], moves-per-node), SIZE = value; no
+                                KEY: read only. Answer: EPOCH, ITEMS: KEY, SIZE per setting */
     SV_MSG_CHUNK_FETCH = 64, /* node <-> node */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */
     SV_MSG_MAP_GET = 66,     /* node <-> node: the sender's map (DATA: map.h's encoding) */
@@ -86,6 +107,14 @@ enum sv_msg_type {
                                 NODE's role in the latest configuration (0 absent, 1 voter,
                                 2 learner) + 4 when that configuration is committed,
                                 VERSION = NODE's match index, SIZE = the commit index */
+    SV_MSG_JOIN = 68,        /* node -> meta leader: a new node (NODE, ZONE, ADDR; its
+                                certificate names NODE) asks to be added to the map. Answer
+                                once recorded: EPOCH; then it reads the map with MAP_GET */
+    SV_MSG_HEARTBEAT = 69,   /* node -> meta leader, every second: NODE, SIZE (bytes stored),
+                                FREE (disk free), ITEMS per group hosted: ID (group), ROLE
+                                (leader|follower|learner|candidate), TERM, APPLIED, COMMIT,
+                                COMPLETE (1: holds every chunk its records claim), LEFT
+                                (chunks still to copy), LEADER (the group's leader as known) */
     SV_MSG_RESP = 0x100,     /* OR-ed into a request type for its response */
 };
 
@@ -141,6 +170,7 @@ enum sv_field {
     SV_F_ITEMS = 28,       /* array of item maps (enum sv_item_field) */
     SV_F_EPOCH = 29,       /* uint: the cluster map's epoch (MAP, STATUS, NOT_LEADER) */
     SV_F_METRICS = 30,     /* str: host:port of the node's plain-HTTP /metrics (STATUS) */
+    SV_F_FREE = 31,        /* uint: free bytes of a disk (HEARTBEAT); the last bit of fields */
     SV_F_COUNT_
 };
 
@@ -160,6 +190,15 @@ enum sv_item_field {
     SV_I_COMMIT = 11,   /* uint */
     SV_I_APPLIED = 12,  /* uint */
     SV_I_REPLICAS = 13, /* array of uint node ids, at most SV_MSG_REPLICAS_MAX */
+    SV_I_BYTES = 14,      /* uint */
+    SV_I_FREE = 15,       /* uint: disk free bytes */
+    SV_I_REASON = 16,     /* str: a scheduler reason code (no-zone-available, ...) */
+    SV_I_TEXT = 17,       /* str: a sentence */
+    SV_I_COMPLETE = 18,   /* uint: 1 when a replica holds every chunk */
+    SV_I_LEFT = 19,       /* uint: chunks still to copy */
+    SV_I_N_REPLICAS = 20, /* uint */
+    SV_I_N_LEADERS = 21,  /* uint */
+    SV_I_AGE_MS = 22,     /* uint: ms since a node's last heartbeat */
     SV_I_COUNT_
 };
 
@@ -172,8 +211,9 @@ struct sv_bytes {
 
 struct sv_item {
     uint32_t fields; /* bit (1u << SV_I_*) set for each present field */
-    struct sv_bytes key, addr, zone, state, role;
-    uint64_t size, version, mtime_ms, id, leader, term, commit, applied;
+    struct sv_bytes key, addr, zone, state, role, reason, text;
+    uint64_t size, version, mtime_ms, id, leader, term, commit, applied, bytes, free, complete,
+        left, n_replicas_count, n_leaders, age_ms;
     uint32_t n_replicas;
     uint64_t replicas[SV_MSG_REPLICAS_MAX];
 };
@@ -183,7 +223,7 @@ struct sv_msg {
     int64_t status;
     struct sv_bytes msg, bucket, key, prefix, start_after, addr, zone, data, metrics;
     uint64_t tenant, if_version, session, seq, ack_below, upload, chunk, n_chunks, version, size,
-        mtime_ms, consistency, limit, shard, leader, node, n_shards, flags, epoch;
+        mtime_ms, consistency, limit, shard, leader, node, n_shards, flags, epoch, free;
     uint8_t sha256[32];
     uint32_t n_items;
     struct sv_item *items; /* decode: malloc'd, freed by sv_msg_free; encode: borrowed */

@@ -2,7 +2,7 @@
  * said and the time go in; the next map (node states, replacements begun)
  * and the actions and reports that explain it come out. No I/O, no clock:
  * the meta leader (sched_run.c) feeds it every second and carries the
- * result out; tests/sim/sched_sim.c feeds it thousands of seeded schedules.
+ * result out; tests/sim/sched_sim.c (scheduler.c implements it; not sched.h: that name is glibc's) feeds it thousands of seeded schedules.
  *
  * A replacement is the one way a replica goes anywhere (a repair, a drain,
  * a rebalance): the map records it (sv_map_replace: the new replica is
@@ -33,8 +33,8 @@
  *     above the mean to a replica leading fewer.
  * A group whose replicas are all healthy and that has no replacement in
  * flight produces nothing. */
-#ifndef SV_SCHED_H
-#define SV_SCHED_H
+#ifndef SV_SCHEDULER_H
+#define SV_SCHEDULER_H
 
 #include "map.h"
 
