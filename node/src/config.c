@@ -130,6 +130,8 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
     out->n_shards = 16;
     out->replicas = 3;
     out->upload_ttl_s = 600;
+    out->down_after_s = 10;
+    out->evict_after_s = 60;
     FILE *f = fopen(path, "r");
     if (!f) {
         int err = -errno;
@@ -168,6 +170,12 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         } else if (!strcmp(d, "upload_ttl_s") && nt == 2) {
             if (parse_u32(tok[1], 1, 7 * 86400, &out->upload_ttl_s))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "upload_ttl_s: expected 1..604800");
+        } else if (!strcmp(d, "down_after_s") && nt == 2) {
+            if (parse_u32(tok[1], 1, 86400, &out->down_after_s))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "down_after_s: expected 1..86400");
+        } else if (!strcmp(d, "evict_after_s") && nt == 2) {
+            if (parse_u32(tok[1], 1, 86400, &out->evict_after_s))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "evict_after_s: expected 1..86400");
         } else if (!strcmp(d, "ca") && nt == 2) {
             if (copy(out->ca, sizeof out->ca, tok[1]))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "ca: path too long");
@@ -235,6 +243,8 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         rc = fail(errmsg, errlen, -EINVAL, path, ln, "no node");
     else if (out->replicas > out->n_zones)
         rc = fail(errmsg, errlen, -EINVAL, path, ln, "replicas exceed the number of zones");
+    else if (out->evict_after_s < out->down_after_s)
+        rc = fail(errmsg, errlen, -EINVAL, path, ln, "evict_after_s is below down_after_s");
     else
         rc = check_metrics(out, node_lines, path, errmsg, errlen);
 out:

@@ -8,6 +8,10 @@
  *   master_key PATH   master key file (KEK), mode 0600
  *   data_key PATH     the cluster data key wrapped by the master key
  *   upload_ttl_s S    seconds after which an unfinished upload is removed (default 600)
+ *   down_after_s S    a node silent this long is down (default 10; 1..86400)
+ *   evict_after_s S   ... and this long, evicted: its replicas are rebuilt elsewhere
+ *                     (default 60; down_after_s..86400). Both bootstrap the cluster's
+ *                     settings (epoch 1); `svctl cluster set` changes them later
  *   node ID ZONE HOST:PORT DIR [metrics MHOST:MPORT]
  *                     a node; its certificate is DIR/node.pem and DIR/node.key,
  *                     its data DIR/data; it serves /metrics and /health over
@@ -47,6 +51,7 @@ struct sv_cfg {
     uint32_t n_shards;
     uint32_t replicas;
     uint32_t upload_ttl_s;
+    uint32_t down_after_s, evict_after_s;
     char ca[SV_CFG_PATH_MAX];
     char master_key[SV_CFG_PATH_MAX];
     char data_key[SV_CFG_PATH_MAX];

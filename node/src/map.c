@@ -19,6 +19,8 @@ void sv_map_from_cfg(const struct sv_cfg *c, struct sv_map *out)
     memset(out, 0, sizeof *out);
     out->epoch = 1;
     out->set = SV_MAP_SETTINGS_DEFAULT;
+    out->set.down_after_ms = (uint64_t)c->down_after_s * 1000;
+    out->set.evict_after_ms = (uint64_t)c->evict_after_s * 1000;
     out->n_shards = c->n_shards;
     out->replicas = c->replicas;
     out->n_nodes = c->n_nodes;
