@@ -19,8 +19,10 @@ void sv_map_from_cfg(const struct sv_cfg *c, struct sv_map *out)
     memset(out, 0, sizeof *out);
     out->epoch = 1;
     out->set = SV_MAP_SETTINGS_DEFAULT;
-    out->set.down_after_ms = (uint64_t)c->down_after_s * 1000;
-    out->set.evict_after_ms = (uint64_t)c->evict_after_s * 1000;
+    if (c->down_after_s) /* sv_cfg_load's; a configuration built in code may leave them 0 */
+        out->set.down_after_ms = (uint64_t)c->down_after_s * 1000;
+    if (c->evict_after_s >= c->down_after_s && c->evict_after_s)
+        out->set.evict_after_ms = (uint64_t)c->evict_after_s * 1000;
     out->n_shards = c->n_shards;
     out->replicas = c->replicas;
     out->n_nodes = c->n_nodes;
