@@ -7,6 +7,13 @@ add_library(svmap STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/config.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/map.c)
 target_include_directories(svmap PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
+# The pure scheduler (sched.h). svsched_bugs is the same code with the
+# deliberate defects of sched-sim compiled in (as raft's svraft_bugs).
+add_library(svsched STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/sched.c)
+target_link_libraries(svsched PUBLIC svmap)
+add_library(svsched_bugs STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/sched.c)
+target_link_libraries(svsched_bugs PUBLIC svmap)
+target_compile_definitions(svsched_bugs PRIVATE SV_SCHED_BUGS)
 add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_cmd.c
@@ -52,3 +59,9 @@ add_executable(map-test ${CMAKE_SOURCE_DIR}/tests/node/test_map.c)
 target_link_libraries(map-test PRIVATE svtest svmap)
 add_test(NAME map-test COMMAND map-test)
 set_tests_properties(map-test PROPERTIES LABELS node)
+
+# The scheduler's rules, one at a time on hand-built maps (pure).
+add_executable(sched-test ${CMAKE_SOURCE_DIR}/tests/node/test_sched.c)
+target_link_libraries(sched-test PRIVATE svtest svsched)
+add_test(NAME sched-test COMMAND sched-test)
+set_tests_properties(sched-test PROPERTIES LABELS node)

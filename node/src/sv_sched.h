@@ -2,7 +2,7 @@
  * said and the time go in; the next map (node states, replacements begun)
  * and the actions and reports that explain it come out. No I/O, no clock:
  * the meta leader (sched_run.c) feeds it every second and carries the
- * result out; tests/sim/sched_sim.c (scheduler.c implements it; not sched.h: that name is glibc's) feeds it thousands of seeded schedules.
+ * result out; tests/sim/sched_sim.c feeds it thousands of seeded schedules.
  *
  * A replacement is the one way a replica goes anywhere (a repair, a drain,
  * a rebalance): the map records it (sv_map_replace: the new replica is
@@ -33,8 +33,8 @@
  *     above the mean to a replica leading fewer.
  * A group whose replicas are all healthy and that has no replacement in
  * flight produces nothing. */
-#ifndef SV_SCHEDULER_H
-#define SV_SCHEDULER_H
+#ifndef SV_SCHED_H
+#define SV_SCHED_H
 
 #include "map.h"
 
@@ -46,35 +46,37 @@
  * the metrics and the operators read them). */
 enum sv_sched_reason {
     SV_SCHED_R_NONE = 0,
-    SV_SCHED_R_NODE_DOWN,         /* "node-down": silent past down_after */
-    SV_SCHED_R_NODE_BACK,         /* "node-back": a down node was heard again */
-    SV_SCHED_R_EVICTED,           /* "evicted": silent past evict_after */
-    SV_SCHED_R_REPAIR,            /* "repair": replacing a replica on an evicted/removed node */
-    SV_SCHED_R_DRAIN,             /* "drain": moving a replica off a draining node */
-    SV_SCHED_R_REBALANCE,         /* "rebalance": evening replica counts */
-    SV_SCHED_R_LEADER_OFF,        /* "leader-off": leadership off a down/draining node */
-    SV_SCHED_R_LEADER_BALANCE,    /* "leader-balance": evening leader counts */
-    SV_SCHED_R_NO_ZONE,           /* "no-zone-available": every healthy candidate's zone
-                                     holds a replica of the group already */
-    SV_SCHED_R_NO_SPACE,          /* "no-space": the candidates' disks are too full */
-    SV_SCHED_R_QUORUM_LOST,       /* "quorum-lost": most of the group's replicas are on
-                                     silent nodes: its configuration cannot change */
-    SV_SCHED_R_THROTTLED,         /* "throttled": the candidates are at moves_per_node */
-    SV_SCHED_R_AUTO_EVICT_OFF,    /* "auto-evict-off": evictions held by the operator */
-    SV_SCHED_R_HEALTH_UNKNOWN,    /* "health-unknown": not every node heard since this
-                                     meta leader took over */
-    SV_SCHED_R_CATCHING_UP,       /* "catching-up": the new replica copies data */
-    SV_SCHED_R_SNAPSHOT_FAILING,  /* "snapshot-failing": the new replica made no
-                                     progress for SV_SCHED_STALL_MS */
-    SV_SCHED_R_DOWN_WAITING,      /* "down-waiting": a replica's node is down, not yet
-                                     evicted (evict_after not reached) */
+    SV_SCHED_R_NODE_DOWN,        /* "node-down": silent past down_after */
+    SV_SCHED_R_NODE_BACK,        /* "node-back": a down node was heard again */
+    SV_SCHED_R_EVICTED,          /* "evicted": silent past evict_after */
+    SV_SCHED_R_REPAIR,           /* "repair": replacing a replica on an evicted/removed node */
+    SV_SCHED_R_DRAIN,            /* "drain": moving a replica off a draining node */
+    SV_SCHED_R_REBALANCE,        /* "rebalance": evening replica counts */
+    SV_SCHED_R_LEADER_OFF,       /* "leader-off": leadership off a down/draining node */
+    SV_SCHED_R_LEADER_BALANCE,   /* "leader-balance": evening leader counts */
+    SV_SCHED_R_NO_ZONE,          /* "no-zone-available": every healthy candidate's zone
+                                    holds a replica of the group already */
+    SV_SCHED_R_NO_SPACE,         /* "no-space": the candidates' disks are too full */
+    SV_SCHED_R_QUORUM_LOST,      /* "quorum-lost": most of the group's replicas are on
+                                    silent nodes: its configuration cannot change */
+    SV_SCHED_R_THROTTLED,        /* "throttled": the candidates are at moves_per_node */
+    SV_SCHED_R_AUTO_EVICT_OFF,   /* "auto-evict-off": evictions held by the operator */
+    SV_SCHED_R_HEALTH_UNKNOWN,   /* "health-unknown": not every node heard since this
+                                    meta leader took over */
+    SV_SCHED_R_CATCHING_UP,      /* "catching-up": the new replica copies data */
+    SV_SCHED_R_SNAPSHOT_FAILING, /* "snapshot-failing": the new replica made no
+                                    progress for SV_SCHED_STALL_MS */
+    SV_SCHED_R_DOWN_WAITING,     /* "down-waiting": a replica's node is down, not yet
+                                    evicted (evict_after not reached) */
     SV_SCHED_R_COUNT_
 };
 
 enum {
-    SV_SCHED_STALL_MS = 60000,     /* a catching-up replica silent on progress this long */
+    SV_SCHED_STALL_MS = 60000,      /* a catching-up replica silent on progress this long */
     SV_SCHED_DISK_MIN = 256u << 20, /* free bytes a target keeps beyond the group's size */
-    SV_SCHED_ACTIONS_MAX = 4 * (SV_CFG_SHARDS_MAX + 1) + SV_CFG_NODES_MAX,
+    /* per group: a replacement or a report, a report on a down or stalled replica, a
+     * transfer; per node: a state change or a report; one health-unknown report */
+    SV_SCHED_ACTIONS_MAX = 4 * (SV_CFG_SHARDS_MAX + 1) + SV_CFG_NODES_MAX + 1,
 };
 
 /* What the meta leader knows of one node (parallel to map->nodes). */
@@ -86,10 +88,10 @@ struct sv_sched_node {
 
 /* What heartbeats said of one group (index = group id). */
 struct sv_sched_group {
-    uint64_t leader;   /* node id that said it leads the group (latest term), 0 unknown */
-    uint64_t bytes;    /* the group's stored bytes as its leader said, 0 unknown */
-    uint32_t complete; /* bit k: replica ids[k] said it holds every chunk and is a voter or
-                          a learner within the promotion lag */
+    uint64_t leader;      /* node id that said it leads the group (latest term), 0 unknown */
+    uint64_t bytes;       /* the group's stored bytes as its leader said, 0 unknown */
+    uint32_t complete;    /* bit k: replica ids[k] said it holds every chunk and is a voter or
+                             a learner within the promotion lag */
     uint64_t progress_ms; /* when the new replica of a replacement last made progress */
 };
 
@@ -133,11 +135,14 @@ void sv_sched_plan(const struct sv_sched_in *in, struct sv_sched_out *out);
 
 /* The next step of group's replacement (map group with out != 0). */
 enum sv_sched_step {
-    SV_SCHED_S_WAIT = 0,     /* nothing to do until something changes (see why) */
-    SV_SCHED_S_ADD_LEARNER,  /* propose adding the new replica as a learner */
-    SV_SCHED_S_PROMOTE,      /* propose promoting it to voter */
-    SV_SCHED_S_REMOVE,       /* propose removing `out` from the configuration */
-    SV_SCHED_S_MAP_FINISH,   /* drop `out` from the map (sv_map_remove) */
+    SV_SCHED_S_WAIT = 0,    /* nothing to do until something changes (see why) */
+    SV_SCHED_S_ADD_LEARNER, /* propose adding the new replica as a learner */
+    SV_SCHED_S_PROMOTE,     /* propose promoting it to voter */
+    SV_SCHED_S_REMOVE,      /* propose removing `out` from the configuration */
+    SV_SCHED_S_MAP_FINISH,  /* drop `out` from the map (sv_map_remove) */
+    SV_SCHED_S_REMOVE_NEW,  /* the new replica's node is gone: propose removing it */
+    SV_SCHED_S_MAP_ABANDON, /* it is out of the configuration: drop it from the map
+                               (sv_map_remove of the new replica: `out` stays) */
 };
 
 /* The group's latest Raft configuration as its leader reported it. */
@@ -147,9 +152,16 @@ struct sv_sched_conf {
     bool committed;    /* that configuration is committed */
     bool new_complete; /* the new replica holds every chunk (its heartbeat) and its log is
                           within the promotion lag (the leader's check) */
+    bool new_gone;     /* the new replica's node is evicted or removed in the map */
 };
 
 /* The step, and a reason when it is WAIT (SV_SCHED_R_CATCHING_UP, ...).
+ * Each step waits for the previous configuration to commit. `out` is removed
+ * only while the new replica is a voter and complete (a new replica that
+ * went silent after its promotion holds the removal back). A replacement
+ * whose new replica's node is gone is abandoned (REMOVE_NEW, MAP_ABANDON)
+ * unless `out` has left the configuration already (then it finishes and the
+ * new replica is repaired in turn).
  * bugs: SV_SCHED_BUG_* (test builds only). */
 enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t bugs,
                                          uint32_t *why);
