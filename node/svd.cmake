@@ -31,6 +31,9 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/upkeep.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/move.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/health.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sched_run.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/join.c
 
     ${CMAKE_CURRENT_SOURCE_DIR}/src/stats.c)
 target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
@@ -38,7 +41,7 @@ target_include_directories(svnode PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src)
 set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/src/stats.c PROPERTIES
     COMPILE_DEFINITIONS SV_VERSION="${PROJECT_VERSION}")
 target_include_directories(svnode PRIVATE ${SV_LEVELDB_INCLUDE})
-target_link_libraries(svnode PUBLIC svmap svlog sverrors svtransport svraftwire svproto svlogstore svsegstore
+target_link_libraries(svnode PUBLIC svmap svsched svlog sverrors svtransport svraftwire svproto svlogstore svsegstore
     svcrypto svcodec svmetrics OpenSSL::Crypto ${SV_LEVELDB_LIB} Threads::Threads)
 
 add_executable(svd ${CMAKE_CURRENT_SOURCE_DIR}/src/svd.c)

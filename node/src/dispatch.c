@@ -340,11 +340,43 @@ static void handle_map_get(struct sv_node *n, struct sv_conn *c, const struct sv
     sv__meta_reply_map_get(n, c, f);
 }
 
-static void handle_move(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+/* Operators' requests to the meta leader (sched_run.c). */
+static void handle_sched(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                         const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)body;
+    if (f->type == SV_MSG_NODES)
+        sv__sched_reply_nodes(n, c, f);
+    else if (f->type == SV_MSG_HEALTH)
+        sv__sched_reply_health(n, c, f);
+    else if (f->type == SV_MSG_SCHED_LOG)
+        sv__sched_reply_log(n, c, f);
+    else
+        sv__sched_request(n, c, f, m);
+}
+
+/* A new node's JOIN: its certificate must name the node it asks for (it is
+ * not in the map yet, so it arrives as a client). */
+static void handle_join(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                         const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
 {
     (void)ctx, (void)body;
-    sv__move_request(n, c, f, m);
+    const char *pn = sv_conn_peer_name(c);
+    char want[32];
+    snprintf(want, sizeof want, "node-%" PRIu64, m->node);
+    if (!SV_MSG_HAS(m, SV_F_NODE) || !pn || strcmp(pn, want)) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_DENIED,
+                         "JOIN needs a node certificate naming the node that joins");
+        return;
+    }
+    sv__sched_request(n, c, f, m);
+}
+
+static void handle_heartbeat(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                             const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)body;
+    sv__health_on_beat(n, c, f, m);
 }
 
 static void handle_conf(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
@@ -381,8 +413,16 @@ static const struct route {
     {SV_MSG_CHUNK_FETCH, SV_ROLE_NODE, true, handle_object},
     {SV_MSG_MAP_GET, SV_ROLE_NODE, false, handle_map_get},
     {SV_MSG_CONF, SV_ROLE_NODE, false, handle_conf},
+    {SV_MSG_HEARTBEAT, SV_ROLE_NODE, false, handle_heartbeat},
+    {SV_MSG_JOIN, SV_ROLE_CLIENT, false, handle_join},
     /* Until roles exist (the security issue: operator), any client. */
-    {SV_MSG_MOVE, SV_ROLE_CLIENT, false, handle_move},
+    {SV_MSG_MOVE, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_NODES, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_HEALTH, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_SCHED_LOG, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_DRAIN, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_NODE_REMOVE, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_CLUSTER_SET, SV_ROLE_CLIENT, false, handle_sched},
 };
 
 /* Who connection c speaks for: another node when its certificate names a
@@ -454,6 +494,10 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
         sv__meta_on_map_reply(n, f);
     else if (f->type == (SV_MSG_CONF | SV_MSG_RESP) && sv__peer_id(n, c))
         sv__move_on_conf_reply(n, f);
+    else if (f->type == (SV_MSG_HEARTBEAT | SV_MSG_RESP) && sv__peer_id(n, c))
+        sv__health_on_reply(n, f);
+    else if (f->type == (SV_MSG_JOIN | SV_MSG_RESP) && n->joining)
+        sv__join_on_reply(n, c, f);
     else if (f->type & SV_MSG_RESP)
         sv_conn_close(c, "unexpected response frame");
     else

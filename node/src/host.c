@@ -233,11 +233,34 @@ static bool dropping(const struct sv_node *n, uint64_t id)
     return false;
 }
 
+bool sv__host_serves(const struct sv_node *n)
+{
+    const struct sv_map_node *me = sv_map_node(n->map, n->me->id);
+    return me && me->state != SV_MAP_EVICTED && me->state != SV_MAP_REMOVED;
+}
+
+/* An evicted or removed node says once why it serves nothing. */
+static void say_left(struct sv_node *n)
+{
+    if (sv__host_serves(n) || n->said_left)
+        return;
+    n->said_left = true;
+    LOG_ERROR("this node is %s in the cluster map (epoch %" PRIu64
+              "): it is no member of its groups any more and serves none of them; the data "
+              "of groups still placed here is kept until they are rebuilt elsewhere. To use "
+              "this machine again, wipe it and add it as a new node (deploy/cluster start "
+              "%" PRIu64 " --reset)",
+              sv_map_state_name(sv_map_node(n->map, n->me->id)->state), n->map->epoch, n->me->id);
+}
+
 void sv__host_follow(struct sv_node *n)
 {
+    bool serves = sv__host_serves(n);
+    say_left(n);
     for (uint32_t id = 0; id < n->n_group_ids; id++) {
         struct group *g = n->groups[id];
-        bool held = sv_map_holds(n->map, id, n->me->id);
+        bool placed = sv_map_holds(n->map, id, n->me->id);
+        bool held = placed && serves;
         if (held && !g && dropping(n, id)) {
             n->follow_again = true; /* once its old data is gone (sv__host_tick) */
         } else if (held && !g) {
@@ -249,11 +272,13 @@ void sv__host_follow(struct sv_node *n)
                 LOG_INFO("group %u: hosted here from map epoch %" PRIu64, id, n->map->epoch);
         } else if (!held && g && !g->closing) {
             /* The map drops a replica only once the group's configuration
-             * removing it is committed (move.c): nothing here is needed. */
-            LOG_INFO("group %u: no longer hosted here (map epoch %" PRIu64
-                     "): stopping it, then deleting its data",
-                     id, n->map->epoch);
+             * removing it is committed (move.c): nothing here is needed. A
+             * node that left the cluster keeps the data of groups still
+             * placed on it (they may need it until rebuilt elsewhere). */
+            LOG_INFO("group %u: no longer hosted here (map epoch %" PRIu64 "): stopping it%s", id,
+                     n->map->epoch, placed ? "" : ", then deleting its data");
             g->closing = true;
+            g->keep_data = placed;
             n->n_closing++;
             n->ev.leader_lost(n, g); /* its requests are answered: retry elsewhere */
         } else if (held && g && g->closing) {
@@ -271,11 +296,12 @@ void sv__host_reap(struct sv_node *n)
         if (!g || !g->closing || g->busy || g->pool_refs || g->waiting || g->reads ||
             g->ready_reads)
             continue;
-        uint64_t *d = realloc(n->drops, (n->n_drops + 1) * sizeof *d);
-        if (!d)
+        uint64_t *d = g->keep_data ? n->drops : realloc(n->drops, (n->n_drops + 1) * sizeof *d);
+        if (!d && !g->keep_data)
             return; /* tried again on the next tick */
         n->drops = d;
-        n->drops[n->n_drops++] = id;
+        if (!g->keep_data)
+            n->drops[n->n_drops++] = id;
         for (struct prop *p = g->props, *next; p; p = next) {
             next = p->next;
             if (p->tag) /* answered as by a follower: the client asks the map again */

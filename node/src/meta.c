@@ -253,8 +253,8 @@ static void poll_member(struct sv_node *n)
 
 void sv__meta_tick(struct sv_node *n, uint64_t now_ms)
 {
-    if (now_ms - n->last_map_check_ms < MAP_CHECK_MS || n->stopping)
-        return;
+    if (now_ms - n->last_map_check_ms < MAP_CHECK_MS || n->stopping || n->joining)
+        return; /* a joining node reads the map once it is in it (join.c) */
     n->last_map_check_ms = now_ms;
     struct group *g = sv__group(n, 0);
     if (!g) {

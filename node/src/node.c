@@ -75,7 +75,11 @@ static void on_tick(uv_timer_t *t)
     sv__dispatch_tick(n, now);
     sv__repair_tick(n, now);
     sv__meta_tick(n, now);
+    sv__join_tick(n, now);
+    sv__health_tick(n, now);
+    sv__sched_tick(n, now);
     sv__move_tick(n, now);
+    sv__copy_tick(n, now);
     if (n->apply_retry_ms && now >= n->apply_retry_ms)
         sv__pipeline_advance(n);
     sv__upkeep_tick(n, now);
@@ -153,8 +157,8 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
-int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, char *errmsg,
-                 size_t errlen)
+int sv_node_open(const char *config_path, uint64_t id, unsigned flags, struct sv_node **out,
+                 char *errmsg, size_t errlen)
 {
     *out = NULL;
     struct sv_node *n = calloc(1, sizeof *n);
@@ -190,6 +194,9 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
      * cluster.conf (which only bootstraps it). */
     if ((rc = sv__meta_load(n, errmsg, errlen)))
         goto err;
+    /* A new node holds nothing until the cluster's map names it: cluster.conf's
+     * placement (with it in) is not the cluster's. */
+    n->joining = (flags & SV_NODE_JOIN) && n->map->epoch == 1;
     /* Keys: the data key is unwrapped with the master key, kept in memory only. */
     rc = sv_crypto_master_load(n->cfg.master_key, &n->kek, errmsg, errlen);
     if (rc)
@@ -226,7 +233,8 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     rc = sv_sm_open(path, &n->sm, errmsg, errlen);
     if (rc)
         goto err;
-    if ((rc = sv__stats_open(n, errmsg, errlen)))
+    if ((rc = sv__stats_open(n, errmsg, errlen)) || (rc = sv__health_open(n)) ||
+        (rc = sv__sched_open(n)))
         goto err;
     /* Groups placed here. */
     n->n_group_ids = n->map->n_shards + 1;
@@ -235,11 +243,12 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
         rc = -ENOMEM;
         goto err;
     }
-    for (uint32_t gid = 0; gid < n->n_group_ids; gid++) {
-        if (sv_map_holds(n->map, gid, id)) {
+    for (uint32_t gid = 0; gid < n->n_group_ids && !n->joining; gid++) {
+        bool placed = sv_map_holds(n->map, gid, id);
+        if (placed && sv__host_serves(n)) {
             if ((rc = sv__group_open(n, gid, errmsg, errlen)))
                 goto err;
-        } else if (n->map->epoch > 1) {
+        } else if (!placed && n->map->epoch > 1) {
             /* It may have left this node with its data not yet deleted
              * (a stop or crash in between): delete it again, which costs
              * nothing when there is nothing (sv_sm_drop). */
@@ -307,6 +316,8 @@ err:
                 sv__group_free(n, n->groups[gid]);
         free(n->groups);
     }
+    sv__sched_close(n);
+    sv__health_close(n);
     sv__stats_free(n);
     sv_sm_close(n->sm);
     sv_seg_close(n->seg);
@@ -335,6 +346,7 @@ int sv_node_run(struct sv_node *n)
     while (n->jobs || n->jobs_in_pool > 0)
         uv_run(&n->loop, UV_RUN_ONCE);
     sv__repair_close(n); /* their requests are answered while the transport runs */
+    sv__sched_close(n);
     sv__move_close(n);
     sv__stats_stop(n);
     sv_tp_stop(n->tp);
@@ -352,6 +364,7 @@ int sv_node_run(struct sv_node *n)
         sv__group_free(n, g);
     }
     free(n->groups);
+    sv__health_close(n);
     sv__stats_free(n);
     free(n->peers);
     free(n->drops);

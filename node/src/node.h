@@ -29,11 +29,15 @@
 
 struct sv_node;
 
+enum {
+    SV_NODE_JOIN = 1, /* a new node: ask the cluster to add it to the map (svd --join) */
+};
+
 /* Load the configuration at config_path, open node id's stores, create or
- * restore its Raft groups and start listening. 0 or a negative error with
- * errmsg set. */
-int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, char *errmsg,
-                 size_t errlen);
+ * restore its Raft groups and start listening. flags: SV_NODE_*. 0 or a
+ * negative error with errmsg set. */
+int sv_node_open(const char *config_path, uint64_t id, unsigned flags, struct sv_node **out,
+                 char *errmsg, size_t errlen);
 
 /* Run the loop until SIGTERM or SIGINT (graceful: the persist jobs in
  * flight finish, stores are synced and closed), or a fatal storage error.

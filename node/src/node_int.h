@@ -52,6 +52,8 @@ enum {
     PEER_RETRY_MS = 300,        /* between dials of an unreachable peer */
     UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
     MAP_CHECK_MS = 1000,        /* until the meta group's map is recorded and checked */
+    HEARTBEAT_MS = 1000,        /* every node to the meta leader */
+    SCHED_MS = 1000,            /* the meta leader plans this often */
     SEG_COMPACT_MS = 30000,     /* segments with mostly deleted chunks are compacted this often */
     EXPIRED_BATCH = 64,         /* uploads aborted per scan */
     DISK_RESERVE_BYTES = 64u << 20, /* writes are refused below this much free space */
@@ -169,6 +171,7 @@ struct group {
     bool rd_persist;
     uint64_t hs_term, hs_vote; /* as last persisted */
     bool closing;              /* no longer held by the map: freed once out of every job */
+    bool keep_data;            /* ... and its data kept (this node left the cluster) */
     int pool_refs;             /* upkeep jobs in the pool that hold this group */
     struct sv_raft_snapshot snap;
 };
@@ -227,6 +230,40 @@ struct peer {
 
 struct fetch;
 struct sv__stats;
+struct sv__sched;
+struct sv__repl;
+
+/* ---- heartbeats, as the meta leader holds them (health.c) ---------------- */
+
+struct sv__hreplica {       /* what one node said of one group it hosts */
+    uint64_t applied, left; /* its applied index; chunks it still copies */
+    uint64_t seen_ms;       /* when (0: never) */
+    uint64_t progress_ms;   /* when applied or left last changed */
+    bool complete;          /* it holds every chunk its records claim */
+};
+
+struct sv__hnode {
+    uint64_t id;
+    uint64_t last_ms; /* its last heartbeat (loop time), 0: none this term */
+    uint64_t bytes, free;
+    uint32_t n_leaders;
+    struct sv__hreplica *groups; /* by group id, SV_CFG_SHARDS_MAX + 1 */
+};
+
+struct sv__hgroup { /* what the group's leader said */
+    uint64_t leader, term, commit, bytes;
+};
+
+struct sv__health {
+    uint64_t leader_term; /* the meta group's term this table belongs to, 0: not leading */
+    uint64_t since_ms;    /* when this node took over as the meta leader */
+    uint64_t sent_ms;     /* this node's last heartbeat */
+    uint64_t hint;        /* the meta leader as a NOT_LEADER answer named it */
+    uint32_t rr;
+    uint32_t n_nodes;
+    struct sv__hnode nodes[SV_CFG_NODES_MAX];
+    struct sv__hgroup groups[SV_CFG_SHARDS_MAX + 1];
+};
 
 struct sv_node {
     struct sv_cfg cfg;            /* this node's cluster.conf: identity, paths, keys */
@@ -273,7 +310,15 @@ struct sv_node {
     bool follow_again;         /* a group placed here waits for its old data to go */
     uint64_t *drops;           /* groups whose data the next job deletes */
     uint32_t n_drops;
-    struct move *move; /* the replica move this node (meta leader) runs */
+    struct sv__health *health; /* heartbeats (health.c) */
+    struct sv__sched *sched;   /* the scheduler's state on the meta leader (sched_run.c) */
+    struct sv__repl **repls;   /* replacements being driven, by group id (move.c) */
+    uint32_t n_repls;
+    bool joining;     /* started with --join: not in the cluster map yet */
+    bool said_left;   /* an evicted/removed node logged why it serves nothing */
+    uint64_t join_ms; /* the last JOIN sent */
+    uint64_t join_to; /* the node it went to (a redirect's target next) */
+    uint32_t join_rr;
     uint64_t disk_checked_ms;
     uint64_t disk_free;
     uint64_t unapplied;      /* entry bytes of this node's proposed writes not yet answered */
@@ -314,6 +359,8 @@ void sv__host_drain(struct sv_node *n, struct group *g);
  * one joins its group as a learner), close those it no longer places here
  * (their data is deleted once they are out of every job). */
 void sv__host_follow(struct sv_node *n);
+/* This node is a member of the cluster: not evicted or removed in the map. */
+bool sv__host_serves(const struct sv_node *n);
 /* Free the closing groups that are out of every job, and queue their data
  * for deletion. */
 void sv__host_reap(struct sv_node *n);
@@ -415,18 +462,67 @@ void sv__objects_serve_ready(struct sv_node *n, struct group *g);
 
 /* ---- move.c -------------------------------------------------------------- */
 
-/* A MOVE request (this node must lead the meta group). */
-void sv__move_request(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
-                      const struct sv_msg *m);
-/* A CONF request from the node running a move (this node leads the shard). */
+/* Meta leader: drive every replacement the recorded map holds. */
+void sv__move_tick(struct sv_node *n, uint64_t now_ms);
+/* group's replacement is done with the configuration: the map may drop
+ * `out` (or, *abandoned, the new replica). */
+bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned);
+/* What group's replacement waits for, a sentence. */
+void sv__move_describe(const struct sv_node *n, uint64_t group, char *buf, size_t cap);
+/* Ask group's leader (as last heard) to hand leadership to node to. */
+void sv__move_transfer(struct sv_node *n, uint64_t group, uint64_t leader, uint64_t to);
+/* A CONF request from the meta leader (this node leads the group). */
 void sv__move_conf(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                    const struct sv_msg *m);
 /* A CONF answer. */
 void sv__move_on_conf_reply(struct sv_node *n, const struct sv_wire_frame *f);
-/* Advance the running move. */
-void sv__move_tick(struct sv_node *n, uint64_t now_ms);
-/* Answer the running move's requester (the node stops). */
+/* Free the replacements' state (the node stops). */
 void sv__move_close(struct sv_node *n);
+
+/* ---- health.c ------------------------------------------------------------ */
+
+int sv__health_open(struct sv_node *n);
+void sv__health_close(struct sv_node *n);
+/* Send this node's heartbeat every HEARTBEAT_MS; a new meta leadership
+ * starts an empty table. */
+void sv__health_tick(struct sv_node *n, uint64_t now_ms);
+/* This node leads the meta group and its table is of the current term. */
+bool sv__health_leading(const struct sv_node *n);
+/* What node id said last, or NULL. */
+const struct sv__hnode *sv__health_node(const struct sv_node *n, uint64_t id);
+/* A HEARTBEAT from another node; the answer to ours. */
+void sv__health_on_beat(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                        const struct sv_msg *m);
+void sv__health_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
+
+/* ---- sched_run.c --------------------------------------------------------- */
+
+int sv__sched_open(struct sv_node *n);
+/* Answer the waiting requests (the node stops) and free. */
+void sv__sched_close(struct sv_node *n);
+/* The meta leader plans a round every SCHED_MS (or when a request waits). */
+void sv__sched_tick(struct sv_node *n, uint64_t now_ms);
+/* DRAIN, NODE_REMOVE, CLUSTER_SET, JOIN, MOVE: answered once recorded. */
+void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                       const struct sv_msg *m);
+void sv__sched_reply_settings(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+void sv__sched_reply_nodes(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+void sv__sched_reply_health(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+void sv__sched_reply_log(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+
+/* ---- join.c -------------------------------------------------------------- */
+
+/* A node started with --join asks to be added until the map names it. */
+void sv__join_tick(struct sv_node *n, uint64_t now_ms);
+void sv__join_on_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+
+/* ---- copy.c (eager chunk copy; its own section when merged) --------------- */
+
+void sv__copy_tick(struct sv_node *n, uint64_t now_ms);
+bool sv__copy_complete(const struct sv_node *n, const struct group *g);
+void sv__copy_progress(const struct sv_node *n, const struct group *g, uint64_t *chunks_left,
+                       uint64_t *bytes_left);
+void sv__copy_set_rate(struct sv_node *n, uint64_t bytes_per_s);
 
 /* ---- repair.c ------------------------------------------------------------ */
 
@@ -499,6 +595,11 @@ void sv__stats_seg_sizes(struct sv_node *n);
 /* A compaction ended with rc, holding the segment store held_ns and
  * removing reclaimed bytes of files. */
 void sv__stats_compacted(struct sv_node *n, int rc, uint64_t held_ns, uint64_t reclaimed);
+/* The scheduler decided or reported a (counted by reason). */
+struct sv_sched_action;
+void sv__stats_sched(struct sv_node *n, const struct sv_sched_action *a);
+/* Bytes this node stores (the segment store's live bytes, as last copied). */
+uint64_t sv__stats_stored_bytes(const struct sv_node *n);
 /* A repair ended with status (SV_ST_OK: a healthy copy is stored). */
 void sv__stats_repair(struct sv_node *n, int status);
 

@@ -5,6 +5,7 @@
 #include "node_int.h"
 
 #include "metrics.h"
+#include "sv_sched.h"
 #include "sv_assert.h"
 
 #include <errno.h>
@@ -95,6 +96,8 @@ struct sv__stats {
     struct sv_counter *compact[COMPACT_RESULTS];
     struct sv_counter *bytes[KINDS][DIRS];
     struct sv_counter *compacted_bytes;
+    struct sv_metrics_family *sched;
+    struct sv_counter *sched_reason[SV_SCHED_R_COUNT_];
     struct sv_histogram *compact_hold, *persist_sync, *persist_entries, *apply;
 
     /* The request whose frame is being dispatched: a reply to it while it
@@ -208,6 +211,51 @@ static double map_epoch(void *arg)
     return (double)((const struct sv_node *)arg)->map->epoch;
 }
 
+/* Groups of the map with fewer replicas on up nodes than it asks for (a
+ * replacement's new replica does not count until it is done). */
+static double under_replicated(void *arg)
+{
+    const struct sv_map *m = ((const struct sv_node *)arg)->map;
+    uint32_t count = 0;
+    for (uint64_t g = 0; g <= m->n_shards; g++) {
+        const struct sv_map_group *mg = &m->groups[g];
+        uint32_t healthy = 0;
+        for (uint32_t k = 0; k < mg->n - (mg->out ? 1 : 0); k++) {
+            const struct sv_map_node *mn = sv_map_node(m, mg->ids[k]);
+            healthy += mn && (mn->state == SV_MAP_UP || mn->state == SV_MAP_DRAINING);
+        }
+        count += healthy < m->replicas;
+    }
+    return count;
+}
+
+/* Groups with at most half their replicas on up or draining nodes: no
+ * quorum while that lasts. */
+static double unavailable(void *arg)
+{
+    const struct sv_map *m = ((const struct sv_node *)arg)->map;
+    uint32_t count = 0;
+    for (uint64_t g = 0; g <= m->n_shards; g++) {
+        const struct sv_map_group *mg = &m->groups[g];
+        uint32_t live = 0, voters = mg->n - (mg->out ? 1 : 0);
+        for (uint32_t k = 0; k < voters; k++) {
+            const struct sv_map_node *mn = sv_map_node(m, mg->ids[k]);
+            live += mn && (mn->state == SV_MAP_UP || mn->state == SV_MAP_DRAINING);
+        }
+        count += live * 2 <= voters;
+    }
+    return count;
+}
+
+static double moves_in_flight(void *arg)
+{
+    const struct sv_map *m = ((const struct sv_node *)arg)->map;
+    uint32_t count = 0;
+    for (uint64_t g = 0; g <= m->n_shards; g++)
+        count += m->groups[g].out != 0;
+    return count;
+}
+
 static double apply_paused(void *arg)
 {
     return ((const struct sv_node *)arg)->apply_retry_ms != 0;
@@ -251,6 +299,7 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
     static const char *const kind_dir[] = {"kind", "direction"};
     static const char *const result_label[] = {"result"};
     static const char *const state_label[] = {"state"};
+    static const char *const reason_label[] = {"reason"};
     const struct sv_metrics_desc seconds = {
         .type = SV_METRIC_HISTOGRAM,
         .bounds = lat,
@@ -402,6 +451,28 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
     d.name = "sv_map_epoch";
     d.help = "Epoch of the cluster map this node routes by.";
     TRY(fn_family(s, &d, NULL, map_epoch, n, errmsg, errlen));
+    d.name = "sv_sched_under_replicated_groups";
+    d.help = "Groups (shards and the meta group) with fewer replicas on up or draining nodes "
+             "than the replica count, by this node's map.";
+    TRY(fn_family(s, &d, NULL, under_replicated, n, errmsg, errlen));
+    d.name = "sv_sched_unavailable_groups";
+    d.help = "Groups with at most half their replicas on up or draining nodes (no quorum), by "
+             "this node's map.";
+    TRY(fn_family(s, &d, NULL, unavailable, n, errmsg, errlen));
+    d.name = "sv_sched_moves_in_flight";
+    d.help = "Replica replacements in progress (repairs, drains, rebalancing), by this node's "
+             "map.";
+    TRY(fn_family(s, &d, NULL, moves_in_flight, n, errmsg, errlen));
+    d = (struct sv_metrics_desc){
+        .type = SV_METRIC_COUNTER,
+        .name = "sv_sched_decisions_total",
+        .help = "Scheduler decisions and reports made by this node as the meta group's leader, "
+                "by reason (evicted counts evictions, repair the replacements of lost "
+                "replicas).",
+        .labels = reason_label,
+        .n_labels = 1};
+    TRY(family(s, &s->sched, &d, errmsg, errlen));
+    d = (struct sv_metrics_desc){.type = SV_METRIC_GAUGE};
     d.name = "sv_apply_paused";
     d.help = "1 while applying committed entries is paused because the disk is full, else 0.";
     TRY(fn_family(s, &d, NULL, apply_paused, n, errmsg, errlen));
@@ -679,4 +750,20 @@ void sv__stats_repair(struct sv_node *n, int status)
     struct sv_counter *c = counter_at(s->repairs, &s->repair[r], &repair_results[r]);
     if (c)
         sv_counter_inc(c);
+}
+
+void sv__stats_sched(struct sv_node *n, const struct sv_sched_action *a)
+{
+    struct sv__stats *s = n->stats;
+    if (a->reason >= SV_SCHED_R_COUNT_)
+        return;
+    const char *values[] = {sv_sched_reason_name(a->reason)};
+    struct sv_counter *c = counter_at(s->sched, &s->sched_reason[a->reason], values);
+    if (c)
+        sv_counter_inc(c);
+}
+
+uint64_t sv__stats_stored_bytes(const struct sv_node *n)
+{
+    return atomic_load_explicit(&n->stats->seg_live, memory_order_relaxed);
 }

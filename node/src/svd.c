@@ -12,7 +12,7 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: svd --config FILE --id N\n"
+    fputs("usage: svd --config FILE --id N [--join]\n"
           "       svd keygen --master FILE --data-key FILE\n"
           "       svd --help\n"
           "\n"
@@ -24,6 +24,12 @@ static void usage(FILE *f)
           "/metrics (Prometheus text format) and /health over plain HTTP on the\n"
           "node's metrics address (its 'node' line's 'metrics HOST:PORT', by default\n"
           "its port + 1000).\n"
+          "\n"
+          "--join: node N is new to a running cluster (deploy/cluster add writes\n"
+          "its line into FILE): it asks the meta group's leader, found through the\n"
+          "other nodes of FILE, to add it to the cluster map, then receives its\n"
+          "share of replicas from the scheduler. Once it has joined (DATA/map\n"
+          "exists), --join changes nothing.\n"
           "\n"
           "keygen creates the master key file (mode 0600; an existing file is never\n"
           "overwritten) and a data key wrapped by it.\n"
@@ -70,12 +76,15 @@ int main(int argc, char **argv)
         return keygen(argc, argv);
     const char *config = NULL;
     uint64_t id = 0;
+    unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
             config = argv[++i];
+        } else if (!strcmp(argv[i], "--join")) {
+            flags |= SV_NODE_JOIN;
         } else if (!strcmp(argv[i], "--id") && i + 1 < argc) {
             char *end;
             errno = 0;
@@ -105,7 +114,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     struct sv_node *n;
     char err[512] = "";
-    int rc = sv_node_open(config, id, &n, err, sizeof err);
+    int rc = sv_node_open(config, id, flags, &n, err, sizeof err);
     if (rc) {
         LOG_ERROR("svd: cannot start: %s", err[0] ? err : sv_strerror(rc));
         return 1;
