@@ -95,7 +95,7 @@ static void propose_map(struct sv_node *n, struct move *mv)
     if (!rc)
         rc = sv__meta_propose(n, next, n->map->epoch);
     if (rc)
-        snprintf(mv->why, sizeof mv->why, "map change: %s", err[0] ? err : sv_strerror(rc));
+        snprintf(mv->why, sizeof mv->why, "map change: %.140s", err[0] ? err : sv_strerror(rc));
     free(next);
 }
 
