@@ -14,6 +14,7 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_read.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_snapshot.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_drop.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_chunks.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/host.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/pipeline.c
