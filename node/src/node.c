@@ -79,6 +79,7 @@ static void on_tick(uv_timer_t *t)
     if (n->apply_retry_ms && now >= n->apply_retry_ms)
         sv__pipeline_advance(n);
     sv__upkeep_tick(n, now);
+    sv__copy_tick(n, now);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -161,6 +162,7 @@ int sv_node_open(const char *config_path, uint64_t id, struct sv_node **out, cha
     if (!n)
         return -ENOMEM;
     n->clock = sv__clock_system;
+    n->copy_rate = COPY_RATE_BYTES;
     sv__dispatch_events(&n->ev);
     n->ev.idle = on_idle;
     int rc = sv_cfg_load(config_path, &n->cfg, errmsg, errlen);

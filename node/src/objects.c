@@ -254,13 +254,16 @@ encode:
 }
 
 /* The repair read_after started for w ended. */
-static void on_repaired(struct sv_node *n, void *arg, int status, const char *text)
+static void on_repaired(struct sv_node *n, void *arg, int status, const char *text, size_t bytes)
 {
     struct waiter *w = arg;
-    if (status)
+    (void)bytes;
+    if (status) {
         sv__waiter_fail(w, status, text);
-    else
+    } else {
+        LOG_INFO("chunk repaired from a replica");
         sv__objects_start_read(n, w); /* read again: now from the repaired copy */
+    }
 }
 
 static void read_after(uv_work_t *req, int status)
