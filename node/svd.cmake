@@ -21,6 +21,7 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_read.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_snapshot.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_drop.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/sm_chunks.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/node.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/host.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/pipeline.c
@@ -28,6 +29,7 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/dispatch.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/objects.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/repair.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/copy.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/upkeep.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/move.c

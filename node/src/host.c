@@ -194,7 +194,10 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
         /* Placed here by a change of the map: an empty member that the
          * group's leader adds as a learner and catches up (never a
          * bootstrap, which would start a second history of the group). */
-        rc = sv_raft_create(&o, NULL, &g->r);
+        /* Its records will claim chunks it lacks (copy.c fetches them). */
+        rc = sv_sm_copy_mark(n->sm, id, 0);
+        if (!rc)
+            rc = sv_raft_create(&o, NULL, &g->r);
         LOG_INFO("group %" PRIu64 ": created empty, waiting for its leader to add this node", id);
     } else if (rc == SV_LOG_E_NOT_FOUND) {
         rc = sv_raft_create(&o, NULL, &g->r);
@@ -208,6 +211,8 @@ int sv__group_open(struct sv_node *n, uint64_t id, char *errmsg, size_t errlen)
             rc = sv_raft_bootstrap(g->r, &conf);
     }
     sv_logstore_loaded_free(&l);
+    if (!rc)
+        rc = sv_sm_copy_pending(n->sm, NULL, id, &g->copy_pending, NULL);
     if (rc) {
         snprintf(errmsg, errlen, "group %" PRIu64 ": %s", id, sv_strerror(rc));
         sv_raft_destroy(g->r);
@@ -337,6 +342,7 @@ void sv__group_free(struct sv_node *n, struct group *g)
     free(g->read_ctxs);
     free(g->res);
     free(g->snap.data);
+    free(g->copy);
     sv__stats_group_remove(n, g);
     free(g);
 }

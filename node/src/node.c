@@ -165,6 +165,7 @@ int sv_node_open(const char *config_path, uint64_t id, unsigned flags, struct sv
     if (!n)
         return -ENOMEM;
     n->clock = sv__clock_system;
+    n->copy_rate = COPY_RATE_BYTES;
     sv__dispatch_events(&n->ev);
     n->ev.idle = on_idle;
     int rc = sv_cfg_load(config_path, &n->cfg, errmsg, errlen);

@@ -7,6 +7,7 @@
  *               the request context, waiters, replies, deadlines
  *   objects.c   writes become commands; reads and lists in the pool
  *   repair.c    fetches a healthy copy of a chunk, reports through a callback
+ *   copy.c      a new replica copies every chunk its records claim, eagerly
  *   meta.c      the meta group: the recorded cluster map, how nodes learn,
  *               store and follow it; MAP and MAP_GET replies
  *   move.c      moving one replica of a shard (the meta leader runs it)
@@ -68,7 +69,14 @@ enum {
     SNAPSHOT_BYTES = 32u << 20,     /* ... or this many bytes of log */
     SNAPSHOT_TRAILING = 64,         /* entries kept behind a snapshot for slow followers */
     RAFTWIRE_BATCH = 64,            /* Raft messages to one peer encoded together */
+    COPY_CONCURRENT = 8,            /* chunk copy fetches in flight per node */
+    COPY_RATE_BYTES = 64u << 20,    /* default chunk copy rate, bytes per second */
+    COPY_PAGE = 256,                /* chunks looked at per copy page */
+    COPY_COUNT_PAGE = 1024,         /* chunks counted per hold of seg_mu */
+    COPY_RETRY_MS = 5000,           /* a pass with failed fetches starts again after */
 };
+
+_Static_assert(COPY_CONCURRENT <= COPY_PAGE, "a page feeds every fetch slot");
 
 /* ---- time and randomness: the one place the node's logic gets them ------- */
 
@@ -174,6 +182,11 @@ struct group {
     bool keep_data;            /* ... and its data kept (this node left the cluster) */
     int pool_refs;             /* upkeep jobs in the pool that hold this group */
     struct sv_raft_snapshot snap;
+    /* Chunk copy (copy.c): the marker is set here (sm.h), so the records may
+     * claim chunks this node lacks; copy is its pass, one malloc'd block
+     * (freed with the group), NULL until the first pass. */
+    bool copy_pending;
+    struct sv__copy_group *copy;
 };
 
 /* One half of a job. A job that is not split runs both halves in turn on
@@ -264,6 +277,7 @@ struct sv__health {
     struct sv__hnode nodes[SV_CFG_NODES_MAX];
     struct sv__hgroup groups[SV_CFG_SHARDS_MAX + 1];
 };
+struct sv__copy_group;
 
 struct sv_node {
     struct sv_cfg cfg;            /* this node's cluster.conf: identity, paths, keys */
@@ -324,7 +338,15 @@ struct sv_node {
     uint64_t unapplied;      /* entry bytes of this node's proposed writes not yet answered */
     uint64_t apply_retry_ms; /* the disk was full: no apply half starts before this */
     struct fetch *fetches;
-    int jobs_in_pool; /* read, repair and upkeep jobs */
+    /* Chunk copy (copy.c). */
+    uint64_t copy_rate;      /* bytes per second; 0 pauses copying */
+    int64_t copy_tokens;     /* the token bucket, in bytes (below 0: owed) */
+    uint64_t copy_refill_ms; /* when tokens were last added */
+    uint32_t copy_inflight;  /* fetches */
+    uint64_t copy_passes;    /* passes started (each pass's number) */
+    uint32_t copy_jobs;      /* count and page jobs in the pool */
+    bool copy_pumping;       /* copy.c's pump is on the stack */
+    int jobs_in_pool;        /* read, repair, copy and upkeep jobs */
     bool stopping;
     int exit_code;
     struct sv__stats *stats; /* metrics (stats.c) */
@@ -516,19 +538,13 @@ void sv__sched_reply_log(struct sv_node *n, struct sv_conn *c, const struct sv_w
 void sv__join_tick(struct sv_node *n, uint64_t now_ms);
 void sv__join_on_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 
-/* ---- copy.c (eager chunk copy; its own section when merged) --------------- */
-
-void sv__copy_tick(struct sv_node *n, uint64_t now_ms);
-bool sv__copy_complete(const struct sv_node *n, const struct group *g);
-void sv__copy_progress(const struct sv_node *n, const struct group *g, uint64_t *chunks_left,
-                       uint64_t *bytes_left);
-void sv__copy_set_rate(struct sv_node *n, uint64_t bytes_per_s);
-
 /* ---- repair.c ------------------------------------------------------------ */
 
-/* Called once a repair ends: status 0 when a healthy copy is stored here
- * (read again), else an SV_ST_* status and a sentence. */
-typedef void (*sv__repair_cb)(struct sv_node *n, void *arg, int status, const char *text);
+/* Called once a repair ends: status 0 when a healthy copy of bytes (sealed)
+ * is stored here (read again), else an SV_ST_* status and a sentence (bytes
+ * 0). It may be called before sv__repair_start returns. */
+typedef void (*sv__repair_cb)(struct sv_node *n, void *arg, int status, const char *text,
+                              size_t bytes);
 /* Fetch chunk_id of group (whose ciphertext must open under ad) from
  * another replica and store it here. */
 void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
@@ -539,6 +555,31 @@ void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
 void sv__repair_tick(struct sv_node *n, uint64_t now_ms);
 /* Give up every fetch (the node stops): their callbacks get UNAVAILABLE. */
 void sv__repair_close(struct sv_node *n);
+
+/* ---- copy.c -------------------------------------------------------------- */
+
+/* A replica whose records may claim chunks it lacks (the copy marker: a
+ * snapshot installed, or created empty to join) copies them from the other
+ * replicas in the background, in passes: count what is missing (one view,
+ * in the pool), fetch it page by page (repair.c), count again; a count that
+ * finds nothing missing clears the marker. */
+
+/* Start what may start: passes due, pages, fetches within COPY_CONCURRENT
+ * and the rate. Every tick, and after a page or a fetch ends. */
+void sv__copy_tick(struct sv_node *n, uint64_t now_ms);
+/* g installed a snapshot (its marker is set): a pass starts (again). */
+void sv__copy_installed(struct sv_node *n, struct group *g);
+/* Bytes per second copied at most (0 pauses; the scheduler sets it from a
+ * cluster setting; COPY_RATE_BYTES until then). */
+void sv__copy_set_rate(struct sv_node *n, uint64_t bytes_per_s);
+/* g holds every chunk its records claim (its marker is clear). */
+bool sv__copy_complete(const struct sv_node *n, const struct group *g);
+/* What g still lacks: chunks as of its pass's last count less those copied
+ * since, and bytes estimated (each chunk at its object's size over its
+ * chunk count, an open upload's at the average of those); both 0 while
+ * complete, and until the first count of a pass ends. */
+void sv__copy_progress(const struct sv_node *n, const struct group *g, uint64_t *chunks_left,
+                       uint64_t *bytes_left);
 
 /* ---- stats.c ------------------------------------------------------------- */
 
@@ -602,5 +643,7 @@ void sv__stats_sched(struct sv_node *n, const struct sv_sched_action *a);
 uint64_t sv__stats_stored_bytes(const struct sv_node *n);
 /* A repair ended with status (SV_ST_OK: a healthy copy is stored). */
 void sv__stats_repair(struct sv_node *n, int status);
+/* A chunk copy stored bytes (sealed) of a chunk. */
+void sv__stats_copied(struct sv_node *n, size_t bytes);
 
 #endif

@@ -50,11 +50,8 @@ struct read_job {
 static void chunk_ref(struct read_job *r, uint64_t group, uint64_t tenant, const struct sv_msg *m,
                       const struct sv_obj *o, uint32_t idx)
 {
-    sv_chunk_id(group, o->upload, idx, r->chunk_id);
-    r->ad.tenant_id = tenant;
-    sv_object_id(tenant, m->bucket.p, m->bucket.len, m->key.p, m->key.len, r->ad.object_id);
-    r->ad.chunk_index = idx;
-    r->ad.version = o->upload;
+    sv_sm_chunk_ref(group, tenant, m->bucket.p, m->bucket.len, m->key.p, m->key.len, o->upload, idx,
+                    r->chunk_id, &r->ad);
 }
 
 /* Open the chunk r names, read from our segment store with result seg_rc
@@ -257,13 +254,16 @@ encode:
 }
 
 /* The repair read_after started for w ended. */
-static void on_repaired(struct sv_node *n, void *arg, int status, const char *text)
+static void on_repaired(struct sv_node *n, void *arg, int status, const char *text, size_t bytes)
 {
     struct waiter *w = arg;
-    if (status)
+    (void)bytes;
+    if (status) {
         sv__waiter_fail(w, status, text);
-    else
+    } else {
+        LOG_INFO("chunk repaired from a replica");
         sv__objects_start_read(n, w); /* read again: now from the repaired copy */
+    }
 }
 
 static void read_after(uv_work_t *req, int status)
@@ -327,10 +327,10 @@ static uint8_t *build_cmd(struct sv_node *n, struct sv_cmd *cmd, const struct sv
     }
     sv_cmd_encode(cmd, buf);
     if (cmd->data_len) {
-        struct sv_crypto_chunk_ad ad = {
-            .tenant_id = cmd->tenant, .chunk_index = cmd->chunk, .version = cmd->upload};
-        sv_object_id(cmd->tenant, cmd->bucket, cmd->bucket_len, cmd->key, cmd->key_len,
-                     ad.object_id);
+        struct sv_crypto_chunk_ad ad;
+        uint8_t id[SV_SEG_ID_BYTES];
+        sv_sm_chunk_ref(0, cmd->tenant, cmd->bucket, cmd->bucket_len, cmd->key, cmd->key_len,
+                        cmd->upload, cmd->chunk, id, &ad);
         size_t slen;
         int rc = sv_crypto_seal(n->dek, &ad, plain->p, plain->len, buf + *len - cmd->data_len,
                                 cmd->data_len, &slen);

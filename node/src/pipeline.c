@@ -190,8 +190,9 @@ static void job_reply(struct sv_node *n, struct job *j)
             g->snap_index = rd->snapshot->meta.index;
             LOG_INFO("group %" PRIu64 ": installed a snapshot at index %" PRIu64
                      " from the leader; chunks it references that this node lacks are "
-                     "fetched from a replica when first read",
+                     "copied from the other replicas in the background",
                      g->id, g->applied);
+            sv__copy_installed(n, g);
         }
         for (size_t k = 0; k < rd->n_committed; k++) {
             const struct sv_raft_entry *e = &rd->committed[k];

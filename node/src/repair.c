@@ -58,14 +58,13 @@ static void repair_after(uv_work_t *req, int status)
         char what[128];
         snprintf(what, sizeof what, "segment sync after a repair: %s", sv_strerror(r->rc));
         sv__node_fatal(n, what);
-        r->cb(n, r->arg, SV_ST_UNAVAILABLE, "this node is stopping; retry");
+        r->cb(n, r->arg, SV_ST_UNAVAILABLE, "this node is stopping; retry", 0);
     } else if (r->rc) {
         LOG_ERROR("storing the repaired chunk: %s", sv_strerror(r->rc));
         r->cb(n, r->arg, r->rc == -ENOSPC ? SV_ST_NO_SPACE : SV_ST_INTERNAL,
-              "could not store the repaired chunk");
+              "could not store the repaired chunk", 0);
     } else {
-        LOG_INFO("chunk repaired from a replica");
-        r->cb(n, r->arg, 0, NULL);
+        r->cb(n, r->arg, 0, NULL, r->len); /* the caller logs it (or not: copy.c's are many) */
     }
     sv__stats_repair(n, r->rc ? SV_ST_INTERNAL : SV_ST_OK);
     free(r->sealed);
@@ -116,7 +115,7 @@ static void fetch_end(struct sv_node *n, struct fetch *f, int status, const char
     }
     if (status) {
         sv__stats_repair(n, status);
-        f->cb(n, f->arg, status, text);
+        f->cb(n, f->arg, status, text, 0);
     }
     free(f);
 }
@@ -126,7 +125,7 @@ void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id
 {
     struct fetch *f = calloc(1, sizeof *f);
     if (!f) {
-        cb(n, arg, SV_ST_INTERNAL, "out of memory");
+        cb(n, arg, SV_ST_INTERNAL, "out of memory", 0);
         return;
     }
     f->id = ++n->next_fetch;

@@ -208,6 +208,11 @@ SV_SEG_API int sv_seg_sync(struct sv_seg_store *s);
 SV_SEG_API int sv_seg_get(struct sv_seg_store *s, const uint8_t *id, void *buf, size_t cap,
                           size_t *len);
 
+/* Whether chunk id is here and not known bad, from the index alone (no
+ * read; a put since the last sync counts): 1, 0 (not indexed, or on the
+ * bad list), or SV_SEG_E_INDEX. */
+SV_SEG_API int sv_seg_has(struct sv_seg_store *s, const uint8_t *id);
+
 /* Remove chunk id (not durable until sv_seg_sync); its bytes become dead.
  * SV_SEG_E_NOT_FOUND if there is no such chunk. Also drops it from the bad list. */
 SV_SEG_API int sv_seg_delete(struct sv_seg_store *s, const uint8_t *id);

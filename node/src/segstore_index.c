@@ -171,6 +171,20 @@ int sv_seg_mark_bad(struct sv_seg_store *s, const uint8_t *id)
     return sv__seg_bad_add(s, id);
 }
 
+int sv_seg_has(struct sv_seg_store *s, const uint8_t *id)
+{
+    ASSERT(s != NULL && id != NULL);
+    s->errmsg[0] = 0;
+    struct loc l;
+    int rc = sv__seg_lookup(s, id, &l);
+    if (rc == SV_SEG_E_NOT_FOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    uint32_t pos;
+    return !bad_find(s, id, &pos);
+}
+
 int sv_seg_bad_list(struct sv_seg_store *s, uint8_t *ids, size_t cap, size_t *n)
 {
     ASSERT(s != NULL && n != NULL && (ids != NULL || cap == 0));

@@ -32,6 +32,9 @@
  *   's' session(BE) 0(u64)           -> the session's recent results: count
  *                                       (u32), then per write seq (u64),
  *                                       status (u32), version (u64), by seq
+ *   'c'                              -> chunk copy pending: the applied index
+ *                                       it was set at (u64 LE); this node's
+ *                                       own business, in no snapshot image
  * Each entry's changes and the new applied index go in ONE write batch, so
  * a crash leaves either all or none of an entry applied.
  *
@@ -56,6 +59,7 @@
 #ifndef SV_SM_H
 #define SV_SM_H
 
+#include "crypto.h"
 #include "segstore.h"
 
 #include <shardvault/raft.h>
@@ -205,15 +209,16 @@ struct sv_sm_view *sv_sm_view(struct sv_sm *sm);
 void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
 
 /* Replace group's state by an image from sv_sm_snapshot and set its applied
- * index, synced (commits the staged changes first, with seg as
- * sv_sm_commit). 0, -EINVAL (malformed image), -ENOSPC (segment store),
+ * index and the copy marker (at index: the image's records may claim chunks
+ * this node lacks), in one synced write (commits the staged changes first,
+ * with seg as sv_sm_commit). 0, -EINVAL (malformed image), -ENOSPC (segment store),
  * -EIO. */
 int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, uint64_t index,
                   const uint8_t *img, size_t len);
 
 /* Remove group from this node (its replica moved elsewhere): every record
  * under 'S' + group (applied index, objects and tombstones, uploads,
- * sessions, the map) and every chunk in seg whose id starts with the group
+ * sessions, the map, the copy marker) and every chunk in seg whose id starts with the group
  * (sv_chunk_id), whatever record named it or not. The staged changes are
  * committed first (as sv_sm_commit, with seg), so that none of the group's
  * can be written after it. Then the records go, in synced LevelDB batches,
@@ -234,5 +239,65 @@ int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, ui
  * holds seg for as long as the removals take. */
 int sv_sm_drop(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, char *errmsg,
                size_t errlen);
+
+/* ---- the chunks a group's records claim (sm_chunks.c) ------------------- */
+
+enum {
+    /* An object record's key: 'S' group tag, tenant, bucket, 0, key. */
+    SV_SM_CURSOR_KEY_MAX = 1 + 8 + 1 + 8 + SV_SM_NAME_MAX + 1 + SV_SM_NAME_MAX,
+};
+
+/* One chunk a record claims: its id in the segment store and the binding a
+ * copy fetched from another replica must authenticate under. */
+struct sv_sm_chunk {
+    uint8_t id[SV_SEG_ID_BYTES];
+    struct sv_crypto_chunk_ad ad;
+    /* Plaintext bytes, estimated: the object's size over its chunk count
+     * (exact but for the last chunk); 0 when unknown (an open upload). */
+    uint64_t bytes;
+};
+
+/* Where an enumeration resumes: zeroed, the start; sv_sm_chunks advances
+ * it. Plain data, owned by the caller (about 2 KiB). */
+struct sv_sm_cursor {
+    uint32_t klen;  /* 0: from the first record */
+    uint32_t index; /* next chunk index of the record at key */
+    uint8_t key[SV_SM_CURSOR_KEY_MAX];
+};
+
+/* The chunk id and associated data of chunk index of (tenant, bucket, key)
+ * written as upload (the object's version in its chunks' binding): what
+ * objects.c seals and reads with, and what sv_sm_chunks reports. */
+void sv_sm_chunk_ref(uint64_t group, uint64_t tenant, const uint8_t *bucket, size_t blen,
+                     const uint8_t *key, size_t klen, uint64_t upload, uint32_t index,
+                     uint8_t id[SV_SEG_ID_BYTES], struct sv_crypto_chunk_ad *ad);
+
+/* Up to limit chunks that group's committed records claim (as of view, or
+ * now when view is NULL), from *cur on: chunks 0..n_chunks-1 of every live
+ * object version (tombstones claim none), then the received chunks of every
+ * open upload (its bitmap), in key order. cb gets each (borrowed for the
+ * call); *cur is advanced past them, *more set when the enumeration is not
+ * done. A record changed between two calls is seen as it is then (a
+ * caller that needs one point in time passes one view to every call).
+ * 0, -EINVAL (limit 0), -ENOMEM or -EIO. Any thread. */
+typedef void (*sv_sm_chunk_cb)(void *arg, const struct sv_sm_chunk *c);
+int sv_sm_chunks(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
+                 struct sv_sm_cursor *cur, uint32_t limit, bool *more, sv_sm_chunk_cb cb,
+                 void *arg);
+
+/* The copy marker: set when group's records may claim chunks this node
+ * does not hold (a snapshot installed, a replica created empty to join),
+ * cleared once a full pass found every claimed chunk here (copy.c).
+ * *since (may be NULL) gets the applied index it was set at. As of view
+ * (NULL: now). 0 or -EIO. Any thread. */
+int sv_sm_copy_pending(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
+                       bool *pending, uint64_t *since);
+/* Set the marker of group at since, synced. 0 or -EIO. */
+int sv_sm_copy_mark(struct sv_sm *sm, uint64_t group, uint64_t since);
+/* Clear the marker of group, synced, if it is still the one set at since
+ * (a snapshot installed meanwhile set it again: that one stays). 0 when
+ * cleared or already clear, -ESTALE when set at another index, -EIO. The
+ * caller serialises it with sv_sm_install (both under the node's seg_mu). */
+int sv_sm_copy_done(struct sv_sm *sm, uint64_t group, uint64_t since);
 
 #endif

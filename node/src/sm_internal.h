@@ -37,6 +37,11 @@ struct sv_sm {
     uint32_t st_cap, st_n;
 };
 
+/* A frozen view of the committed state (sv_sm_view). */
+struct sv_sm_view {
+    const leveldb_snapshot_t *snap;
+};
+
 /* An upload record, decoded; bitmap malloc'd. */
 struct upload {
     uint64_t tenant, mtime_ms;

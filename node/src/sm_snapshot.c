@@ -5,10 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sv_sm_view {
-    const leveldb_snapshot_t *snap;
-};
-
 struct sv_sm_view *sv_sm_view(struct sv_sm *sm)
 {
     struct sv_sm_view *v = malloc(sizeof *v);
@@ -46,8 +42,8 @@ int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t gro
         const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
         if (klen < sizeof pfx || memcmp(k, pfx, sizeof pfx))
             break;
-        if (klen == PFX && k[9] == 'a')
-            continue;
+        if (klen == PFX && (k[9] == 'a' || k[9] == 'c'))
+            continue; /* this node's own: its applied index, its copy marker */
         const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
         size_t need = n + 8 + klen + vlen;
         if (need > max) {
@@ -128,6 +124,9 @@ int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, ui
     uint8_t k[PFX], v[8];
     sv_put64(v, index);
     leveldb_writebatch_put(wb, (const char *)k, key_pfx(k, group, 'a'), (const char *)v, 8);
+    /* The image's records may claim chunks this node does not hold: the
+     * copy marker says so from the same write on (copy.c fetches them). */
+    leveldb_writebatch_put(wb, (const char *)k, key_pfx(k, group, 'c'), (const char *)v, 8);
     leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(sync, 1);
     rc = sv__sm_write_batch(sm, sync, wb, "install snapshot", NULL, 0);

@@ -95,7 +95,7 @@ struct sv__stats {
     struct sv_counter *repair[REPAIR_RESULTS];
     struct sv_counter *compact[COMPACT_RESULTS];
     struct sv_counter *bytes[KINDS][DIRS];
-    struct sv_counter *compacted_bytes;
+    struct sv_counter *compacted_bytes, *copy_bytes;
     struct sv_metrics_family *sched;
     struct sv_counter *sched_reason[SV_SCHED_R_COUNT_];
     struct sv_histogram *compact_hold, *persist_sync, *persist_entries, *apply;
@@ -271,6 +271,29 @@ static double seg_dead(void *arg)
     return (double)atomic_load_explicit(&((struct sv__stats *)arg)->seg_dead, memory_order_relaxed);
 }
 
+/* Chunk copy (copy.c): what the hosted groups still lack, and how many do. */
+static double copy_missing(void *arg)
+{
+    const struct sv_node *n = arg;
+    double sum = 0;
+    for (uint32_t id = 0; id < n->n_group_ids; id++) {
+        uint64_t chunks = 0, bytes;
+        if (n->groups[id])
+            sv__copy_progress(n, n->groups[id], &chunks, &bytes);
+        sum += (double)chunks;
+    }
+    return sum;
+}
+
+static double copy_pending(void *arg)
+{
+    const struct sv_node *n = arg;
+    double count = 0;
+    for (uint32_t id = 0; id < n->n_group_ids; id++)
+        count += n->groups[id] && !sv__copy_complete(n, n->groups[id]);
+    return count;
+}
+
 /* ---- open, start, stop, free --------------------------------------------- */
 
 /* One family whose single series (no labels, or the given values) is a
@@ -438,6 +461,21 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
         .n_labels = 1};
     TRY(family(s, &s->repairs, &d, errmsg, errlen));
     SERIES(made(counter_at(s->repairs, &s->repair[REPAIR_OK], &repair_results[REPAIR_OK])), d.name);
+    d = (struct sv_metrics_desc){
+        .type = SV_METRIC_COUNTER,
+        .name = "sv_copy_bytes_total",
+        .help = "Sealed chunk bytes copied eagerly from other replicas by a new replica."};
+    TRY(family(s, &f, &d, errmsg, errlen));
+    SERIES(sv_metrics_counter(f, NULL, &s->copy_bytes), d.name);
+    d = (struct sv_metrics_desc){
+        .type = SV_METRIC_GAUGE,
+        .name = "sv_copy_chunks_missing",
+        .help = "Chunks the hosted groups' records claim that are not here yet (as of each "
+                "group's last count, less those copied since)."};
+    TRY(fn_family(s, &d, NULL, copy_missing, n, errmsg, errlen));
+    d.name = "sv_copy_groups_pending";
+    d.help = "Hosted groups not yet known to hold every chunk their records claim.";
+    TRY(fn_family(s, &d, NULL, copy_pending, n, errmsg, errlen));
 
     /* The node. */
     d = (struct sv_metrics_desc){
@@ -766,4 +804,9 @@ void sv__stats_sched(struct sv_node *n, const struct sv_sched_action *a)
 uint64_t sv__stats_stored_bytes(const struct sv_node *n)
 {
     return atomic_load_explicit(&n->stats->seg_live, memory_order_relaxed);
+}
+
+void sv__stats_copied(struct sv_node *n, size_t bytes)
+{
+    sv_counter_add(n->stats->copy_bytes, bytes);
 }

@@ -611,7 +611,16 @@ static void test_corrupt_payload(void)
         goto out;
     CHECK_RC(sv_seg_bad_list(s, ids, 4, &n), 0);
     CHECK(n == 2);
+    /* sv_seg_has: a bad chunk is not held, a healthy one is, a missing one not */
+    make_id(id, 2);
+    CHECK_RC(sv_seg_has(s, id), 0);
+    make_id(id, 3);
+    CHECK_RC(sv_seg_has(s, id), 1);
+    make_id(id, 99);
+    CHECK_RC(sv_seg_has(s, id), 0);
     CHECK_RC(put_i(s, 2, 1000, a), 0);
+    make_id(id, 2);
+    CHECK_RC(sv_seg_has(s, id), 1); /* repaired, not synced yet */
     CHECK_RC(check_i(s, 2, 1000, a, b), 0);
     CHECK_RC(sv_seg_bad_list(s, ids, 4, &n), 0);
     make_id(id, 4);

@@ -866,6 +866,196 @@ static void t_map_record(void)
     CHECK_EQ_U64(map_epoch(n), 1);
 }
 
+/* ---- the chunks records claim, the copy marker ----------------------------- */
+
+enum { CLAIM_GROUP = 9, CLAIMS_MAX = 16 };
+
+struct claims {
+    struct sv_sm_chunk c[CLAIMS_MAX];
+    uint32_t n;
+};
+
+static void claim_cb(void *arg, const struct sv_sm_chunk *c)
+{
+    struct claims *cl = arg;
+    CHECK(cl->n < CLAIMS_MAX);
+    cl->c[cl->n++] = *c;
+}
+
+/* Every chunk group claims, in pages of limit. */
+static void claims_of(struct node *n, const struct sv_sm_view *view, uint64_t group, uint32_t limit,
+                      struct claims *cl)
+{
+    struct sv_sm_cursor cur = {0};
+    bool more = true;
+    memset(cl, 0, sizeof *cl);
+    for (int pages = 0; more; pages++) {
+        uint32_t before = cl->n;
+        CHECK(pages < 32);
+        CHECK(sv_sm_chunks(n->sm, view, group, &cur, limit, &more, claim_cb, cl) == 0);
+        CHECK(cl->n - before <= limit);
+    }
+    /* Past the end it stays there. */
+    uint32_t end = cl->n;
+    CHECK(sv_sm_chunks(n->sm, view, group, &cur, limit, &more, claim_cb, cl) == 0 && !more);
+    CHECK_EQ_U64(cl->n, end);
+}
+
+/* Whether cl holds chunk index of (key, upload), with the binding a copy
+ * of it was sealed under. */
+static bool claimed(const struct claims *cl, const char *key, uint64_t upload, uint32_t index,
+                    uint64_t bytes)
+{
+    uint8_t id[SV_SEG_ID_BYTES], oid[16];
+    sv_chunk_id(CLAIM_GROUP, upload, index, id);
+    sv_object_id(0, (const uint8_t *)"b", 1, (const uint8_t *)key, strlen(key), oid);
+    for (uint32_t i = 0; i < cl->n; i++) {
+        const struct sv_sm_chunk *c = &cl->c[i];
+        if (!memcmp(c->id, id, sizeof id))
+            return c->ad.tenant_id == 0 && !memcmp(c->ad.object_id, oid, 16) &&
+                   c->ad.chunk_index == index && c->ad.version == upload && c->bytes == bytes;
+    }
+    return false;
+}
+
+/* An upload of key in CLAIM_GROUP with chunks chunks[0..n) received. */
+static struct sv_cmd claim_upload(struct node *n, const char *key, uint64_t upload,
+                                  const uint32_t *chunks, uint32_t count)
+{
+    struct sv_cmd b = {.type = SV_CMD_BEGIN,
+                       .bucket = (const uint8_t *)"b",
+                       .bucket_len = 1,
+                       .key = (const uint8_t *)key,
+                       .key_len = (uint16_t)strlen(key),
+                       .upload = upload};
+    CHECK(apply_in(n, CLAIM_GROUP, &b).upload == upload);
+    struct sv_cmd ch = b;
+    ch.type = SV_CMD_CHUNK;
+    ch.data = (const uint8_t *)"part";
+    ch.data_len = 4;
+    for (uint32_t i = 0; i < count; i++) {
+        ch.chunk = chunks[i];
+        CHECK(apply_in(n, CLAIM_GROUP, &ch).status == SV_ST_OK);
+    }
+    return b;
+}
+
+/* sv_sm_chunks: a live small object's chunk, a committed upload's chunks
+ * 0..n-1, an open upload's received chunks (bitmap, not 0..n), and nothing
+ * of a deleted object, an empty one or another group; any page size gives
+ * the same set; a view keeps what was claimed when it was made. */
+static void test_claims(void)
+{
+    struct node *n = &node_a;
+    struct sv_cmd p = put_cmd("small", 0, 0, "0123456789");
+    uint64_t small_up = p.upload;
+    CHECK(apply_in(n, CLAIM_GROUP, &p).status == SV_ST_OK);
+    struct sv_cmd e = put_cmd("empty", 0, 0, "");
+    CHECK(apply_in(n, CLAIM_GROUP, &e).status == SV_ST_OK);
+    struct sv_cmd gone = put_cmd("gone", 31, 1, "bye");
+    CHECK(apply_in(n, CLAIM_GROUP, &gone).status == SV_ST_OK);
+    struct sv_cmd other = put_cmd("other-group", 0, 0, "x");
+    CHECK(apply_in(n, CLAIM_GROUP + 1, &other).status == SV_ST_OK);
+    const uint32_t all[] = {0, 1, 2}, some[] = {0, 2};
+    struct sv_cmd cm = claim_upload(n, "multi", 500, all, 3);
+    cm.type = SV_CMD_COMMIT;
+    cm.n_chunks = 3;
+    cm.size = 9000;
+    cm.session = 32;
+    cm.seq = 1;
+    CHECK(apply_in(n, CLAIM_GROUP, &cm).status == SV_ST_OK);
+    claim_upload(n, "open", 600, some, 2);
+    struct sv_sm_view *view = sv_sm_view(n->sm);
+    CHECK(view != NULL);
+    struct sv_cmd del = {.type = SV_CMD_DELETE,
+                         .bucket = (const uint8_t *)"b",
+                         .bucket_len = 1,
+                         .key = (const uint8_t *)"gone",
+                         .key_len = 4,
+                         .session = 31,
+                         .seq = 2};
+    CHECK(apply_in(n, CLAIM_GROUP, &del).status == SV_ST_OK);
+    for (uint32_t limit = 1; limit <= 7; limit += 3) {
+        struct claims cl;
+        claims_of(n, NULL, CLAIM_GROUP, limit, &cl);
+        CHECK_EQ_U64(cl.n, 6);
+        CHECK(claimed(&cl, "small", small_up, 0, 10));
+        for (uint32_t i = 0; i < 3; i++)
+            CHECK(claimed(&cl, "multi", 500, i, 3000));
+        CHECK(claimed(&cl, "open", 600, 0, 0) && claimed(&cl, "open", 600, 2, 0));
+        CHECK(!claimed(&cl, "open", 600, 1, 0));
+    }
+    struct claims then;
+    claims_of(n, view, CLAIM_GROUP, 2, &then);
+    sv_sm_view_release(n->sm, view);
+    CHECK_EQ_U64(then.n, 7);
+    CHECK(claimed(&then, "gone", gone.upload, 0, 3));
+    struct sv_sm_cursor cur = {0};
+    bool more = true;
+    CHECK(sv_sm_chunks(n->sm, NULL, CLAIM_GROUP, &cur, 0, &more, claim_cb, &then) == -EINVAL);
+}
+
+static bool pending_at(struct node *n, uint64_t group, uint64_t *since)
+{
+    bool pending = false;
+    CHECK(sv_sm_copy_pending(n->sm, NULL, group, &pending, since) == 0);
+    return pending;
+}
+
+/* The copy marker: set, survives a reopen, cleared only if still the one
+ * set at that index; sv_sm_install sets it (at the image's index) in its
+ * write and no image carries it; sv_sm_drop removes it. */
+static void test_copy_marker(void)
+{
+    struct node b;
+    node_open(&b, "marker");
+    uint64_t since = 1;
+    CHECK(!pending_at(&b, 3, &since) && since == 0);
+    CHECK(sv_sm_copy_mark(b.sm, 3, 0) == 0);
+    node_close(&b);
+    node_open(&b, "marker");
+    CHECK(pending_at(&b, 3, &since) && since == 0);
+    CHECK(!pending_at(&b, 4, NULL));
+    /* A snapshot installed meanwhile: its marker stays. */
+    uint8_t *img = NULL;
+    size_t len = 0;
+    CHECK(sv_sm_snapshot(node_a.sm, NULL, CLAIM_GROUP, 1 << 20, &img, &len) == 0);
+    CHECK(sv_sm_install(b.sm, b.seg, CLAIM_GROUP, 40, img, len) == 0);
+    free(img);
+    CHECK(pending_at(&b, CLAIM_GROUP, &since) && since == 40);
+    CHECK(sv_sm_copy_done(b.sm, CLAIM_GROUP, 0) == -ESTALE);
+    CHECK(pending_at(&b, CLAIM_GROUP, NULL));
+    /* What the install brought is claimed there too (no chunk of it is). */
+    struct claims cl;
+    claims_of(&b, NULL, CLAIM_GROUP, 4, &cl);
+    CHECK_EQ_U64(cl.n, 6);
+    uint8_t buf[64];
+    size_t blen;
+    CHECK(sv_seg_get(b.seg, cl.c[0].id, buf, sizeof buf, &blen) == SV_SEG_E_NOT_FOUND);
+    /* No image carries a marker: one made here has none to install. */
+    CHECK(sv_sm_snapshot(b.sm, NULL, CLAIM_GROUP, 1 << 20, &img, &len) == 0);
+    uint32_t keys = 0;
+    for (size_t off = 0; off < len; keys++) {
+        uint32_t kl = sv_get32(img + off);
+        CHECK(kl > 10 || img[off + 4 + 9] != 'c');
+        off += 4 + kl;
+        off += 4 + sv_get32(img + off);
+    }
+    CHECK(keys >= 5); /* the objects, the upload, the sessions */
+    free(img);
+    CHECK(sv_sm_copy_done(b.sm, CLAIM_GROUP, 40) == 0);
+    CHECK(!pending_at(&b, CLAIM_GROUP, NULL));
+    CHECK(sv_sm_copy_done(b.sm, CLAIM_GROUP, 40) == 0); /* already clear */
+    /* Dropped with the group. */
+    char err[256] = "";
+    CHECK(sv_sm_drop(b.sm, b.seg, 3, err, sizeof err) == 0);
+    CHECK(!pending_at(&b, 3, NULL));
+    node_close(&b);
+    node_open(&b, "marker");
+    CHECK(!pending_at(&b, 3, NULL) && !pending_at(&b, CLAIM_GROUP, NULL));
+    node_close(&b);
+}
+
 static const struct sv_test tests[] = {
     {"codec", test_codec},
     {"sessions", t_sessions},
@@ -878,6 +1068,8 @@ static const struct sv_test tests[] = {
     {"drop", test_drop},
     {"drop cut", test_drop_cut},
     {"map record", t_map_record},
+    {"claimed chunks", test_claims},
+    {"copy marker", test_copy_marker},
 };
 
 const struct sv_test_suite sv_test_suite = {
