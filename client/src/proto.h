@@ -97,7 +97,8 @@ enum sv_msg_type {
     SV_MSG_NODE_REMOVE = 17, /* NODE; FLAGS bit 0: force (refused with BAD_REQUEST while the
                                 node holds replicas, unless forced). Answer once recorded */
     SV_MSG_CLUSTER_SET = 18, /* KEY = setting (down-after, evict-after [seconds], auto-evict
-                                [0|1], repair-rate [bytes/s], moves-per-node), SIZE = value; no
+                                [0|1], repair-rate [bytes/s], moves-per-node, rebalance [0|1]),
+                                SIZE = value; no
                                 KEY: read only. Answer: EPOCH, ITEMS: KEY, SIZE per setting */
     SV_MSG_CHUNK_FETCH = 64, /* node <-> node */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */

@@ -92,6 +92,7 @@ int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
     put_u64(&b, m->set.repair_rate);
     put_u64(&b, m->set.moves_per_node);
     put_u64(&b, m->set.auto_evict);
+    put_u64(&b, m->set.rebalance);
     for (uint32_t i = 0; i < m->n_nodes; i++) {
         put_u64(&b, m->nodes[i].id);
         put_str(&b, m->nodes[i].zone);
@@ -164,12 +165,13 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
         out->set.down_after_ms = get_u64(&r);
         out->set.evict_after_ms = get_u64(&r);
         out->set.repair_rate = get_u64(&r);
-        uint64_t moves = get_u64(&r), auto_evict = get_u64(&r);
-        if (moves < 1 || moves > 64 || auto_evict > 1 || !out->set.down_after_ms ||
+        uint64_t moves = get_u64(&r), auto_evict = get_u64(&r), rebalance = get_u64(&r);
+        if (moves < 1 || moves > 64 || auto_evict > 1 || rebalance > 1 || !out->set.down_after_ms ||
             out->set.evict_after_ms < out->set.down_after_ms || !out->set.repair_rate)
             r.bad = true;
         out->set.moves_per_node = (uint32_t)moves;
         out->set.auto_evict = (uint32_t)auto_evict;
+        out->set.rebalance = (uint32_t)rebalance;
     }
     for (uint32_t i = 0; i < out->n_nodes && !r.bad; i++) {
         struct sv_map_node *mn = &out->nodes[i];

@@ -28,6 +28,7 @@ struct sv_map_settings {
     uint64_t repair_rate;    /* bytes per second one node copies for repairs (64 MiB/s) */
     uint32_t moves_per_node; /* replica moves one node takes part in at once (default 2) */
     uint32_t auto_evict;     /* 0: evictions held (maintenance) */
+    uint32_t rebalance;      /* 0: no replica moves only for balance (repairs and drains go on) */
 };
 
 #define SV_MAP_SETTINGS_DEFAULT                                                                    \
@@ -35,7 +36,8 @@ struct sv_map_settings {
                               .evict_after_ms = 60000,                                             \
                               .repair_rate = 64u << 20,                                            \
                               .moves_per_node = 2,                                                 \
-                              .auto_evict = 1})
+                              .auto_evict = 1,                                        \
+                              .rebalance = 1})
 
 enum {
     SV_MAP_E_MALFORMED = -2700, /* not a map encoding (-2700 .. -2651: errors.h) */

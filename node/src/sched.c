@@ -489,7 +489,7 @@ void sv_sched_plan(const struct sv_sched_in *in, struct sv_sched_out *out)
             group_down_waiting(&p, gi);
     if (!p.health_known)
         return;
-    if (!p.pending)
+    if (!p.pending && p.m->set.rebalance)
         rebalance(&p);
     leaders_plan(&p);
 }

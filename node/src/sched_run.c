@@ -172,6 +172,7 @@ static const struct setting {
     {"repair-rate", offsetof(struct sv_map_settings, repair_rate), false, 1, 1u << 20,
      UINT64_C(1) << 40},
     {"moves-per-node", offsetof(struct sv_map_settings, moves_per_node), true, 1, 1, 64},
+    {"rebalance", offsetof(struct sv_map_settings, rebalance), true, 1, 0, 1},
 };
 
 static const struct setting *setting(const char *name)
@@ -424,12 +425,18 @@ void sv__sched_tick(struct sv_node *n, uint64_t now_ms)
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* Not the meta leader: name it, or (not knowing it) a member of the meta
+ * group, which knows. */
 static bool redirect(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
 {
     if (sv__health_leading(n))
         return false;
     const struct group *g = sv__group(n, 0);
     uint64_t leader = g ? g->leader : n->health->hint;
+    const struct sv_map_group *mg = sv_map_group(n->map, 0);
+    for (uint32_t k = 0; !leader && k < mg->n; k++)
+        if (mg->ids[k] != n->me->id)
+            leader = mg->ids[k];
     sv__reply_not_leader(n, sv_conn_id(c), f->type, f->req_id, leader);
     return true;
 }
@@ -451,7 +458,7 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
             snprintf(text, sizeof text,
                      st ? "%s takes a value in %" PRIu64 "..%" PRIu64
                         : "no setting %s: down-after, evict-after, auto-evict, repair-rate, "
-                          "moves-per-node",
+                          "moves-per-node, rebalance",
                      name, st ? st->min : 0, st ? st->max : 0);
             sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, text);
             return;
