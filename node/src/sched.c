@@ -4,6 +4,7 @@
 
 #include "sv_assert.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -253,12 +254,53 @@ static uint64_t group_leaving(const struct plan *p, const struct sv_map_group *g
     return 0;
 }
 
+/* A replica of g other than out and the new one is on an evicted/removed
+ * node while `out` is not: the new replica replaces that one instead (its
+ * removal loses no copy; `out`, a drain's or a rebalance's, waits) when
+ * zones allow. */
+/* The new replica's zone holds no replica of g but `out` and gone ones,
+ * or `out` is leaving too (draining): zones stay distinct among the
+ * replicas that stay. */
+static bool retarget_fits(const struct plan *p, const struct sv_map_group *g, uint64_t gone)
+{
+    int ni = node_index(p, new_replica(g));
+    if (node_state(p, g->out) == SV_MAP_DRAINING || ni < 0)
+        return true;
+    struct sv_map_group rest = *g;
+    rest.n--; /* without the new replica */
+    return !(zones_of(p, &rest, gone) >> p->zone[ni] & 1);
+}
+
+static void group_retarget(struct plan *p, uint64_t gi, struct sv_map_group *g)
+{
+    uint32_t st = node_state(p, g->out);
+    if (st == SV_MAP_EVICTED || st == SV_MAP_REMOVED)
+        return;
+    for (uint32_t k = 0; k + 1 < g->n; k++) {
+        st = node_state(p, g->ids[k]);
+        if (g->ids[k] != g->out && (st == SV_MAP_EVICTED || st == SV_MAP_REMOVED) &&
+            retarget_fits(p, g, g->ids[k])) {
+            int a = node_index(p, g->out), b = node_index(p, g->ids[k]);
+            if (a >= 0)
+                p->moves[a]--;
+            if (b >= 0)
+                p->moves[b]++;
+            g->out = g->ids[k];
+            p->m->epoch++;
+            act(p, SV_SCHED_A_REPLACE, SV_SCHED_R_REPAIR, gi, g->out, new_replica(g), 0);
+            return;
+        }
+    }
+}
+
 static void group_in_flight(struct plan *p, uint64_t gi)
 {
     const struct sv_sched_group *hg = &p->in->groups[gi];
     uint64_t since = hg->progress_ms > p->in->since_ms ? hg->progress_ms : p->in->since_ms;
+    struct sv_map_group *g = &p->m->groups[gi];
     p->pending = true;
     p->busy[gi] = true;
+    group_retarget(p, gi, g);
     if (p->in->now_ms >= since + SV_SCHED_STALL_MS)
         report(p, gi, new_replica(&p->m->groups[gi]), SV_SCHED_R_SNAPSHOT_FAILING);
 }
@@ -432,7 +474,9 @@ static void plan_init(struct plan *p, const struct sv_sched_in *in, struct sv_sc
     p->in = in;
     p->out = out;
     p->m = &out->next;
-    out->next = *in->map;
+    /* the used part only: a map holds room for SV_CFG_SHARDS_MAX groups */
+    memcpy(&out->next, in->map,
+           offsetof(struct sv_map, groups) + (in->map->n_shards + 1) * sizeof in->map->groups[0]);
     out->n = 0;
     const struct sv_map *m = in->map;
     p->health_known = true;
@@ -504,7 +548,10 @@ enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t
         *why = SV_SCHED_R_CATCHING_UP;
         return SV_SCHED_S_WAIT;
     }
-    if (c->new_gone && c->out_role)
+    /* a gone new replica that is a complete voter still counts (its node
+     * came back, evicted): the replacement finishes, a repair follows */
+    bool new_counts = c->new_role == 1 && c->new_complete && c->complete_voters <= c->replicas;
+    if (c->new_gone && c->out_role && !new_counts)
         return c->new_role ? SV_SCHED_S_REMOVE_NEW : SV_SCHED_S_MAP_ABANDON;
     if (!c->new_role)
         return c->new_gone ? SV_SCHED_S_WAIT : SV_SCHED_S_ADD_LEARNER;
@@ -518,10 +565,15 @@ enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t
     }
     if (!c->out_role)
         return SV_SCHED_S_MAP_FINISH;
-    if (c->new_complete)
-        return SV_SCHED_S_REMOVE;
-    *why = SV_SCHED_R_CATCHING_UP;
-    return SV_SCHED_S_WAIT;
+    if (!c->new_complete) {
+        *why = SV_SCHED_R_CATCHING_UP;
+        return SV_SCHED_S_WAIT;
+    }
+    if (c->out_complete && c->complete_voters <= c->replicas) {
+        *why = SV_SCHED_R_DOWN_WAITING;
+        return SV_SCHED_S_WAIT;
+    }
+    return SV_SCHED_S_REMOVE;
 }
 
 bool sv_sched_bugs_compiled(void)
