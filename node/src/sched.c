@@ -254,42 +254,28 @@ static uint64_t group_leaving(const struct plan *p, const struct sv_map_group *g
     return 0;
 }
 
-/* A replica of g other than out and the new one is on an evicted/removed
- * node while `out` is not: the new replica replaces that one instead (its
- * removal loses no copy; `out`, a drain's or a rebalance's, waits) when
- * zones allow. */
-/* The new replica's zone holds no replica of g but `out` and gone ones,
- * or `out` is leaving too (draining): zones stay distinct among the
- * replicas that stay. */
-static bool retarget_fits(const struct plan *p, const struct sv_map_group *g, uint64_t gone)
-{
-    int ni = node_index(p, new_replica(g));
-    if (node_state(p, g->out) == SV_MAP_DRAINING || ni < 0)
-        return true;
-    struct sv_map_group rest = *g;
-    rest.n--; /* without the new replica */
-    return !(zones_of(p, &rest, gone) >> p->zone[ni] & 1);
-}
-
+/* A replica of g other than out and the new one is on a silent node that
+ * is leaving (evicted, removed, draining) while `out` is heard: the new replica replaces that one
+ * instead (its removal loses no copy; `out`, a drain's or a rebalance's, waits). Two replicas may
+ * share a zone afterwards: group_zone_fix moves one. */
 static void group_retarget(struct plan *p, uint64_t gi, struct sv_map_group *g)
 {
-    uint32_t st = node_state(p, g->out);
-    if (st == SV_MAP_EVICTED || st == SV_MAP_REMOVED)
+    int oi = node_index(p, g->out);
+    if (oi < 0 || !p->alive[oi])
         return;
     for (uint32_t k = 0; k + 1 < g->n; k++) {
-        st = node_state(p, g->ids[k]);
-        if (g->ids[k] != g->out && (st == SV_MAP_EVICTED || st == SV_MAP_REMOVED) &&
-            retarget_fits(p, g, g->ids[k])) {
-            int a = node_index(p, g->out), b = node_index(p, g->ids[k]);
-            if (a >= 0)
-                p->moves[a]--;
-            if (b >= 0)
-                p->moves[b]++;
-            g->out = g->ids[k];
-            p->m->epoch++;
-            act(p, SV_SCHED_A_REPLACE, SV_SCHED_R_REPAIR, gi, g->out, new_replica(g), 0);
-            return;
-        }
+        int i = node_index(p, g->ids[k]);
+        uint32_t st = node_state(p, g->ids[k]);
+        if (g->ids[k] == g->out || (i >= 0 && p->alive[i]) ||
+            (st != SV_MAP_EVICTED && st != SV_MAP_REMOVED && st != SV_MAP_DRAINING))
+            continue;
+        p->moves[oi]--;
+        if (i >= 0)
+            p->moves[i]++;
+        g->out = g->ids[k];
+        p->m->epoch++;
+        act(p, SV_SCHED_A_REPLACE, SV_SCHED_R_REPAIR, gi, g->out, new_replica(g), 0);
+        return;
     }
 }
 
@@ -332,6 +318,29 @@ static void group_plan(struct plan *p, uint64_t gi, bool repairs)
         report(p, gi, from, why);
     else
         replace_begin(p, gi, from, (uint32_t)to, reason);
+}
+
+/* Two replicas of g in one zone (after a retarget): the later one moves to
+ * a zone holding none, when a target exists. */
+static void group_zone_fix(struct plan *p, uint64_t gi)
+{
+    const struct sv_map_group *g = &p->m->groups[gi];
+    uint32_t why;
+    for (uint32_t k = 1; k < g->n; k++) {
+        struct sv_map_group before = *g;
+        before.n = k; /* the replicas before ids[k] */
+        int i = node_index(p, g->ids[k]);
+        if (i < 0 || !(zones_of(p, &before, 0) >> p->zone[i] & 1))
+            continue;
+        p->pending = true;
+        p->busy[gi] = true;
+        int to = g->n < SV_CFG_REPLICAS_MAX && p->health_known && quorum_ok(p, g)
+                     ? target_find(p, gi, g->ids[k], true, &why)
+                     : -1;
+        if (to >= 0)
+            replace_begin(p, gi, g->ids[k], (uint32_t)to, SV_SCHED_R_REBALANCE);
+        return;
+    }
 }
 
 /* A replica on a down node, not yet evicted, of a group nothing else said
@@ -528,6 +537,9 @@ void sv_sched_plan(const struct sv_sched_in *in, struct sv_sched_out *out)
     for (uint64_t gi = 0; gi <= p.m->n_shards; gi++)
         if (!p.busy[gi])
             group_plan(&p, gi, false);
+    for (uint64_t gi = 0; gi <= p.m->n_shards; gi++)
+        if (!p.busy[gi] && !p.m->groups[gi].out)
+            group_zone_fix(&p, gi);
     for (uint64_t gi = 0; gi <= p.m->n_shards; gi++)
         if (!p.busy[gi])
             group_down_waiting(&p, gi);

@@ -8,10 +8,11 @@
  *  - copies: a group's up-to-date copies (voters on live nodes; at most R
  *    counted, a drain or a rebalance holds R + 1 for a moment) never fall
  *    below the previous second's unless a node died in that second;
- *  - zones: a group's replicas (the one being replaced and those on
- *    leaving nodes excluded) are in distinct zones (the simulated clusters
- *    start that way and every zone rule keeps it: stronger than "whenever
- *    the live zones allow");
+ *  - zones: a replacement never begins into a zone holding another replica
+ *    of the group (the replaced one excluded), and at the end every group's
+ *    replicas are in distinct zones (the simulated clusters start that way;
+ *    a replacement turned into a repair may put two in one zone for a while,
+ *    which the scheduler then moves apart);
  *  - targets: a replacement never targets a node that is not up and heard;
  *  - eviction: never before evict_after of silence;
  *  - progress: once events stop (auto_evict on, every node holding a group
@@ -342,6 +343,17 @@ static void check_action(struct world *w, const struct sv_sched_action *a)
                   !w->nodes[i].last_ms || w->now_ms - w->nodes[i].last_ms >= m->set.down_after_ms))
         fail(w, "onto-leaving", "group %" PRIu64 " replaced onto node %" PRIu64 " (%s)", a->group,
              a->to, i < 0 ? "unknown" : sv_map_state_name(next->nodes[i].state));
+    if (begun) {
+        const struct sv_map_group *g = &m->groups[a->group];
+        for (uint32_t k = 0; k < g->n; k++) {
+            int j = idx(w, g->ids[k]);
+            if (j >= 0 && g->ids[k] != a->node && !strcmp(m->nodes[j].zone, next->nodes[i].zone))
+                fail(w, "zones",
+                     "group %" PRIu64 ": new replica on node %" PRIu64
+                     " in zone %s of node %" PRIu64,
+                     a->group, a->to, m->nodes[j].zone, g->ids[k]);
+        }
+    }
     if (a->type == SV_SCHED_A_STATE && a->state == SV_MAP_EVICTED) {
         uint64_t last = w->nodes[i].last_ms > w->since_ms ? w->nodes[i].last_ms : w->since_ms;
         if (w->now_ms - last < m->set.evict_after_ms)
@@ -466,7 +478,7 @@ static void replace_run(struct world *w, uint32_t g)
 
 /* ---- invariants -------------------------------------------------------------- */
 
-static void check_state(struct world *w)
+static void check_state(struct world *w, bool at_end)
 {
     const struct sv_map *m = &w->map;
     for (uint32_t g = 0; g <= m->n_shards && !w->failed; g++) {
@@ -478,6 +490,8 @@ static void check_state(struct world *w)
             fail(w, "copies", "group %u: %u up-to-date copies, %u the second before", g, copies,
                  c->copies);
         c->copies = copies;
+        if (!at_end)
+            goto config;
         uint32_t zones = 0;
         for (uint32_t k = 0; k < mg->n; k++) {
             int i = idx(w, mg->ids[k]);
@@ -488,6 +502,7 @@ static void check_state(struct world *w)
                 fail(w, "zones", "group %u: two replicas in zone z%u", g, z);
             zones |= 1u << z;
         }
+    config:
         if (!mg->out) {
             bool same = c->n_voters == mg->n && !c->learner;
             for (uint32_t k = 0; k < mg->n; k++)
@@ -599,7 +614,7 @@ static void second(struct world *w, bool events)
     for (uint32_t g = 0; g <= w->map.n_shards && !w->failed; g++)
         if (w->map.groups[g].out)
             replace_run(w, g);
-    check_state(w);
+    check_state(w, false);
 }
 
 /* One schedule; true when every invariant held. */
@@ -622,8 +637,16 @@ static bool run(struct world *w, uint64_t seed, uint32_t bugs, bool verbose)
         quiet_s = t > 20 && quiet(w) ? quiet_s + 1 : 0;
     }
     if (!w->failed && capacity(w)) {
+        uint32_t g = 0;
+        while (g < w->map.n_shards && !w->map.groups[g].out)
+            g++;
         if (!quiet(w))
-            fail(w, "progress", "not quiet %u s after the events stopped", QUIET_MAX);
+            fail(w, "progress",
+                 "not quiet %u s after the events stopped (group %u: out %" PRIu64
+                 ", %u voters, learner %" PRIu64 ", committed %d)",
+                 QUIET_MAX, g, w->map.groups[g].out, w->conf[g].n_voters, w->conf[g].learner,
+                 w->conf[g].committed);
+        check_state(w, true);
         check_end(w);
     }
     return !w->failed;
