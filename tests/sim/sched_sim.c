@@ -385,8 +385,10 @@ static void plan(struct world *w)
     map_copy(&w->map, &w->out.next);
     for (size_t k = 0; k < w->out.n; k++) {
         const struct sv_sched_action *a = &w->out.a[k];
+        if (a->type != SV_SCHED_A_TRANSFER)
+            continue;
         struct conf *c = &w->conf[a->group];
-        if (a->type == SV_SCHED_A_TRANSFER && is_voter(c, a->to) && is_live(w, a->to))
+        if (is_voter(c, a->to) && is_live(w, a->to))
             c->leader = a->to;
     }
 }
