@@ -4,6 +4,7 @@
 
 #include "sv_assert.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -253,12 +254,39 @@ static uint64_t group_leaving(const struct plan *p, const struct sv_map_group *g
     return 0;
 }
 
+/* A replica of g other than out and the new one is on a silent node that
+ * is leaving (evicted, removed, draining) while `out` is heard: the new replica replaces that one
+ * instead (its removal loses no copy; `out`, a drain's or a rebalance's, waits). Two replicas may
+ * share a zone afterwards: group_zone_fix moves one. */
+static void group_retarget(struct plan *p, uint64_t gi, struct sv_map_group *g)
+{
+    int oi = node_index(p, g->out);
+    if (oi < 0 || !p->alive[oi])
+        return;
+    for (uint32_t k = 0; k + 1 < g->n; k++) {
+        int i = node_index(p, g->ids[k]);
+        uint32_t st = node_state(p, g->ids[k]);
+        if (g->ids[k] == g->out || (i >= 0 && p->alive[i]) ||
+            (st != SV_MAP_EVICTED && st != SV_MAP_REMOVED && st != SV_MAP_DRAINING))
+            continue;
+        p->moves[oi]--;
+        if (i >= 0)
+            p->moves[i]++;
+        g->out = g->ids[k];
+        p->m->epoch++;
+        act(p, SV_SCHED_A_REPLACE, SV_SCHED_R_REPAIR, gi, g->out, new_replica(g), 0);
+        return;
+    }
+}
+
 static void group_in_flight(struct plan *p, uint64_t gi)
 {
     const struct sv_sched_group *hg = &p->in->groups[gi];
     uint64_t since = hg->progress_ms > p->in->since_ms ? hg->progress_ms : p->in->since_ms;
+    struct sv_map_group *g = &p->m->groups[gi];
     p->pending = true;
     p->busy[gi] = true;
+    group_retarget(p, gi, g);
     if (p->in->now_ms >= since + SV_SCHED_STALL_MS)
         report(p, gi, new_replica(&p->m->groups[gi]), SV_SCHED_R_SNAPSHOT_FAILING);
 }
@@ -290,6 +318,29 @@ static void group_plan(struct plan *p, uint64_t gi, bool repairs)
         report(p, gi, from, why);
     else
         replace_begin(p, gi, from, (uint32_t)to, reason);
+}
+
+/* Two replicas of g in one zone (after a retarget): the later one moves to
+ * a zone holding none, when a target exists. */
+static void group_zone_fix(struct plan *p, uint64_t gi)
+{
+    const struct sv_map_group *g = &p->m->groups[gi];
+    uint32_t why;
+    for (uint32_t k = 1; k < g->n; k++) {
+        struct sv_map_group before = *g;
+        before.n = k; /* the replicas before ids[k] */
+        int i = node_index(p, g->ids[k]);
+        if (i < 0 || !(zones_of(p, &before, 0) >> p->zone[i] & 1))
+            continue;
+        p->pending = true;
+        p->busy[gi] = true;
+        int to = g->n < SV_CFG_REPLICAS_MAX && p->health_known && quorum_ok(p, g)
+                     ? target_find(p, gi, g->ids[k], true, &why)
+                     : -1;
+        if (to >= 0)
+            replace_begin(p, gi, g->ids[k], (uint32_t)to, SV_SCHED_R_REBALANCE);
+        return;
+    }
 }
 
 /* A replica on a down node, not yet evicted, of a group nothing else said
@@ -432,7 +483,9 @@ static void plan_init(struct plan *p, const struct sv_sched_in *in, struct sv_sc
     p->in = in;
     p->out = out;
     p->m = &out->next;
-    out->next = *in->map;
+    /* the used part only: a map holds room for SV_CFG_SHARDS_MAX groups */
+    memcpy(&out->next, in->map,
+           offsetof(struct sv_map, groups) + (in->map->n_shards + 1) * sizeof in->map->groups[0]);
     out->n = 0;
     const struct sv_map *m = in->map;
     p->health_known = true;
@@ -485,6 +538,9 @@ void sv_sched_plan(const struct sv_sched_in *in, struct sv_sched_out *out)
         if (!p.busy[gi])
             group_plan(&p, gi, false);
     for (uint64_t gi = 0; gi <= p.m->n_shards; gi++)
+        if (!p.busy[gi] && !p.m->groups[gi].out)
+            group_zone_fix(&p, gi);
+    for (uint64_t gi = 0; gi <= p.m->n_shards; gi++)
         if (!p.busy[gi])
             group_down_waiting(&p, gi);
     if (!p.health_known)
@@ -504,7 +560,10 @@ enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t
         *why = SV_SCHED_R_CATCHING_UP;
         return SV_SCHED_S_WAIT;
     }
-    if (c->new_gone && c->out_role)
+    /* a gone new replica that is a complete voter still counts (its node
+     * came back, evicted): the replacement finishes, a repair follows */
+    bool new_counts = c->new_role == 1 && c->new_complete && c->complete_voters <= c->replicas;
+    if (c->new_gone && c->out_role && !new_counts)
         return c->new_role ? SV_SCHED_S_REMOVE_NEW : SV_SCHED_S_MAP_ABANDON;
     if (!c->new_role)
         return c->new_gone ? SV_SCHED_S_WAIT : SV_SCHED_S_ADD_LEARNER;
@@ -518,10 +577,15 @@ enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t
     }
     if (!c->out_role)
         return SV_SCHED_S_MAP_FINISH;
-    if (c->new_complete)
-        return SV_SCHED_S_REMOVE;
-    *why = SV_SCHED_R_CATCHING_UP;
-    return SV_SCHED_S_WAIT;
+    if (!c->new_complete) {
+        *why = SV_SCHED_R_CATCHING_UP;
+        return SV_SCHED_S_WAIT;
+    }
+    if (c->out_complete && c->complete_voters <= c->replicas) {
+        *why = SV_SCHED_R_DOWN_WAITING;
+        return SV_SCHED_S_WAIT;
+    }
+    return SV_SCHED_S_REMOVE;
 }
 
 bool sv_sched_bugs_compiled(void)

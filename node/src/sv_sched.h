@@ -106,7 +106,9 @@ struct sv_sched_in {
 
 enum sv_sched_action_type {
     SV_SCHED_A_STATE = 1, /* node's state set to state (in next) */
-    SV_SCHED_A_REPLACE,   /* group: replacement of node by to begun (in next) */
+    SV_SCHED_A_REPLACE,   /* group: replacement of node by to begun (in next); or, reason
+                             repair on a group in flight, turned into the replacement of
+                             node (on an evicted/removed node) by to */
     SV_SCHED_A_TRANSFER,  /* group: leadership to be transferred to node `to` */
     SV_SCHED_A_REPORT,    /* group (or node when group is ~0): cannot act, reason says why */
 };
@@ -123,7 +125,8 @@ struct sv_sched_action {
 
 struct sv_sched_out {
     struct sv_map next; /* in->map with the state changes and replacements applied (its
-                           epoch is higher when anything changed) */
+                           epoch is higher when anything changed); groups past n_shards
+                           are left as they were (not copied: a map is 300 KiB) */
     size_t n;
     struct sv_sched_action a[SV_SCHED_ACTIONS_MAX];
     bool health_known; /* every node that is not evicted/removed heard since since_ms, or
@@ -147,12 +150,16 @@ enum sv_sched_step {
 
 /* The group's latest Raft configuration as its leader reported it. */
 struct sv_sched_conf {
-    uint32_t new_role; /* of the new replica: 0 absent, 1 voter, 2 learner */
-    uint32_t out_role; /* of `out`: likewise */
-    bool committed;    /* that configuration is committed */
-    bool new_complete; /* the new replica holds every chunk (its heartbeat) and its log is
-                          within the promotion lag (the leader's check) */
-    bool new_gone;     /* the new replica's node is evicted or removed in the map */
+    uint32_t new_role;        /* of the new replica: 0 absent, 1 voter, 2 learner */
+    uint32_t out_role;        /* of `out`: likewise */
+    bool committed;           /* that configuration is committed */
+    bool new_complete;        /* the new replica holds every chunk (its heartbeat) and its log is
+                                 within the promotion lag (the leader's check) */
+    bool new_gone;            /* the new replica's node is evicted or removed in the map */
+    bool out_complete;        /* `out` is a voter on a live node holding everything */
+    uint32_t complete_voters; /* voters on live nodes holding everything, out and new
+                                 included */
+    uint32_t replicas;        /* the group's replica count (the map's set less one) */
 };
 
 /* The step, and a reason when it is WAIT (SV_SCHED_R_CATCHING_UP, ...).
@@ -161,7 +168,10 @@ struct sv_sched_conf {
  * went silent after its promotion holds the removal back). A replacement
  * whose new replica's node is gone is abandoned (REMOVE_NEW, MAP_ABANDON)
  * unless `out` has left the configuration already (then it finishes and the
- * new replica is repaired in turn).
+ * new replica is repaired in turn). A complete `out` is not removed while
+ * that would leave fewer than `replicas` complete voters (another replica
+ * went silent: WAIT, down-waiting; if its node is evicted, sv_sched_plan
+ * turns the replacement into that replica's: `out` then names it).
  * bugs: SV_SCHED_BUG_* (test builds only). */
 enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t bugs,
                                          uint32_t *why);

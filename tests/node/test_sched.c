@@ -441,7 +441,11 @@ static void test_snapshot_failing(void)
 static enum sv_sched_step step(uint32_t new_role, uint32_t out_role, bool committed, bool complete,
                                bool gone, uint32_t *why)
 {
-    struct sv_sched_conf c = {new_role, out_role, committed, complete, gone};
+    struct sv_sched_conf c = {.new_role = new_role,
+                              .out_role = out_role,
+                              .committed = committed,
+                              .new_complete = complete,
+                              .new_gone = gone};
     return sv_sched_replace_step(&c, 0, why);
 }
 
@@ -458,6 +462,22 @@ static void test_replace_step(void)
     CHECK(step(1, 1, true, false, false, &why) == SV_SCHED_S_WAIT);
     CHECK(step(1, 0, false, true, false, &why) == SV_SCHED_S_WAIT);
     CHECK(step(1, 0, true, true, false, &why) == SV_SCHED_S_MAP_FINISH);
+    /* out complete while another voter went silent: removing it would
+     * leave 2 complete copies of 3; held */
+    struct sv_sched_conf h = {.new_role = 1,
+                              .out_role = 1,
+                              .committed = true,
+                              .new_complete = true,
+                              .out_complete = true,
+                              .complete_voters = 3,
+                              .replicas = 3};
+    CHECK(sv_sched_replace_step(&h, 0, &why) == SV_SCHED_S_WAIT);
+    CHECK(why == SV_SCHED_R_DOWN_WAITING);
+    h.complete_voters = 4;
+    CHECK(sv_sched_replace_step(&h, 0, &why) == SV_SCHED_S_REMOVE);
+    h.out_complete = false; /* a repair: out is silent */
+    h.complete_voters = 2;
+    CHECK(sv_sched_replace_step(&h, 0, &why) == SV_SCHED_S_REMOVE);
     /* the new replica's node gone: abandoned while `out` is a member */
     CHECK(step(2, 1, true, false, true, &why) == SV_SCHED_S_REMOVE_NEW);
     CHECK(step(1, 1, true, false, true, &why) == SV_SCHED_S_REMOVE_NEW);
@@ -465,7 +485,7 @@ static void test_replace_step(void)
     CHECK(step(1, 0, true, false, true, &why) == SV_SCHED_S_MAP_FINISH);
     CHECK(!sv_sched_bugs_compiled());
     /* the defect is not compiled in: the flag changes nothing */
-    struct sv_sched_conf c = {2, 1, true, false, false};
+    struct sv_sched_conf c = {.new_role = 2, .out_role = 1, .committed = true};
     CHECK(sv_sched_replace_step(&c, SV_SCHED_BUG_REMOVE_EARLY, &why) == SV_SCHED_S_WAIT);
 }
 
