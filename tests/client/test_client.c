@@ -1405,14 +1405,14 @@ static void test_svctl(void)
     CHECK(svctl("-o json", "status") == 0);
     /* The fake nodes send no map epoch: 0. */
     CHECK(strncmp(sv_out, "{\"epoch\":0,\"nodes\":[{\"id\":1,\"address\":\"127.0.0.1:", 48) == 0);
-    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9101\"}") != NULL);
-    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9102\"}") != NULL);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9101\",") != NULL);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9102\",") != NULL);
     CHECK(strstr(sv_out, "\"shards\":[{\"id\":0,\"replicas\":[{\"node\":1,\"zone\":\"zone-a\","
                          "\"role\":\"leader\",\"term\":") != NULL);
     CHECK(svctl("", "status") == 0);
     CHECK(strstr(sv_out, "zone-b") != NULL);
-    CHECK(strstr(sv_out, "STATE  METRICS\n") != NULL);
-    CHECK(strstr(sv_out, " up     127.0.0.1:9102\n") != NULL);
+    CHECK(strstr(sv_out, "STATE     REPLICAS LEADERS METRICS\n") != NULL);
+    CHECK(strstr(sv_out, " up               4       2 127.0.0.1:9102\n") != NULL);
 
     KNOB(F.always_unavailable = true);
     CHECK(svctl("--timeout 0.3", "stat e2e/big.bin") == 5);
