@@ -93,8 +93,7 @@ static int meta_call(struct sv_client *c, uint32_t type, const struct sv_msg *m,
                 }
                 note(&t, addr, SV_E_UNAVAILABLE, "not the meta leader");
                 next[0] = '\0';
-                if (SV_MSG_HAS(&r->m, SV_F_ADDR) && r->m.addr.len > 0 &&
-                    r->m.addr.len < ADDR_CAP)
+                if (SV_MSG_HAS(&r->m, SV_F_ADDR) && r->m.addr.len > 0 && r->m.addr.len < ADDR_CAP)
                     copy_bytes(next, ADDR_CAP, r->m.addr);
                 else if (SV_MSG_HAS(&r->m, SV_F_LEADER))
                     sv__node_addr(c, r->m.leader, deadline, next, ADDR_CAP);
@@ -128,8 +127,7 @@ out:
 
 /* meta_call within the client's deadline; a non-OK status is an error with
  * the node's sentence. */
-static int meta_req(struct sv_client *c, uint32_t type, const struct sv_msg *m,
-                    struct sv__resp *r)
+static int meta_req(struct sv_client *c, uint32_t type, const struct sv_msg *m, struct sv__resp *r)
 {
     sv__clear_err();
     int rc = meta_call(c, type, m, sv__now_ms() + sv__deadline_ms(c), r);
@@ -167,8 +165,8 @@ static int nodes_from(const struct sv_msg *m, struct sv_node_list **out)
         n->leaders = it->n_leaders;
         n->bytes = it->bytes;
         n->disk_free = it->free;
-        n->age_ms = SV_ITEM_HAS(it, SV_I_AGE_MS) && it->age_ms <= INT64_MAX ? (int64_t)it->age_ms
-                                                                             : -1;
+        n->age_ms =
+            SV_ITEM_HAS(it, SV_I_AGE_MS) && it->age_ms <= INT64_MAX ? (int64_t)it->age_ms : -1;
     }
     *out = l;
     return 0;
@@ -199,7 +197,8 @@ void sv_client_node_list_free(struct sv_node_list *l)
 static int health_from(const struct sv_msg *m, struct sv_health **out)
 {
     struct sv_health *h = calloc(1, sizeof(*h));
-    if (h == NULL || (h->groups = calloc(m->n_items ? m->n_items : 1, sizeof(*h->groups))) == NULL) {
+    if (h == NULL ||
+        (h->groups = calloc(m->n_items ? m->n_items : 1, sizeof(*h->groups))) == NULL) {
         free(h);
         sv__set_err("out of memory");
         return SV_E_NOMEM;
@@ -216,8 +215,8 @@ static int health_from(const struct sv_msg *m, struct sv_health **out)
         memcpy(g->replicas, it->replicas, sizeof(g->replicas));
         copy_bytes(g->reason, sizeof(g->reason), it->reason);
         copy_bytes(g->text, sizeof(g->text), it->text);
-        g->chunks_left = SV_ITEM_HAS(it, SV_I_LEFT) && it->left <= INT64_MAX ? (int64_t)it->left
-                                                                              : -1;
+        g->chunks_left =
+            SV_ITEM_HAS(it, SV_I_LEFT) && it->left <= INT64_MAX ? (int64_t)it->left : -1;
     }
     *out = h;
     return 0;
@@ -268,8 +267,8 @@ int sv_client_sched_log(struct sv_client *c, struct sv_sched_log **out)
         copy_bytes(e->reason, sizeof(e->reason), it->reason);
         copy_bytes(e->text, sizeof(e->text), it->text);
         e->group = SV_ITEM_HAS(it, SV_I_ID) && it->id <= INT64_MAX ? (int64_t)it->id : -1;
-        e->node = SV_ITEM_HAS(it, SV_I_LEADER) && it->leader <= INT64_MAX ? (int64_t)it->leader
-                                                                           : -1;
+        e->node =
+            SV_ITEM_HAS(it, SV_I_LEADER) && it->leader <= INT64_MAX ? (int64_t)it->leader : -1;
     }
     sv__resp_free(&r);
     *out = l;

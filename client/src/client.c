@@ -1034,7 +1034,8 @@ static uint64_t inflight_min(struct sv_client *c)
 
 /* Send m (type) to shard's leader until an answer other than NOT_LEADER or
  * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set). */
-static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m, struct sv__resp *r)
+static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m,
+                   struct sv__resp *r)
 {
     struct sv_client *c = op->c;
     int redirects = 0;

@@ -296,7 +296,7 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         char b[64], k[SV_CLIENT_NAME_MAX + 1];
         if (!split_target(a->target, b, sizeof(b), k, sizeof(k), listing)) {
             sv__usage_error("%s: \"%s\" is not %s", cmd, a->target,
-                        listing ? "BUCKET[/PREFIX]" : "BUCKET/KEY");
+                            listing ? "BUCKET[/PREFIX]" : "BUCKET/KEY");
             return EXIT_USAGE;
         }
     }
@@ -805,7 +805,7 @@ int main(int argc, char **argv)
         return rc < 0 ? EXIT_OK : rc;
     if (g.endpoints == NULL || g.endpoints[0] == '\0' || g.ca == NULL || g.ca[0] == '\0') {
         sv__usage_error("%s: --endpoints (or SV_ENDPOINTS) and --ca (or SV_CA) are required",
-                    cmd->name);
+                        cmd->name);
         return EXIT_USAGE;
     }
     struct sv_client_options o = {

@@ -225,9 +225,10 @@ static int parse_sub(const char *what, const char *usage, int argc, char **argv,
         a->pos[a->n_pos++] = argv[i];
     }
     if (a->n_pos < n_pos) {
-        sv__usage_error("%s: missing %s", what, a->n_pos == 0 && n_pos == 2 ? "NAME VALUE"
-                                                : n_pos == 2                ? "VALUE"
-                                                                            : "ID");
+        sv__usage_error("%s: missing %s", what,
+                        a->n_pos == 0 && n_pos == 2 ? "NAME VALUE"
+                        : n_pos == 2                ? "VALUE"
+                                                    : "ID");
         return EXIT_USAGE;
     }
     return 0;
@@ -385,8 +386,7 @@ static int node_drain(struct sv_client *c, const struct global *g, uint64_t id, 
         } else {
             const struct sv_node_info *n = find_node(l, id);
             if (n == NULL) {
-                fprintf(stderr, "svctl: node drain %s: the node is no longer in the map\n",
-                        target);
+                fprintf(stderr, "svctl: node drain %s: the node is no longer in the map\n", target);
                 sv_client_node_list_free(l);
                 rc = EXIT_ERR;
                 break;

@@ -103,11 +103,11 @@ struct fake {
     int conflict_on_chunk;   /* GET_CHUNK of this index (> 0) always conflicts */
 
     /* The meta group (operator calls, SV_MSG_NODES .. SV_MSG_CLUSTER_SET). */
-    int meta_leader;         /* node index that leads it; -1: none (UNAVAILABLE everywhere) */
+    int meta_leader;            /* node index that leads it; -1: none (UNAVAILABLE everywhere) */
     bool meta_addr_in_redirect; /* NOT_LEADER carries ADDR (else only LEADER) */
-    bool meta_unknown;       /* answer as a node without a scheduler: BAD_REQUEST */
+    bool meta_unknown;          /* answer as a node without a scheduler: BAD_REQUEST */
     bool health_known;
-    const char *node_state[3];  /* NULL: "up" (node 3: "down") */
+    const char *node_state[3]; /* NULL: "up" (node 3: "down") */
     uint64_t node_replicas[3];
     uint64_t node_bytes[3];
     int health_shard; /* a shard HEALTH reports as stuck, -1 none */
@@ -455,8 +455,7 @@ static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg 
         {
             static const char *const names[] = {"down-after", "evict-after", "auto-evict",
                                                 "repair-rate", "moves-per-node"};
-            const uint64_t vals[] = {F.set_down, F.set_evict, F.set_auto, F.set_rate,
-                                     F.set_moves};
+            const uint64_t vals[] = {F.set_down, F.set_evict, F.set_auto, F.set_rate, F.set_moves};
             for (int i = 0; i < 5; i++) {
                 struct sv_item *it = &items[n++];
                 it->key = lit(names[i]);
@@ -1848,7 +1847,8 @@ static void test_svctl_admin(void)
     CHECK(svctl("", "node drain 2") == 0);
     CHECK(strstr(sv_out, "node 2: 3 replicas left, 7.6MiB left, 0.0 MB/s, ETA unknown\n") != NULL);
     CHECK(strstr(sv_out, "node 2: 2 replicas left, 3.8MiB left, ") != NULL);
-    const char *stuck = "  stuck: shard 1: no-zone-available: no up node in a zone other than zone-b\n";
+    const char *stuck =
+        "  stuck: shard 1: no-zone-available: no up node in a zone other than zone-b\n";
     const char *st1 = strstr(sv_out, stuck);
     CHECK(st1 != NULL && strstr(st1 + 1, stuck) == NULL);
     CHECK(strstr(sv_out, "node 2: drained: it holds no replica. Remove it with: svctl node "
@@ -1868,9 +1868,9 @@ static void test_svctl_admin(void)
     /* cluster show and set. */
     KNOB(meta_reset());
     CHECK(svctl("-o json", "cluster show") == 0);
-    CHECK(strcmp(sv_out, "{\"epoch\":7,\"down_after_s\":10,\"evict_after_s\":60,"
-                         "\"auto_evict\":true,\"repair_rate\":67108864,\"moves_per_node\":2}\n") ==
-          0);
+    CHECK(strcmp(sv_out,
+                 "{\"epoch\":7,\"down_after_s\":10,\"evict_after_s\":60,"
+                 "\"auto_evict\":true,\"repair_rate\":67108864,\"moves_per_node\":2}\n") == 0);
     CHECK(svctl("", "cluster set repair-rate 128MiB") == 0);
     CHECK(strstr(sv_out, "repair-rate     128.0MiB/s (134217728 bytes/s)\n") != NULL);
     CHECK(svctl("", "cluster set down-after 2m") == 0);
@@ -1885,12 +1885,11 @@ static void test_svctl_admin(void)
     CHECK(svctl("", "sched log") == 0);
     CHECK(strstr(sv_out, "2023-11-14T22:13:20.123Z  state     heartbeat-timeout      -         "
                          "node 3   node 3 down: no heartbeat for 10 s\n") != NULL);
-    CHECK(strstr(sv_out, "  replace   node-evicted           shard 1   node 3   shard 1:") !=
-          NULL);
+    CHECK(strstr(sv_out, "  replace   node-evicted           shard 1   node 3   shard 1:") != NULL);
     CHECK(svctl("-o json", "sched log") == 0);
-    CHECK(strstr(sv_out, "{\"events\":[{\"time_ms\":1700000000123,\"action\":\"state\",\"reason\":"
-                         "\"heartbeat-timeout\",\"group\":null,\"shard\":null,\"node\":3,") !=
-          NULL);
+    CHECK(strstr(sv_out,
+                 "{\"events\":[{\"time_ms\":1700000000123,\"action\":\"state\",\"reason\":"
+                 "\"heartbeat-timeout\",\"group\":null,\"shard\":null,\"node\":3,") != NULL);
     CHECK(strstr(sv_out, "\"group\":2,\"shard\":1,\"node\":3,") != NULL);
 
     /* status: the map's states, counts and the shards below their count. */

@@ -315,7 +315,7 @@ struct sv_health_group {
 
 struct sv_health {
     uint64_t epoch;
-    bool known;  /* as sv_node_list.health_known: false means groups may be missing */
+    bool known; /* as sv_node_list.health_known: false means groups may be missing */
     size_t n;
     struct sv_health_group *groups; /* owned */
 };
