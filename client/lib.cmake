@@ -4,12 +4,14 @@
 find_package(OpenSSL 3 REQUIRED)
 find_package(Threads REQUIRED)
 
-add_library(shardvault STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/client.c)
+add_library(shardvault STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/client.c
+                       ${CMAKE_CURRENT_SOURCE_DIR}/src/admin.c)
 target_include_directories(shardvault PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
                            PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_link_libraries(shardvault PUBLIC svproto svtls svwire OpenSSL::Crypto Threads::Threads)
 
-add_executable(svctl ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl.c)
+add_executable(svctl ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl.c
+                     ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl_admin.c)
 target_link_libraries(svctl PRIVATE shardvault)
 
 # The fake server speaks svtls, svwire and proto itself, with test certificates.

@@ -21,6 +21,7 @@
 
 #include <openssl/evp.h>
 
+#include "client_int.h"
 #include "proto.h"
 #include "tls.h"
 #include "wire.h"
@@ -59,6 +60,19 @@ __attribute__((format(printf, 1, 2))) static void set_err(const char *fmt, ...)
 const char *sv_client_errmsg(void)
 {
     return tl_err;
+}
+
+void sv__set_err(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_err, sizeof(tl_err), fmt, ap);
+    va_end(ap);
+}
+
+void sv__clear_err(void)
+{
+    tl_err[0] = '\0';
 }
 
 const char *sv_client_strerror(int err)
@@ -205,6 +219,7 @@ struct sv_client {
     struct conn *idle;
     size_t n_idle;
     struct inflight *inflight;
+    char meta_leader[ADDR_MAX]; /* where the meta group's leader last answered, "" unknown */
 };
 
 /* Connections: a non-blocking socket driven with poll() and an svtls client. */
@@ -474,22 +489,19 @@ static int conn_send(struct conn *k, uint32_t type, uint64_t id, const struct sv
     return rc;
 }
 
-/* A received response: its body (owned) and the message decoded from it. */
-struct resp {
-    uint32_t type;
-    uint64_t id;
-    uint8_t *body;
-    struct sv_msg m;
-};
-
-static void resp_free(struct resp *r)
+void sv__resp_free(struct sv__resp *r)
 {
     sv_msg_free(&r->m);
     free(r->body);
     memset(r, 0, sizeof(*r));
 }
 
-static int conn_recv(struct conn *k, uint64_t deadline, struct resp *r, char *why, size_t wl)
+static void resp_free(struct sv__resp *r)
+{
+    sv__resp_free(r);
+}
+
+static int conn_recv(struct conn *k, uint64_t deadline, struct sv__resp *r, char *why, size_t wl)
 {
     memset(r, 0, sizeof(*r));
     for (;;) {
@@ -549,7 +561,7 @@ static int conn_recv(struct conn *k, uint64_t deadline, struct resp *r, char *wh
 
 /* One request, one response on k. */
 static int conn_call(struct conn *k, uint32_t type, const struct sv_msg *m, uint64_t deadline,
-                     struct resp *r, char *why, size_t wl)
+                     struct sv__resp *r, char *why, size_t wl)
 {
     uint64_t id = k->next_id++;
     int rc = conn_send(k, type, id, m, deadline, why, wl);
@@ -866,7 +878,7 @@ static int op_refresh_map(struct op *op)
             continue;
         }
         struct sv_msg m = {0};
-        struct resp r;
+        struct sv__resp r;
         rc = conn_call(k, SV_MSG_MAP, &m, op->deadline, &r, why, sizeof(why));
         if (rc != 0) {
             conn_free(k);
@@ -1022,7 +1034,8 @@ static uint64_t inflight_min(struct sv_client *c)
 
 /* Send m (type) to shard's leader until an answer other than NOT_LEADER or
  * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set). */
-static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m, struct resp *r)
+static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m,
+                   struct sv__resp *r)
 {
     struct sv_client *c = op->c;
     int redirects = 0;
@@ -1077,7 +1090,7 @@ static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *
 }
 
 /* Turn a non-OK status into an error with the server's message. */
-static int status_fail(const struct resp *r)
+static int status_fail(const struct sv__resp *r)
 {
     int err = status_err(r->m.status);
     if (r->m.msg.len > 0)
@@ -1085,6 +1098,113 @@ static int status_fail(const struct resp *r)
     else
         set_err("%s", sv_status_name((int)r->m.status));
     return err;
+}
+
+/* Internals for admin.c (client_int.h). */
+
+int sv__status_err(int64_t st)
+{
+    return status_err(st);
+}
+
+int sv__status_fail(const struct sv__resp *r)
+{
+    return status_fail(r);
+}
+
+uint64_t sv__now_ms(void)
+{
+    return now_ms();
+}
+
+void sv__sleep_ms(uint64_t ms)
+{
+    sleep_ms(ms);
+}
+
+uint64_t sv__jitter_ms(uint32_t backoff_ms)
+{
+    return backoff_ms / 2 + random64() % (backoff_ms / 2 + 1);
+}
+
+uint32_t sv__deadline_ms(struct sv_client *c)
+{
+    return c->deadline_ms;
+}
+
+int sv__call_addr(struct sv_client *c, const char *addr, uint32_t type, const struct sv_msg *m,
+                  uint64_t deadline, struct sv__resp *r, char *why, size_t wl)
+{
+    struct conn *k = NULL;
+    int rc = pool_get(c, addr, deadline, &k, why, wl);
+    if (rc != 0)
+        return rc;
+    rc = conn_call(k, type, m, deadline, r, why, wl);
+    if (rc != 0)
+        conn_free(k);
+    else
+        pool_put(c, k);
+    return rc;
+}
+
+static bool add_candidate(char (*addrs)[SV_CLIENT_NAME_MAX + 1], size_t *n, size_t cap,
+                          const char *a)
+{
+    if (a[0] == '\0' || *n == cap)
+        return *n < cap;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(addrs[i], a) == 0)
+            return true;
+    snprintf(addrs[(*n)++], SV_CLIENT_NAME_MAX + 1, "%s", a);
+    return true;
+}
+
+size_t sv__candidates(struct sv_client *c, char (*addrs)[SV_CLIENT_NAME_MAX + 1], size_t cap)
+{
+    size_t n = 0;
+    unsigned start = atomic_fetch_add(&c->rr, 1);
+    pthread_mutex_lock(&c->lock);
+    add_candidate(addrs, &n, cap, c->meta_leader);
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        add_candidate(addrs, &n, cap, c->endpoints[(start + i) % c->n_endpoints]);
+    for (size_t i = 0; i < c->n_nodes; i++)
+        add_candidate(addrs, &n, cap, c->nodes[i].addr);
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+bool sv__node_addr(struct sv_client *c, uint64_t id, uint64_t deadline, char *addr, size_t cap)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        pthread_mutex_lock(&c->lock);
+        const char *a = node_addr_locked(c, id);
+        if (a != NULL)
+            snprintf(addr, cap, "%s", a);
+        pthread_mutex_unlock(&c->lock);
+        if (a != NULL)
+            return true;
+        if (pass == 1 || now_ms() >= deadline)
+            break;
+        /* A map that does not name the node may be missing or old: read it once more. */
+        struct op op;
+        op_init(&op, c);
+        op.deadline = deadline;
+        char keep[SV_CLIENT_ERRMSG_MAX];
+        snprintf(keep, sizeof(keep), "%s", tl_err);
+        if (op_refresh_map(&op) != 0) {
+            snprintf(tl_err, sizeof(tl_err), "%s", keep);
+            break;
+        }
+        snprintf(tl_err, sizeof(tl_err), "%s", keep);
+    }
+    return false;
+}
+
+void sv__set_meta_leader(struct sv_client *c, const char *addr)
+{
+    pthread_mutex_lock(&c->lock);
+    snprintf(c->meta_leader, sizeof(c->meta_leader), "%s", addr);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static int check_names(const char *bucket, const char *key)
@@ -1120,7 +1240,7 @@ static uint32_t object_shard(struct sv_client *c, const char *bucket, const char
 
 /* A single-request object operation: map, route, call. */
 static int object_call(struct op *op, const char *bucket, const char *key, uint32_t type,
-                       struct sv_msg *m, struct resp *r)
+                       struct sv_msg *m, struct sv__resp *r)
 {
     int rc = op_ensure_map(op);
     if (rc != 0)
@@ -1147,7 +1267,7 @@ static int write_call(struct op *op, const char *bucket, const char *key, uint32
     m->seq = f.seq;
     SV_MSG_SET(m, SV_F_SESSION);
     SV_MSG_SET(m, SV_F_SEQ);
-    struct resp r;
+    struct sv__resp r;
     int rc = object_call(op, bucket, key, type, m, &r);
     inflight_del(op->c, &f);
     if (rc != 0)
@@ -1324,7 +1444,7 @@ static int put_chunked(struct op *op, const char *bucket, const char *key, int64
 
     struct sv_msg m = {0};
     msg_target(c, &m, bucket, key);
-    struct resp r;
+    struct sv__resp r;
     rc = object_call(op, bucket, key, SV_MSG_PUT_BEGIN, &m, &r);
     if (rc != 0)
         goto done;
@@ -1506,7 +1626,7 @@ int sv_client_put(struct sv_client *c, const char *bucket, const char *key, cons
 struct dl_slot {
     uint64_t idx, req_id;
     bool used, sent, got;
-    struct resp r;
+    struct sv__resp r;
 };
 
 /* Requests whose answer did not arrive are to be sent again. */
@@ -1529,7 +1649,7 @@ static void set_consistency(struct sv_msg *m, enum sv_consistency cons)
     }
 }
 
-static int stat_from(const struct resp *r, struct sv_stat *s)
+static int stat_from(const struct sv__resp *r, struct sv_stat *s)
 {
     const struct sv_msg *m = &r->m;
     if (!SV_MSG_HAS(m, SV_F_VERSION) || !SV_MSG_HAS(m, SV_F_SIZE) || !SV_MSG_HAS(m, SV_F_SHA256)) {
@@ -1564,7 +1684,7 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
     struct sv_msg m = {0};
     msg_target(c, &m, bucket, key);
     set_consistency(&m, cons);
-    struct resp g;
+    struct sv__resp g;
     op->any_replica = cons == SV_STALE;
     int rc = object_call(op, bucket, key, SV_MSG_GET, &m, &g);
     op->any_replica = false; /* a lost connection's chunks: the leader first again */
@@ -1653,7 +1773,7 @@ static int get_once(struct op *op, const char *bucket, const char *key, enum sv_
                              sizeof(why));
             slots[i].sent = fail == 0;
         }
-        struct resp r;
+        struct sv__resp r;
         if (fail == 0)
             fail = conn_recv(k, op->deadline, &r, why, sizeof(why));
         if (fail == 0) {
@@ -1834,7 +1954,7 @@ int sv_client_stat(struct sv_client *c, const char *bucket, const char *key,
     msg_target(c, &m, bucket, key);
     set_consistency(&m, consistency);
     op.any_replica = consistency == SV_STALE;
-    struct resp r;
+    struct sv__resp r;
     rc = object_call(&op, bucket, key, SV_MSG_STAT, &m, &r);
     if (rc != 0)
         return rc;
@@ -1915,7 +2035,7 @@ int sv_client_list(struct sv_client *c, const char *bucket, const char *prefix,
         SV_MSG_SET(&m, SV_F_LIMIT);
         set_consistency(&m, consistency);
         op.any_replica = consistency == SV_STALE;
-        struct resp r;
+        struct sv__resp r;
         rc = op_call(&op, s, SV_MSG_LIST, &m, &r);
         if (rc != 0)
             goto err_after_list;
@@ -2042,7 +2162,7 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
         if (pool_get(c, nd->address, dl, &k, why, sizeof(why)) != 0)
             continue;
         struct sv_msg m = {0};
-        struct resp r;
+        struct sv__resp r;
         if (conn_call(k, SV_MSG_STATUS, &m, dl, &r, why, sizeof(why)) != 0) {
             conn_free(k);
             continue;
@@ -2050,6 +2170,7 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
         pool_put(c, k);
         if (r.m.status == SV_ST_OK) {
             snprintf(nd->state, sizeof(nd->state), "up");
+            nd->reachable = true;
             if (SV_MSG_HAS(&r.m, SV_F_METRICS))
                 copy_bytes(nd->metrics, sizeof(nd->metrics), r.m.metrics);
             for (size_t q = 0; q < s->n_shards; q++) {
@@ -2073,6 +2194,23 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
         }
         resp_free(&r);
     }
+    /* Counts from the map and the roles reported, until the meta leader's replace them. */
+    for (size_t q = 0; q < s->n_shards; q++) {
+        struct sv_status_shard *sh = &s->shards[q];
+        sh->chunks_left = -1;
+        for (size_t j = 0; j < sh->n_replicas; j++) {
+            for (size_t i = 0; i < s->n_nodes; i++) {
+                if (s->nodes[i].id != sh->replicas[j].node)
+                    continue;
+                s->nodes[i].replicas++;
+                s->nodes[i].leaders += strcmp(sh->replicas[j].role, "leader") == 0;
+            }
+        }
+    }
+    /* Its own bound: the nodes' STATUS may have used the whole deadline. */
+    uint64_t sched_ms = c->deadline_ms < STATUS_NODE_MS ? c->deadline_ms : STATUS_NODE_MS;
+    if (sv__status_merge_sched(c, s, now_ms() + sched_ms) != 0)
+        goto err_nomem;
     *out = s;
     return 0;
 

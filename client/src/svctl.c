@@ -1,4 +1,5 @@
-/* svctl: the ShardVault command-line tool (put, get, rm, ls, stat, status) over libshardvault. */
+/* svctl: the ShardVault command-line tool (put, get, rm, ls, stat, status; node, cluster and
+ * sched in svctl_admin.c) over libshardvault. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,24 +17,12 @@
 #include <unistd.h>
 
 #include "shardvault/client.h"
+#include "svctl.h"
 
 enum {
-    EXIT_OK = 0,
-    EXIT_ERR = 1,
-    EXIT_USAGE = 2,
-    EXIT_NOT_FOUND = 3,
-    EXIT_DENIED = 4,
-    EXIT_UNAVAILABLE = 5,
-    EXIT_CONFLICT = 6,
     PROGRESS_MIN = 4 * 1000 * 1000, /* bytes: smaller transfers show no progress bar */
     IO_CHUNK = 256 * 1024,
     LS_PAGE = 1000,
-};
-
-struct global {
-    const char *endpoints, *ca, *token;
-    bool json;
-    uint32_t deadline_ms;
 };
 
 static const char main_usage[] =
@@ -48,6 +37,14 @@ static const char main_usage[] =
     "                                               list keys\n"
     "  stat BUCKET/KEY                              show an object's metadata\n"
     "  status                                       show nodes (metrics addresses too) and shards\n"
+    "  node list                                    nodes as the scheduler sees them\n"
+    "  node drain ID [--no-wait] [--cancel] [--timeout S]\n"
+    "                                               move a node's replicas away, show progress\n"
+    "  node remove ID [--force]                     remove a drained node from the map\n"
+    "  cluster show                                 the scheduler's settings\n"
+    "  cluster set NAME VALUE                       change one (down-after, evict-after,\n"
+    "                                               auto-evict, repair-rate, moves-per-node)\n"
+    "  sched log                                    the scheduler's recent decisions\n"
     "\n"
     "Global options:\n"
     "  --endpoints HOST:PORT,...   nodes to contact (env SV_ENDPOINTS)\n"
@@ -60,8 +57,7 @@ static const char main_usage[] =
     "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 denied, 5 unavailable or\n"
     "timeout, 6 version conflict.\n";
 
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void usage_error(const char *fmt, ...)
+void sv__usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -91,7 +87,7 @@ static int exit_code(int err)
 }
 
 /* Report err for "cmd target" on one stderr line and return the exit code. */
-static int fail(const char *cmd, const char *target, int err)
+int sv__fail(const char *cmd, const char *target, int err)
 {
     const char *m = sv_client_errmsg();
     fprintf(stderr, "svctl: %s%s%s: %s%s%s\n", cmd, target ? " " : "", target ? target : "",
@@ -100,7 +96,7 @@ static int fail(const char *cmd, const char *target, int err)
 }
 
 /* Option parsing: "--name value" or "--name=value". */
-static bool opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+bool sv__opt_value(int argc, char **argv, int *i, const char *name, const char **val)
 {
     size_t n = strlen(name);
     if (strncmp(argv[*i], name, n) != 0)
@@ -119,7 +115,7 @@ static bool opt_value(int argc, char **argv, int *i, const char *name, const cha
     return true;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
+bool sv__parse_u64(const char *s, uint64_t *out)
 {
     if (s == NULL || *s == '\0' || *s == '-')
         return false;
@@ -150,7 +146,7 @@ static bool split_target(const char *t, char *bucket, size_t bl, char *key, size
 }
 
 /* JSON string output (bytes >= 0x80 pass through). */
-static void json_str(FILE *f, const char *s)
+void sv__json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -170,7 +166,7 @@ static void hex(const uint8_t *p, size_t n, char *out)
         snprintf(out + 2 * i, 3, "%02x", p[i]);
 }
 
-static void iso_time(uint64_t ms, char *out, size_t cap)
+void sv__iso_time(uint64_t ms, char *out, size_t cap)
 {
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
@@ -227,6 +223,7 @@ struct cmd {
     const char *name;
     const char *usage;
     int (*run)(struct sv_client *c, const struct global *g, int argc, char **argv);
+    bool self_check; /* run(NULL, ...) checks the arguments (svctl.h) */
 };
 
 /* Common argument parsing of object commands. */
@@ -250,35 +247,35 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
             return -1;
-        } else if (if_version && opt_value(argc, argv, &i, "--if-version", &v)) {
-            if (!parse_u64(v, &a->if_version)) {
-                usage_error("%s: --if-version needs a number", cmd);
+        } else if (if_version && sv__opt_value(argc, argv, &i, "--if-version", &v)) {
+            if (!sv__parse_u64(v, &a->if_version)) {
+                sv__usage_error("%s: --if-version needs a number", cmd);
                 return EXIT_USAGE;
             }
             a->has_if_version = true;
-        } else if (consistency && opt_value(argc, argv, &i, "--consistency", &v)) {
+        } else if (consistency && sv__opt_value(argc, argv, &i, "--consistency", &v)) {
             if (v != NULL && strcmp(v, "linearizable") == 0)
                 a->cons = SV_LINEARIZABLE;
             else if (v != NULL && strcmp(v, "stale") == 0)
                 a->cons = SV_STALE;
             else {
-                usage_error("%s: --consistency is linearizable or stale", cmd);
+                sv__usage_error("%s: --consistency is linearizable or stale", cmd);
                 return EXIT_USAGE;
             }
-        } else if (listing && opt_value(argc, argv, &i, "--limit", &v)) {
-            if (!parse_u64(v, &a->limit) || a->limit == 0) {
-                usage_error("%s: --limit needs a positive number", cmd);
+        } else if (listing && sv__opt_value(argc, argv, &i, "--limit", &v)) {
+            if (!sv__parse_u64(v, &a->limit) || a->limit == 0) {
+                sv__usage_error("%s: --limit needs a positive number", cmd);
                 return EXIT_USAGE;
             }
             a->has_limit = true;
-        } else if (listing && opt_value(argc, argv, &i, "--start-after", &v)) {
+        } else if (listing && sv__opt_value(argc, argv, &i, "--start-after", &v)) {
             if (v == NULL) {
-                usage_error("%s: --start-after needs a key", cmd);
+                sv__usage_error("%s: --start-after needs a key", cmd);
                 return EXIT_USAGE;
             }
             a->start_after = v;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            usage_error("%s: unknown option %s", cmd, argv[i]);
+            sv__usage_error("%s: unknown option %s", cmd, argv[i]);
             return EXIT_USAGE;
         } else if (pos == 0) {
             a->target = argv[i];
@@ -287,19 +284,19 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
             a->file = argv[i];
             pos++;
         } else {
-            usage_error("%s: too many arguments", cmd);
+            sv__usage_error("%s: too many arguments", cmd);
             return EXIT_USAGE;
         }
     }
     if (max_pos > 0 && a->target == NULL) {
-        usage_error("%s: missing %s", cmd, listing ? "BUCKET" : "BUCKET/KEY");
+        sv__usage_error("%s: missing %s", cmd, listing ? "BUCKET" : "BUCKET/KEY");
         return EXIT_USAGE;
     }
     if (a->target != NULL) {
         char b[64], k[SV_CLIENT_NAME_MAX + 1];
         if (!split_target(a->target, b, sizeof(b), k, sizeof(k), listing)) {
-            usage_error("%s: \"%s\" is not %s", cmd, a->target,
-                        listing ? "BUCKET[/PREFIX]" : "BUCKET/KEY");
+            sv__usage_error("%s: \"%s\" is not %s", cmd, a->target,
+                            listing ? "BUCKET[/PREFIX]" : "BUCKET/KEY");
             return EXIT_USAGE;
         }
     }
@@ -327,11 +324,20 @@ static const char stat_usage[] = "usage: svctl stat BUCKET/KEY\n"
                                  "Show size, version, SHA-256 and modification time.\n";
 static const char status_usage[] =
     "usage: svctl status\n"
-    "Show every node (id, address, zone, up/down, and the HOST:PORT of its plain-HTTP\n"
-    "/metrics and /health as it reports it; - when down) and every shard's replicas\n"
-    "and their roles, and the cluster map's epoch. -o json prints\n"
-    "{\"epoch\":N,\"nodes\":[{...,\"metrics\":\"HOST:PORT\"}],\"shards\":[...]}\n"
-    "(\"metrics\":\"\" for a node that did not answer).\n";
+    "Show the cluster map's epoch, every node (id, address, zone, STATE, REPLICAS,\n"
+    "LEADERS, and the HOST:PORT of its plain-HTTP /metrics and /health as it reports\n"
+    "it; - when it did not answer), every shard's replicas and their roles, and the\n"
+    "shards below their replica count with the scheduler's reason.\n"
+    "STATE, REPLICAS and LEADERS are the meta group leader's (STATE: up, down,\n"
+    "draining, evicted, removed). When that leader cannot be reached, a line says\n"
+    "health is unknown, STATE is up or down by whether the node answered, and the\n"
+    "counts come from the map and the roles the nodes report.\n"
+    "-o json prints {\"epoch\":N,\"nodes\":[{\"id\",\"address\",\"zone\",\"state\",\n"
+    "\"metrics\" (\"\" for a node that did not answer),\"reachable\",\"replicas\",\n"
+    "\"leaders\"}],\"shards\":[{\"id\",\"replicas\":[{\"node\",\"zone\",\"role\",\"term\",\n"
+    "\"applied\"}] and, below its replica count, \"reason\",\"text\",\"chunks_left\"}],\n"
+    "\"health_known\":BOOL} (and \"meta_reason\",\"meta_text\" when the meta group is\n"
+    "below its count).\n";
 
 struct file_src {
     int fd;
@@ -383,7 +389,7 @@ static int run_put(struct sv_client *c, const struct global *g, int argc, char *
     if (fd != STDIN_FILENO)
         close(fd);
     if (err != 0)
-        return fail("put", a.target, err);
+        return sv__fail("put", a.target, err);
     if (g->json)
         printf("{\"version\":%" PRIu64 "}\n", version);
     else
@@ -464,7 +470,7 @@ static int run_get(struct sv_client *c, const struct global *g, int argc, char *
         }
     }
     if (err != 0)
-        return fail("get", a.target, err);
+        return sv__fail("get", a.target, err);
     if (!to_file && fflush(stdout) != 0)
         return EXIT_ERR;
     return EXIT_OK;
@@ -482,7 +488,7 @@ static int run_rm(struct sv_client *c, const struct global *g, int argc, char **
     int err = sv_client_delete(c, bucket, key, a.has_if_version ? (int64_t)a.if_version : SV_IF_ANY,
                                &version);
     if (err != 0)
-        return fail("rm", a.target, err);
+        return sv__fail("rm", a.target, err);
     if (g->json)
         printf("{\"deleted_version\":%" PRIu64 "}\n", version);
     return EXIT_OK;
@@ -510,15 +516,15 @@ static int run_ls(struct sv_client *c, const struct global *g, int argc, char **
             if (g->json)
                 printf("]}\n");
             fflush(stdout);
-            return fail("ls", a.target, err);
+            return sv__fail("ls", a.target, err);
         }
         for (size_t i = 0; i < l->n; i++) {
             const struct sv_list_entry *e = &l->entries[i];
             char t[40];
-            iso_time(e->mtime_ms, t, sizeof(t));
+            sv__iso_time(e->mtime_ms, t, sizeof(t));
             if (g->json) {
                 printf("%s{\"key\":", first ? "" : ",");
-                json_str(stdout, e->key);
+                sv__json_str(stdout, e->key);
                 printf(",\"size\":%" PRIu64 ",\"version\":%" PRIu64 ",\"mtime_ms\":%" PRIu64 "}",
                        e->size, e->version, e->mtime_ms);
             } else {
@@ -537,7 +543,7 @@ static int run_ls(struct sv_client *c, const struct global *g, int argc, char **
     }
     if (g->json) {
         printf("],\"more\":%s,\"next_start_after\":", more ? "true" : "false");
-        json_str(stdout, more ? after : "");
+        sv__json_str(stdout, more ? after : "");
         printf("}\n");
     } else if (more) {
         printf("(more: --start-after '%s')\n", after);
@@ -556,10 +562,10 @@ static int run_stat(struct sv_client *c, const struct global *g, int argc, char 
     struct sv_stat st;
     int err = sv_client_stat(c, bucket, key, a.cons, &st);
     if (err != 0)
-        return fail("stat", a.target, err);
+        return sv__fail("stat", a.target, err);
     char h[65], t[40];
     hex(st.sha256, 32, h);
-    iso_time(st.mtime_ms, t, sizeof(t));
+    sv__iso_time(st.mtime_ms, t, sizeof(t));
     if (g->json)
         printf("{\"size\":%" PRIu64 ",\"version\":%" PRIu64
                ",\"sha256\":\"%s\",\"mtime_ms\":%" PRIu64 "}\n",
@@ -579,42 +585,69 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
     struct sv_cluster_status *s = NULL;
     int err = sv_client_status(c, &s);
     if (err != 0)
-        return fail("status", NULL, err);
+        return sv__fail("status", NULL, err);
     if (g->json) {
         printf("{\"epoch\":%" PRIu64 ",\"nodes\":[", s->epoch);
         for (size_t i = 0; i < s->n_nodes; i++) {
-            printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", s->nodes[i].id);
-            json_str(stdout, s->nodes[i].address);
+            const struct sv_status_node *nd = &s->nodes[i];
+            printf("%s{\"id\":%" PRIu64 ",\"address\":", i ? "," : "", nd->id);
+            sv__json_str(stdout, nd->address);
             printf(",\"zone\":");
-            json_str(stdout, s->nodes[i].zone);
+            sv__json_str(stdout, nd->zone);
             printf(",\"state\":");
-            json_str(stdout, s->nodes[i].state);
+            sv__json_str(stdout, nd->state);
             printf(",\"metrics\":");
-            json_str(stdout, s->nodes[i].metrics);
-            printf("}");
+            sv__json_str(stdout, nd->metrics);
+            printf(",\"reachable\":%s,\"replicas\":%" PRIu64 ",\"leaders\":%" PRIu64 "}",
+                   nd->reachable ? "true" : "false", nd->replicas, nd->leaders);
         }
         printf("],\"shards\":[");
         for (size_t i = 0; i < s->n_shards; i++) {
-            printf("%s{\"id\":%" PRIu64 ",\"replicas\":[", i ? "," : "", s->shards[i].id);
-            for (size_t j = 0; j < s->shards[i].n_replicas; j++) {
-                const struct sv_status_replica *r = &s->shards[i].replicas[j];
+            const struct sv_status_shard *sh = &s->shards[i];
+            printf("%s{\"id\":%" PRIu64 ",\"replicas\":[", i ? "," : "", sh->id);
+            for (size_t j = 0; j < sh->n_replicas; j++) {
+                const struct sv_status_replica *r = &sh->replicas[j];
                 printf("%s{\"node\":%" PRIu64 ",\"zone\":", j ? "," : "", r->node);
-                json_str(stdout, r->zone);
+                sv__json_str(stdout, r->zone);
                 printf(",\"role\":");
-                json_str(stdout, r->role);
+                sv__json_str(stdout, r->role);
                 printf(",\"term\":%" PRIu64 ",\"applied\":%" PRIu64 "}", r->term, r->applied);
             }
-            printf("]}");
+            printf("]");
+            if (sh->reason[0] != '\0') {
+                printf(",\"reason\":");
+                sv__json_str(stdout, sh->reason);
+                printf(",\"text\":");
+                sv__json_str(stdout, sh->text);
+                printf(",\"chunks_left\":%" PRId64, sh->chunks_left);
+            }
+            printf("}");
         }
-        printf("]}\n");
+        printf("],\"health_known\":%s", s->health_known ? "true" : "false");
+        if (s->meta_reason[0] != '\0') {
+            printf(",\"meta_reason\":");
+            sv__json_str(stdout, s->meta_reason);
+            printf(",\"meta_text\":");
+            sv__json_str(stdout, s->meta_text);
+        }
+        printf("}\n");
     } else {
-        printf("cluster map epoch %" PRIu64 "\n\n", s->epoch);
-        printf("%-6s %-28s %-12s %-6s %s\n", "NODE", "ADDRESS", "ZONE", "STATE", "METRICS");
-        for (size_t i = 0; i < s->n_nodes; i++)
-            printf("%-6" PRIu64 " %-28s %-12s %-6s %s\n", s->nodes[i].id, s->nodes[i].address,
-                   s->nodes[i].zone, s->nodes[i].state,
-                   s->nodes[i].metrics[0] ? s->nodes[i].metrics : "-");
+        printf("cluster map epoch %" PRIu64 "\n", s->epoch);
+        if (!s->sched_known)
+            printf("health unknown: the meta group's leader did not answer; STATE is whether "
+                   "the node answered\n");
+        else if (!s->health_known)
+            printf("health unknown: the meta group's leader has not heard every node yet\n");
+        printf("\n%-6s %-28s %-12s %-9s %8s %7s %s\n", "NODE", "ADDRESS", "ZONE", "STATE",
+               "REPLICAS", "LEADERS", "METRICS");
+        for (size_t i = 0; i < s->n_nodes; i++) {
+            const struct sv_status_node *nd = &s->nodes[i];
+            printf("%-6" PRIu64 " %-28s %-12s %-9s %8" PRIu64 " %7" PRIu64 " %s\n", nd->id,
+                   nd->address, nd->zone, nd->state, nd->replicas, nd->leaders,
+                   nd->metrics[0] ? nd->metrics : "-");
+        }
         printf("\n%-6s %s\n", "SHARD", "REPLICAS (node/zone/role)");
+        size_t below = 0;
         for (size_t i = 0; i < s->n_shards; i++) {
             printf("%-6" PRIu64, s->shards[i].id);
             for (size_t j = 0; j < s->shards[i].n_replicas; j++) {
@@ -622,6 +655,25 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
                 printf(" %" PRIu64 "/%s/%s", r->node, r->zone, r->role);
             }
             printf("\n");
+            below += s->shards[i].reason[0] != '\0';
+        }
+        if (below > 0 || s->meta_reason[0] != '\0') {
+            printf("\nshards below their replica count:\n");
+            if (s->meta_reason[0] != '\0')
+                printf("  meta: %s%s%s\n", s->meta_reason, s->meta_text[0] ? ": " : "",
+                       s->meta_text);
+            for (size_t i = 0; i < s->n_shards; i++) {
+                const struct sv_status_shard *sh = &s->shards[i];
+                if (sh->reason[0] == '\0')
+                    continue;
+                printf("  shard %" PRIu64 ": %s%s%s", sh->id, sh->reason, sh->text[0] ? ": " : "",
+                       sh->text);
+                if (sh->chunks_left >= 0)
+                    printf(" (%" PRId64 " chunks left)", sh->chunks_left);
+                printf("\n");
+            }
+        } else if (s->health_known) {
+            printf("\nevery shard has its replica count\n");
         }
     }
     sv_client_status_free(s);
@@ -629,15 +681,23 @@ static int run_status(struct sv_client *c, const struct global *g, int argc, cha
 }
 
 static const struct cmd cmds[] = {
-    {"put", put_usage, run_put},    {"get", get_usage, run_get},
-    {"rm", rm_usage, run_rm},       {"ls", ls_usage, run_ls},
-    {"stat", stat_usage, run_stat}, {"status", status_usage, run_status},
+    {"put", put_usage, run_put, false},
+    {"get", get_usage, run_get, false},
+    {"rm", rm_usage, run_rm, false},
+    {"ls", ls_usage, run_ls, false},
+    {"stat", stat_usage, run_stat, false},
+    {"status", status_usage, run_status, false},
+    {"node", sv__node_usage, sv__run_node, true},
+    {"cluster", sv__cluster_usage, sv__run_cluster, true},
+    {"sched", sv__sched_usage, sv__run_sched, true},
 };
 
 /* Validate a command's arguments before connecting, so usage errors exit 2
  * without needing a cluster. */
 static int precheck(const struct cmd *cmd, int argc, char **argv)
 {
+    if (cmd->self_check)
+        return cmd->run(NULL, NULL, argc, argv);
     struct args a;
     bool put = strcmp(cmd->name, "put") == 0, get = strcmp(cmd->name, "get") == 0;
     bool rm = strcmp(cmd->name, "rm") == 0, ls = strcmp(cmd->name, "ls") == 0;
@@ -651,24 +711,24 @@ static int precheck(const struct cmd *cmd, int argc, char **argv)
 static int global_opt(int argc, char **argv, int *i, struct global *g)
 {
     const char *v;
-    if (opt_value(argc, argv, i, "--endpoints", &v)) {
+    if (sv__opt_value(argc, argv, i, "--endpoints", &v)) {
         g->endpoints = v;
-    } else if (opt_value(argc, argv, i, "--ca", &v)) {
+    } else if (sv__opt_value(argc, argv, i, "--ca", &v)) {
         g->ca = v;
-    } else if (opt_value(argc, argv, i, "--token", &v)) {
+    } else if (sv__opt_value(argc, argv, i, "--token", &v)) {
         g->token = v;
-    } else if (opt_value(argc, argv, i, "-o", &v)) {
+    } else if (sv__opt_value(argc, argv, i, "-o", &v)) {
         if (v != NULL && strcmp(v, "json") == 0) {
             g->json = true;
         } else if (v == NULL || strcmp(v, "text") != 0) {
-            usage_error("-o is text or json");
+            sv__usage_error("-o is text or json");
             return EXIT_USAGE;
         }
-    } else if (opt_value(argc, argv, i, "--timeout", &v)) {
+    } else if (sv__opt_value(argc, argv, i, "--timeout", &v)) {
         char *end = NULL;
         double s = v ? strtod(v, &end) : 0;
         if (v == NULL || *end != '\0' || !(s > 0) || s > 86400) {
-            usage_error("--timeout needs a number of seconds (0 < s <= 86400)");
+            sv__usage_error("--timeout needs a number of seconds (0 < s <= 86400)");
             return EXIT_USAGE;
         }
         g->deadline_ms = (uint32_t)(s * 1000 + 0.5);
@@ -678,7 +738,7 @@ static int global_opt(int argc, char **argv, int *i, struct global *g)
         return 0;
     }
     if (v == NULL) {
-        usage_error("%s needs a value", argv[*i]);
+        sv__usage_error("%s needs a value", argv[*i]);
         return EXIT_USAGE;
     }
     return 1;
@@ -699,14 +759,14 @@ int main(int argc, char **argv)
         }
         int r = global_opt(argc, argv, &i, &g);
         if (r == 0) {
-            usage_error("unknown option %s", argv[i]);
+            sv__usage_error("unknown option %s", argv[i]);
             return EXIT_USAGE;
         }
         if (r != 1)
             return r;
     }
     if (i >= argc) {
-        usage_error("missing command");
+        sv__usage_error("missing command");
         return EXIT_USAGE;
     }
     const struct cmd *cmd = NULL;
@@ -714,14 +774,26 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], cmds[k].name) == 0)
             cmd = &cmds[k];
     if (cmd == NULL) {
-        usage_error("unknown command \"%s\"", argv[i]);
+        sv__usage_error("unknown command \"%s\"", argv[i]);
         return EXIT_USAGE;
     }
     /* Global options may also follow the command (svctl status -o json):
      * take them out of the command's arguments. */
     int cargc = 0;
+    /* node drain has its own --timeout (how long to wait for the drain):
+     * there it stays with the command's arguments. */
+    bool own_timeout =
+        strcmp(argv[i], "node") == 0 && i + 1 < argc && strcmp(argv[i + 1], "drain") == 0;
     for (int j = i; j < argc; j++) {
-        int r = j > i ? global_opt(argc, argv, &j, &g) : 0;
+        if (own_timeout && strcmp(argv[j], "--timeout") == 0) {
+            argv[i + cargc++] = argv[j];
+            if (j + 1 < argc)
+                argv[i + cargc++] = argv[++j];
+            continue;
+        }
+        int r = j > i && !(own_timeout && strncmp(argv[j], "--timeout=", 10) == 0)
+                    ? global_opt(argc, argv, &j, &g)
+                    : 0;
         if (r == 0)
             argv[i + cargc++] = argv[j];
         else if (r != 1)
@@ -732,8 +804,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
     if (g.endpoints == NULL || g.endpoints[0] == '\0' || g.ca == NULL || g.ca[0] == '\0') {
-        usage_error("%s: --endpoints (or SV_ENDPOINTS) and --ca (or SV_CA) are required",
-                    cmd->name);
+        sv__usage_error("%s: --endpoints (or SV_ENDPOINTS) and --ca (or SV_CA) are required",
+                        cmd->name);
         return EXIT_USAGE;
     }
     struct sv_client_options o = {
@@ -745,7 +817,7 @@ int main(int argc, char **argv)
     struct sv_client *c = NULL;
     int err = sv_client_open(&o, &c);
     if (err != 0)
-        return fail(cmd->name, argc - i > 1 && argv[i + 1][0] != '-' ? argv[i + 1] : NULL, err);
+        return sv__fail(cmd->name, argc - i > 1 && argv[i + 1][0] != '-' ? argv[i + 1] : NULL, err);
     rc = cmd->run(c, &g, argc - i, argv + i);
     sv_client_close(c);
     return rc;

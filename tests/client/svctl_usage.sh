@@ -1,5 +1,6 @@
 #!/bin/sh
-# svctl-usage-test: svctl's exit codes for help, usage errors and an unusable CA.
+# svctl-usage-test: svctl's exit codes for help, usage errors (operator commands too) and an
+# unusable CA.
 # Usage: svctl_usage.sh PATH/TO/svctl
 svctl=$1
 fails=0
@@ -22,6 +23,56 @@ expect 0 put --help
 grep -q "usage: svctl put" /tmp/svctl-usage.$$.out || { echo "FAIL: put --help"; fails=$((fails + 1)); }
 for c in get rm ls stat status; do
     expect 0 "$c" --help
+done
+# Operator commands: help, and every usage error exits 2 before any cluster is needed.
+expect 0 node --help
+grep -q "usage: svctl node list" /tmp/svctl-usage.$$.out || { echo "FAIL: node --help"; fails=$((fails + 1)); }
+grep -q "Ctrl-C only stops the waiting" /tmp/svctl-usage.$$.out || { echo "FAIL: node --help: Ctrl-C"; fails=$((fails + 1)); }
+for a in "node list" "node drain" "node remove" "cluster" "cluster set" "cluster show" "sched" "sched log"; do
+    # shellcheck disable=SC2086 # "node list" is a command and a subcommand
+    expect 0 $a --help
+done
+expect 0 cluster --help
+grep -q "repair-rate BYTES" /tmp/svctl-usage.$$.out || { echo "FAIL: cluster --help"; fails=$((fails + 1)); }
+expect 0 sched --help
+expect 2 node
+expect 2 node frob
+expect 2 node list extra
+expect 2 node drain
+expect 2 node drain x
+expect 2 node drain 0
+expect 2 node drain 3 --timeout 0
+expect 2 node drain 3 --timeout
+expect 2 node drain 3 --no-wait --timeout 5
+expect 2 node drain 3 --bogus
+expect 2 node remove
+expect 2 node remove 3 4
+expect 2 node remove 3 --force=yes
+expect 2 cluster
+expect 2 cluster frob
+expect 2 cluster set
+expect 2 cluster set down-after
+expect 2 cluster set down-after 0
+expect 2 cluster set down-after 86401
+expect 2 cluster set down-after 2d
+expect 2 cluster set evict-after -5
+expect 2 cluster set auto-evict maybe
+expect 2 cluster set repair-rate 0
+expect 2 cluster set repair-rate 64XB
+expect 2 cluster set moves-per-node 0
+expect 2 cluster set moves-per-node 65
+expect 2 cluster set frob 1
+grep -q 'unknown setting "frob"' /tmp/svctl-usage.$$.err || { echo "FAIL: cluster set frob: no reason"; fails=$((fails + 1)); }
+expect 2 cluster show extra
+expect 2 sched
+expect 2 sched frob
+expect 2 sched log extra
+# Valid arguments get as far as needing a cluster (exit 2 for the missing --endpoints).
+for a in "node list" "node drain 3 --timeout 5" "node remove 3 --force" "cluster show" \
+    "cluster set repair-rate 64MiB" "cluster set down-after 5m" "cluster set auto-evict off" "sched log"; do
+    # shellcheck disable=SC2086
+    expect 2 $a
+    grep -q "are required" /tmp/svctl-usage.$$.err || { echo "FAIL: svctl $a: not a missing-endpoints error"; fails=$((fails + 1)); }
 done
 expect 2 bogus
 expect 2

@@ -102,7 +102,19 @@ struct fake {
     int conflict_chunk_left; /* GET_CHUNK answers VERSION_CONFLICT this many times */
     int conflict_on_chunk;   /* GET_CHUNK of this index (> 0) always conflicts */
 
-    int n_req[16];
+    /* The meta group (operator calls, SV_MSG_NODES .. SV_MSG_CLUSTER_SET). */
+    int meta_leader;            /* node index that leads it; -1: none (UNAVAILABLE everywhere) */
+    bool meta_addr_in_redirect; /* NOT_LEADER carries ADDR (else only LEADER) */
+    bool meta_unknown;          /* answer as a node without a scheduler: BAD_REQUEST */
+    bool health_known;
+    const char *node_state[3]; /* NULL: "up" (node 3: "down") */
+    uint64_t node_replicas[3];
+    uint64_t node_bytes[3];
+    int health_shard; /* a shard HEALTH reports as stuck, -1 none */
+    uint64_t set_down, set_evict, set_auto, set_rate, set_moves;
+    int meta_not_leader;
+
+    int n_req[32];
     int applied_writes;
     int not_leader;
     int shard_mismatch;
@@ -281,14 +293,194 @@ static void fill_meta(struct sv_msg *r, const struct obj *o)
 /* Handle one request under F.lock. Returns 1 to answer with *r, 0 to stay
  * silent, -1 to answer and then close the connection. items (for MAP,
  * STATUS, LIST) is a caller buffer; keep is freed by the caller after encoding. */
+static struct sv_bytes lit(const char *s)
+{
+    return (struct sv_bytes){(const uint8_t *)s, strlen(s)};
+}
+
+/* The meta group's leader, as the scheduler will answer (proto.h). */
+static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg *r,
+                       struct sv_item *items)
+{
+    static _Thread_local char addr[3][64], sentence[128];
+    static const char *zones[] = {"zone-a", "zone-b", "zone-c"};
+    int nn = F.map_dead_node ? 3 : 2;
+    if (F.meta_unknown) {
+        r->status = SV_ST_BAD_REQUEST;
+        r->msg = lit("unknown request type");
+        r->fields |= 1u << SV_F_MSG;
+        return 1;
+    }
+    if (F.meta_leader < 0) {
+        r->status = SV_ST_UNAVAILABLE;
+        return 1;
+    }
+    if (node != F.meta_leader) {
+        snprintf(addr[0], sizeof(addr[0]), "127.0.0.1:%u", F.port[F.meta_leader]);
+        r->status = SV_ST_NOT_LEADER;
+        r->leader = (uint64_t)F.meta_leader + 1;
+        r->fields |= 1u << SV_F_LEADER;
+        if (F.meta_addr_in_redirect) {
+            r->addr = lit(addr[0]);
+            r->fields |= 1u << SV_F_ADDR;
+        }
+        F.meta_not_leader++;
+        return 1;
+    }
+    r->epoch = 7;
+    r->flags = F.health_known ? 1u : 0u;
+    r->fields |= 1u << SV_F_EPOCH | 1u << SV_F_FLAGS;
+    uint32_t n = 0;
+    switch (type) {
+    case SV_MSG_NODES:
+        for (int i = 0; i < nn; i++) {
+            snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u",
+                     i < N_NODES ? F.port[i] : (unsigned)F.dead_port);
+            struct sv_item *it = &items[n++];
+            const char *st = F.node_state[i] ? F.node_state[i] : i == 2 ? "down" : "up";
+            it->id = (uint64_t)i + 1;
+            it->zone = lit(zones[i]);
+            it->addr = lit(addr[i]);
+            it->state = lit(st);
+            it->n_replicas_count = F.node_replicas[i];
+            it->n_leaders = (uint64_t)i;
+            it->bytes = F.node_bytes[i];
+            it->free = 1000000000u * ((uint64_t)i + 1);
+            it->age_ms = 250;
+            it->fields = 1u << SV_I_ID | 1u << SV_I_ZONE | 1u << SV_I_ADDR | 1u << SV_I_STATE |
+                         1u << SV_I_N_REPLICAS | 1u << SV_I_N_LEADERS | 1u << SV_I_BYTES |
+                         1u << SV_I_FREE;
+            if (i != 2) /* node 3 was never heard */
+                it->fields |= 1u << SV_I_AGE_MS;
+            /* A draining node loses a replica and half its bytes per look. */
+            if (strcmp(st, "draining") == 0 && F.node_replicas[i] > 0) {
+                F.node_replicas[i]--;
+                F.node_bytes[i] /= 2;
+            }
+        }
+        break;
+    case SV_MSG_HEALTH:
+        if (F.health_shard >= 0) {
+            struct sv_item *it = &items[n++];
+            it->id = (uint64_t)F.health_shard + 1;
+            it->n_replicas = 1;
+            it->replicas[0] = 2;
+            it->reason = lit("no-zone-available");
+            it->text = lit("no up node in a zone other than zone-b");
+            it->fields = 1u << SV_I_ID | 1u << SV_I_REPLICAS | 1u << SV_I_REASON | 1u << SV_I_TEXT;
+            struct sv_item *mt = &items[n++];
+            mt->id = 0; /* the meta group, being repaired: LEFT known */
+            mt->n_replicas = 2;
+            mt->replicas[0] = 1;
+            mt->replicas[1] = 2;
+            mt->reason = lit("repairing");
+            mt->left = 12;
+            mt->fields = 1u << SV_I_ID | 1u << SV_I_REPLICAS | 1u << SV_I_REASON | 1u << SV_I_LEFT;
+        }
+        break;
+    case SV_MSG_SCHED_LOG: {
+        struct sv_item *a = &items[n++];
+        a->mtime_ms = 1700000000123u;
+        a->key = lit("state");
+        a->reason = lit("heartbeat-timeout");
+        a->text = lit("node 3 down: no heartbeat for 10 s");
+        a->leader = 3;
+        a->fields = 1u << SV_I_MTIME_MS | 1u << SV_I_KEY | 1u << SV_I_REASON | 1u << SV_I_TEXT |
+                    1u << SV_I_LEADER;
+        struct sv_item *b = &items[n++];
+        b->mtime_ms = 1700000001000u;
+        b->key = lit("replace");
+        b->reason = lit("node-evicted");
+        b->text = lit("shard 1: replica on node 3 replaced by node 2");
+        b->id = 2;
+        b->leader = 3;
+        b->fields = 1u << SV_I_MTIME_MS | 1u << SV_I_KEY | 1u << SV_I_REASON | 1u << SV_I_TEXT |
+                    1u << SV_I_ID | 1u << SV_I_LEADER;
+        break;
+    }
+    case SV_MSG_DRAIN:
+    case SV_MSG_NODE_REMOVE: {
+        bool flag = SV_MSG_HAS(m, SV_F_FLAGS) && (m->flags & 1u);
+        if (!SV_MSG_HAS(m, SV_F_NODE) || m->node < 1 || m->node > (uint64_t)nn) {
+            snprintf(sentence, sizeof(sentence), "no node %llu in the cluster map",
+                     (unsigned long long)m->node);
+            r->status = SV_ST_BAD_REQUEST;
+            r->msg = lit(sentence);
+            r->fields |= 1u << SV_F_MSG;
+            return 1;
+        }
+        int i = (int)m->node - 1;
+        if (type == SV_MSG_DRAIN) {
+            F.node_state[i] = flag ? "up" : "draining";
+        } else if (F.node_replicas[i] > 0 && !flag) {
+            snprintf(sentence, sizeof(sentence),
+                     "node %d holds %llu replicas: drain it first (or force)", i + 1,
+                     (unsigned long long)F.node_replicas[i]);
+            r->status = SV_ST_BAD_REQUEST;
+            r->msg = lit(sentence);
+            r->fields |= 1u << SV_F_MSG;
+            return 1;
+        } else {
+            F.node_state[i] = "removed";
+        }
+        break;
+    }
+    case SV_MSG_CLUSTER_SET:
+        if (SV_MSG_HAS(m, SV_F_KEY)) {
+            char k[32] = "";
+            if (m->key.len < sizeof(k))
+                memcpy(k, m->key.p, m->key.len);
+            uint64_t v = m->size;
+            if (!strcmp(k, "evict-after") && v < F.set_down) {
+                r->status = SV_ST_BAD_REQUEST;
+                r->msg = lit("evict-after is below down-after");
+                r->fields |= 1u << SV_F_MSG;
+                return 1;
+            }
+            if (!strcmp(k, "down-after"))
+                F.set_down = v;
+            else if (!strcmp(k, "evict-after"))
+                F.set_evict = v;
+            else if (!strcmp(k, "auto-evict"))
+                F.set_auto = v;
+            else if (!strcmp(k, "repair-rate"))
+                F.set_rate = v;
+            else if (!strcmp(k, "moves-per-node"))
+                F.set_moves = v;
+            else {
+                r->status = SV_ST_BAD_REQUEST;
+                return 1;
+            }
+        }
+        {
+            static const char *const names[] = {"down-after", "evict-after", "auto-evict",
+                                                "repair-rate", "moves-per-node"};
+            const uint64_t vals[] = {F.set_down, F.set_evict, F.set_auto, F.set_rate, F.set_moves};
+            for (int i = 0; i < 5; i++) {
+                struct sv_item *it = &items[n++];
+                it->key = lit(names[i]);
+                it->size = vals[i];
+                it->fields = 1u << SV_I_KEY | 1u << SV_I_SIZE;
+            }
+        }
+        break;
+    }
+    r->n_items = n;
+    r->items = items;
+    r->fields |= 1u << SV_F_ITEMS;
+    return 1;
+}
+
 static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_msg *r,
                   struct sv_item *items)
 {
     int node = s->node;
     r->fields = 1u << SV_F_STATUS;
     r->status = SV_ST_OK;
-    if (type < 16)
+    if (type < 32)
         F.n_req[type]++;
+    if (type >= SV_MSG_NODES && type <= SV_MSG_CLUSTER_SET)
+        return handle_meta(node, type, m, r, items);
     if (type == SV_MSG_MAP) {
         uint32_t n = 0;
         int nn = F.map_dead_node ? 3 : 2;
@@ -743,6 +935,27 @@ static void fake_reset_state(void)
     }
 }
 
+/* The meta group's defaults: led by node 2 (node 1 redirects with ADDR),
+ * health known, nothing stuck, the settings svd bootstraps. */
+static void meta_reset(void)
+{
+    F.meta_leader = 1;
+    F.meta_addr_in_redirect = true;
+    F.meta_unknown = false;
+    F.health_known = true;
+    F.health_shard = -1;
+    for (int i = 0; i < 3; i++) {
+        F.node_state[i] = NULL;
+        F.node_replicas[i] = (uint64_t)4 - (uint64_t)i;
+        F.node_bytes[i] = 8000000;
+    }
+    F.set_down = 10;
+    F.set_evict = 60;
+    F.set_auto = 1;
+    F.set_rate = 64u << 20;
+    F.set_moves = 2;
+}
+
 static void fake_start(void)
 {
     memset(&F, 0, sizeof(F));
@@ -765,6 +978,7 @@ static void fake_start(void)
     F.dead_port = dp;
     for (int sh = 0; sh < N_SHARDS; sh++)
         F.leader[sh] = F.map_leader[sh] = sh % 2;
+    meta_reset();
     for (int i = 0; i < N_NODES; i++)
         pthread_create(&F.accept_thr[i], NULL, accept_main, (void *)(intptr_t)i);
 }
@@ -1236,11 +1450,184 @@ static void test_status(void)
             CHECK(strncmp(r->zone, "zone-", 5) == 0);
         }
     }
+    /* What the meta leader says (fake: node 1 holds 4 replicas, leads 0 groups). */
+    CHECK(s != NULL && s->sched_known && s->health_known);
+    for (size_t i = 0; s != NULL && i < s->n_nodes; i++) {
+        CHECK(s->nodes[i].reachable == (s->nodes[i].id != 3));
+        CHECK(s->nodes[i].replicas == 5 - s->nodes[i].id);
+        CHECK(s->nodes[i].leaders == s->nodes[i].id - 1);
+    }
+    for (size_t i = 0; s != NULL && i < s->n_shards; i++)
+        CHECK(s->shards[i].reason[0] == '\0' && s->shards[i].chunks_left == -1);
     sv_client_status_free(s);
+
+    /* A draining node and a stuck shard. */
+    KNOB(F.node_state[1] = "draining"; F.health_shard = 2);
+    CHECK_RC(sv_client_status(c, &s), 0);
+    CHECK(s != NULL && s->health_known);
+    for (size_t i = 0; s != NULL && i < s->n_nodes; i++)
+        CHECK(strcmp(s->nodes[i].state, s->nodes[i].id == 2   ? "draining"
+                                        : s->nodes[i].id == 3 ? "down"
+                                                              : "up") == 0);
+    for (size_t i = 0; s != NULL && i < s->n_shards; i++) {
+        CHECK(strcmp(s->shards[i].reason, s->shards[i].id == 2 ? "no-zone-available" : "") == 0);
+        CHECK((s->shards[i].text[0] != '\0') == (s->shards[i].id == 2));
+    }
+    CHECK(s != NULL && strcmp(s->meta_reason, "repairing") == 0);
+    sv_client_status_free(s);
+
+    /* A node without the scheduler (BAD_REQUEST): today's answer; health unknown. */
+    KNOB(meta_reset(); F.meta_unknown = true);
+    CHECK_RC(sv_client_status(c, &s), 0);
+    CHECK(s != NULL && !s->health_known && !s->sched_known);
+    for (size_t i = 0; s != NULL && i < s->n_nodes; i++) {
+        CHECK(strcmp(s->nodes[i].state, s->nodes[i].id == 3 ? "down" : "up") == 0);
+        /* counts from the map (node 3 is in shard 0 only) and the roles reported */
+        CHECK(s->nodes[i].replicas == (s->nodes[i].id == 3 ? 1u : 4u));
+        CHECK(s->nodes[i].leaders == (s->nodes[i].id == 3 ? 0u : 2u));
+    }
+    sv_client_status_free(s);
+    KNOB(meta_reset());
     /* Object operations still work with a dead replica in the map. */
     CHECK_RC(sv_client_put(c, "st", "k", "x", 1, SV_IF_ANY, NULL), 0);
     KNOB(F.map_dead_node = false);
     sv_client_close(c);
+}
+
+/* Operator calls: the meta group's leader is node 2; node 1 redirects. */
+
+static void test_admin_nodes(void)
+{
+    KNOB(meta_reset(); F.map_dead_node = true);
+    struct sv_client *c = client_new(3000);
+    struct sv_node_list *l = NULL;
+    CHECK_RC(sv_client_nodes(c, &l), 0);
+    CHECK(l != NULL && l->n == 3 && l->epoch == 7 && l->health_known);
+    for (size_t i = 0; l != NULL && i < l->n; i++) {
+        const struct sv_node_info *n = &l->nodes[i];
+        CHECK(n->id == i + 1);
+        CHECK(strcmp(n->state, i == 2 ? "down" : "up") == 0);
+        CHECK(n->replicas == 4 - i && n->leaders == i);
+        CHECK(n->bytes == 8000000 && n->disk_free == 1000000000u * (i + 1));
+        CHECK(n->age_ms == (i == 2 ? -1 : 250)); /* node 3: never heard */
+        CHECK(strncmp(n->zone, "zone-", 5) == 0 && strncmp(n->address, "127.0.0.1:", 10) == 0);
+    }
+    sv_client_node_list_free(l);
+    /* The second call goes straight to the leader that answered. */
+    int nl2 = knob_get(&F.meta_not_leader);
+    CHECK_RC(sv_client_nodes(c, &l), 0);
+    sv_client_node_list_free(l);
+    CHECK(knob_get(&F.meta_not_leader) == nl2);
+    sv_client_close(c);
+
+    /* NOT_LEADER without ADDR: the leader's id is looked up in the map. */
+    KNOB(F.meta_addr_in_redirect = false);
+    int before = knob_get(&F.meta_not_leader);
+    for (int k = 0; k < 4; k++) { /* the first endpoint tried rotates: both orders */
+        c = client_new(3000);
+        l = NULL;
+        CHECK_RC(sv_client_nodes(c, &l), 0);
+        CHECK(l != NULL && l->n == 3);
+        sv_client_node_list_free(l);
+        sv_client_close(c);
+    }
+    CHECK(knob_get(&F.meta_not_leader) > before); /* node 1 was asked and redirected */
+    KNOB(meta_reset(); F.map_dead_node = false);
+}
+
+static void test_admin_health_log(void)
+{
+    KNOB(meta_reset(); F.health_shard = 1; F.health_known = false);
+    struct sv_client *c = client_new(3000);
+    struct sv_health *h = NULL;
+    CHECK_RC(sv_client_health(c, &h), 0);
+    CHECK(h != NULL && h->n == 2 && !h->known && h->epoch == 7);
+    if (h != NULL && h->n == 2) {
+        CHECK(h->groups[0].group == 2); /* shard 1 */
+        CHECK(strcmp(h->groups[0].reason, "no-zone-available") == 0);
+        CHECK(strstr(h->groups[0].text, "zone other than zone-b") != NULL);
+        CHECK(h->groups[0].chunks_left == -1);
+        CHECK(h->groups[0].n_replicas == 1 && h->groups[0].replicas[0] == 2);
+        CHECK(h->groups[1].group == 0 && h->groups[1].chunks_left == 12);
+        CHECK(h->groups[1].text[0] == '\0');
+    }
+    sv_client_health_free(h);
+    struct sv_sched_log *l = NULL;
+    CHECK_RC(sv_client_sched_log(c, &l), 0);
+    CHECK(l != NULL && l->n == 2);
+    if (l != NULL && l->n == 2) {
+        CHECK(l->events[0].time_ms == 1700000000123u);
+        CHECK(strcmp(l->events[0].action, "state") == 0);
+        CHECK(strcmp(l->events[0].reason, "heartbeat-timeout") == 0);
+        CHECK(l->events[0].group == -1 && l->events[0].node == 3);
+        CHECK(strcmp(l->events[1].action, "replace") == 0 && l->events[1].group == 2);
+    }
+    sv_client_sched_log_free(l);
+    sv_client_close(c);
+    KNOB(meta_reset());
+}
+
+static void test_admin_changes(void)
+{
+    KNOB(meta_reset());
+    struct sv_client *c = client_new(3000);
+    /* A refusal comes back with the leader's sentence. */
+    CHECK_RC(sv_client_node_remove(c, 1, false), SV_E_BAD_ARGUMENT);
+    CHECK(strstr(sv_client_errmsg(), "node 1 holds 4 replicas: drain it first") != NULL);
+    CHECK_RC(sv_client_node_drain(c, 9, false), SV_E_BAD_ARGUMENT);
+    CHECK(strcmp(sv_client_errmsg(), "no node 9 in the cluster map") == 0);
+    CHECK_RC(sv_client_node_drain(c, 1, false), 0);
+    CHECK(sv_client_errmsg()[0] == '\0');
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.node_state[0] != NULL && strcmp(F.node_state[0], "draining") == 0);
+    pthread_mutex_unlock(&F.lock);
+    CHECK_RC(sv_client_node_drain(c, 1, true), 0);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.node_state[0] != NULL && strcmp(F.node_state[0], "up") == 0);
+    pthread_mutex_unlock(&F.lock);
+    CHECK_RC(sv_client_node_remove(c, 1, true), 0);
+
+    struct sv_cluster_settings st;
+    memset(&st, 0xff, sizeof(st));
+    CHECK_RC(sv_client_cluster_set(c, NULL, 0, &st), 0);
+    CHECK(st.epoch == 7 && st.down_after_s == 10 && st.evict_after_s == 60 && st.auto_evict &&
+          st.repair_rate == 64u << 20 && st.moves_per_node == 2);
+    CHECK_RC(sv_client_cluster_set(c, "down-after", 30, &st), 0);
+    CHECK(st.down_after_s == 30 && st.evict_after_s == 60);
+    CHECK_RC(sv_client_cluster_set(c, "auto-evict", 0, NULL), 0);
+    CHECK_RC(sv_client_cluster_set(c, "evict-after", 5, &st), SV_E_BAD_ARGUMENT);
+    CHECK(strcmp(sv_client_errmsg(), "evict-after is below down-after") == 0);
+    int sets = knob_get(&F.n_req[SV_MSG_CLUSTER_SET]);
+    CHECK_RC(sv_client_cluster_set(c, "frob", 1, NULL), SV_E_BAD_ARGUMENT);
+    CHECK(strstr(sv_client_errmsg(), "unknown setting") != NULL);
+    CHECK_RC(sv_client_cluster_set(c, "auto-evict", 2, NULL), SV_E_BAD_ARGUMENT);
+    CHECK(knob_get(&F.n_req[SV_MSG_CLUSTER_SET]) == sets); /* refused before sending */
+    CHECK_RC(sv_client_cluster_set(c, NULL, 0, &st), 0);
+    CHECK(st.down_after_s == 30 && !st.auto_evict);
+    sv_client_close(c);
+    KNOB(meta_reset());
+}
+
+static void test_admin_unavailable(void)
+{
+    KNOB(meta_reset(); F.meta_leader = -1);
+    struct sv_client *c = client_new(400);
+    uint64_t t0 = now_ms();
+    struct sv_node_list *l = NULL;
+    CHECK_RC(sv_client_nodes(c, &l), SV_E_UNAVAILABLE);
+    CHECK(l == NULL);
+    CHECK(now_ms() - t0 < 3000);
+    CHECK(strstr(sv_client_errmsg(), "no meta group leader answered") != NULL);
+    CHECK(strstr(sv_client_errmsg(), "unavailable") != NULL);
+    /* Status still works, with health unknown and states from reachability. */
+    struct sv_cluster_status *s = NULL;
+    CHECK_RC(sv_client_status(c, &s), 0);
+    CHECK(s != NULL && !s->health_known && !s->sched_known);
+    for (size_t i = 0; s != NULL && i < s->n_nodes; i++)
+        CHECK(strcmp(s->nodes[i].state, "up") == 0 && s->nodes[i].reachable);
+    sv_client_status_free(s);
+    sv_client_close(c);
+    KNOB(meta_reset());
 }
 
 static void test_open_errors(void)
@@ -1405,14 +1792,15 @@ static void test_svctl(void)
     CHECK(svctl("-o json", "status") == 0);
     /* The fake nodes send no map epoch: 0. */
     CHECK(strncmp(sv_out, "{\"epoch\":0,\"nodes\":[{\"id\":1,\"address\":\"127.0.0.1:", 48) == 0);
-    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9101\"}") != NULL);
-    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9102\"}") != NULL);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9101\",") != NULL);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"metrics\":\"127.0.0.1:9102\",") != NULL);
     CHECK(strstr(sv_out, "\"shards\":[{\"id\":0,\"replicas\":[{\"node\":1,\"zone\":\"zone-a\","
                          "\"role\":\"leader\",\"term\":") != NULL);
     CHECK(svctl("", "status") == 0);
     CHECK(strstr(sv_out, "zone-b") != NULL);
-    CHECK(strstr(sv_out, "STATE  METRICS\n") != NULL);
-    CHECK(strstr(sv_out, " up     127.0.0.1:9102\n") != NULL);
+    CHECK(strstr(sv_out, "STATE     REPLICAS LEADERS METRICS\n") != NULL);
+    /* node 2: the fake meta leader's counts (3 replicas, leads 1 group) */
+    CHECK(strstr(sv_out, " up               3       1 127.0.0.1:9102\n") != NULL);
 
     KNOB(F.always_unavailable = true);
     CHECK(svctl("--timeout 0.3", "stat e2e/big.bin") == 5);
@@ -1421,6 +1809,111 @@ static void test_svctl(void)
     unlink(in);
     unlink(out);
     unlink(small);
+}
+
+/* svctl's operator commands against the fake meta leader. */
+static void test_svctl_admin(void)
+{
+    if (svctl_path == NULL) {
+        sv_test_skip("no --svctl PATH");
+        return;
+    }
+    KNOB(meta_reset());
+    CHECK(svctl("-o json", "node list") == 0);
+    const char *head = "{\"epoch\":7,\"health_known\":true,\"nodes\":[{\"id\":1,\"zone\":"
+                       "\"zone-a\",\"address\":\"127.0.0.1:";
+    CHECK(strncmp(sv_out, head, strlen(head)) == 0);
+    CHECK(strstr(sv_out, "\"state\":\"up\",\"replicas\":4,\"leaders\":0,\"bytes\":8000000,"
+                         "\"disk_free\":1000000000,\"last_heartbeat_ms\":250}") != NULL);
+    CHECK(svctl("", "node list") == 0);
+    CHECK(strstr(sv_out, "ID     ZONE       STATE     REPLICAS LEADERS      BYTES  DISK-FREE "
+                         "LAST-HEARTBEAT\n") != NULL);
+    CHECK(strstr(sv_out, "\n1      zone-a     up               4       0     7.6MiB   953.7MiB "
+                         "0.2s ago\n") != NULL);
+    CHECK(strstr(sv_out, "health unknown") == NULL);
+    KNOB(F.health_known = false);
+    CHECK(svctl("", "node list") == 0);
+    CHECK(strstr(sv_out, "health unknown") != NULL);
+
+    /* remove: refused with the leader's sentence, exit 1. */
+    CHECK(svctl("", "node remove 1") == 1);
+    CHECK(strcmp(sv_err, "svctl: node remove 1: bad argument: node 1 holds 4 replicas: drain it "
+                         "first (or force)\n") == 0);
+    CHECK(svctl("", "node remove 9 --force") == 1);
+    CHECK(strstr(sv_err, "no node 9 in the cluster map") != NULL);
+
+    /* drain with progress until done; a stuck shard on the node is shown once. */
+    KNOB(F.health_shard = 1);
+    CHECK(svctl("", "node drain 2") == 0);
+    CHECK(strstr(sv_out, "node 2: 3 replicas left, 7.6MiB left, 0.0 MB/s, ETA unknown\n") != NULL);
+    CHECK(strstr(sv_out, "node 2: 2 replicas left, 3.8MiB left, ") != NULL);
+    const char *stuck =
+        "  stuck: shard 1: no-zone-available: no up node in a zone other than zone-b\n";
+    const char *st1 = strstr(sv_out, stuck);
+    CHECK(st1 != NULL && strstr(st1 + 1, stuck) == NULL);
+    CHECK(strstr(sv_out, "node 2: drained: it holds no replica. Remove it with: svctl node "
+                         "remove 2\n") != NULL);
+    CHECK(svctl("", "node remove 2") == 0);
+    CHECK(strcmp(sv_out, "node 2: removed from the cluster map\n") == 0);
+    /* --no-wait, --cancel, --timeout (the drain's own, after the command). */
+    CHECK(svctl("", "node drain 1 --no-wait") == 0);
+    CHECK(strstr(sv_out, "node 1: drain recorded") != NULL);
+    CHECK(svctl("-o json", "node drain 1 --cancel") == 0);
+    CHECK(strcmp(sv_out, "{\"node\":1,\"cancelled\":true}\n") == 0);
+    uint64_t t0 = now_ms();
+    CHECK(svctl("", "node drain 1 --timeout 1.5") == 5);
+    CHECK(now_ms() - t0 < 4000);
+    CHECK(strstr(sv_err, "not drained after 2 s; the drain goes on") != NULL);
+
+    /* cluster show and set. */
+    KNOB(meta_reset());
+    CHECK(svctl("-o json", "cluster show") == 0);
+    CHECK(strcmp(sv_out,
+                 "{\"epoch\":7,\"down_after_s\":10,\"evict_after_s\":60,"
+                 "\"auto_evict\":true,\"repair_rate\":67108864,\"moves_per_node\":2}\n") == 0);
+    CHECK(svctl("", "cluster set repair-rate 128MiB") == 0);
+    CHECK(strstr(sv_out, "repair-rate     128.0MiB/s (134217728 bytes/s)\n") != NULL);
+    CHECK(svctl("", "cluster set down-after 2m") == 0);
+    CHECK(strstr(sv_out, "down-after      120 s\n") != NULL);
+    CHECK(svctl("", "cluster set auto-evict off") == 0);
+    CHECK(strstr(sv_out, "auto-evict      off\n") != NULL);
+    CHECK(svctl("", "cluster set evict-after 60") == 1);
+    CHECK(strstr(sv_err, "svctl: cluster set evict-after: bad argument: evict-after is below "
+                         "down-after") != NULL);
+
+    /* sched log: text and JSON. */
+    CHECK(svctl("", "sched log") == 0);
+    CHECK(strstr(sv_out, "2023-11-14T22:13:20.123Z  state     heartbeat-timeout      -         "
+                         "node 3   node 3 down: no heartbeat for 10 s\n") != NULL);
+    CHECK(strstr(sv_out, "  replace   node-evicted           shard 1   node 3   shard 1:") != NULL);
+    CHECK(svctl("-o json", "sched log") == 0);
+    CHECK(strstr(sv_out,
+                 "{\"events\":[{\"time_ms\":1700000000123,\"action\":\"state\",\"reason\":"
+                 "\"heartbeat-timeout\",\"group\":null,\"shard\":null,\"node\":3,") != NULL);
+    CHECK(strstr(sv_out, "\"group\":2,\"shard\":1,\"node\":3,") != NULL);
+
+    /* status: the map's states, counts and the shards below their count. */
+    KNOB(meta_reset(); F.node_state[0] = "draining"; F.health_shard = 3);
+    CHECK(svctl("-o json", "status") == 0);
+    CHECK(strstr(sv_out, "\"state\":\"draining\",\"metrics\":\"127.0.0.1:9101\","
+                         "\"reachable\":true,\"replicas\":4,\"leaders\":0}") != NULL);
+    CHECK(strstr(sv_out, "\"reason\":\"no-zone-available\",\"text\":\"no up node in a zone "
+                         "other than zone-b\",\"chunks_left\":-1}") != NULL);
+    CHECK(strstr(sv_out, "{\"id\":3,\"replicas\":[") != NULL);
+    CHECK(strstr(sv_out, "],\"health_known\":true,\"meta_reason\":\"repairing\"") != NULL);
+    CHECK(svctl("", "status") == 0); /* the fake drains a replica per look: 3 left */
+    CHECK(strstr(sv_out, " draining         3       0 127.0.0.1:9101\n") != NULL);
+    CHECK(strstr(sv_out, "shards below their replica count:\n  meta: repairing\n  shard 3: "
+                         "no-zone-available: no up node in a zone other than zone-b\n") != NULL);
+    CHECK(strstr(sv_out, "health unknown") == NULL);
+    KNOB(meta_reset(); F.meta_unknown = true);
+    CHECK(svctl("", "status") == 0);
+    CHECK(strstr(sv_out, "health unknown: the meta group's leader did not answer") != NULL);
+    CHECK(svctl("-o json", "status") == 0);
+    CHECK(strstr(sv_out, "\"health_known\":false}") != NULL && strstr(sv_out, "reason") == NULL);
+    CHECK(svctl("--timeout 0.3", "node list") == 1);
+    CHECK(strstr(sv_err, "svctl: node list: bad argument: unknown request type") != NULL);
+    KNOB(meta_reset());
 }
 
 /* ---- runner ---- */
@@ -1469,8 +1962,13 @@ static const struct sv_test tests[] = {
     {"concurrent", test_concurrent},
     {"list", test_list},
     {"status", test_status},
+    {"admin_nodes", test_admin_nodes},
+    {"admin_health_log", test_admin_health_log},
+    {"admin_changes", test_admin_changes},
+    {"admin_unavailable", test_admin_unavailable},
     {"open_errors", test_open_errors},
     {"svctl", test_svctl},
+    {"svctl_admin", test_svctl_admin},
 };
 
 const struct sv_test_suite sv_test_suite = {

@@ -95,6 +95,7 @@ keygen)
     fi
     line=$(grep -E "^node $4 " "$2") || { echo "svd: no node $4 in $2" >&2; exit 1; }
     echo "fake svd: $line"
+    echo "fake svd $4: args: ${*:5}"
     if [[ -n ${FAKE_SVD_FAIL-} ]]; then echo "fake svd: boom" >&2; exit 1; fi
     [[ -z ${FAKE_SVD_IGNORE_TERM-} ]] || echo "fake svd $4: ignoring SIGTERM"
     if [[ -n ${FAKE_SVD_LISTEN-} ]]; then
@@ -166,7 +167,7 @@ ok "up --help: the metrics ports" -- grep_out "127\.0\.0\.1:P\+i\+1000 \(8101 fo
 ok "up --help: the metrics port range" -- grep_out "P\+1001 \.\. P\+N\+1000 must lie in 1024\.\.65535"
 expect 0 "--help" -- "$cluster" --help
 expect 0 "-h" -- "$cluster" -h
-for c in up down status kill start logs env; do
+for c in up down status kill start logs env add; do
     expect 0 "$c --help" -- "$cluster" "$c" --help
     ok "$c --help prints its usage" -- grep_out "usage: deploy/cluster $c"
 done
@@ -198,8 +199,23 @@ expect 2 "a leading zero (octal to bash)" -- "$cluster" up --nodes 08 --bin "$bi
 expect 2 "a bad SV_CLUSTER_TIMEOUT_S" -- env SV_CLUSTER_TIMEOUT_S=soon "$cluster" status --dir "$dir"
 expect 2 "zero shards" -- "$cluster" up --shards 0 --bin "$bin" --dir "$dir"
 expect 2 "too many nodes" -- "$cluster" up --nodes 65 --bin "$bin" --dir "$dir"
+expect 2 "down-after 0" -- "$cluster" up --down-after 0 --bin "$bin" --dir "$dir"
+ok "down-after range explained" -- grep_err "down-after must be in 1..86400"
+expect 2 "evict-after above a day" -- "$cluster" up --evict-after 86401 --bin "$bin" --dir "$dir"
+expect 2 "down-after not a number" -- "$cluster" up --down-after 10s --bin "$bin" --dir "$dir"
+expect 2 "evict-after below down-after" -- "$cluster" up --down-after 30 --evict-after 10 --bin "$bin" --dir "$dir"
+ok "evict-after below down-after explained" -- grep_err "evict-after 10 is below --down-after 30"
+expect 2 "evict-after below the default down-after" -- "$cluster" up --evict-after 5 --bin "$bin" --dir "$dir"
+expect 2 "add without --zone" -- "$cluster" add --dir "$dir"
+ok "add without --zone explained" -- grep_err "zone is required"
+expect 2 "add with a bad zone" -- "$cluster" add --zone zone-1 --dir "$dir"
+ok "add: bad zone explained" -- grep_err "zone-a \.\. zone-z"
+expect 2 "add with an upper-case zone" -- "$cluster" add --zone zone-A --dir "$dir"
+expect 2 "add with a NODE" -- "$cluster" add 3 --zone zone-a --dir "$dir"
+expect 2 "start --reset=x" -- "$cluster" start 1 --reset=x --dir "$dir"
+ok "start --help describes --reset" -- bash -c "'$cluster' start --help | grep -q 'rejoins as node M'"
 ok "bad values create nothing" -- test ! -e "$dir"
-for c in down status env "kill 1" "start 1" "logs 1"; do
+for c in down status env "kill 1" "start 1" "logs 1" "add --zone zone-a" "start 1 --reset"; do
     # shellcheck disable=SC2086 # split "kill 1" into command and NODE
     expect 1 "$c on a DIR without cluster.conf" -- "$cluster" $c --dir "$tmp/none"
     ok "$c: missing deployment explained" -- grep_err "no cluster.conf"
@@ -217,6 +233,8 @@ ok "cluster.conf exists" -- test -f "$conf"
 ok "conf: shards 16" -- grep -qx "shards 16" "$conf"
 ok "conf: replicas 3" -- grep -qx "replicas 3" "$conf"
 ok "conf: upload_ttl_s 600 (default)" -- grep -qx "upload_ttl_s 600" "$conf"
+ok "conf: down_after_s 10 (default)" -- grep -qx "down_after_s 10" "$conf"
+ok "conf: evict_after_s 60 (default)" -- grep -qx "evict_after_s 60" "$conf"
 ok "conf: ca" -- grep -qx "ca $dir/ca/ca.pem" "$conf"
 ok "conf: master_key" -- grep -qx "master_key $dir/keys/master.key" "$conf"
 ok "conf: data_key" -- grep -qx "data_key $dir/keys/data.key" "$conf"
@@ -288,6 +306,8 @@ expect 2 "up with other --nodes on an existing DIR" -- "$cluster" up --nodes 3 -
 ok "other --nodes: down --purge explained" -- grep_err "down --purge"
 expect 0 "up with the same --nodes" -- "$cluster" up --nodes 6 --zones 3 --base-port "$base" --bin "$bin" --dir "$dir"
 expect 2 "up with another --upload-ttl on an existing DIR" -- "$cluster" up --upload-ttl 5 --bin "$bin" --dir "$dir"
+expect 2 "up with another --down-after on an existing DIR" -- "$cluster" up --down-after 5 --bin "$bin" --dir "$dir"
+expect 0 "up with the same --evict-after" -- "$cluster" up --evict-after 60 --bin "$bin" --dir "$dir"
 
 # --- kill and start --------------------------------------------------------------
 p3=$(pid_of "$dir" 3)
@@ -423,14 +443,68 @@ export SV_CLUSTER_NO_PORT_WAIT=1
 
 # A 4-node, 2-zone, 2-replica deployment.
 d3=$tmp/sub/c3
-expect 0 "up --nodes 4 --zones 2 --replicas 2 --shards 8 --upload-ttl 30" -- "$cluster" up --nodes 4 --zones 2 \
-    --replicas 2 --shards 8 --upload-ttl 30 --bin "$bin" --dir "$d3" --base-port "$base"
+expect 0 "up --nodes 4 --zones 2 --replicas 2 --shards 8 --upload-ttl 30 --down-after 5 --evict-after 20" -- \
+    "$cluster" up --nodes 4 --zones 2 --replicas 2 --shards 8 --upload-ttl 30 --down-after 5 \
+    --evict-after 20 --bin "$bin" --dir "$d3" --base-port "$base"
+ok "conf: down_after_s 5" -- grep -qx "down_after_s 5" "$d3/cluster.conf"
+ok "conf: evict_after_s 20" -- grep -qx "evict_after_s 20" "$d3/cluster.conf"
 ok "conf: shards 8" -- grep -qx "shards 8" "$d3/cluster.conf"
 ok "conf: upload_ttl_s 30" -- grep -qx "upload_ttl_s 30" "$d3/cluster.conf"
 ok "conf: replicas 2" -- grep -qx "replicas 2" "$d3/cluster.conf"
 ok "conf: node 3 in zone-a" -- grep -qx "node 3 zone-a 127.0.0.1:$((base + 3)) $d3/node3 metrics 127.0.0.1:$((base + 1003))" "$d3/cluster.conf"
 ok "conf: node 4 in zone-b" -- grep -qx "node 4 zone-b 127.0.0.1:$((base + 4)) $d3/node4 metrics 127.0.0.1:$((base + 1004))" "$d3/cluster.conf"
+
+# --- add and start --reset (4-node deployment) ------------------------------------
+expect 0 "add --zone zone-c" -- "$cluster" add --zone zone-c --dir "$d3"
+ok "add prints the new node's id and address" -- grep_out "node 5 added in zone-c at 127\.0\.0\.1:$((base + 5))"
+ok "conf: node 5 appended" -- grep -qx "node 5 zone-c 127.0.0.1:$((base + 5)) $d3/node5 metrics 127.0.0.1:$((base + 1005))" "$d3/cluster.conf"
+ok "conf: the other lines stay" -- grep -qx "shards 8" "$d3/cluster.conf"
+ok "node 5 certificate verifies against the CA" -- openssl verify -CAfile "$d3/ca/ca.pem" "$d3/node5/node.pem"
+ok "node 5 CN is node-5" -- bash -c \
+    "openssl x509 -in '$d3/node5/node.pem' -noout -subject -nameopt multiline | grep -qE '^ *commonName *= node-5\$'"
+ok "node 5 key is mode 0600" -- test "$(mode_of "$d3/node5/node.key")" = 600
+ok "node 5 directory is mode 0700" -- test "$(mode_of "$d3/node5")" = 700
+ok "node 5 runs" -- alive "$(pid_of "$d3" 5)"
+ok "node 5 was started with --join" -- wait_for 30 grep -q "fake svd 5: args: --join" "$d3/node5/svd.log"
+expect 0 "status with an added node" -- "$cluster" status --dir "$d3"
+ok "status: node 5 running" -- grep_out "^5 +zone-c +127\.0\.0\.1:$((base + 5)) +[0-9]+ +running"
+expect 0 "env with an added node" -- "$cluster" env --dir "$d3"
+ok "env: node 5 in SV_ENDPOINTS" -- grep_out "127\.0\.0\.1:$((base + 5))\$"
+expect 0 "logs 5" -- "$cluster" logs 5 --dir "$d3"
+ok "logs 5 shows node 5's log" -- grep_out "fake svd: node 5 zone-c"
+p5=$(pid_of "$d3" 5)
+expect 0 "kill 5" -- "$cluster" kill 5 --dir "$d3"
+ok "node 5 is dead" -- dead "$p5"
+: >"$d3/node5/svd.log"
+expect 0 "start 5" -- "$cluster" start 5 --dir "$d3"
+ok "start 5 does not pass --join again" -- wait_for 30 grep -q "fake svd 5: args: \$" "$d3/node5/svd.log"
+expect 0 "add --zone zone-a (node 6)" -- "$cluster" add --zone zone-a --dir "$d3"
+ok "node 6 on port base+6" -- grep -qx "node 6 zone-a 127.0.0.1:$((base + 6)) $d3/node6 metrics 127.0.0.1:$((base + 1006))" "$d3/cluster.conf"
+
+p2=$(pid_of "$d3" 2)
+expect 0 "start 2 --reset" -- "$cluster" start 2 --reset --dir "$d3"
+ok "reset says who rejoins" -- grep_out "node 2 wiped; it rejoins as node 7"
+ok "reset stopped node 2" -- dead "$p2"
+ok "reset deleted node 2's directory" -- test ! -e "$d3/node2"
+ok "conf: node 2's line is a comment" -- grep -q "^# node 2 zone-b " "$d3/cluster.conf"
+ok "conf: no node 2 line" -- bash -c "! grep -q '^node 2 ' '$d3/cluster.conf'"
+ok "conf: node 7 in node 2's zone" -- grep -qx "node 7 zone-b 127.0.0.1:$((base + 7)) $d3/node7 metrics 127.0.0.1:$((base + 1007))" "$d3/cluster.conf"
+ok "node 7 runs" -- alive "$(pid_of "$d3" 7)"
+ok "node 7 was started with --join" -- wait_for 30 grep -q "fake svd 7: args: --join" "$d3/node7/svd.log"
+expect 2 "start 2 after the reset" -- "$cluster" start 2 --dir "$d3"
+ok "node 2 is gone from the deployment" -- grep_err "no node '2'"
+# A stopped node with the highest id: its id is not handed out again.
+expect 0 "kill 7" -- "$cluster" kill 7 --dir "$d3"
+expect 0 "start 7 --reset (stopped)" -- "$cluster" start 7 --reset --dir "$d3"
+ok "reset of the highest id rejoins as node 8" -- grep_out "node 7 wiped; it rejoins as node 8"
+expect 0 "add after resets (node 9)" -- "$cluster" add --zone zone-b --dir "$d3"
+ok "add after resets takes id 9" -- grep_out "node 9 added in zone-b"
+expect 0 "status after the resets" -- "$cluster" status --dir "$d3"
+ok "status: 7 nodes running (1 3 4 5 6 8 9)" -- test "$(grep -cE ' running$' "$out")" = 7
+declare -A grown=()
+for i in 1 3 4 5 6 8 9; do grown[$i]=$(pid_of "$d3" "$i"); done
 expect 0 "down --purge (4 nodes)" -- "$cluster" down --purge --dir "$d3"
+for i in 1 3 4 5 6 8 9; do ok "down stopped node $i" -- dead "${grown[$i]}"; done
 
 # A non-empty DIR without cluster.conf is not taken over.
 mkdir -p "$tmp/busy" && touch "$tmp/busy/file"

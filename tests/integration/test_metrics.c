@@ -294,16 +294,16 @@ static void test_status_addresses(void)
     for (int id = 1; id <= NODES; id++) {
         CHECK(it_sh("'%s/svctl' --endpoints '%s' --ca '%s' -o json status | grep -q -F "
                     "'\"id\":%d,\"address\":\"127.0.0.1:%d\",\"zone\":\"zone-%c\",\"state\":"
-                    "\"up\",\"metrics\":\"127.0.0.1:%d\"}'",
+                    "\"up\",\"metrics\":\"127.0.0.1:%d\",'",
                     cl_.bin, cl_.endpoints, cl_.ca, id, BASE_PORT + id, 'a' + id - 1,
                     it_metrics_port(&cl_, id)) == 0);
         CHECK(it_sh("'%s/svctl' --endpoints '%s' --ca '%s' status | grep -q -E "
-                    "'^%d +127\\.0\\.0\\.1:%d +zone-%c +up +127\\.0\\.0\\.1:%d$'",
+                    "'^%d +127\\.0\\.0\\.1:%d +zone-%c +up +[0-9]+ +[0-9]+ +127\\.0\\.0\\.1:%d$'",
                     cl_.bin, cl_.endpoints, cl_.ca, id, BASE_PORT + id, 'a' + id - 1,
                     it_metrics_port(&cl_, id)) == 0);
     }
     CHECK(it_sh("'%s/svctl' --endpoints '%s' --ca '%s' status | grep -q -E "
-                "'^NODE +ADDRESS +ZONE +STATE +METRICS$'",
+                "'^NODE +ADDRESS +ZONE +STATE +REPLICAS +LEADERS +METRICS$'",
                 cl_.bin, cl_.endpoints, cl_.ca) == 0);
 }
 

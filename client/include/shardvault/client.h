@@ -44,6 +44,9 @@ enum {
     SV_CLIENT_LIST_LIMIT_MAX = 1000, /* entries in one sv_client_list answer */
     SV_CLIENT_ERRMSG_MAX = 512,      /* sv_client_errmsg, with the NUL */
     SV_CLIENT_CHUNK = 1 << 20,       /* bytes per chunk of a large object */
+    SV_CLIENT_TEXT_MAX = 1024,       /* bytes of a node's sentence (HEALTH, SCHED_LOG) */
+    SV_CLIENT_REASON_MAX = 63,       /* bytes of a reason code kept (longer ones are cut) */
+    SV_CLIENT_STATE_MAX = 31,        /* bytes of a node state or log action kept */
 };
 
 /* Error codes (negative). Stable: svctl maps them to exit codes. */
@@ -203,9 +206,16 @@ struct sv_status_node {
     uint64_t id;
     char address[SV_CLIENT_NAME_MAX + 1]; /* host:port */
     char zone[SV_CLIENT_NAME_MAX + 1];
-    char state[32];                       /* "up" when it answered STATUS, "down" otherwise */
+    char state[32]; /* the map's state as the meta leader reports it (up, down, draining,
+                       evicted, removed) when it answered (sv_cluster_status.sched_known);
+                       otherwise "up" when the node answered STATUS, "down" when not */
+    bool reachable; /* the node answered STATUS within the deadline */
     char metrics[SV_CLIENT_NAME_MAX + 1]; /* host:port of its plain-HTTP /metrics and /health,
                                              from its STATUS answer ("" when down or not sent) */
+    uint64_t replicas; /* shard replicas the node holds: the meta leader's count, else the
+                          map's shards that list it */
+    uint64_t leaders;  /* groups it leads: the meta leader's count, else shards whose
+                          replica on it answered STATUS as leader */
 };
 
 struct sv_status_replica {
@@ -220,6 +230,11 @@ struct sv_status_shard {
     uint64_t id;
     size_t n_replicas;
     struct sv_status_replica replicas[16];
+    char reason[SV_CLIENT_REASON_MAX + 1]; /* HEALTH's reason code when the shard is below its
+                                              replica count or being repaired, "" otherwise
+                                              (and when health is unknown) */
+    char text[SV_CLIENT_TEXT_MAX + 1];     /* HEALTH's sentence about it, "" when none */
+    int64_t chunks_left;                   /* chunks its new replica still copies, -1 unknown */
 };
 
 struct sv_cluster_status {
@@ -228,16 +243,141 @@ struct sv_cluster_status {
     struct sv_status_node *nodes; /* owned */
     size_t n_shards;
     struct sv_status_shard *shards; /* owned */
+    bool sched_known;  /* the meta group's leader answered NODES: states and counts are its */
+    bool health_known; /* it answered HEALTH too and has heard every node (or waited
+                          down_after for them) since it took over: the shard reasons are
+                          complete; false: no shard reason can be trusted to be absent */
+    char meta_reason[SV_CLIENT_REASON_MAX + 1]; /* HEALTH's reason for the meta group, "" */
+    char meta_text[SV_CLIENT_TEXT_MAX + 1];
 };
 
 /* Gather the cluster map (MAP from any node) and ask every node for STATUS;
- * a node that does not answer within the deadline is "down". On success *out
- * owns a new status (free it with sv_client_status_free). Returns 0,
- * SV_E_NOMEM, or the error of fetching the map. */
+ * a node that does not answer within the deadline is not reachable. Then ask
+ * the meta group's leader for NODES and HEALTH (as sv_client_nodes and
+ * sv_client_health; 5 s at most): its node states and counts and the reasons
+ * of the shards below their replica count. When it cannot be reached, states
+ * are "up"/"down" by reachability and sched_known and health_known are false.
+ * On success *out owns a new status (free it with sv_client_status_free).
+ * Returns 0, SV_E_NOMEM, or the error of fetching the map. */
 SV_CLIENT_API int sv_client_status(struct sv_client *c, struct sv_cluster_status **out);
 
 /* Free a status. NULL is a no-op. */
 SV_CLIENT_API void sv_client_status_free(struct sv_cluster_status *s);
+
+/* Operator calls: to the meta group's leader.
+ *
+ * The scheduler runs on the leader of the meta group (group 0; shard s is
+ * group s + 1). These calls try the node that last answered as that leader,
+ * then every endpoint and every node of the map in turn; a NOT_LEADER answer
+ * is followed at once to the LEADER/ADDR it names (at most 8 hops in a row;
+ * a LEADER without ADDR is looked up in the map, fetched when needed). Other
+ * failures and UNAVAILABLE are retried with the usual backoff until the
+ * deadline (then SV_E_UNAVAILABLE or SV_E_TIMEOUT, errmsg listing what was
+ * tried). A refusal (SV_E_BAD_ARGUMENT from BAD_REQUEST, ...) carries the
+ * node's sentence in sv_client_errmsg(). */
+
+struct sv_node_info {
+    uint64_t id;
+    char zone[SV_CLIENT_NAME_MAX + 1];
+    char address[SV_CLIENT_NAME_MAX + 1];
+    char state[SV_CLIENT_STATE_MAX + 1]; /* up, down, draining, evicted, removed */
+    uint64_t replicas;                   /* replicas it holds */
+    uint64_t leaders;                    /* groups it leads */
+    uint64_t bytes;                      /* bytes stored, as its last heartbeat said */
+    uint64_t disk_free;                  /* free bytes of its disk, as its last heartbeat said */
+    int64_t age_ms;                      /* since its last heartbeat; -1: none heard */
+};
+
+struct sv_node_list {
+    uint64_t epoch;    /* of the map the meta leader holds */
+    bool health_known; /* every node heard since this leader took over (or silent past
+                          down_after since): states down/evicted can be trusted */
+    size_t n;
+    struct sv_node_info *nodes; /* owned, in the map's order */
+};
+
+/* The nodes as the scheduler sees them (NODES). On success *out owns a new
+ * list (free it with sv_client_node_list_free). Returns 0, SV_E_NOMEM,
+ * SV_E_UNAVAILABLE, SV_E_TIMEOUT, SV_E_PROTOCOL, ... */
+SV_CLIENT_API int sv_client_nodes(struct sv_client *c, struct sv_node_list **out);
+
+/* Free a node list. NULL is a no-op. */
+SV_CLIENT_API void sv_client_node_list_free(struct sv_node_list *l);
+
+struct sv_health_group {
+    uint64_t group; /* 0: the meta group; s + 1: shard s */
+    size_t n_replicas;
+    uint64_t replicas[16];                 /* node ids, as the map has them */
+    char reason[SV_CLIENT_REASON_MAX + 1]; /* a code: no-zone-available, ... */
+    char text[SV_CLIENT_TEXT_MAX + 1];     /* a sentence */
+    int64_t chunks_left;                   /* chunks the new replica still copies, -1 unknown */
+};
+
+struct sv_health {
+    uint64_t epoch;
+    bool known; /* as sv_node_list.health_known: false means groups may be missing */
+    size_t n;
+    struct sv_health_group *groups; /* owned */
+};
+
+/* The groups below their replica count or being repaired (HEALTH). On
+ * success *out owns a new report (free it with sv_client_health_free).
+ * Returns as sv_client_nodes. */
+SV_CLIENT_API int sv_client_health(struct sv_client *c, struct sv_health **out);
+
+/* Free a health report. NULL is a no-op. */
+SV_CLIENT_API void sv_client_health_free(struct sv_health *h);
+
+struct sv_sched_event {
+    uint64_t time_ms;                      /* wall clock, ms since the epoch */
+    char action[SV_CLIENT_STATE_MAX + 1];  /* state, replace, transfer, report, done */
+    char reason[SV_CLIENT_REASON_MAX + 1]; /* a code, "" when none */
+    char text[SV_CLIENT_TEXT_MAX + 1];     /* a sentence */
+    int64_t group;                         /* 0 meta, s + 1 shard s; -1: about a node only */
+    int64_t node;                          /* the node concerned, -1 when none */
+};
+
+struct sv_sched_log {
+    size_t n;
+    struct sv_sched_event *events; /* owned, oldest first */
+};
+
+/* The scheduler's recent decisions (SCHED_LOG). On success *out owns a new
+ * log (free it with sv_client_sched_log_free). Returns as sv_client_nodes. */
+SV_CLIENT_API int sv_client_sched_log(struct sv_client *c, struct sv_sched_log **out);
+
+/* Free a log. NULL is a no-op. */
+SV_CLIENT_API void sv_client_sched_log_free(struct sv_sched_log *l);
+
+/* Record that node id drains (its replicas move away, it stays in the map),
+ * or with cancel that it is up again (DRAIN). Returns once recorded: 0,
+ * SV_E_BAD_ARGUMENT with the node's sentence (no such node, removed, ...),
+ * SV_E_UNAVAILABLE, ... Progress: sv_client_nodes (replicas reaching 0). */
+SV_CLIENT_API int sv_client_node_drain(struct sv_client *c, uint64_t id, bool cancel);
+
+/* Remove node id from the cluster map (NODE_REMOVE). The leader refuses
+ * (SV_E_BAD_ARGUMENT, its sentence in sv_client_errmsg) while the node holds
+ * replicas, unless force. Returns once recorded: 0, SV_E_BAD_ARGUMENT, ... */
+SV_CLIENT_API int sv_client_node_remove(struct sv_client *c, uint64_t id, bool force);
+
+/* The scheduler's settings, as the map records them. */
+struct sv_cluster_settings {
+    uint64_t epoch;          /* of the map the leader answered from */
+    uint64_t down_after_s;   /* a node silent this long is down */
+    uint64_t evict_after_s;  /* and this long evicted (its replicas rebuilt elsewhere) */
+    bool auto_evict;         /* evict automatically */
+    uint64_t repair_rate;    /* bytes/s of re-replication per node */
+    uint64_t moves_per_node; /* replica moves at a time per node */
+};
+
+/* Set one setting, then read them all (CLUSTER_SET); name NULL only reads.
+ * name: "down-after" or "evict-after" (value in seconds), "auto-evict" (0 or
+ * 1), "repair-rate" (bytes/s), "moves-per-node". The leader validates the
+ * value (a refusal is SV_E_BAD_ARGUMENT with its sentence); the library only
+ * refuses an unknown name or auto-evict above 1. *out (may be NULL)
+ * receives the settings after the change. Returns 0, SV_E_BAD_ARGUMENT, ... */
+SV_CLIENT_API int sv_client_cluster_set(struct sv_client *c, const char *name, uint64_t value,
+                                        struct sv_cluster_settings *out);
 
 #ifdef __cplusplus
 }

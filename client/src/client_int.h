@@ -1,0 +1,70 @@
+/* libshardvault internals shared by client.c (routing, connections, status)
+ * and admin.c (operator calls to the meta group's leader). Not installed. */
+#ifndef SV_CLIENT_INT_H
+#define SV_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "shardvault/client.h"
+
+/* A received response: its body (owned) and the message decoded from it
+ * (byte strings borrowed from body). Release with sv__resp_free. */
+struct sv__resp {
+    uint32_t type;
+    uint64_t id;
+    uint8_t *body;
+    struct sv_msg m;
+};
+
+void sv__resp_free(struct sv__resp *r);
+
+/* Set the calling thread's sv_client_errmsg (printf format). */
+__attribute__((format(printf, 1, 2))) void sv__set_err(const char *fmt, ...);
+
+/* Clear the calling thread's error message (at the start of a public call). */
+void sv__clear_err(void);
+
+/* The client error for a response status (NOT_LEADER counts as UNAVAILABLE). */
+int sv__status_err(int64_t status);
+
+/* Turn r's non-OK status into an error: errmsg = the node's MSG (or the
+ * status' name). Returns the error. */
+int sv__status_fail(const struct sv__resp *r);
+
+uint64_t sv__now_ms(void);
+void sv__sleep_ms(uint64_t ms);
+/* A jittered wait of about backoff_ms (half to all of it). */
+uint64_t sv__jitter_ms(uint32_t backoff_ms);
+
+/* The client's deadline per operation, ms. */
+uint32_t sv__deadline_ms(struct sv_client *c);
+
+/* One request m (type) to addr on a pooled connection, answered in *r
+ * (caller frees with sv__resp_free) before deadline. 0, or an error with why
+ * filled (connection, TLS, protocol, SV_E_NOMEM, SV_E_BAD_ARGUMENT). */
+int sv__call_addr(struct sv_client *c, const char *addr, uint32_t type, const struct sv_msg *m,
+                  uint64_t deadline, struct sv__resp *r, char *why, size_t wl);
+
+/* Addresses to try for a request with no shard: the remembered meta leader
+ * first (when one), then the endpoints, then the map's nodes, without
+ * repeats. Fills addrs[0..cap) (each SV_CLIENT_NAME_MAX + 1 bytes) and
+ * returns how many. */
+size_t sv__candidates(struct sv_client *c, char (*addrs)[SV_CLIENT_NAME_MAX + 1], size_t cap);
+
+/* The address of node id in the client's map into addr (cap bytes): true
+ * when known. Loads the map (bounded by deadline) if none is loaded yet. */
+bool sv__node_addr(struct sv_client *c, uint64_t id, uint64_t deadline, char *addr, size_t cap);
+
+/* Remember (or, with "", forget) where the meta group's leader answered. */
+void sv__set_meta_leader(struct sv_client *c, const char *addr);
+
+/* Called by sv_client_status once the map and every node's STATUS are in:
+ * merges the meta leader's NODES and HEALTH into s (states, counts, shard
+ * reasons, health_known), bounded by deadline. Returns 0 or SV_E_NOMEM;
+ * an unreachable meta leader is not an error (s->health_known stays false). */
+int sv__status_merge_sched(struct sv_client *c, struct sv_cluster_status *s, uint64_t deadline);
+
+#endif

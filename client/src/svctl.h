@@ -1,0 +1,57 @@
+/* svctl internals shared by svctl.c (object commands, status, main) and
+ * svctl_admin.c (node, cluster and sched commands). */
+#ifndef SVCTL_H
+#define SVCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shardvault/client.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_ERR = 1,
+    EXIT_USAGE = 2,
+    EXIT_NOT_FOUND = 3,
+    EXIT_DENIED = 4,
+    EXIT_UNAVAILABLE = 5,
+    EXIT_CONFLICT = 6,
+};
+
+struct global {
+    const char *endpoints, *ca, *token;
+    bool json;
+    uint32_t deadline_ms;
+};
+
+/* "svctl: MESSAGE (see svctl --help)" on stderr. */
+void sv__usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report err for "cmd target" (target may be NULL) on one stderr line with
+ * sv_client_errmsg(); returns the exit code. */
+int sv__fail(const char *cmd, const char *target, int err);
+
+/* "--name value" or "--name=value" at argv[*i]: true when it is name (*val
+ * NULL when the value is missing; *i moves past a separate value). */
+bool sv__opt_value(int argc, char **argv, int *i, const char *name, const char **val);
+
+/* A decimal unsigned number (no sign, no suffix). */
+bool sv__parse_u64(const char *s, uint64_t *out);
+
+/* s as a JSON string (quotes and escapes) on f. */
+void sv__json_str(FILE *f, const char *s);
+
+/* ms since the epoch as 2006-01-02T15:04:05.000Z into out. */
+void sv__iso_time(uint64_t ms, char *out, size_t cap);
+
+/* The node, cluster and sched commands (svctl_admin.c). With c NULL they
+ * only check their arguments: 0 when fine, -1 after printing --help, or
+ * EXIT_USAGE after a usage error; with a client they run and return the
+ * exit code. */
+int sv__run_node(struct sv_client *c, const struct global *g, int argc, char **argv);
+int sv__run_cluster(struct sv_client *c, const struct global *g, int argc, char **argv);
+int sv__run_sched(struct sv_client *c, const struct global *g, int argc, char **argv);
+extern const char sv__node_usage[], sv__cluster_usage[], sv__sched_usage[];
+
+#endif

@@ -1,0 +1,698 @@
+/* svctl's operator commands: node list|drain|remove, cluster show|set, sched log. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "shardvault/client.h"
+#include "svctl.h"
+
+enum {
+    DRAIN_POLL_MS = 1000,
+    DURATION_MAX_S = 86400, /* down-after and evict-after, as the node takes them */
+    MOVES_MAX = 64,         /* moves-per-node, as the map takes it */
+};
+
+const char sv__node_usage[] =
+    "usage: svctl node list\n"
+    "       svctl node drain ID [--no-wait] [--cancel] [--timeout S]\n"
+    "       svctl node remove ID [--force]\n"
+    "Every node command asks the meta group's leader (any node redirects there).\n"
+    "\n"
+    "list     the nodes as the scheduler sees them: ID ZONE STATE (up, down,\n"
+    "         draining, evicted, removed) REPLICAS LEADERS BYTES DISK-FREE\n"
+    "         LAST-HEARTBEAT; a line says when health is unknown (the leader has not\n"
+    "         heard every node since it took over). -o json prints\n"
+    "         {\"epoch\":E,\"health_known\":B,\"nodes\":[{\"id\",\"zone\",\"address\",\"state\",\n"
+    "         \"replicas\",\"leaders\",\"bytes\",\"disk_free\",\"last_heartbeat_ms\" (null:\n"
+    "         never heard)}]}.\n"
+    "drain    record that node ID drains (its replicas move to other nodes), then\n"
+    "         show progress every second (replicas and bytes left, rate, ETA, and\n"
+    "         why a shard is stuck when the scheduler says so) until it holds no\n"
+    "         replica; then `svctl node remove ID` takes it out of the map.\n"
+    "         --no-wait   return once the drain is recorded\n"
+    "         --cancel    stop draining: the node is up again (keeps what it holds)\n"
+    "         --timeout S stop waiting after S seconds (exit 5; the drain goes on)\n"
+    "         Ctrl-C only stops the waiting: the drain goes on in the cluster.\n"
+    "         (The global --timeout, the deadline of each request, goes before\n"
+    "         the command here: svctl --timeout 5 node drain 3.)\n"
+    "remove   remove node ID from the cluster map. The leader refuses (exit 1, its\n"
+    "         reason printed) while the node holds replicas: drain it first.\n"
+    "         --force  remove it anyway (its replicas are rebuilt elsewhere)\n";
+
+const char sv__cluster_usage[] =
+    "usage: svctl cluster show\n"
+    "       svctl cluster set NAME VALUE\n"
+    "The scheduler's settings, kept in the cluster map by the meta group's leader.\n"
+    "  down-after S       a node not heard for S seconds is down (1..86400; suffix\n"
+    "                     s, m or h allowed: 90s, 5m, 1h)\n"
+    "  evict-after S      and evicted after S seconds (1..86400, at least down-after):\n"
+    "                     its replicas are rebuilt elsewhere\n"
+    "  auto-evict on|off  evict automatically\n"
+    "  repair-rate BYTES  bytes per second of re-replication per node (> 0; suffix\n"
+    "                     K, M, G (1000s) or KiB, MiB, GiB (1024s): 64MiB)\n"
+    "  moves-per-node N   replica moves at a time per node (1..64)\n"
+    "set prints the settings after the change. -o json prints {\"epoch\",\n"
+    "\"down_after_s\",\"evict_after_s\",\"auto_evict\",\"repair_rate\",\"moves_per_node\"}.\n";
+
+const char sv__sched_usage[] =
+    "usage: svctl sched log\n"
+    "The scheduler's recent decisions, oldest first, one per line: time (UTC),\n"
+    "action (state, replace, transfer, report, done), reason, the group (meta, or\n"
+    "shard S), the node concerned, and a sentence. -o json prints {\"events\":[{\n"
+    "\"time_ms\",\"action\",\"reason\",\"group\" (0 the meta group, S+1 shard S; null:\n"
+    "about a node only),\"shard\" (S; null for the meta group or none),\"node\" (null:\n"
+    "none),\"text\"}]}.\n";
+
+/* "meta", "shard S" or "-" for a wire group id (-1: none). */
+static void group_name(int64_t group, char *out, size_t cap)
+{
+    if (group < 0)
+        snprintf(out, cap, "-");
+    else if (group == 0)
+        snprintf(out, cap, "meta");
+    else
+        snprintf(out, cap, "shard %" PRId64, group - 1);
+}
+
+static void human_bytes(uint64_t b, char *out, size_t cap)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, cap, "%" PRIu64 "B", b);
+    else
+        snprintf(out, cap, "%.1f%s", v, units[u]);
+}
+
+/* Bytes with an optional suffix: K M G T (powers of 1000, also KB...) or KiB
+ * MiB GiB TiB (powers of 1024), B. */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return false;
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } sfx[] = {
+        {"", 1},
+        {"B", 1},
+        {"K", 1000},
+        {"KB", 1000},
+        {"M", 1000000},
+        {"MB", 1000000},
+        {"G", 1000000000},
+        {"GB", 1000000000},
+        {"T", 1000000000000},
+        {"TB", 1000000000000},
+        {"KiB", 1ull << 10},
+        {"MiB", 1ull << 20},
+        {"GiB", 1ull << 30},
+        {"TiB", 1ull << 40},
+    };
+    for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+        if (strcasecmp(end, sfx[i].suffix) != 0)
+            continue;
+        if (v > UINT64_MAX / sfx[i].mul)
+            return false;
+        *out = v * sfx[i].mul;
+        return true;
+    }
+    return false;
+}
+
+/* Seconds with an optional s, m or h suffix. */
+static bool parse_duration_s(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul = strcmp(end, "") == 0 || strcmp(end, "s") == 0 ? 1
+                   : strcmp(end, "m") == 0                       ? 60
+                   : strcmp(end, "h") == 0                       ? 3600
+                                                                 : 0;
+    if (errno != 0 || mul == 0 || v > UINT64_MAX / mul)
+        return false;
+    *out = v * mul;
+    return true;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void pause_ms(uint64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Argument parsing shared by the subcommands: --help, flags, options with
+ * values and positional arguments. */
+struct sub_args {
+    const char *pos[2];
+    int n_pos;
+};
+
+/* A flag or option of a subcommand. */
+struct sub_opt {
+    const char *name;
+    bool takes_value;
+    bool set;
+    const char *value;
+};
+
+/* Parse argv[2..) of "svctl CMD SUB ...": 0, -1 after --help, EXIT_USAGE. */
+static int parse_sub(const char *what, const char *usage, int argc, char **argv, int n_pos,
+                     struct sub_opt *opts, size_t n_opts, struct sub_args *a)
+{
+    memset(a, 0, sizeof(*a));
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        bool taken = false;
+        for (size_t k = 0; k < n_opts && !taken; k++) {
+            struct sub_opt *o = &opts[k];
+            if (o->takes_value) {
+                const char *v;
+                if (!sv__opt_value(argc, argv, &i, o->name, &v))
+                    continue;
+                if (v == NULL) {
+                    sv__usage_error("%s: %s needs a value", what, o->name);
+                    return EXIT_USAGE;
+                }
+                o->value = v;
+            } else if (strcmp(argv[i], o->name) != 0) {
+                continue;
+            }
+            o->set = true;
+            taken = true;
+        }
+        if (taken)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            sv__usage_error("%s: unknown option %s", what, argv[i]);
+            return EXIT_USAGE;
+        }
+        if (a->n_pos >= n_pos) {
+            sv__usage_error("%s: too many arguments", what);
+            return EXIT_USAGE;
+        }
+        a->pos[a->n_pos++] = argv[i];
+    }
+    if (a->n_pos < n_pos) {
+        sv__usage_error("%s: missing %s", what,
+                        a->n_pos == 0 && n_pos == 2 ? "NAME VALUE"
+                        : n_pos == 2                ? "VALUE"
+                                                    : "ID");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static bool parse_node_id(const char *what, const char *s, uint64_t *id)
+{
+    if (!sv__parse_u64(s, id) || *id == 0) {
+        sv__usage_error("%s: ID must be a node number, not \"%s\"", what, s);
+        return false;
+    }
+    return true;
+}
+
+/* node list */
+
+static int node_list(struct sv_client *c, const struct global *g)
+{
+    struct sv_node_list *l = NULL;
+    int err = sv_client_nodes(c, &l);
+    if (err != 0)
+        return sv__fail("node list", NULL, err);
+    if (g->json) {
+        printf("{\"epoch\":%" PRIu64 ",\"health_known\":%s,\"nodes\":[", l->epoch,
+               l->health_known ? "true" : "false");
+        for (size_t i = 0; i < l->n; i++) {
+            const struct sv_node_info *n = &l->nodes[i];
+            printf("%s{\"id\":%" PRIu64 ",\"zone\":", i ? "," : "", n->id);
+            sv__json_str(stdout, n->zone);
+            printf(",\"address\":");
+            sv__json_str(stdout, n->address);
+            printf(",\"state\":");
+            sv__json_str(stdout, n->state);
+            printf(",\"replicas\":%" PRIu64 ",\"leaders\":%" PRIu64 ",\"bytes\":%" PRIu64
+                   ",\"disk_free\":%" PRIu64 ",\"last_heartbeat_ms\":",
+                   n->replicas, n->leaders, n->bytes, n->disk_free);
+            if (n->age_ms < 0)
+                printf("null}");
+            else
+                printf("%" PRId64 "}", n->age_ms);
+        }
+        printf("]}\n");
+    } else {
+        printf("cluster map epoch %" PRIu64 "\n", l->epoch);
+        if (!l->health_known)
+            printf("health unknown: the meta group's leader has not heard every node since it "
+                   "took over (down and evicted states may be missing)\n");
+        printf("%-6s %-10s %-9s %8s %7s %10s %10s %s\n", "ID", "ZONE", "STATE", "REPLICAS",
+               "LEADERS", "BYTES", "DISK-FREE", "LAST-HEARTBEAT");
+        for (size_t i = 0; i < l->n; i++) {
+            const struct sv_node_info *n = &l->nodes[i];
+            char b[32], f[32], hb[32];
+            human_bytes(n->bytes, b, sizeof(b));
+            human_bytes(n->disk_free, f, sizeof(f));
+            if (n->age_ms < 0)
+                snprintf(hb, sizeof(hb), "never");
+            else
+                snprintf(hb, sizeof(hb), "%.1fs ago", (double)n->age_ms / 1000.0);
+            printf("%-6" PRIu64 " %-10s %-9s %8" PRIu64 " %7" PRIu64 " %10s %10s %s\n", n->id,
+                   n->zone, n->state, n->replicas, n->leaders, b, f, hb);
+        }
+    }
+    sv_client_node_list_free(l);
+    return EXIT_OK;
+}
+
+/* node drain */
+
+static const struct sv_node_info *find_node(const struct sv_node_list *l, uint64_t id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->nodes[i].id == id)
+            return &l->nodes[i];
+    return NULL;
+}
+
+/* Print the reasons HEALTH gives for the groups with a replica on node id,
+ * when they differ from what was printed last (*last, owned, replaced). */
+static void show_stuck(struct sv_client *c, const struct global *g, uint64_t id, char **last)
+{
+    struct sv_health *h = NULL;
+    if (sv_client_health(c, &h) != 0)
+        return; /* the progress line matters more; the next poll tries again */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        sv_client_health_free(h);
+        return;
+    }
+    for (size_t i = 0; i < h->n; i++) {
+        const struct sv_health_group *gr = &h->groups[i];
+        bool on = false;
+        for (size_t j = 0; j < gr->n_replicas; j++)
+            on |= gr->replicas[j] == id;
+        if (!on || gr->reason[0] == '\0')
+            continue;
+        char name[32];
+        group_name((int64_t)gr->group, name, sizeof(name));
+        if (g->json) {
+            fprintf(f, "{\"node\":%" PRIu64 ",\"stuck\":", id);
+            sv__json_str(f, name);
+            fprintf(f, ",\"group\":%" PRIu64 ",\"reason\":", gr->group);
+            sv__json_str(f, gr->reason);
+            fprintf(f, ",\"text\":");
+            sv__json_str(f, gr->text);
+            fprintf(f, "}\n");
+        } else {
+            fprintf(f, "  stuck: %s: %s%s%s\n", name, gr->reason, gr->text[0] ? ": " : "",
+                    gr->text);
+        }
+    }
+    fclose(f);
+    sv_client_health_free(h);
+    if (buf != NULL && (*last == NULL || strcmp(*last, buf) != 0)) {
+        fputs(buf, stdout);
+        free(*last);
+        *last = buf;
+    } else {
+        free(buf);
+    }
+}
+
+static int node_drain(struct sv_client *c, const struct global *g, uint64_t id, bool cancel,
+                      bool no_wait, double timeout_s)
+{
+    char target[32];
+    snprintf(target, sizeof(target), "%" PRIu64, id);
+    int err = sv_client_node_drain(c, id, cancel);
+    if (err != 0)
+        return sv__fail(cancel ? "node drain --cancel" : "node drain", target, err);
+    if (cancel || no_wait) {
+        if (g->json)
+            printf("{\"node\":%" PRIu64 ",\"%s\":true}\n", id, cancel ? "cancelled" : "draining");
+        else if (cancel)
+            printf("node %" PRIu64 ": drain cancelled; it is up again\n", id);
+        else
+            printf("node %" PRIu64 ": drain recorded; follow it with svctl node list\n", id);
+        return EXIT_OK;
+    }
+    if (!g->json)
+        printf("node %" PRIu64 ": draining (Ctrl-C stops watching; the drain goes on)\n", id);
+    fflush(stdout);
+    uint64_t t0 = mono_ms(), b0 = 0;
+    bool have_b0 = false;
+    char *last_stuck = NULL;
+    int rc = EXIT_OK;
+    for (;;) {
+        struct sv_node_list *l = NULL;
+        err = sv_client_nodes(c, &l);
+        if (err != 0) {
+            /* A new meta leader being elected: say so and keep watching. */
+            fprintf(stderr, "svctl: node drain %s: %s: %s (still watching)\n", target,
+                    sv_client_strerror(err), sv_client_errmsg());
+        } else {
+            const struct sv_node_info *n = find_node(l, id);
+            if (n == NULL) {
+                fprintf(stderr, "svctl: node drain %s: the node is no longer in the map\n", target);
+                sv_client_node_list_free(l);
+                rc = EXIT_ERR;
+                break;
+            }
+            if (n->replicas == 0) {
+                if (g->json)
+                    printf("{\"node\":%" PRIu64 ",\"done\":true}\n", id);
+                else
+                    printf("node %" PRIu64 ": drained: it holds no replica. Remove it with: "
+                           "svctl node remove %" PRIu64 "\n",
+                           id, id);
+                sv_client_node_list_free(l);
+                break;
+            }
+            if (strcmp(n->state, "draining") != 0) {
+                fprintf(stderr, "svctl: node drain %s: the node is %s, not draining (cancelled?)\n",
+                        target, n->state);
+                sv_client_node_list_free(l);
+                rc = EXIT_ERR;
+                break;
+            }
+            uint64_t now = mono_ms();
+            if (!have_b0) {
+                b0 = n->bytes;
+                have_b0 = true;
+            }
+            double el = (double)(now - t0) / 1000.0;
+            double rate = el > 0 && b0 > n->bytes ? (double)(b0 - n->bytes) / el : 0;
+            if (g->json) {
+                printf("{\"node\":%" PRIu64 ",\"replicas\":%" PRIu64 ",\"bytes\":%" PRIu64
+                       ",\"rate_bytes_s\":%.0f,\"eta_s\":",
+                       id, n->replicas, n->bytes, rate);
+                if (rate > 0)
+                    printf("%.0f}\n", (double)n->bytes / rate);
+                else
+                    printf("null}\n");
+            } else {
+                char left[32], eta[32];
+                human_bytes(n->bytes, left, sizeof(left));
+                if (rate > 0)
+                    snprintf(eta, sizeof(eta), "%.0fs", (double)n->bytes / rate);
+                else
+                    snprintf(eta, sizeof(eta), "unknown");
+                printf("node %" PRIu64 ": %" PRIu64 " replicas left, %s left, %.1f MB/s, ETA %s\n",
+                       id, n->replicas, left, rate / 1e6, eta);
+            }
+            sv_client_node_list_free(l);
+            show_stuck(c, g, id, &last_stuck);
+        }
+        fflush(stdout);
+        if (timeout_s > 0 && (double)(mono_ms() - t0) / 1000.0 >= timeout_s) {
+            fprintf(stderr,
+                    "svctl: node drain %s: not drained after %.0f s; the drain goes on "
+                    "(svctl node list shows it)\n",
+                    target, timeout_s);
+            rc = EXIT_UNAVAILABLE;
+            break;
+        }
+        pause_ms(DRAIN_POLL_MS);
+    }
+    free(last_stuck);
+    return rc;
+}
+
+int sv__run_node(struct sv_client *c, const struct global *g, int argc, char **argv)
+{
+    if (argc < 2) {
+        sv__usage_error("node: missing list, drain or remove");
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        if (c == NULL)
+            fputs(sv__node_usage, stdout);
+        return -1;
+    }
+    struct sub_args a;
+    uint64_t id = 0;
+    if (strcmp(sub, "list") == 0) {
+        int rc = parse_sub("node list", sv__node_usage, argc, argv, 0, NULL, 0, &a);
+        if (rc != 0 || c == NULL)
+            return rc;
+        return node_list(c, g);
+    }
+    if (strcmp(sub, "drain") == 0) {
+        struct sub_opt o[] = {
+            {"--no-wait", false, false, NULL},
+            {"--cancel", false, false, NULL},
+            {"--timeout", true, false, NULL},
+        };
+        int rc = parse_sub("node drain", sv__node_usage, argc, argv, 1, o, 3, &a);
+        if (rc != 0)
+            return rc;
+        if (!parse_node_id("node drain", a.pos[0], &id))
+            return EXIT_USAGE;
+        double t = 0;
+        if (o[2].set) {
+            char *end = NULL;
+            t = strtod(o[2].value, &end);
+            if (*end != '\0' || !(t > 0) || t > 1e7) {
+                sv__usage_error("node drain: --timeout needs a number of seconds > 0");
+                return EXIT_USAGE;
+            }
+        }
+        if (o[0].set && o[2].set) {
+            sv__usage_error("node drain: --timeout bounds the waiting that --no-wait skips");
+            return EXIT_USAGE;
+        }
+        if (c == NULL)
+            return 0;
+        return node_drain(c, g, id, o[1].set, o[0].set, t);
+    }
+    if (strcmp(sub, "remove") == 0) {
+        struct sub_opt o[] = {{"--force", false, false, NULL}};
+        int rc = parse_sub("node remove", sv__node_usage, argc, argv, 1, o, 1, &a);
+        if (rc != 0)
+            return rc;
+        if (!parse_node_id("node remove", a.pos[0], &id))
+            return EXIT_USAGE;
+        if (c == NULL)
+            return 0;
+        int err = sv_client_node_remove(c, id, o[0].set);
+        if (err != 0)
+            return sv__fail("node remove", a.pos[0], err);
+        if (g->json)
+            printf("{\"node\":%" PRIu64 ",\"removed\":true}\n", id);
+        else
+            printf("node %" PRIu64 ": removed from the cluster map\n", id);
+        return EXIT_OK;
+    }
+    sv__usage_error("node: unknown subcommand \"%s\" (list, drain, remove)", sub);
+    return EXIT_USAGE;
+}
+
+/* cluster show|set */
+
+static void print_settings(const struct global *g, const struct sv_cluster_settings *s)
+{
+    if (g->json) {
+        printf("{\"epoch\":%" PRIu64 ",\"down_after_s\":%" PRIu64 ",\"evict_after_s\":%" PRIu64
+               ",\"auto_evict\":%s,\"repair_rate\":%" PRIu64 ",\"moves_per_node\":%" PRIu64 "}\n",
+               s->epoch, s->down_after_s, s->evict_after_s, s->auto_evict ? "true" : "false",
+               s->repair_rate, s->moves_per_node);
+        return;
+    }
+    char r[32];
+    human_bytes(s->repair_rate, r, sizeof(r));
+    printf("cluster map epoch %" PRIu64 "\n", s->epoch);
+    printf("down-after      %" PRIu64 " s\n", s->down_after_s);
+    printf("evict-after     %" PRIu64 " s\n", s->evict_after_s);
+    printf("auto-evict      %s\n", s->auto_evict ? "on" : "off");
+    printf("repair-rate     %s/s (%" PRIu64 " bytes/s)\n", r, s->repair_rate);
+    printf("moves-per-node  %" PRIu64 "\n", s->moves_per_node);
+}
+
+/* NAME VALUE to the wire's name and value: true when valid (else a usage error printed). */
+static bool setting_value(const char *name, const char *v, uint64_t *out)
+{
+    if (strcmp(name, "down-after") == 0 || strcmp(name, "evict-after") == 0) {
+        if (!parse_duration_s(v, out) || *out < 1 || *out > DURATION_MAX_S) {
+            sv__usage_error("cluster set: %s is seconds in 1..%d (90, 90s, 5m, 1h), not \"%s\"",
+                            name, DURATION_MAX_S, v);
+            return false;
+        }
+        return true;
+    }
+    if (strcmp(name, "auto-evict") == 0) {
+        if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0) {
+            *out = 1;
+            return true;
+        }
+        if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0 || strcmp(v, "false") == 0) {
+            *out = 0;
+            return true;
+        }
+        sv__usage_error("cluster set: auto-evict is on or off, not \"%s\"", v);
+        return false;
+    }
+    if (strcmp(name, "repair-rate") == 0) {
+        if (!parse_bytes(v, out) || *out == 0) {
+            sv__usage_error("cluster set: repair-rate is bytes per second > 0 (64MiB, 100M, "
+                            "1048576), not \"%s\"",
+                            v);
+            return false;
+        }
+        return true;
+    }
+    if (strcmp(name, "moves-per-node") == 0) {
+        if (!sv__parse_u64(v, out) || *out < 1 || *out > MOVES_MAX) {
+            sv__usage_error("cluster set: moves-per-node is 1..%d, not \"%s\"", MOVES_MAX, v);
+            return false;
+        }
+        return true;
+    }
+    sv__usage_error("cluster set: unknown setting \"%s\" (down-after, evict-after, auto-evict, "
+                    "repair-rate, moves-per-node)",
+                    name);
+    return false;
+}
+
+int sv__run_cluster(struct sv_client *c, const struct global *g, int argc, char **argv)
+{
+    if (argc < 2) {
+        sv__usage_error("cluster: missing show or set");
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        if (c == NULL)
+            fputs(sv__cluster_usage, stdout);
+        return -1;
+    }
+    struct sub_args a;
+    struct sv_cluster_settings s;
+    if (strcmp(sub, "show") == 0) {
+        int rc = parse_sub("cluster show", sv__cluster_usage, argc, argv, 0, NULL, 0, &a);
+        if (rc != 0 || c == NULL)
+            return rc;
+        int err = sv_client_cluster_set(c, NULL, 0, &s);
+        if (err != 0)
+            return sv__fail("cluster show", NULL, err);
+        print_settings(g, &s);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "set") == 0) {
+        int rc = parse_sub("cluster set", sv__cluster_usage, argc, argv, 2, NULL, 0, &a);
+        if (rc != 0)
+            return rc;
+        uint64_t v = 0;
+        if (!setting_value(a.pos[0], a.pos[1], &v))
+            return EXIT_USAGE;
+        if (c == NULL)
+            return 0;
+        int err = sv_client_cluster_set(c, a.pos[0], v, &s);
+        if (err != 0)
+            return sv__fail("cluster set", a.pos[0], err);
+        print_settings(g, &s);
+        return EXIT_OK;
+    }
+    sv__usage_error("cluster: unknown subcommand \"%s\" (show, set)", sub);
+    return EXIT_USAGE;
+}
+
+/* sched log */
+
+int sv__run_sched(struct sv_client *c, const struct global *g, int argc, char **argv)
+{
+    if (argc < 2) {
+        sv__usage_error("sched: missing log");
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        if (c == NULL)
+            fputs(sv__sched_usage, stdout);
+        return -1;
+    }
+    if (strcmp(sub, "log") != 0) {
+        sv__usage_error("sched: unknown subcommand \"%s\" (log)", sub);
+        return EXIT_USAGE;
+    }
+    struct sub_args a;
+    int rc = parse_sub("sched log", sv__sched_usage, argc, argv, 0, NULL, 0, &a);
+    if (rc != 0 || c == NULL)
+        return rc;
+    struct sv_sched_log *l = NULL;
+    int err = sv_client_sched_log(c, &l);
+    if (err != 0)
+        return sv__fail("sched log", NULL, err);
+    if (g->json)
+        printf("{\"events\":[");
+    for (size_t i = 0; i < l->n; i++) {
+        const struct sv_sched_event *e = &l->events[i];
+        char t[40], grp[32], node[24];
+        sv__iso_time(e->time_ms, t, sizeof(t));
+        if (g->json) {
+            printf("%s{\"time_ms\":%" PRIu64 ",\"action\":", i ? "," : "", e->time_ms);
+            sv__json_str(stdout, e->action);
+            printf(",\"reason\":");
+            sv__json_str(stdout, e->reason);
+            if (e->group < 0)
+                printf(",\"group\":null,\"shard\":null");
+            else if (e->group == 0)
+                printf(",\"group\":0,\"shard\":null");
+            else
+                printf(",\"group\":%" PRId64 ",\"shard\":%" PRId64, e->group, e->group - 1);
+            if (e->node < 0)
+                printf(",\"node\":null,\"text\":");
+            else
+                printf(",\"node\":%" PRId64 ",\"text\":", e->node);
+            sv__json_str(stdout, e->text);
+            printf("}");
+        } else {
+            group_name(e->group, grp, sizeof(grp));
+            if (e->node < 0)
+                snprintf(node, sizeof(node), "-");
+            else
+                snprintf(node, sizeof(node), "node %" PRId64, e->node);
+            printf("%s  %-9s %-22s %-9s %-8s %s\n", t, e->action, e->reason[0] ? e->reason : "-",
+                   grp, node, e->text);
+        }
+    }
+    if (g->json)
+        printf("]}\n");
+    else if (l->n == 0)
+        printf("(no decisions yet)\n");
+    sv_client_sched_log_free(l);
+    return EXIT_OK;
+}
