@@ -660,7 +660,7 @@ int sv__run_sched(struct sv_client *c, const struct global *g, int argc, char **
         printf("{\"events\":[");
     for (size_t i = 0; i < l->n; i++) {
         const struct sv_sched_event *e = &l->events[i];
-        char t[40], grp[32], node[24];
+        char t[40], grp[32], node[32];
         sv__iso_time(e->time_ms, t, sizeof(t));
         if (g->json) {
             printf("%s{\"time_ms\":%" PRIu64 ",\"action\":", i ? "," : "", e->time_ms);

@@ -139,6 +139,31 @@ static bool new_complete(const struct sv_node *n, uint64_t group, const struct s
            r->match + PROMOTE_LAG >= r->commit;
 }
 
+/* Node id is heard within down_after and says it holds every chunk of
+ * group. */
+static bool live_complete(const struct sv_node *n, uint64_t id, uint64_t group, uint64_t now_ms)
+{
+    const struct sv__hnode *hn = sv__health_node(n, id);
+    return hn && hn->last_ms && now_ms - hn->last_ms < n->map->set.down_after_ms &&
+           hn->groups[group].complete;
+}
+
+/* What the planner's step needs beyond the leader's answer: heartbeats. */
+static void fill_conf(const struct sv_node *n, uint64_t group, struct sv__repl *r, uint64_t now_ms)
+{
+    const struct sv_map_group *mg = sv_map_group(n->map, group);
+    const struct sv_map_node *tn = sv_map_node(n->map, r->to);
+    struct sv_sched_conf *c = &r->conf;
+    c->new_gone = !tn || tn->state == SV_MAP_EVICTED || tn->state == SV_MAP_REMOVED;
+    c->new_complete = new_complete(n, group, r);
+    c->replicas = mg->n - 1;
+    c->out_complete = c->out_role == 1 && live_complete(n, r->out, group, now_ms);
+    c->complete_voters = c->out_complete + (c->new_role == 1 && c->new_complete);
+    for (uint32_t k = 0; k + 1 < mg->n; k++)
+        if (mg->ids[k] != r->out)
+            c->complete_voters += live_complete(n, mg->ids[k], group, now_ms);
+}
+
 static void drive(struct sv_node *n, uint64_t group, struct sv__repl *r, uint64_t now_ms)
 {
     if (r->conf_id || now_ms < r->next_ms || r->finished)
@@ -148,9 +173,7 @@ static void drive(struct sv_node *n, uint64_t group, struct sv__repl *r, uint64_
         send_conf(n, group, r, CONF_QUERY, r->to);
         return;
     }
-    const struct sv_map_node *tn = sv_map_node(n->map, r->to);
-    r->conf.new_gone = !tn || tn->state == SV_MAP_EVICTED || tn->state == SV_MAP_REMOVED;
-    r->conf.new_complete = new_complete(n, group, r);
+    fill_conf(n, group, r, now_ms);
     uint32_t why = 0;
     r->step = sv_sched_replace_step(&r->conf, 0, &why);
     switch (r->step) {
