@@ -76,8 +76,8 @@ enum sv_msg_type {
     SV_MSG_DELETE = 9,
     SV_MSG_LIST = 10,
     SV_MSG_STATUS = 11,
-    SV_MSG_MOVE = 12,        /* move a shard's replica (SHARD, NODE from, LEADER to): to the
-                                meta group's leader; answered when done (operator, later) */
+    SV_MSG_MOVE = 12, /* move a shard's replica (SHARD, NODE from, LEADER to): to the
+                         meta group's leader; answered when done (operator, later) */
     /* Operators, to the meta group's leader (others answer NOT_LEADER naming it): */
     SV_MSG_NODES = 13,       /* the nodes as the scheduler sees them. Answer: EPOCH, FLAGS bit 0
                                 = health known (every node heard since this meta leader took
@@ -177,20 +177,20 @@ enum sv_field {
 
 /* Field ids inside one item map. */
 enum sv_item_field {
-    SV_I_KEY = 0,       /* str */
-    SV_I_SIZE = 1,      /* uint */
-    SV_I_VERSION = 2,   /* uint */
-    SV_I_MTIME_MS = 3,  /* uint */
-    SV_I_ID = 4,        /* uint: node id or shard id */
-    SV_I_ADDR = 5,      /* str */
-    SV_I_ZONE = 6,      /* str */
-    SV_I_STATE = 7,     /* str: "up", "down", ... */
-    SV_I_ROLE = 8,      /* str: "leader", "follower", ... */
-    SV_I_LEADER = 9,    /* uint */
-    SV_I_TERM = 10,     /* uint */
-    SV_I_COMMIT = 11,   /* uint */
-    SV_I_APPLIED = 12,  /* uint */
-    SV_I_REPLICAS = 13, /* array of uint node ids, at most SV_MSG_REPLICAS_MAX */
+    SV_I_KEY = 0,         /* str */
+    SV_I_SIZE = 1,        /* uint */
+    SV_I_VERSION = 2,     /* uint */
+    SV_I_MTIME_MS = 3,    /* uint */
+    SV_I_ID = 4,          /* uint: node id or shard id */
+    SV_I_ADDR = 5,        /* str */
+    SV_I_ZONE = 6,        /* str */
+    SV_I_STATE = 7,       /* str: "up", "down", ... */
+    SV_I_ROLE = 8,        /* str: "leader", "follower", ... */
+    SV_I_LEADER = 9,      /* uint */
+    SV_I_TERM = 10,       /* uint */
+    SV_I_COMMIT = 11,     /* uint */
+    SV_I_APPLIED = 12,    /* uint */
+    SV_I_REPLICAS = 13,   /* array of uint node ids, at most SV_MSG_REPLICAS_MAX */
     SV_I_BYTES = 14,      /* uint */
     SV_I_FREE = 15,       /* uint: disk free bytes */
     SV_I_REASON = 16,     /* str: a scheduler reason code (no-zone-available, ...) */

@@ -36,7 +36,7 @@ struct sv_map_settings {
                               .evict_after_ms = 60000,                                             \
                               .repair_rate = 64u << 20,                                            \
                               .moves_per_node = 2,                                                 \
-                              .auto_evict = 1,                                        \
+                              .auto_evict = 1,                                                     \
                               .rebalance = 1})
 
 enum {

@@ -205,8 +205,8 @@ static int rebalance_off(void)
     for (uint64_t end = it_now_ms() + 30000; it_now_ms() < end;) {
         struct sv_msg r;
         uint8_t *body = NULL;
-        int st = call(BASE_PORT + node, SV_MSG_CLUSTER_SET, &m, &r, &body, 10000) ? -1
-                                                                                  : (int)r.status;
+        int st =
+            call(BASE_PORT + node, SV_MSG_CLUSTER_SET, &m, &r, &body, 10000) ? -1 : (int)r.status;
         uint64_t leader = st >= 0 && SV_MSG_HAS(&r, SV_F_LEADER) ? r.leader : 0;
         if (st >= 0)
             sv_msg_free(&r);
@@ -214,7 +214,7 @@ static int rebalance_off(void)
         if (st == SV_ST_OK)
             return st;
         node = st == SV_ST_NOT_LEADER && leader >= 1 && leader <= NODES ? (int)leader
-                                                                         : node % NODES + 1;
+                                                                        : node % NODES + 1;
         usleep(300000);
     }
     return SV_ST_UNAVAILABLE;
