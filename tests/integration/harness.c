@@ -5,6 +5,7 @@
 #include "check.h"
 #include "proto.h"
 #include "tls.h"
+#include "wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -358,4 +359,93 @@ struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp)
     }
     *fdp = fd;
     return t;
+}
+
+/* ---- a replica move (MOVE over TLS) ----------------------------------------- */
+
+/* Send request (type, m) to the node on port; its answer into *r (decoded,
+ * pointing into *body, which the caller frees). 0, or -1 without one. */
+static int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv_msg *m,
+                   struct sv_msg *r, uint8_t **body, uint64_t timeout_ms)
+{
+    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = c->ca};
+    struct sv_tls_ctx *ctx = NULL;
+    char em[256];
+    int fd = -1, rc = -1;
+    struct sv_tls_conn *t =
+        sv_tls_ctx_new(&tc, &ctx, em, sizeof em) ? NULL : it_tls_dial(ctx, port, &fd);
+    uint8_t *req = NULL, *frame = NULL;
+    size_t req_len = 0, flen = 0;
+    if (!t || sv_msg_encode(m, &req, &req_len) ||
+        sv_wire_encode(type, 7, req, req_len, &frame, &flen) || sv_tls_write(t, frame, flen))
+        goto out;
+    struct sv_wire_decoder d;
+    sv_wire_decoder_init(&d);
+    uint64_t end = it_now_ms() + timeout_ms;
+    static uint8_t buf[65536], plain[65536];
+    while (it_now_ms() < end && rc) {
+        it_tls_flush(fd, t);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        ssize_t got = recv(fd, buf, sizeof buf, 0);
+        if (got <= 0)
+            break;
+        sv_tls_feed(t, buf, (size_t)got);
+        size_t n;
+        while (sv_tls_read(t, plain, sizeof plain, &n) == 0 && n > 0)
+            sv_wire_feed(&d, plain, n);
+        struct sv_wire_frame f;
+        if (sv_wire_next(&d, &f) == 1 && f.type == (type | SV_MSG_RESP)) {
+            *body = malloc(f.body_len ? f.body_len : 1);
+            memcpy(*body, f.body, f.body_len);
+            rc = sv_msg_decode(*body, f.body_len, r, NULL, 0) ? -1 : 0;
+        }
+    }
+    sv_wire_decoder_free(&d);
+out:
+    free(req);
+    free(frame);
+    sv_tls_conn_free(t);
+    sv_tls_ctx_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int it_move(const struct it_cluster *c, uint64_t shard, uint64_t from, uint64_t to,
+            uint64_t timeout_ms, char *why, size_t wl)
+{
+    struct sv_msg m = {0};
+    m.shard = shard;
+    m.node = from;
+    m.leader = to;
+    SV_MSG_SET(&m, SV_F_SHARD);
+    SV_MSG_SET(&m, SV_F_NODE);
+    SV_MSG_SET(&m, SV_F_LEADER);
+    uint64_t end = it_now_ms() + timeout_ms;
+    int node = 1;
+    snprintf(why, wl, "no answer");
+    while (it_now_ms() < end) {
+        struct sv_msg r;
+        uint8_t *body = NULL;
+        int st = -1;
+        uint64_t leader = 0;
+        if (!it_call(c, c->base_port + node, SV_MSG_MOVE, &m, &r, &body, end - it_now_ms())) {
+            st = (int)r.status;
+            snprintf(why, wl, "%s: %.*s", sv_status_name(st), (int)r.msg.len,
+                     r.msg.p ? (const char *)r.msg.p : "");
+            leader = SV_MSG_HAS(&r, SV_F_LEADER) ? r.leader : 0;
+            sv_msg_free(&r);
+        }
+        free(body);
+        if (st >= 0 && st != SV_ST_NOT_LEADER && st != SV_ST_UNAVAILABLE)
+            return st;
+        if (st == SV_ST_NOT_LEADER && leader >= 1 && leader <= (uint64_t)c->nodes)
+            node = (int)leader;
+        else
+            node = node % c->nodes + 1;
+        usleep(st < 0 ? 200000 : 300000);
+    }
+    return SV_ST_UNAVAILABLE;
 }

@@ -72,6 +72,13 @@ int it_http_get(int port, const char *path, char **body);
 double it_metric(const char *expo, const char *series);
 double it_metric_sum(const char *expo, const char *prefix);
 
+/* Move shard's replica from node from to node to: a MOVE request sent to
+ * the meta group's leader (followed from the NOT_LEADER answers) until it
+ * answers, within timeout_ms. Its status (SV_ST_OK: moved), with the
+ * answer's text in why. */
+int it_move(const struct it_cluster *c, uint64_t shard, uint64_t from, uint64_t to,
+            uint64_t timeout_ms, char *why, size_t wl);
+
 /* Deterministic pseudo-random bytes. */
 void it_fill(void *buf, size_t len, uint64_t seed);
 /* SHA-256 of buf into md. */
