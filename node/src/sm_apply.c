@@ -446,8 +446,9 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 break;
             case SV_CMD_MAP: {
                 /* With if_version, a change of the map recorded at that
-                 * epoch (map.h's encoding: the epoch follows the 6-byte
-                 * magic; the first record has none and counts as 1): two
+                 * epoch (map.h's encoding: from svmap2 on, the epoch follows
+                 * the 6-byte magic; the first record has none and counts as
+                 * 1): two
                  * changes made from the same map cannot both land. */
                 uint8_t k[PFX];
                 size_t klen = key_pfx(k, group, 'm');
@@ -456,7 +457,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 if (c.has_if_version)
                     rc = sv__sm_db_get_at(sm, true, k, klen, &cur, &cur_len);
                 uint64_t epoch = !cur ? 0
-                                 : cur_len >= 14 && !memcmp(cur, "svmap2", 6)
+                                 : cur_len >= 14 && !memcmp(cur, "svmap", 5) && cur[5] >= '2'
                                      ? sv_get64((const uint8_t *)cur + 6)
                                      : 1;
                 free(cur);

@@ -861,6 +861,13 @@ static void t_map_record(void)
     char err[256] = "";
     CHECK(sv_sm_commit(n->sm, n->seg, err, sizeof err) == 0);
     CHECK_EQ_U64(map_epoch(n), 3);
+    /* The scheduler's encoding (svmap3) carries its epoch the same way: a
+     * change made from it lands (it was read as epoch 1 once, and every
+     * change after the first scheduler map was refused). */
+    CHECK(map_cmd(n, true, "svmap3", 4, true, 3).status == SV_ST_OK);
+    CHECK_EQ_U64(map_epoch(n), 4);
+    CHECK(map_cmd(n, true, "svmap3", 5, true, 4).status == SV_ST_OK);
+    CHECK_EQ_U64(map_epoch(n), 5);
     /* Without if_version (the bootstrap record) it is stored as it is. */
     CHECK(map_cmd(n, true, "svmap2", 1, false, 0).status == SV_ST_OK);
     CHECK_EQ_U64(map_epoch(n), 1);
