@@ -32,9 +32,10 @@
 #include <string.h>
 
 enum {
-    MOVE_RETRY_MS = 300, /* between CONF requests of one replacement */
-    PROMOTE_LAG = 64,    /* entries a learner may lag the commit index when promoted:
-                            under steady writes it is rarely exactly at it */
+    MOVE_RETRY_MS = 300,    /* between CONF requests of one replacement */
+    CONF_TIMEOUT_MS = 2000, /* a CONF not answered by then is asked again elsewhere */
+    PROMOTE_LAG = 64,       /* entries a learner may lag the commit index when promoted:
+                               under steady writes it is rarely exactly at it */
 };
 
 /* CONF requests (FLAGS): what the shard's leader is asked to do. */
@@ -56,8 +57,10 @@ struct sv__repl {
     uint64_t conf_id; /* request id of the CONF in flight, 0 when none */
     uint64_t leader;  /* the group's leader as last heard, 0 when unknown */
     uint64_t next_ms;
-    uint32_t rr; /* the replica asked next when no leader is known */
-    bool known;  /* conf holds a CONF answer */
+    uint64_t conf_ms;    /* when the CONF in flight went out */
+    uint64_t started_ms; /* when this meta leader began driving it */
+    uint32_t rr;         /* the replica asked next when no leader is known */
+    bool known;          /* conf holds a CONF answer */
     struct sv_sched_conf conf;
     uint64_t match, commit; /* of `to`, and the leader's commit index, as answered */
     enum sv_sched_step step;
@@ -98,6 +101,8 @@ static void send_conf(struct sv_node *n, uint64_t group, struct sv__repl *r, uin
     const struct sv_map_group *mg = sv_map_group(n->map, group);
     uint64_t to = r->leader;
     if (!to || !sv_map_holds(n->map, group, to))
+        to = n->health->groups[group].leader; /* as its heartbeats say */
+    if (!to || !sv_map_holds(n->map, group, to))
         to = mg->ids[r->rr++ % mg->n];
     struct sv_msg m = {0};
     m.shard = group; /* the group id (0: the meta group) */
@@ -110,6 +115,7 @@ static void send_conf(struct sv_node *n, uint64_t group, struct sv__repl *r, uin
     if (sv_msg_encode(&m, &body, &len))
         return;
     r->conf_id = ++n->next_fetch; /* request ids of this node's requests to peers */
+    r->conf_ms = uv_now(&n->loop);
     if (to == n->me->id) {
         /* This node leads the group too: answer itself. */
         struct sv_wire_frame f = {
@@ -166,6 +172,11 @@ static void fill_conf(const struct sv_node *n, uint64_t group, struct sv__repl *
 
 static void drive(struct sv_node *n, uint64_t group, struct sv__repl *r, uint64_t now_ms)
 {
+    if (r->conf_id && now_ms - r->conf_ms >= CONF_TIMEOUT_MS) {
+        snprintf(r->why, sizeof r->why, "node %" PRIu64 " did not answer", r->leader);
+        r->conf_id = 0; /* lost with its connection, or a dead node: ask another */
+        r->leader = 0;
+    }
     if (r->conf_id || now_ms < r->next_ms || r->finished)
         return;
     r->next_ms = now_ms + MOVE_RETRY_MS;
@@ -224,12 +235,19 @@ void sv__move_tick(struct sv_node *n, uint64_t now_ms)
         if (!r->out) {
             r->out = mg->out;
             r->to = to;
+            r->started_ms = now_ms;
             LOG_INFO("group %" PRIu64 ": driving the replacement of node %" PRIu64
                      " by node %" PRIu64,
                      group, r->out, r->to);
         }
         drive(n, group, r, now_ms);
     }
+}
+
+uint64_t sv__move_started(const struct sv_node *n, uint64_t group)
+{
+    const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
+    return r ? r->started_ms : 0;
 }
 
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned)

@@ -489,6 +489,8 @@ void sv__move_tick(struct sv_node *n, uint64_t now_ms);
 /* group's replacement is done with the configuration: the map may drop
  * `out` (or, *abandoned, the new replica). */
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned);
+/* When this meta leader began driving group's replacement (0: it does not). */
+uint64_t sv__move_started(const struct sv_node *n, uint64_t group);
 /* What group's replacement waits for, a sentence. */
 void sv__move_describe(const struct sv_node *n, uint64_t group, char *buf, size_t cap);
 /* Ask group's leader (as last heard) to hand leadership to node to. */

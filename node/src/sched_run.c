@@ -339,8 +339,13 @@ static void fill_in(struct sv_node *n, const struct sv_map *map, struct sv_sched
             const struct sv__hreplica *r = hn ? &hn->groups[g] : NULL;
             if (r && r->complete && r->seen_ms)
                 sg->complete |= 1u << k;
-            if (r && mg->out && k == mg->n - 1)
-                sg->progress_ms = r->progress_ms ? r->progress_ms : h->since_ms;
+            if (mg->out && k == mg->n - 1) {
+                /* Progress counts from the replacement's start at the
+                 * earliest: an idle group's new replica changes nothing. */
+                uint64_t start = sv__move_started(n, g);
+                uint64_t seen = r ? r->progress_ms : 0;
+                sg->progress_ms = seen > start ? seen : start ? start : h->since_ms;
+            }
         }
     }
     *in = (struct sv_sched_in){.map = map,
