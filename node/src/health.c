@@ -33,6 +33,13 @@ static struct sv__hnode *hnode(struct sv_node *n, uint64_t id)
     return hn;
 }
 
+void sv__health_heard(struct sv_node *n, uint64_t id, uint64_t now_ms)
+{
+    struct sv__hnode *hn = sv__health_leading(n) ? hnode(n, id) : NULL;
+    if (hn && hn->last_ms < now_ms)
+        hn->last_ms = now_ms;
+}
+
 const struct sv__hnode *sv__health_node(const struct sv_node *n, uint64_t id)
 {
     const struct sv__health *h = n->health;
@@ -167,15 +174,18 @@ static int make(struct sv_node *n, struct sv_msg *m)
     return 0;
 }
 
-/* Where the heartbeat goes: the meta leader as known, else a member. */
+/* Where the heartbeat goes: the node a NOT_LEADER answer named (or that
+ * took the last one), else the meta leader this node's group 0 knows, else
+ * a member in turn. The group's own idea may be stale (a member the group
+ * left behind keeps its last leader), so answers come first. */
 static uint64_t target(struct sv_node *n)
 {
     const struct group *g = sv__group(n, 0);
+    const struct sv_map_group *mg = sv_map_group(n->map, 0);
+    if (n->health->hint && sv_map_node(n->map, n->health->hint))
+        return n->health->hint;
     if (g && g->leader)
         return g->leader;
-    const struct sv_map_group *mg = sv_map_group(n->map, 0);
-    if (n->health->hint && sv_map_holds(n->map, 0, n->health->hint))
-        return n->health->hint;
     return mg->n ? mg->ids[n->health->rr++ % mg->n] : 0;
 }
 
@@ -195,6 +205,7 @@ static void send_beat(struct sv_node *n, uint64_t now_ms)
         if (c && !sv_msg_encode(&m, &body, &len)) {
             sv_conn_send(c, SV_MSG_HEARTBEAT, ++n->next_fetch, body, len);
             free(body);
+            n->health->sent_to = to;
         } else if (!c) {
             n->health->hint = 0;
         }
@@ -249,7 +260,9 @@ void sv__health_on_reply(struct sv_node *n, const struct sv_wire_frame *f)
         return;
     if (m.status == SV_ST_NOT_LEADER && SV_MSG_HAS(&m, SV_F_LEADER))
         n->health->hint = m.leader;
-    else if (m.status != SV_ST_OK)
+    else if (m.status == SV_ST_OK)
+        n->health->hint = n->health->sent_to; /* it leads: keep sending there */
+    else
         n->health->hint = 0;
     sv_msg_free(&m);
 }

@@ -227,13 +227,17 @@ static void map_after(uv_work_t *req, int status)
     free(m);
 }
 
-/* Ask a member of the meta group for its map (not this node: it is none). */
-static void poll_member(struct sv_node *n)
+/* Ask a member of the meta group for its map (not this node: it is none),
+ * or, with any, any other node (this node may be a member the group left
+ * behind, and its idea of the members old). */
+static void poll_member(struct sv_node *n, bool any)
 {
     const struct sv_map_group *mg = sv_map_group(n->map, 0);
-    for (uint32_t i = 0; i < mg->n; i++) {
-        uint64_t id = mg->ids[(n->map_rr + i) % mg->n];
-        struct sv_conn *c = sv__peer(n, id);
+    uint32_t count = any ? n->map->n_nodes : mg->n;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t k = (n->map_rr + i) % count;
+        uint64_t id = any ? n->map->nodes[k].id : mg->ids[k];
+        struct sv_conn *c = id == n->me->id ? NULL : sv__peer(n, id);
         if (!c)
             continue;
         struct sv_msg m = {0};
@@ -257,9 +261,13 @@ void sv__meta_tick(struct sv_node *n, uint64_t now_ms)
         return; /* a joining node reads the map once it is in it (join.c) */
     n->last_map_check_ms = now_ms;
     struct group *g = sv__group(n, 0);
-    if (!g) {
-        poll_member(n);
-        return;
+    /* A member removed from the meta group hears none of its entries, the
+     * one saying it left included: a member with no leader asks the others
+     * too. */
+    if (!g || !g->leader) {
+        poll_member(n, g != NULL);
+        if (!g)
+            return;
     }
     /* The record changes only through group 0's entries: read it again
      * once more of them are applied. */

@@ -271,7 +271,8 @@ struct sv__health {
     uint64_t leader_term; /* the meta group's term this table belongs to, 0: not leading */
     uint64_t since_ms;    /* when this node took over as the meta leader */
     uint64_t sent_ms;     /* this node's last heartbeat */
-    uint64_t hint;        /* the meta leader as a NOT_LEADER answer named it */
+    uint64_t hint;        /* the meta leader as answers named it (0: unknown) */
+    uint64_t sent_to;     /* where this node's last heartbeat went */
     uint32_t rr;
     uint32_t n_nodes;
     struct sv__hnode nodes[SV_CFG_NODES_MAX];
@@ -512,6 +513,8 @@ void sv__health_close(struct sv_node *n);
 void sv__health_tick(struct sv_node *n, uint64_t now_ms);
 /* This node leads the meta group and its table is of the current term. */
 bool sv__health_leading(const struct sv_node *n);
+/* Node id is alive as of now_ms (a JOIN: its silence counts from then). */
+void sv__health_heard(struct sv_node *n, uint64_t id, uint64_t now_ms);
 /* What node id said last, or NULL. */
 const struct sv__hnode *sv__health_node(const struct sv_node *n, uint64_t id);
 /* A HEARTBEAT from another node; the answer to ours. */

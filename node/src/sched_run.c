@@ -269,6 +269,8 @@ static void ops_settle(struct sv_node *n, uint64_t now_ms)
             continue;
         }
         *pp = o->next;
+        if (done && o->type == SV_MSG_JOIN)
+            sv__health_heard(n, o->node, now_ms); /* silent from now on only */
         if (done)
             answer(n, o, SV_ST_OK, NULL);
         else
@@ -510,6 +512,8 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         snprintf(o->zone, sizeof o->zone, "%.*s", (int)m->zone.len, (const char *)m->zone.p);
         snprintf(o->addr, sizeof o->addr, "%.*s", (int)m->addr.len, (const char *)m->addr.p);
     }
+    if (f->type == SV_MSG_JOIN)
+        sv__health_heard(n, o->node, uv_now(&n->loop));
     o->next = n->sched->ops;
     n->sched->ops = o;
     n->sched->planned_ms = 0; /* plan at the next tick */
@@ -569,7 +573,8 @@ void sv__sched_reply_nodes(struct sv_node *n, struct sv_conn *c, const struct sv
         it->fields = 1u << SV_I_ID | 1u << SV_I_ZONE | 1u << SV_I_ADDR | 1u << SV_I_STATE |
                      1u << SV_I_N_REPLICAS;
         if (hn && hn->last_ms) {
-            it->n_leaders = hn->n_leaders;
+            /* A silent node leads nothing any more, whatever it last said. */
+            it->n_leaders = now - hn->last_ms < map->set.down_after_ms ? hn->n_leaders : 0;
             it->bytes = hn->bytes;
             it->free = hn->free;
             it->age_ms = now - hn->last_ms;
