@@ -107,9 +107,13 @@ static int count_chunks(struct count_job *j, const struct sv_sm_view *view)
     if (rc || !j->pending || j->missing)
         return rc;
     /* Under seg_mu, as the apply half installs snapshots: a marker set
-     * again since the view stays. */
+     * again since the view stays. The copies were put without a sync
+     * (sv__repair_copy): they are made durable before the marker that
+     * covers them goes. */
     pthread_mutex_lock(&n->seg_mu);
-    rc = sv_sm_copy_done(n->sm, j->g->id, since);
+    rc = sv_seg_sync(n->seg);
+    if (!rc)
+        rc = sv_sm_copy_done(n->sm, j->g->id, since);
     pthread_mutex_unlock(&n->seg_mu);
     j->stale = rc == -ESTALE;
     j->cleared = rc == 0;
@@ -333,7 +337,7 @@ static void start_fetch(struct sv_node *n, struct group *g, struct sv__copy_grou
     n->copy_tokens -= (int64_t)f->est;
     n->copy_inflight++;
     c->inflight++;
-    sv__repair_start(n, g->id, it->id, &it->ad, f, on_fetched); /* may end at once */
+    sv__repair_copy(n, g->id, it->id, &it->ad, f, on_fetched); /* may end at once */
 }
 
 /* The fetch phase ran out of pages and fetches: the next pass counts. */

@@ -554,6 +554,11 @@ typedef void (*sv__repair_cb)(struct sv_node *n, void *arg, int status, const ch
  * another replica and store it here. */
 void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
                       const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb);
+/* As sv__repair_start, without syncing the segment store after the put:
+ * for copy.c, whose marker stays set until a pass found every chunk and
+ * synced the store. Many chunks then cost one sync, not one each. */
+void sv__repair_copy(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
+                     const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb);
 /* A CHUNK_FETCH reply from a peer. */
 void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
 /* Ask the next replica where one did not answer in time. */

@@ -22,6 +22,7 @@ struct fetch {
     uint64_t deadline_ms;
     void *arg;
     sv__repair_cb cb;
+    bool no_sync; /* a copy's: the copy marker covers it until the next sync */
 };
 
 /* A healthy copy being stored here. */
@@ -34,6 +35,7 @@ struct repair_job {
     uint8_t *sealed;
     size_t len;
     int rc;
+    bool no_sync;
     bool sync_failed; /* the put went through, its sync did not */
 };
 
@@ -43,7 +45,7 @@ static void repair_work(uv_work_t *req)
     struct sv_node *n = r->node;
     pthread_mutex_lock(&n->seg_mu);
     r->rc = sv_seg_put(n->seg, r->id, r->sealed, r->len);
-    if (!r->rc)
+    if (!r->rc && !r->no_sync)
         r->sync_failed = (r->rc = sv_seg_sync(n->seg)) != 0;
     pthread_mutex_unlock(&n->seg_mu);
 }
@@ -120,14 +122,15 @@ static void fetch_end(struct sv_node *n, struct fetch *f, int status, const char
     free(f);
 }
 
-void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
-                      const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb)
+static void start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
+                  const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb, bool no_sync)
 {
     struct fetch *f = calloc(1, sizeof *f);
     if (!f) {
         cb(n, arg, SV_ST_INTERNAL, "out of memory", 0);
         return;
     }
+    f->no_sync = no_sync;
     f->id = ++n->next_fetch;
     f->group = group;
     f->arg = arg;
@@ -138,6 +141,18 @@ void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id
     n->fetches = f;
     if (!fetch_next(n, f))
         fetch_end(n, f, SV_ST_CORRUPT, "chunk corrupt here and no replica reachable");
+}
+
+void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
+                      const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb)
+{
+    start(n, group, chunk_id, ad, arg, cb, false);
+}
+
+void sv__repair_copy(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
+                     const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb)
+{
+    start(n, group, chunk_id, ad, arg, cb, true);
 }
 
 void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *fr)
@@ -164,6 +179,7 @@ void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *fr)
         r->node = n;
         r->arg = f->arg;
         r->cb = f->cb;
+        r->no_sync = f->no_sync;
         memcpy(r->id, f->chunk_id, sizeof r->id);
         r->w.data = r;
         n->jobs_in_pool++;
