@@ -39,7 +39,6 @@ struct op {
     char key[32];
     uint64_t value;
     char zone[SV_CFG_NAME_MAX], addr[SV_CFG_ADDR_MAX];
-    bool planned; /* its change is in a proposed map */
     uint64_t deadline_ms;
 };
 
@@ -280,23 +279,30 @@ static void ops_settle(struct sv_node *n, uint64_t now_ms)
     }
 }
 
-/* Put the waiting requests into map; refused ones are answered now. */
+/* o's change is in map: recorded, or (a move) under way. */
+static bool in_map(const struct sv_map *map, const struct op *o)
+{
+    const struct sv_map_group *mg = sv_map_group(map, o->group);
+    if (o->type == SV_MSG_MOVE && mg && mg->out == o->node && sv_map_holds(map, o->group, o->to))
+        return true;
+    return recorded(map, o);
+}
+
+/* Put the waiting requests into map (again each round until the record
+ * shows them: a proposal may be lost with a leader); refused ones are
+ * answered now. */
 static void ops_plan(struct sv_node *n, struct sv_map *map)
 {
     struct op **pp = &n->sched->ops;
     while (*pp) {
         struct op *o = *pp;
         char err[256] = "";
-        int status =
-            o->planned && o->type != SV_MSG_MOVE && recorded(map, o)
-                ? 0
-                : (o->type == SV_MSG_MOVE && o->planned ? 0 : op_apply(map, o, err, sizeof err));
+        int status = in_map(map, o) ? 0 : op_apply(map, o, err, sizeof err);
         if (status) {
             *pp = o->next;
             answer(n, o, status, err);
             continue;
         }
-        o->planned = true;
         pp = &o->next;
     }
 }
