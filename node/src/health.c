@@ -198,6 +198,8 @@ static void send_beat(struct sv_node *n, uint64_t now_ms)
     if (to == n->me->id) {
         if (sv__health_leading(n))
             take(n, &m, now_ms);
+        else
+            n->health->hint = 0; /* it led once: ask the others again */
     } else if (to) {
         uint8_t *body;
         size_t len;

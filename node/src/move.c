@@ -244,15 +244,27 @@ void sv__move_tick(struct sv_node *n, uint64_t now_ms)
     }
 }
 
-uint64_t sv__move_started(const struct sv_node *n, uint64_t group)
+/* The state of group's replacement, if it is the one the map holds now:
+ * the state of the one before (same group, done a round ago, not yet
+ * forgotten by sv__move_tick) must not end or describe a new one. */
+static const struct sv__repl *current(const struct sv_node *n, uint64_t group)
 {
     const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
+    const struct sv_map_group *mg = sv_map_group(n->map, group);
+    if (r && (!mg || !mg->out || r->out != mg->out || r->to != mg->ids[mg->n - 1]))
+        return NULL;
+    return r;
+}
+
+uint64_t sv__move_started(const struct sv_node *n, uint64_t group)
+{
+    const struct sv__repl *r = current(n, group);
     return r ? r->started_ms : 0;
 }
 
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned)
 {
-    const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
+    const struct sv__repl *r = current(n, group);
     if (abandoned)
         *abandoned = r && r->abandon;
     return r && r->finished;
@@ -260,7 +272,7 @@ bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned)
 
 void sv__move_describe(const struct sv_node *n, uint64_t group, char *buf, size_t cap)
 {
-    const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
+    const struct sv__repl *r = current(n, group);
     static const char *const steps[] = {"waiting", "adding the new replica as a learner",
                                         "promoting the new replica", "removing the old replica",
                                         "dropping the old replica from the map"};
