@@ -64,9 +64,11 @@ struct sv__repl {
     struct sv_sched_conf conf;
     uint64_t match, commit; /* of `to`, and the leader's commit index, as answered */
     enum sv_sched_step step;
-    bool abandon;  /* `to` left the cluster: it was taken out again */
-    bool finished; /* the configuration part is done: the map may drop out (or to) */
-    char why[160]; /* what it waits for */
+    bool abandon;      /* `to` left the cluster: it was taken out again */
+    bool finished;     /* the configuration part is done: the map may drop out (or to) */
+    bool remove_asked; /* a CONF remove went out and no answer came since: `out` may be
+                          leaving the configuration */
+    char why[160];     /* what it waits for */
 };
 
 static struct sv__repl *repl(struct sv_node *n, uint64_t group)
@@ -195,6 +197,7 @@ static void drive(struct sv_node *n, uint64_t group, struct sv__repl *r, uint64_
         send_conf(n, group, r, CONF_PROMOTE, r->to);
         break;
     case SV_SCHED_S_REMOVE:
+        r->remove_asked = true;
         send_conf(n, group, r, CONF_REMOVE, r->to);
         break;
     case SV_SCHED_S_REMOVE_NEW:
@@ -250,6 +253,12 @@ uint64_t sv__move_started(const struct sv_node *n, uint64_t group)
     return r ? r->started_ms : 0;
 }
 
+bool sv__move_out_voter(const struct sv_node *n, uint64_t group, uint64_t out)
+{
+    const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
+    return r && r->out == out && r->known && r->conf.out_role == 1 && !r->remove_asked;
+}
+
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned)
 {
     const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
@@ -295,7 +304,10 @@ static void on_conf(struct sv_node *n, struct sv__repl *r, const struct sv_msg *
                  (const char *)m->msg.p);
         return;
     }
+    /* A leader's answer, sent after any earlier request of ours reached it
+     * (one in flight at a time): the roles below include that request's. */
     r->known = true;
+    r->remove_asked = false;
     r->conf.new_role = m->flags & 3;
     r->conf.out_role = m->flags >> CONF_OTHER_SHIFT & 3;
     r->conf.committed = m->flags & CONF_COMMITTED;

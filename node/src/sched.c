@@ -257,11 +257,17 @@ static uint64_t group_leaving(const struct plan *p, const struct sv_map_group *g
 /* A replica of g other than out and the new one is on a silent node that
  * is leaving (evicted, removed, draining) while `out` is heard: the new replica replaces that one
  * instead (its removal loses no copy; `out`, a drain's or a rebalance's, waits). Two replicas may
- * share a zone afterwards: group_zone_fix moves one. */
+ * share a zone afterwards: group_zone_fix moves one.
+ * Only while `out` is still a voter and its removal was not asked: once it
+ * may have left the configuration, the map would keep it as a replica the
+ * configuration lacks, and the replacement of the silent one would wait
+ * forever for it (complete voters short by one: sched-sim seed 793). That
+ * replacement finishes instead, and the silent replica is repaired or
+ * drained after it. */
 static void group_retarget(struct plan *p, uint64_t gi, struct sv_map_group *g)
 {
     int oi = node_index(p, g->out);
-    if (oi < 0 || !p->alive[oi])
+    if (oi < 0 || !p->alive[oi] || !p->in->groups[gi].out_voter)
         return;
     for (uint32_t k = 0; k + 1 < g->n; k++) {
         int i = node_index(p, g->ids[k]);

@@ -93,6 +93,9 @@ struct sv_sched_group {
     uint32_t complete;    /* bit k: replica ids[k] said it holds every chunk and is a voter or
                              a learner within the promotion lag */
     uint64_t progress_ms; /* when the new replica of a replacement last made progress */
+    bool out_voter;       /* a replacement's `out` is a voter of the group's latest
+                             configuration and no request to remove it is unanswered (the
+                             replacement's driver says so; false when it does not know) */
 };
 
 struct sv_sched_in {

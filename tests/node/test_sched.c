@@ -438,6 +438,45 @@ static void test_snapshot_failing(void)
     CHECK(find(w, SV_SCHED_A_REPORT, SV_SCHED_R_SNAPSHOT_FAILING, 4) != NULL);
 }
 
+/* The replacement's action about group gi (a REPLACE), or NULL. */
+static const struct sv_sched_action *replace_of(const struct world *w, uint64_t gi)
+{
+    for (size_t k = 0; k < w->out.n; k++)
+        if (w->out.a[k].type == SV_SCHED_A_REPLACE && w->out.a[k].group == gi)
+            return &w->out.a[k];
+    return NULL;
+}
+
+/* A drain's replacement held by another replica's node, evicted and
+ * silent: the new replica replaces that one instead, only while `out` is
+ * heard and still a voter with no removal asked (once its removal may be
+ * under way, the map would keep a replica the configuration lacks). */
+static void test_retarget(void)
+{
+    struct world *w = world_new();
+    char err[128];
+    const struct sv_map_group *g = &w->m.groups[1];
+    uint64_t x = g->ids[0], y = g->ids[1], t = x > 3 ? x - 3 : x + 3; /* t: x's zone */
+    set_state(w, x, SV_MAP_DRAINING);
+    CHECK_RC(sv_map_replace(&w->m, 1, x, t, err, sizeof err), 0);
+    set_state(w, y, SV_MAP_EVICTED);
+    silent(w, y, 70000);
+    /* out_voter false: the driver does not know, or asked for x's removal */
+    plan(w);
+    CHECK(replace_of(w, 1) == NULL);
+    CHECK(w->out.next.groups[1].out == x && w->out.next.groups[1].n == 4);
+    w->groups[1].out_voter = true;
+    plan(w);
+    const struct sv_sched_action *a = replace_of(w, 1);
+    CHECK(a && a->reason == SV_SCHED_R_REPAIR && a->node == y && a->to == t);
+    CHECK(w->out.next.groups[1].out == y && w->out.next.epoch > w->m.epoch);
+    CHECK(w->out.next.groups[1].ids[3] == t);
+    /* `out` silent itself: nothing gained, nothing changed */
+    silent(w, x, 20000);
+    plan(w);
+    CHECK(replace_of(w, 1) == NULL && w->out.next.groups[1].out == x);
+}
+
 static enum sv_sched_step step(uint32_t new_role, uint32_t out_role, bool committed, bool complete,
                                bool gone, uint32_t *why)
 {
@@ -529,6 +568,7 @@ static const struct sv_test tests[] = {
     {"health unknown", test_health_unknown},
     {"leaders", test_leaders},
     {"snapshot failing", test_snapshot_failing},
+    {"retarget", test_retarget},
     {"replace step", test_replace_step},
     {"names", test_names},
 };
