@@ -19,8 +19,9 @@
  * The map drops `out` only after step 4, so a node deletes a group's data
  * only once its removal is committed. Steps are idempotent: a lost answer,
  * a new shard leader or a new meta leader only means asking again, from
- * the recorded map. A `to` that leaves the cluster mid-way is taken out of
- * the configuration again and dropped from the map (abandoned). */
+ * the recorded map. A `to` that leaves the cluster mid-way (drained,
+ * evicted, removed) is taken out of the configuration again and dropped
+ * from the map (abandoned). */
 #define _GNU_SOURCE
 #include "node_int.h"
 
@@ -162,7 +163,8 @@ static void fill_conf(const struct sv_node *n, uint64_t group, struct sv__repl *
     const struct sv_map_group *mg = sv_map_group(n->map, group);
     const struct sv_map_node *tn = sv_map_node(n->map, r->to);
     struct sv_sched_conf *c = &r->conf;
-    c->new_gone = !tn || tn->state == SV_MAP_EVICTED || tn->state == SV_MAP_REMOVED;
+    c->new_gone = !tn || tn->state == SV_MAP_DRAINING || tn->state == SV_MAP_EVICTED ||
+                  tn->state == SV_MAP_REMOVED;
     c->new_complete = new_complete(n, group, r);
     c->replicas = mg->n - 1;
     c->out_complete = c->out_role == 1 && live_complete(n, r->out, group, now_ms);

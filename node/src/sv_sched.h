@@ -158,7 +158,10 @@ struct sv_sched_conf {
     bool committed;           /* that configuration is committed */
     bool new_complete;        /* the new replica holds every chunk (its heartbeat) and its log is
                                  within the promotion lag (the leader's check) */
-    bool new_gone;            /* the new replica's node is evicted or removed in the map */
+    bool new_gone;            /* the new replica's node is leaving in the map (draining,
+                                 evicted or removed): a replica built there would only move
+                                 again, and a draining node is never judged down or evicted,
+                                 so one that went silent would hold the replacement forever */
     bool out_complete;        /* `out` is a voter on a live node holding everything */
     uint32_t complete_voters; /* voters on live nodes holding everything, out and new
                                  included */
@@ -169,9 +172,10 @@ struct sv_sched_conf {
  * Each step waits for the previous configuration to commit. `out` is removed
  * only while the new replica is a voter and complete (a new replica that
  * went silent after its promotion holds the removal back). A replacement
- * whose new replica's node is gone is abandoned (REMOVE_NEW, MAP_ABANDON)
- * unless `out` has left the configuration already (then it finishes and the
- * new replica is repaired in turn). A complete `out` is not removed while
+ * whose new replica's node is gone (leaving) is abandoned (REMOVE_NEW,
+ * MAP_ABANDON) unless `out` has left the configuration already, or the new
+ * replica is a complete voter the group needs (then it finishes and the new
+ * replica is repaired or drained in turn). A complete `out` is not removed while
  * that would leave fewer than `replicas` complete voters (another replica
  * went silent: WAIT, down-waiting; if its node is evicted, sv_sched_plan
  * turns the replacement into that replica's: `out` then names it).

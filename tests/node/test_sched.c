@@ -522,6 +522,19 @@ static void test_replace_step(void)
     CHECK(step(1, 1, true, false, true, &why) == SV_SCHED_S_REMOVE_NEW);
     CHECK(step(0, 1, true, false, true, &why) == SV_SCHED_S_MAP_ABANDON);
     CHECK(step(1, 0, true, false, true, &why) == SV_SCHED_S_MAP_FINISH);
+    /* gone includes draining: a complete new voter the group needs (out is
+     * silent) finishes, one it does not need (out complete) is taken out */
+    struct sv_sched_conf d = {.new_role = 1,
+                              .out_role = 1,
+                              .committed = true,
+                              .new_complete = true,
+                              .new_gone = true,
+                              .complete_voters = 3,
+                              .replicas = 3};
+    CHECK(sv_sched_replace_step(&d, 0, &why) == SV_SCHED_S_REMOVE);
+    d.out_complete = true;
+    d.complete_voters = 4;
+    CHECK(sv_sched_replace_step(&d, 0, &why) == SV_SCHED_S_REMOVE_NEW);
     CHECK(!sv_sched_bugs_compiled());
     /* the defect is not compiled in: the flag changes nothing */
     struct sv_sched_conf c = {.new_role = 2, .out_role = 1, .committed = true};

@@ -428,7 +428,7 @@ static void replace_run(struct world *w, uint32_t g)
         .out_role = is_voter(c, out) ? 1 : 0,
         .committed = c->committed,
         .new_complete = new_complete(w, c, fresh),
-        .new_gone = st == SV_MAP_EVICTED || st == SV_MAP_REMOVED,
+        .new_gone = st == SV_MAP_DRAINING || st == SV_MAP_EVICTED || st == SV_MAP_REMOVED,
         .out_complete = is_voter(c, out) && is_live(w, out),
         .complete_voters = live_voters(w, c),
         .replicas = mg->n - 1,
