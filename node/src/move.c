@@ -255,10 +255,13 @@ uint64_t sv__move_started(const struct sv_node *n, uint64_t group)
     return r ? r->started_ms : 0;
 }
 
-bool sv__move_out_voter(const struct sv_node *n, uint64_t group, uint64_t out)
+void sv__move_roles(const struct sv_node *n, uint64_t group, uint64_t out, uint64_t to,
+                    bool *out_voter, bool *new_voter)
 {
     const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
-    return r && r->out == out && r->known && r->conf.out_role == 1 && !r->remove_asked;
+    bool known = r && r->out == out && r->to == to && r->known;
+    *out_voter = known && r->conf.out_role == 1 && !r->remove_asked;
+    *new_voter = known && r->conf.new_role == 1;
 }
 
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned)

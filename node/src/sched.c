@@ -79,11 +79,16 @@ static uint64_t new_replica(const struct sv_map_group *g)
     return g->out && g->n ? g->ids[g->n - 1] : 0;
 }
 
-/* Its voters (the new replica counted as a learner) on live nodes are a
- * majority: its configuration can change. */
-static bool quorum_ok(const struct plan *p, const struct sv_map_group *g)
+/* Group gi's voters on live nodes are a majority: its configuration can
+ * change. The new replica of a replacement counts as a voter once the
+ * replacement's driver says it was promoted: a learner until then (counted
+ * a learner after its promotion, a group whose other voter went silent
+ * looked quorum-less, and that voter's node was never evicted: sched-sim
+ * seed 942). */
+static bool quorum_ok(const struct plan *p, uint64_t gi)
 {
-    uint64_t fresh = new_replica(g);
+    const struct sv_map_group *g = &p->m->groups[gi];
+    uint64_t fresh = p->in->groups[gi].new_voter ? 0 : new_replica(g);
     uint32_t voters = 0, live = 0;
     for (uint32_t k = 0; k < g->n; k++) {
         if (g->ids[k] == fresh)
@@ -201,7 +206,7 @@ static void node_evict_try(struct plan *p, uint32_t i)
         if (!sv_map_holds(p->m, gi, id))
             continue;
         held = true;
-        if (!quorum_ok(p, g)) {
+        if (!quorum_ok(p, gi)) {
             report(p, ~0ull, id, SV_SCHED_R_QUORUM_LOST);
             return;
         }
@@ -311,7 +316,7 @@ static void group_plan(struct plan *p, uint64_t gi, bool repairs)
         report(p, gi, from, SV_SCHED_R_HEALTH_UNKNOWN);
         return;
     }
-    if (!quorum_ok(p, g)) {
+    if (!quorum_ok(p, gi)) {
         report(p, gi, from, SV_SCHED_R_QUORUM_LOST);
         return;
     }
@@ -340,7 +345,7 @@ static void group_zone_fix(struct plan *p, uint64_t gi)
             continue;
         p->pending = true;
         p->busy[gi] = true;
-        int to = g->n < SV_CFG_REPLICAS_MAX && p->health_known && quorum_ok(p, g)
+        int to = g->n < SV_CFG_REPLICAS_MAX && p->health_known && quorum_ok(p, gi)
                      ? target_find(p, gi, g->ids[k], true, &why)
                      : -1;
         if (to >= 0)

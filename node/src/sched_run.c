@@ -335,9 +335,9 @@ static void fill_in(struct sv_node *n, const struct sv_map *map, struct sv_sched
     for (uint64_t g = 0; g <= map->n_shards; g++) {
         const struct sv_map_group *mg = &map->groups[g];
         struct sv_sched_group *sg = &s->hg[g];
-        *sg = (struct sv_sched_group){.leader = h->groups[g].leader,
-                                      .bytes = h->groups[g].bytes,
-                                      .out_voter = mg->out && sv__move_out_voter(n, g, mg->out)};
+        *sg = (struct sv_sched_group){.leader = h->groups[g].leader, .bytes = h->groups[g].bytes};
+        if (mg->out)
+            sv__move_roles(n, g, mg->out, mg->ids[mg->n - 1], &sg->out_voter, &sg->new_voter);
         for (uint32_t k = 0; k < mg->n; k++) {
             const struct sv__hnode *hn = sv__health_node(n, mg->ids[k]);
             const struct sv__hreplica *r = hn ? &hn->groups[g] : NULL;

@@ -96,6 +96,8 @@ struct sv_sched_group {
     bool out_voter;       /* a replacement's `out` is a voter of the group's latest
                              configuration and no request to remove it is unanswered (the
                              replacement's driver says so; false when it does not know) */
+    bool new_voter;       /* a replacement's new replica is a voter of the group's latest
+                             configuration (the driver's last answer; false when unknown) */
 };
 
 struct sv_sched_in {

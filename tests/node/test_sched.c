@@ -477,6 +477,31 @@ static void test_retarget(void)
     CHECK(replace_of(w, 1) == NULL && w->out.next.groups[1].out == x);
 }
 
+/* A group of two replicas replacing one (a drain): once the new replica is
+ * a voter (the driver says so) the group keeps its quorum with the other
+ * replica's node silent, and that node is evicted at evict_after; while
+ * the new one is counted a learner, the group looks quorum-less. */
+static void test_quorum_new_voter(void)
+{
+    struct world *w = world_new();
+    char err[128];
+    const struct sv_map_group *g = &w->m.groups[1];
+    uint64_t x = g->ids[0], y = g->ids[1], t = x > 3 ? x - 3 : x + 3; /* t: x's zone */
+    CHECK_RC(sv_map_remove(&w->m, 1, g->ids[2], err, sizeof err), 0);
+    set_state(w, x, SV_MAP_DRAINING);
+    CHECK_RC(sv_map_replace(&w->m, 1, x, t, err, sizeof err), 0);
+    set_state(w, y, SV_MAP_DOWN);
+    silent(w, y, 60000);
+    plan(w);
+    CHECK(find(w, SV_SCHED_A_REPORT, SV_SCHED_R_QUORUM_LOST, y) != NULL);
+    CHECK(state_of(&w->out.next, y) == SV_MAP_DOWN);
+    w->groups[1].new_voter = true;
+    plan(w);
+    CHECK(find(w, SV_SCHED_A_REPORT, SV_SCHED_R_QUORUM_LOST, y) == NULL);
+    CHECK(find(w, SV_SCHED_A_STATE, SV_SCHED_R_EVICTED, y) != NULL);
+    CHECK(state_of(&w->out.next, y) == SV_MAP_EVICTED);
+}
+
 static enum sv_sched_step step(uint32_t new_role, uint32_t out_role, bool committed, bool complete,
                                bool gone, uint32_t *why)
 {
@@ -582,6 +607,7 @@ static const struct sv_test tests[] = {
     {"leaders", test_leaders},
     {"snapshot failing", test_snapshot_failing},
     {"retarget", test_retarget},
+    {"quorum with a new voter", test_quorum_new_voter},
     {"replace step", test_replace_step},
     {"names", test_names},
 };

@@ -324,6 +324,7 @@ static void heartbeats(struct world *w)
         w->groups[g].progress_ms = c->progress_ms;
         /* proposals are made at once here: none is ever unanswered */
         w->groups[g].out_voter = mg->out && is_voter(c, mg->out);
+        w->groups[g].new_voter = mg->out && is_voter(c, fresh);
         w->groups[g].complete = 0;
         for (uint32_t k = 0; k < mg->n; k++)
             if (mg->ids[k] == fresh ? new_complete(w, c, fresh)
