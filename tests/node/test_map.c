@@ -507,6 +507,41 @@ static void test_replace_end(void)
     free(start);
 }
 
+/* While a replacement is in flight its shape (out a member, the new replica
+ * last) is what every meta leader resumes from: sv_map_move and sv_map_add
+ * must not bend it (moving out left it naming no member, a map the decoder
+ * refuses; adding made another node the new replica), and a decoded out
+ * cannot be the new replica itself. */
+static void test_replace_shape(void)
+{
+    struct sv_cfg c;
+    make_cfg(&c);
+    struct sv_map *m = map_new(), *before = map_new();
+    sv_map_from_cfg(&c, m);
+    char err[256];
+    CHECK_RC(sv_map_node_add(m, 7, "z0", "127.0.0.1:7107", err, sizeof err), 0);
+    CHECK_RC(sv_map_node_add(m, 8, "z1", "127.0.0.1:7108", err, sizeof err), 0);
+    CHECK_RC(sv_map_node_add(m, 9, "z2", "127.0.0.1:7109", err, sizeof err), 0);
+    const struct sv_map_group *g = &m->groups[1];
+    uint64_t out = g->ids[0], fresh = zone_mate(m, 1, out);
+    CHECK_RC(sv_map_replace(m, 1, out, fresh, err, sizeof err), 0);
+    *before = *m;
+    uint64_t spare = zone_mate(m, 1, out); /* out's zone still has one free */
+    CHECK(spare != 0);
+    CHECK_RC(sv_map_move(m, 1, out, spare, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK_MSG(strstr(err, "in progress") != NULL, "%s", err);
+    CHECK_RC(sv_map_move(m, 1, fresh, spare, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK_RC(sv_map_add(m, 1, spare, err, sizeof err), SV_MAP_E_BAD_MOVE);
+    CHECK_MSG(strstr(err, "in progress") != NULL, "%s", err);
+    CHECK(maps_eq(m, before));
+    CHECK_RC(reencode(m, before), 0);
+    /* out naming the new replica (the set's last) is not a replacement */
+    m->groups[1].out = fresh;
+    CHECK_RC(reencode(m, before), SV_MAP_E_MALFORMED);
+    free(m);
+    free(before);
+}
+
 /* ---- nodes --------------------------------------------------------------- */
 
 static void test_node_add(void)
@@ -608,6 +643,7 @@ static const struct sv_test tests[] = {
     {"codec svmap3 refused", test_codec_v3_refused},
     {"replace", test_replace},
     {"replace ends", test_replace_end},
+    {"replace shape", test_replace_shape},
     {"node add", test_node_add},
     {"node state", test_node_state},
     {"node replicas", test_node_replicas},
