@@ -453,6 +453,19 @@ static void transfer(struct plan *p, uint64_t gi, int from, int to, uint32_t rea
         p->m->nodes[to].id, 0);
 }
 
+/* Calm enough to move leadership for balance: nothing pending or in
+ * flight, the map unchanged this round and for SV_SCHED_LEADER_CALM_MS
+ * before it, this meta leader in office that long. Leadership moves cost a
+ * moment of unavailability each, and right after a start, a takeover or a
+ * repair the heartbeats' leader counts are still settling by themselves. */
+static bool leaders_calm(const struct plan *p)
+{
+    const struct sv_sched_in *in = p->in;
+    uint64_t since = in->changed_ms > in->since_ms ? in->changed_ms : in->since_ms;
+    return !p->pending && p->m->epoch == in->map->epoch &&
+           in->now_ms >= since + SV_SCHED_LEADER_CALM_MS;
+}
+
 static void leaders_plan(struct plan *p)
 {
     uint32_t eligible = 0, total = 0;
@@ -473,16 +486,23 @@ static void leaders_plan(struct plan *p)
             total++;
         }
     }
-    if (p->pending || !eligible)
+    if (!eligible || !leaders_calm(p))
         return;
-    for (uint64_t gi = 0; gi <= p->m->n_shards; gi++) {
+    /* shards only: the meta group's leadership moves only off a node
+     * that is down or draining (above) */
+    for (uint64_t gi = 1; gi <= p->m->n_shards; gi++) {
         int li = node_index(p, p->in->groups[gi].leader);
         if (!healthy(p, li) || !sv_map_holds(p->m, gi, p->m->nodes[li].id) ||
             p->leads[li] * eligible <= total + eligible) /* leads <= mean + 1 */
             continue;
         int to = leader_pick(p, &p->m->groups[gi], p->m->nodes[li].id);
-        if (to >= 0 && p->leads[to] + 1 < p->leads[li])
+        /* never onto a node that would then lead above mean + 1 itself:
+         * that would only call for the next move */
+        if (to >= 0 && p->leads[to] + 1 < p->leads[li] &&
+            (p->leads[to] + 1) * eligible <= total + eligible) {
             transfer(p, gi, li, to, SV_SCHED_R_LEADER_BALANCE);
+            return; /* one a round: the next round sees its effect */
+        }
     }
 }
 

@@ -58,6 +58,8 @@ struct sv__sched {
     uint64_t proposed_epoch;   /* the epoch a proposed map would make, 0 none in flight */
     uint64_t proposed_ms;
     uint64_t planned_ms;
+    uint64_t seen_epoch; /* the epoch of the map planned last */
+    uint64_t changed_ms; /* when a map to plan first had a new epoch (sv_sched_in's) */
     struct log_entry log[SCHED_LOG_MAX];
     uint64_t n_log; /* entries ever logged (the ring holds the last SCHED_LOG_MAX) */
     uint64_t transfer_ms[SV_CFG_SHARDS_MAX + 1];
@@ -380,8 +382,13 @@ static void plan(struct sv_node *n, uint64_t now_ms)
     s->next = *n->map;
     ops_plan(n, &s->next);
     finish_replacements(n, &s->next);
+    if (s->next.epoch != s->seen_epoch) {
+        s->seen_epoch = s->next.epoch;
+        s->changed_ms = now_ms;
+    }
     struct sv_sched_in in;
     fill_in(n, &s->next, &in);
+    in.changed_ms = s->changed_ms;
     struct sv_sched_out *t = s->prev;
     s->prev = s->out;
     s->out = t;

@@ -29,8 +29,12 @@
  *  4. balance (only when nothing above is pending or in flight): one
  *     replica from the most loaded up node to the least loaded, when the
  *     counts differ by more than one, zones kept distinct; leadership moved
- *     off down and draining nodes, and from nodes leading more than one
- *     above the mean to a replica leading fewer.
+ *     off down and draining nodes at once. Leadership is moved only for
+ *     balance once the cluster has been calm for SV_SCHED_LEADER_CALM_MS
+ *     (the map unchanged, nothing pending or in flight, this meta leader in
+ *     office that long), one group a round, from a node leading more than
+ *     one above the mean to a replica leading fewer; never the meta
+ *     group's (moving it restarts the meta leader's health-unknown wait).
  * A group whose replicas are all healthy and that has no replacement in
  * flight produces nothing. */
 #ifndef SV_SCHED_H
@@ -72,8 +76,9 @@ enum sv_sched_reason {
 };
 
 enum {
-    SV_SCHED_STALL_MS = 60000,      /* a catching-up replica silent on progress this long */
-    SV_SCHED_DISK_MIN = 256u << 20, /* free bytes a target keeps beyond the group's size */
+    SV_SCHED_STALL_MS = 60000,        /* a catching-up replica silent on progress this long */
+    SV_SCHED_LEADER_CALM_MS = 120000, /* calm this long before leadership moves for balance */
+    SV_SCHED_DISK_MIN = 256u << 20,   /* free bytes a target keeps beyond the group's size */
     /* per group: a replacement or a report, a report on a down or stalled replica, a
      * transfer; per node: a state change or a report; one health-unknown report */
     SV_SCHED_ACTIONS_MAX = 4 * (SV_CFG_SHARDS_MAX + 1) + SV_CFG_NODES_MAX + 1,
@@ -105,8 +110,10 @@ struct sv_sched_in {
     const struct sv_sched_node *nodes;   /* map->n_nodes */
     const struct sv_sched_group *groups; /* map->n_shards + 1 */
     uint64_t now_ms;
-    uint64_t since_ms; /* when this meta leader took over */
-    uint32_t bugs;     /* deliberate defects (SV_SCHED_BUG_*): test builds only */
+    uint64_t since_ms;   /* when this meta leader took over */
+    uint64_t changed_ms; /* when the map last changed as the caller saw it (its epoch rose),
+                            0 unknown: counts from since_ms */
+    uint32_t bugs;       /* deliberate defects (SV_SCHED_BUG_*): test builds only */
 };
 
 enum sv_sched_action_type {
