@@ -187,7 +187,8 @@ struct sv_sched_conf {
  * replica is repaired or drained in turn). A complete `out` is not removed while
  * that would leave fewer than `replicas` complete voters (another replica
  * went silent: WAIT, down-waiting; if its node is evicted, sv_sched_plan
- * turns the replacement into that replica's: `out` then names it).
+ * turns the replacement into that replica's while `out` is still a voter
+ * with no removal asked (sv_sched_group.out_voter): `out` then names it).
  * bugs: SV_SCHED_BUG_* (test builds only). */
 enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t bugs,
                                          uint32_t *why);
