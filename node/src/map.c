@@ -193,7 +193,9 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
         for (uint32_t k = 0; k < n; k++)
             out->groups[g].ids[k] = get_u64(&r);
         out->groups[g].out = v3 ? get_u64(&r) : 0;
-        if (out->groups[g].out && !sv_map_holds(out, g, out->groups[g].out))
+        /* out is a member, not the new replica (the set's last) */
+        if (out->groups[g].out && (!sv_map_holds(out, g, out->groups[g].out) ||
+                                   out->groups[g].out == out->groups[g].ids[n - 1]))
             r.bad = true;
     }
     if (r.bad || r.p != r.end)
@@ -271,6 +273,8 @@ int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, ch
                 size_t errlen)
 {
     const char *why = move_misfit(m, group, from, to);
+    if (!why && m->groups[group].out) /* out would name no member, or the new replica change */
+        why = "a replacement of the group is in progress";
     if (why)
         return refuse_move(errmsg, errlen, group, from, to, why);
     struct sv_map_group *g = &m->groups[group];
@@ -323,6 +327,9 @@ int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, si
         return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen,
                       "node %llu holds a replica of group %llu already", (unsigned long long)node,
                       (unsigned long long)group);
+    if (g->out) /* the replacement's new replica is the set's last */
+        return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen,
+                      "a replacement of group %llu is in progress", (unsigned long long)group);
     if (g->n >= SV_CFG_REPLICAS_MAX)
         return refuse(SV_MAP_E_BAD_MOVE, errmsg, errlen,
                       "group %llu has %u replicas, the most it may have", (unsigned long long)group,

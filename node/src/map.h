@@ -97,15 +97,17 @@ bool sv_map_holds(const struct sv_map *m, uint64_t group, uint64_t node);
  * (SV_MAP_E_BAD_MOVE, m unchanged, errmsg says why) when: the group is not
  * in m, `from` holds no replica of it, `to` is not an up node of m or holds
  * one already, or `to`'s zone already holds another replica of the group
- * while some up node's zone holds none (zones stay distinct when they can). */
+ * while some up node's zone holds none (zones stay distinct when they can),
+ * or a replacement of the group is in progress (sv_map_replace). */
 int sv_map_move(struct sv_map *m, uint64_t group, uint64_t from, uint64_t to, char *errmsg,
                 size_t errlen);
 
 /* Add node as a replica of group (at the end of its set: a replica being
  * built, a learner in the group's Raft configuration until promoted) and
  * raise the epoch. Refused (SV_MAP_E_BAD_MOVE, m unchanged) when the group
- * is not in m, node is not an up node of m or holds a replica already, or
- * the set is full. */
+ * is not in m, node is not an up node of m or holds a replica already, a
+ * replacement of the group is in progress (its new replica is the last),
+ * or the set is full. */
 int sv_map_add(struct sv_map *m, uint64_t group, uint64_t node, char *errmsg, size_t errlen);
 
 /* Begin replacing node from's replica of group by one on node `to`: `to`

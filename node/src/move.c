@@ -19,8 +19,9 @@
  * The map drops `out` only after step 4, so a node deletes a group's data
  * only once its removal is committed. Steps are idempotent: a lost answer,
  * a new shard leader or a new meta leader only means asking again, from
- * the recorded map. A `to` that leaves the cluster mid-way is taken out of
- * the configuration again and dropped from the map (abandoned). */
+ * the recorded map. A `to` that leaves the cluster mid-way (drained,
+ * evicted, removed) is taken out of the configuration again and dropped
+ * from the map (abandoned). */
 #define _GNU_SOURCE
 #include "node_int.h"
 
@@ -64,9 +65,11 @@ struct sv__repl {
     struct sv_sched_conf conf;
     uint64_t match, commit; /* of `to`, and the leader's commit index, as answered */
     enum sv_sched_step step;
-    bool abandon;  /* `to` left the cluster: it was taken out again */
-    bool finished; /* the configuration part is done: the map may drop out (or to) */
-    char why[160]; /* what it waits for */
+    bool abandon;      /* `to` left the cluster: it was taken out again */
+    bool finished;     /* the configuration part is done: the map may drop out (or to) */
+    bool remove_asked; /* a CONF remove went out and no answer came since: `out` may be
+                          leaving the configuration */
+    char why[160];     /* what it waits for */
 };
 
 static struct sv__repl *repl(struct sv_node *n, uint64_t group)
@@ -160,7 +163,8 @@ static void fill_conf(const struct sv_node *n, uint64_t group, struct sv__repl *
     const struct sv_map_group *mg = sv_map_group(n->map, group);
     const struct sv_map_node *tn = sv_map_node(n->map, r->to);
     struct sv_sched_conf *c = &r->conf;
-    c->new_gone = !tn || tn->state == SV_MAP_EVICTED || tn->state == SV_MAP_REMOVED;
+    c->new_gone = !tn || tn->state == SV_MAP_DRAINING || tn->state == SV_MAP_EVICTED ||
+                  tn->state == SV_MAP_REMOVED;
     c->new_complete = new_complete(n, group, r);
     c->replicas = mg->n - 1;
     c->out_complete = c->out_role == 1 && live_complete(n, r->out, group, now_ms);
@@ -195,6 +199,7 @@ static void drive(struct sv_node *n, uint64_t group, struct sv__repl *r, uint64_
         send_conf(n, group, r, CONF_PROMOTE, r->to);
         break;
     case SV_SCHED_S_REMOVE:
+        r->remove_asked = true;
         send_conf(n, group, r, CONF_REMOVE, r->to);
         break;
     case SV_SCHED_S_REMOVE_NEW:
@@ -262,6 +267,15 @@ uint64_t sv__move_started(const struct sv_node *n, uint64_t group)
     return r ? r->started_ms : 0;
 }
 
+void sv__move_roles(const struct sv_node *n, uint64_t group, uint64_t out, uint64_t to,
+                    bool *out_voter, bool *new_voter)
+{
+    const struct sv__repl *r = group < n->n_repls ? n->repls[group] : NULL;
+    bool known = r && r->out == out && r->to == to && r->known;
+    *out_voter = known && r->conf.out_role == 1 && !r->remove_asked;
+    *new_voter = known && r->conf.new_role == 1;
+}
+
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned)
 {
     const struct sv__repl *r = current(n, group);
@@ -307,7 +321,10 @@ static void on_conf(struct sv_node *n, struct sv__repl *r, const struct sv_msg *
                  (const char *)m->msg.p);
         return;
     }
+    /* A leader's answer, sent after any earlier request of ours reached it
+     * (one in flight at a time): the roles below include that request's. */
     r->known = true;
+    r->remove_asked = false;
     r->conf.new_role = m->flags & 3;
     r->conf.out_role = m->flags >> CONF_OTHER_SHIFT & 3;
     r->conf.committed = m->flags & CONF_COMMITTED;

@@ -492,6 +492,12 @@ void sv__move_tick(struct sv_node *n, uint64_t now_ms);
 bool sv__move_finished(const struct sv_node *n, uint64_t group, bool *abandoned);
 /* When this meta leader began driving group's replacement (0: it does not). */
 uint64_t sv__move_started(const struct sv_node *n, uint64_t group);
+/* group's replacement of node out by node to, as the group's leader last
+ * answered (false when this meta leader does not know): *out_voter, out is
+ * a voter and no request to remove it is unanswered (the planner may still
+ * make the replacement another's); *new_voter, to is a voter. */
+void sv__move_roles(const struct sv_node *n, uint64_t group, uint64_t out, uint64_t to,
+                    bool *out_voter, bool *new_voter);
 /* What group's replacement waits for, a sentence. */
 void sv__move_describe(const struct sv_node *n, uint64_t group, char *buf, size_t cap);
 /* Ask group's leader (as last heard) to hand leadership to node to. */

@@ -79,11 +79,16 @@ static uint64_t new_replica(const struct sv_map_group *g)
     return g->out && g->n ? g->ids[g->n - 1] : 0;
 }
 
-/* Its voters (the new replica counted as a learner) on live nodes are a
- * majority: its configuration can change. */
-static bool quorum_ok(const struct plan *p, const struct sv_map_group *g)
+/* Group gi's voters on live nodes are a majority: its configuration can
+ * change. The new replica of a replacement counts as a voter once the
+ * replacement's driver says it was promoted: a learner until then (counted
+ * a learner after its promotion, a group whose other voter went silent
+ * looked quorum-less, and that voter's node was never evicted: sched-sim
+ * seed 942). */
+static bool quorum_ok(const struct plan *p, uint64_t gi)
 {
-    uint64_t fresh = new_replica(g);
+    const struct sv_map_group *g = &p->m->groups[gi];
+    uint64_t fresh = p->in->groups[gi].new_voter ? 0 : new_replica(g);
     uint32_t voters = 0, live = 0;
     for (uint32_t k = 0; k < g->n; k++) {
         if (g->ids[k] == fresh)
@@ -201,7 +206,7 @@ static void node_evict_try(struct plan *p, uint32_t i)
         if (!sv_map_holds(p->m, gi, id))
             continue;
         held = true;
-        if (!quorum_ok(p, g)) {
+        if (!quorum_ok(p, gi)) {
             report(p, ~0ull, id, SV_SCHED_R_QUORUM_LOST);
             return;
         }
@@ -257,11 +262,17 @@ static uint64_t group_leaving(const struct plan *p, const struct sv_map_group *g
 /* A replica of g other than out and the new one is on a silent node that
  * is leaving (evicted, removed, draining) while `out` is heard: the new replica replaces that one
  * instead (its removal loses no copy; `out`, a drain's or a rebalance's, waits). Two replicas may
- * share a zone afterwards: group_zone_fix moves one. */
+ * share a zone afterwards: group_zone_fix moves one.
+ * Only while `out` is still a voter and its removal was not asked: once it
+ * may have left the configuration, the map would keep it as a replica the
+ * configuration lacks, and the replacement of the silent one would wait
+ * forever for it (complete voters short by one: sched-sim seed 793). That
+ * replacement finishes instead, and the silent replica is repaired or
+ * drained after it. */
 static void group_retarget(struct plan *p, uint64_t gi, struct sv_map_group *g)
 {
     int oi = node_index(p, g->out);
-    if (oi < 0 || !p->alive[oi])
+    if (oi < 0 || !p->alive[oi] || !p->in->groups[gi].out_voter)
         return;
     for (uint32_t k = 0; k + 1 < g->n; k++) {
         int i = node_index(p, g->ids[k]);
@@ -305,7 +316,7 @@ static void group_plan(struct plan *p, uint64_t gi, bool repairs)
         report(p, gi, from, SV_SCHED_R_HEALTH_UNKNOWN);
         return;
     }
-    if (!quorum_ok(p, g)) {
+    if (!quorum_ok(p, gi)) {
         report(p, gi, from, SV_SCHED_R_QUORUM_LOST);
         return;
     }
@@ -334,7 +345,7 @@ static void group_zone_fix(struct plan *p, uint64_t gi)
             continue;
         p->pending = true;
         p->busy[gi] = true;
-        int to = g->n < SV_CFG_REPLICAS_MAX && p->health_known && quorum_ok(p, g)
+        int to = g->n < SV_CFG_REPLICAS_MAX && p->health_known && quorum_ok(p, gi)
                      ? target_find(p, gi, g->ids[k], true, &why)
                      : -1;
         if (to >= 0)
@@ -442,6 +453,19 @@ static void transfer(struct plan *p, uint64_t gi, int from, int to, uint32_t rea
         p->m->nodes[to].id, 0);
 }
 
+/* Calm enough to move leadership for balance: nothing pending or in
+ * flight, the map unchanged this round and for SV_SCHED_LEADER_CALM_MS
+ * before it, this meta leader in office that long. Leadership moves cost a
+ * moment of unavailability each, and right after a start, a takeover or a
+ * repair the heartbeats' leader counts are still settling by themselves. */
+static bool leaders_calm(const struct plan *p)
+{
+    const struct sv_sched_in *in = p->in;
+    uint64_t since = in->changed_ms > in->since_ms ? in->changed_ms : in->since_ms;
+    return !p->pending && p->m->epoch == in->map->epoch &&
+           in->now_ms >= since + SV_SCHED_LEADER_CALM_MS;
+}
+
 static void leaders_plan(struct plan *p)
 {
     uint32_t eligible = 0, total = 0;
@@ -462,16 +486,23 @@ static void leaders_plan(struct plan *p)
             total++;
         }
     }
-    if (p->pending || !eligible)
+    if (!eligible || !leaders_calm(p))
         return;
-    for (uint64_t gi = 0; gi <= p->m->n_shards; gi++) {
+    /* shards only: the meta group's leadership moves only off a node
+     * that is down or draining (above) */
+    for (uint64_t gi = 1; gi <= p->m->n_shards; gi++) {
         int li = node_index(p, p->in->groups[gi].leader);
         if (!healthy(p, li) || !sv_map_holds(p->m, gi, p->m->nodes[li].id) ||
             p->leads[li] * eligible <= total + eligible) /* leads <= mean + 1 */
             continue;
         int to = leader_pick(p, &p->m->groups[gi], p->m->nodes[li].id);
-        if (to >= 0 && p->leads[to] + 1 < p->leads[li])
+        /* never onto a node that would then lead above mean + 1 itself:
+         * that would only call for the next move */
+        if (to >= 0 && p->leads[to] + 1 < p->leads[li] &&
+            (p->leads[to] + 1) * eligible <= total + eligible) {
             transfer(p, gi, li, to, SV_SCHED_R_LEADER_BALANCE);
+            return; /* one a round: the next round sees its effect */
+        }
     }
 }
 

@@ -57,6 +57,8 @@ struct sv__sched {
     uint64_t proposed_epoch;   /* the epoch a proposed map would make, 0 none in flight */
     uint64_t proposed_ms;
     uint64_t planned_ms;
+    uint64_t seen_epoch; /* the epoch of the map planned last */
+    uint64_t changed_ms; /* when a map to plan first had a new epoch (sv_sched_in's) */
     struct log_entry log[SCHED_LOG_MAX];
     uint64_t n_log; /* entries ever logged (the ring holds the last SCHED_LOG_MAX) */
     uint64_t transfer_ms[SV_CFG_SHARDS_MAX + 1];
@@ -342,6 +344,8 @@ static void fill_in(struct sv_node *n, const struct sv_map *map, struct sv_sched
         const struct sv_map_group *mg = &map->groups[g];
         struct sv_sched_group *sg = &s->hg[g];
         *sg = (struct sv_sched_group){.leader = h->groups[g].leader, .bytes = h->groups[g].bytes};
+        if (mg->out)
+            sv__move_roles(n, g, mg->out, mg->ids[mg->n - 1], &sg->out_voter, &sg->new_voter);
         for (uint32_t k = 0; k < mg->n; k++) {
             const struct sv__hnode *hn = sv__health_node(n, mg->ids[k]);
             const struct sv__hreplica *r = hn ? &hn->groups[g] : NULL;
@@ -384,8 +388,13 @@ static void plan(struct sv_node *n, uint64_t now_ms)
     s->next = *n->map;
     ops_plan(n, &s->next);
     finish_replacements(n, &s->next);
+    if (s->next.epoch != s->seen_epoch) {
+        s->seen_epoch = s->next.epoch;
+        s->changed_ms = now_ms;
+    }
     struct sv_sched_in in;
     fill_in(n, &s->next, &in);
+    in.changed_ms = s->changed_ms;
     struct sv_sched_out *t = s->prev;
     s->prev = s->out;
     s->out = t;

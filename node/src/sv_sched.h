@@ -29,8 +29,12 @@
  *  4. balance (only when nothing above is pending or in flight): one
  *     replica from the most loaded up node to the least loaded, when the
  *     counts differ by more than one, zones kept distinct; leadership moved
- *     off down and draining nodes, and from nodes leading more than one
- *     above the mean to a replica leading fewer.
+ *     off down and draining nodes at once. Leadership is moved only for
+ *     balance once the cluster has been calm for SV_SCHED_LEADER_CALM_MS
+ *     (the map unchanged, nothing pending or in flight, this meta leader in
+ *     office that long), one group a round, from a node leading more than
+ *     one above the mean to a replica leading fewer; never the meta
+ *     group's (moving it restarts the meta leader's health-unknown wait).
  * A group whose replicas are all healthy and that has no replacement in
  * flight produces nothing. */
 #ifndef SV_SCHED_H
@@ -72,8 +76,9 @@ enum sv_sched_reason {
 };
 
 enum {
-    SV_SCHED_STALL_MS = 60000,      /* a catching-up replica silent on progress this long */
-    SV_SCHED_DISK_MIN = 256u << 20, /* free bytes a target keeps beyond the group's size */
+    SV_SCHED_STALL_MS = 60000,        /* a catching-up replica silent on progress this long */
+    SV_SCHED_LEADER_CALM_MS = 120000, /* calm this long before leadership moves for balance */
+    SV_SCHED_DISK_MIN = 256u << 20,   /* free bytes a target keeps beyond the group's size */
     /* per group: a replacement or a report, a report on a down or stalled replica, a
      * transfer; per node: a state change or a report; one health-unknown report */
     SV_SCHED_ACTIONS_MAX = 4 * (SV_CFG_SHARDS_MAX + 1) + SV_CFG_NODES_MAX + 1,
@@ -93,6 +98,11 @@ struct sv_sched_group {
     uint32_t complete;    /* bit k: replica ids[k] said it holds every chunk and is a voter or
                              a learner within the promotion lag */
     uint64_t progress_ms; /* when the new replica of a replacement last made progress */
+    bool out_voter;       /* a replacement's `out` is a voter of the group's latest
+                             configuration and no request to remove it is unanswered (the
+                             replacement's driver says so; false when it does not know) */
+    bool new_voter;       /* a replacement's new replica is a voter of the group's latest
+                             configuration (the driver's last answer; false when unknown) */
 };
 
 struct sv_sched_in {
@@ -100,8 +110,10 @@ struct sv_sched_in {
     const struct sv_sched_node *nodes;   /* map->n_nodes */
     const struct sv_sched_group *groups; /* map->n_shards + 1 */
     uint64_t now_ms;
-    uint64_t since_ms; /* when this meta leader took over */
-    uint32_t bugs;     /* deliberate defects (SV_SCHED_BUG_*): test builds only */
+    uint64_t since_ms;   /* when this meta leader took over */
+    uint64_t changed_ms; /* when the map last changed as the caller saw it (its epoch rose),
+                            0 unknown: counts from since_ms */
+    uint32_t bugs;       /* deliberate defects (SV_SCHED_BUG_*): test builds only */
 };
 
 enum sv_sched_action_type {
@@ -155,7 +167,10 @@ struct sv_sched_conf {
     bool committed;           /* that configuration is committed */
     bool new_complete;        /* the new replica holds every chunk (its heartbeat) and its log is
                                  within the promotion lag (the leader's check) */
-    bool new_gone;            /* the new replica's node is evicted or removed in the map */
+    bool new_gone;            /* the new replica's node is leaving in the map (draining,
+                                 evicted or removed): a replica built there would only move
+                                 again, and a draining node is never judged down or evicted,
+                                 so one that went silent would hold the replacement forever */
     bool out_complete;        /* `out` is a voter on a live node holding everything */
     uint32_t complete_voters; /* voters on live nodes holding everything, out and new
                                  included */
@@ -166,12 +181,14 @@ struct sv_sched_conf {
  * Each step waits for the previous configuration to commit. `out` is removed
  * only while the new replica is a voter and complete (a new replica that
  * went silent after its promotion holds the removal back). A replacement
- * whose new replica's node is gone is abandoned (REMOVE_NEW, MAP_ABANDON)
- * unless `out` has left the configuration already (then it finishes and the
- * new replica is repaired in turn). A complete `out` is not removed while
+ * whose new replica's node is gone (leaving) is abandoned (REMOVE_NEW,
+ * MAP_ABANDON) unless `out` has left the configuration already, or the new
+ * replica is a complete voter the group needs (then it finishes and the new
+ * replica is repaired or drained in turn). A complete `out` is not removed while
  * that would leave fewer than `replicas` complete voters (another replica
  * went silent: WAIT, down-waiting; if its node is evicted, sv_sched_plan
- * turns the replacement into that replica's: `out` then names it).
+ * turns the replacement into that replica's while `out` is still a voter
+ * with no removal asked (sv_sched_group.out_voter): `out` then names it).
  * bugs: SV_SCHED_BUG_* (test builds only). */
 enum sv_sched_step sv_sched_replace_step(const struct sv_sched_conf *c, uint32_t bugs,
                                          uint32_t *why);

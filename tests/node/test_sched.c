@@ -393,34 +393,105 @@ static void test_health_unknown(void)
     CHECK(find(w, SV_SCHED_A_STATE, SV_SCHED_R_NODE_DOWN, 3) != NULL);
 }
 
+/* The transfer of group gi in the last plan, or NULL. */
+static const struct sv_sched_action *transfer_of(const struct world *w, uint64_t gi)
+{
+    for (size_t k = 0; k < w->out.n; k++)
+        if (w->out.a[k].type == SV_SCHED_A_TRANSFER && w->out.a[k].group == gi)
+            return &w->out.a[k];
+    return NULL;
+}
+
+static uint32_t leads(const struct world *w, uint64_t id)
+{
+    uint32_t n = 0;
+    for (uint32_t g = 0; g <= SHARDS; g++)
+        n += w->groups[g].leader == id;
+    return n;
+}
+
 static void test_leaders(void)
 {
     struct world *w = world_new();
-    /* Leadership off a draining node to a healthy replica. */
-    set_state(w, 2, SV_MAP_DRAINING);
+    /* Leadership off a draining node to a healthy replica: at once (right
+     * after a map change too), the meta group's included. */
+    uint64_t d = w->m.groups[0].ids[1];
+    set_state(w, d, SV_MAP_DRAINING);
     w->m.set.moves_per_node = 1;
+    w->in.changed_ms = NOW;
     for (uint32_t g = 0; g <= SHARDS; g++)
-        if (sv_map_holds(&w->m, g, 2))
-            w->groups[g].leader = 2;
+        if (sv_map_holds(&w->m, g, d))
+            w->groups[g].leader = d;
     plan(w);
-    CHECK(count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_OFF) == held(w, 2));
+    CHECK(count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_OFF) == held(w, d));
+    CHECK(transfer_of(w, 0) && transfer_of(w, 0)->reason == SV_SCHED_R_LEADER_OFF);
     for (size_t k = 0; k < w->out.n; k++)
         if (w->out.a[k].type == SV_SCHED_A_TRANSFER)
-            CHECK(w->out.a[k].to != 2 && sv_map_holds(&w->m, w->out.a[k].group, w->out.a[k].to));
+            CHECK(w->out.a[k].to != d && sv_map_holds(&w->m, w->out.a[k].group, w->out.a[k].to));
     CHECK(count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_BALANCE) == 0);
-    /* One node leading everything it holds: spread. */
+
+    /* One node leading everything it holds, the meta group included. */
     w = world_new();
     for (uint32_t g = 0; g <= SHARDS; g++)
         if (sv_map_holds(&w->m, g, 1))
             w->groups[g].leader = 1;
-    uint32_t before = 0;
-    for (uint32_t g = 0; g <= SHARDS; g++)
-        before += w->groups[g].leader == 1;
+    CHECK(w->groups[0].leader == 1);
+    uint32_t before = leads(w, 1);
+    CHECK(before * 6 > 17 + 6); /* more than one above the mean */
+    /* Not calm yet: the map changed, or this meta leader took over, less
+     * than SV_SCHED_LEADER_CALM_MS ago. */
+    w->in.changed_ms = NOW - SV_SCHED_LEADER_CALM_MS + 1;
     plan(w);
-    size_t moved = count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_BALANCE);
-    CHECK(moved > 0);
-    /* node 1 ends at most one above the mean (17 groups / 6 nodes) */
-    CHECK((before - moved) * 6 <= 17 + 6);
+    CHECK(count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_BALANCE) == 0);
+    w->in.changed_ms = 0;
+    w->in.since_ms = NOW - SV_SCHED_LEADER_CALM_MS + 1;
+    plan(w);
+    CHECK(w->out.health_known && w->out.n == 0);
+    w->in.since_ms = 0;
+    /* A replacement in flight: not calm. */
+    struct sv_map *saved = malloc(sizeof *saved);
+    ASSERT(saved);
+    *saved = w->m;
+    char err[128];
+    CHECK_RC(sv_map_replace(&w->m, 5, w->m.groups[5].ids[0],
+                            w->m.groups[5].ids[0] > 3 ? w->m.groups[5].ids[0] - 3
+                                                      : w->m.groups[5].ids[0] + 3,
+                            err, sizeof err),
+             0);
+    plan(w);
+    CHECK(count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_BALANCE) == 0);
+    w->m = *saved;
+    free(saved);
+    /* A state change in this very round (a down node heard again): not calm. */
+    set_state(w, 6, SV_MAP_DOWN);
+    plan(w);
+    CHECK(find(w, SV_SCHED_A_STATE, SV_SCHED_R_NODE_BACK, 6) != NULL);
+    CHECK(count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_BALANCE) == 0);
+    set_state(w, 6, SV_MAP_UP);
+    /* Calm: one transfer a round, off node 1, never the meta group's; node
+     * 1 ends at most one above the mean (17 groups / 6 nodes). */
+    w->in.changed_ms = NOW - SV_SCHED_LEADER_CALM_MS;
+    uint32_t rounds = 0, moved = 0;
+    for (; rounds < 50; rounds++) {
+        plan(w);
+        size_t n = count(w, SV_SCHED_A_TRANSFER, SV_SCHED_R_LEADER_BALANCE);
+        CHECK(n <= 1 && w->out.n == n);
+        if (!n)
+            break;
+        const struct sv_sched_action *a = &w->out.a[0];
+        CHECK(a->group != 0 && a->node == 1 && a->to != 1);
+        w->groups[a->group].leader = a->to;
+        moved++;
+    }
+    CHECK(moved > 1 && rounds < 50);
+    CHECK(leads(w, 1) == before - moved && leads(w, 1) * 6 <= 17 + 6);
+    CHECK(w->groups[0].leader == 1);
+    for (uint64_t id = 2; id <= 6; id++)
+        CHECK_MSG(leads(w, id) * 6 <= 17 + 6, "node %u leads %u", (unsigned)id, leads(w, id));
+    /* The meta group's leader draining: its leadership moves (leader-off). */
+    set_state(w, 1, SV_MAP_DRAINING);
+    plan(w);
+    CHECK(transfer_of(w, 0) && transfer_of(w, 0)->reason == SV_SCHED_R_LEADER_OFF);
 }
 
 /* A replacement in flight whose new replica is silent on progress. */
@@ -436,6 +507,70 @@ static void test_snapshot_failing(void)
     w->groups[1].progress_ms = NOW - SV_SCHED_STALL_MS;
     plan(w);
     CHECK(find(w, SV_SCHED_A_REPORT, SV_SCHED_R_SNAPSHOT_FAILING, 4) != NULL);
+}
+
+/* The replacement's action about group gi (a REPLACE), or NULL. */
+static const struct sv_sched_action *replace_of(const struct world *w, uint64_t gi)
+{
+    for (size_t k = 0; k < w->out.n; k++)
+        if (w->out.a[k].type == SV_SCHED_A_REPLACE && w->out.a[k].group == gi)
+            return &w->out.a[k];
+    return NULL;
+}
+
+/* A drain's replacement held by another replica's node, evicted and
+ * silent: the new replica replaces that one instead, only while `out` is
+ * heard and still a voter with no removal asked (once its removal may be
+ * under way, the map would keep a replica the configuration lacks). */
+static void test_retarget(void)
+{
+    struct world *w = world_new();
+    char err[128];
+    const struct sv_map_group *g = &w->m.groups[1];
+    uint64_t x = g->ids[0], y = g->ids[1], t = x > 3 ? x - 3 : x + 3; /* t: x's zone */
+    set_state(w, x, SV_MAP_DRAINING);
+    CHECK_RC(sv_map_replace(&w->m, 1, x, t, err, sizeof err), 0);
+    set_state(w, y, SV_MAP_EVICTED);
+    silent(w, y, 70000);
+    /* out_voter false: the driver does not know, or asked for x's removal */
+    plan(w);
+    CHECK(replace_of(w, 1) == NULL);
+    CHECK(w->out.next.groups[1].out == x && w->out.next.groups[1].n == 4);
+    w->groups[1].out_voter = true;
+    plan(w);
+    const struct sv_sched_action *a = replace_of(w, 1);
+    CHECK(a && a->reason == SV_SCHED_R_REPAIR && a->node == y && a->to == t);
+    CHECK(w->out.next.groups[1].out == y && w->out.next.epoch > w->m.epoch);
+    CHECK(w->out.next.groups[1].ids[3] == t);
+    /* `out` silent itself: nothing gained, nothing changed */
+    silent(w, x, 20000);
+    plan(w);
+    CHECK(replace_of(w, 1) == NULL && w->out.next.groups[1].out == x);
+}
+
+/* A group of two replicas replacing one (a drain): once the new replica is
+ * a voter (the driver says so) the group keeps its quorum with the other
+ * replica's node silent, and that node is evicted at evict_after; while
+ * the new one is counted a learner, the group looks quorum-less. */
+static void test_quorum_new_voter(void)
+{
+    struct world *w = world_new();
+    char err[128];
+    const struct sv_map_group *g = &w->m.groups[1];
+    uint64_t x = g->ids[0], y = g->ids[1], t = x > 3 ? x - 3 : x + 3; /* t: x's zone */
+    CHECK_RC(sv_map_remove(&w->m, 1, g->ids[2], err, sizeof err), 0);
+    set_state(w, x, SV_MAP_DRAINING);
+    CHECK_RC(sv_map_replace(&w->m, 1, x, t, err, sizeof err), 0);
+    set_state(w, y, SV_MAP_DOWN);
+    silent(w, y, 60000);
+    plan(w);
+    CHECK(find(w, SV_SCHED_A_REPORT, SV_SCHED_R_QUORUM_LOST, y) != NULL);
+    CHECK(state_of(&w->out.next, y) == SV_MAP_DOWN);
+    w->groups[1].new_voter = true;
+    plan(w);
+    CHECK(find(w, SV_SCHED_A_REPORT, SV_SCHED_R_QUORUM_LOST, y) == NULL);
+    CHECK(find(w, SV_SCHED_A_STATE, SV_SCHED_R_EVICTED, y) != NULL);
+    CHECK(state_of(&w->out.next, y) == SV_MAP_EVICTED);
 }
 
 static enum sv_sched_step step(uint32_t new_role, uint32_t out_role, bool committed, bool complete,
@@ -483,6 +618,19 @@ static void test_replace_step(void)
     CHECK(step(1, 1, true, false, true, &why) == SV_SCHED_S_REMOVE_NEW);
     CHECK(step(0, 1, true, false, true, &why) == SV_SCHED_S_MAP_ABANDON);
     CHECK(step(1, 0, true, false, true, &why) == SV_SCHED_S_MAP_FINISH);
+    /* gone includes draining: a complete new voter the group needs (out is
+     * silent) finishes, one it does not need (out complete) is taken out */
+    struct sv_sched_conf d = {.new_role = 1,
+                              .out_role = 1,
+                              .committed = true,
+                              .new_complete = true,
+                              .new_gone = true,
+                              .complete_voters = 3,
+                              .replicas = 3};
+    CHECK(sv_sched_replace_step(&d, 0, &why) == SV_SCHED_S_REMOVE);
+    d.out_complete = true;
+    d.complete_voters = 4;
+    CHECK(sv_sched_replace_step(&d, 0, &why) == SV_SCHED_S_REMOVE_NEW);
     CHECK(!sv_sched_bugs_compiled());
     /* the defect is not compiled in: the flag changes nothing */
     struct sv_sched_conf c = {.new_role = 2, .out_role = 1, .committed = true};
@@ -529,6 +677,8 @@ static const struct sv_test tests[] = {
     {"health unknown", test_health_unknown},
     {"leaders", test_leaders},
     {"snapshot failing", test_snapshot_failing},
+    {"retarget", test_retarget},
+    {"quorum with a new voter", test_quorum_new_voter},
     {"replace step", test_replace_step},
     {"names", test_names},
 };

@@ -15,6 +15,10 @@
  *    which the scheduler then moves apart);
  *  - targets: a replacement never targets a node that is not up and heard;
  *  - eviction: never before evict_after of silence;
+ *  - leaders: leadership moves for balance only SV_SCHED_LEADER_CALM_MS
+ *    after the map last changed and the meta leader took over, never the
+ *    meta group's, and (in a calm after the end) settles in fewer moves
+ *    than there are groups;
  *  - progress: once events stop (auto_evict on, every node holding a group
  *    without quorum revived), while R zones have live up nodes the world
  *    goes quiet within QUIET_MAX seconds with every group at R replicas on
@@ -81,7 +85,9 @@ struct world {
     struct sv_sched_group groups[SHARDS_MAX + 1];
     struct conf conf[SHARDS_MAX + 1];
     struct sv_sched_out out;
-    uint64_t moves; /* replacements begun since the events stopped */
+    uint64_t seen_epoch, changed_ms; /* as sched_run.c keeps them (sv_sched_in's) */
+    uint64_t moves;                  /* replacements begun since the events stopped */
+    uint64_t balanced;               /* leadership moves for balance since then */
     bool failed;
     char ring[RING_LINES][LINE_MAX_];
     uint32_t ring_n, ring_next;
@@ -322,6 +328,9 @@ static void heartbeats(struct world *w)
         uint64_t fresh = mg->out ? mg->ids[mg->n - 1] : 0;
         w->groups[g].leader = c->leader;
         w->groups[g].progress_ms = c->progress_ms;
+        /* proposals are made at once here: none is ever unanswered */
+        w->groups[g].out_voter = mg->out && is_voter(c, mg->out);
+        w->groups[g].new_voter = mg->out && is_voter(c, fresh);
         w->groups[g].complete = 0;
         for (uint32_t k = 0; k < mg->n; k++)
             if (mg->ids[k] == fresh ? new_complete(w, c, fresh)
@@ -354,6 +363,15 @@ static void check_action(struct world *w, const struct sv_sched_action *a)
                      a->group, a->to, m->nodes[j].zone, g->ids[k]);
         }
     }
+    /* leadership moves for balance only when calm, never the meta group's */
+    if (a->type == SV_SCHED_A_TRANSFER && a->reason == SV_SCHED_R_LEADER_BALANCE) {
+        uint64_t calm = w->changed_ms > w->since_ms ? w->changed_ms : w->since_ms;
+        if (a->group == 0 || w->now_ms < calm + SV_SCHED_LEADER_CALM_MS)
+            fail(w, "leader-balance",
+                 "group %" PRIu64 ": leadership moved for balance %" PRIu64
+                 " ms after the last change",
+                 a->group, w->now_ms - calm);
+    }
     if (a->type == SV_SCHED_A_STATE && a->state == SV_MAP_EVICTED) {
         uint64_t last = w->nodes[i].last_ms > w->since_ms ? w->nodes[i].last_ms : w->since_ms;
         if (w->now_ms - last < m->set.evict_after_ms)
@@ -364,11 +382,16 @@ static void check_action(struct world *w, const struct sv_sched_action *a)
 
 static void plan(struct world *w)
 {
+    if (w->map.epoch != w->seen_epoch) {
+        w->seen_epoch = w->map.epoch;
+        w->changed_ms = w->now_ms;
+    }
     struct sv_sched_in in = {.map = &w->map,
                              .nodes = w->nodes,
                              .groups = w->groups,
                              .now_ms = w->now_ms,
                              .since_ms = w->since_ms,
+                             .changed_ms = w->changed_ms,
                              .bugs = w->bugs};
     sv_sched_plan(&in, &w->out);
     for (size_t k = 0; k < w->out.n; k++) {
@@ -381,6 +404,8 @@ static void plan(struct world *w)
         check_action(w, a);
         if (a->type == SV_SCHED_A_REPLACE)
             w->moves++;
+        if (a->type == SV_SCHED_A_TRANSFER && a->reason == SV_SCHED_R_LEADER_BALANCE)
+            w->balanced++;
     }
     map_copy(&w->map, &w->out.next);
     for (size_t k = 0; k < w->out.n; k++) {
@@ -426,7 +451,7 @@ static void replace_run(struct world *w, uint32_t g)
         .out_role = is_voter(c, out) ? 1 : 0,
         .committed = c->committed,
         .new_complete = new_complete(w, c, fresh),
-        .new_gone = st == SV_MAP_EVICTED || st == SV_MAP_REMOVED,
+        .new_gone = st == SV_MAP_DRAINING || st == SV_MAP_EVICTED || st == SV_MAP_REMOVED,
         .out_complete = is_voter(c, out) && is_live(w, out),
         .complete_voters = live_voters(w, c),
         .replicas = mg->n - 1,
@@ -602,6 +627,7 @@ static void events_stop(struct world *w)
             w->live[i] = true;
     trace(w, "events stop%s", lost ? ": every node revived" : "");
     w->moves = 0;
+    w->balanced = 0;
 }
 
 static void second(struct world *w, bool events)
@@ -650,6 +676,15 @@ static bool run(struct world *w, uint64_t seed, uint32_t bugs, bool verbose)
                  w->conf[g].committed);
         check_state(w, true);
         check_end(w);
+        /* Calm from here on: leadership may move for balance, a bounded
+         * number of times (no flapping), and the world goes quiet again. */
+        for (uint32_t t = 0; t < SV_SCHED_LEADER_CALM_MS / 1000 + 60 && !w->failed; t++)
+            second(w, false);
+        if (!w->failed && !quiet(w))
+            fail(w, "progress", "not quiet %u s into the calm",
+                 SV_SCHED_LEADER_CALM_MS / 1000 + 60);
+        if (w->balanced > w->map.n_shards + 1u)
+            fail(w, "progress", "%" PRIu64 " leadership moves for balance", w->balanced);
     }
     return !w->failed;
 }
