@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum { BEATS_UNANSWERED_MAX = 2 /* then the beat goes to a meta member in turn */ };
+
 /* ---- the table ----------------------------------------------------------- */
 
 static struct sv__hnode *hnode(struct sv_node *n, uint64_t id)
@@ -182,6 +184,23 @@ static uint64_t target(struct sv_node *n)
 {
     const struct group *g = sv__group(n, 0);
     const struct sv_map_group *mg = sv_map_group(n->map, 0);
+    /* A hint naming this node holds only while it leads: a leader that
+     * lost its group (its quorum killed) gets no answer that would change
+     * the hint, and beat at itself, unheard, until the next leader evicted
+     * it alive. */
+    if (n->health->hint == n->me->id && !sv__health_leading(n))
+        n->health->hint = 0;
+    /* Beats going unanswered: their target may be dead (a killed meta
+     * leader's connection is redialled, not refused, so nothing else says
+     * so) and the hint and the group's idea name it still. Ask a member in
+     * turn: its answer names the leader. Unanswered, the other nodes were
+     * judged down (and evicted) alive until the old leader came back. */
+    if (n->health->unanswered >= BEATS_UNANSWERED_MAX) {
+        n->health->hint = 0;
+        n->health->unanswered = 0;
+        if (mg->n)
+            return mg->ids[n->health->rr++ % mg->n];
+    }
     if (n->health->hint && sv_map_node(n->map, n->health->hint))
         return n->health->hint;
     if (g && g->leader)
@@ -208,6 +227,7 @@ static void send_beat(struct sv_node *n, uint64_t now_ms)
             sv_conn_send(c, SV_MSG_HEARTBEAT, ++n->next_fetch, body, len);
             free(body);
             n->health->sent_to = to;
+            n->health->unanswered++;
         } else if (!c) {
             n->health->hint = 0;
         }
@@ -260,6 +280,7 @@ void sv__health_on_reply(struct sv_node *n, const struct sv_wire_frame *f)
     struct sv_msg m;
     if (sv_msg_decode(f->body, f->body_len, &m, NULL, 0))
         return;
+    n->health->unanswered = 0;
     if (m.status == SV_ST_NOT_LEADER && SV_MSG_HAS(&m, SV_F_LEADER))
         n->health->hint = m.leader;
     else if (m.status == SV_ST_OK)

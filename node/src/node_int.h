@@ -273,6 +273,7 @@ struct sv__health {
     uint64_t sent_ms;     /* this node's last heartbeat */
     uint64_t hint;        /* the meta leader as answers named it (0: unknown) */
     uint64_t sent_to;     /* where this node's last heartbeat went */
+    uint32_t unanswered;  /* heartbeats sent to a peer since the last answer */
     uint32_t rr;
     uint32_t n_nodes;
     struct sv__hnode nodes[SV_CFG_NODES_MAX];

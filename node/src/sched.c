@@ -354,15 +354,31 @@ static void group_zone_fix(struct plan *p, uint64_t gi)
     }
 }
 
+/* Why node id's eviction is held past evict_after (its node report of this
+ * round: auto-evict-off, no-zone-available, no-space), or DOWN_WAITING. A
+ * quorum-lost hold is about some other group of the node: not this one's. */
+static uint32_t down_reason(const struct plan *p, uint64_t id)
+{
+    for (size_t i = 0; i < p->out->n; i++) {
+        const struct sv_sched_action *a = &p->out->a[i];
+        if (a->type == SV_SCHED_A_REPORT && a->group == ~0ull && a->node == id &&
+            (a->reason == SV_SCHED_R_AUTO_EVICT_OFF || a->reason == SV_SCHED_R_NO_ZONE ||
+             a->reason == SV_SCHED_R_NO_SPACE))
+            return a->reason;
+    }
+    return SV_SCHED_R_DOWN_WAITING;
+}
+
 /* A replica on a down node, not yet evicted, of a group nothing else said
- * anything about. */
+ * anything about: waiting for evict_after, or for what holds the eviction
+ * (said per group too: HEALTH, and so `svctl status`, shows only groups). */
 static void group_down_waiting(struct plan *p, uint64_t gi)
 {
     const struct sv_map_group *g = &p->m->groups[gi];
     for (uint32_t k = 0; k < g->n; k++)
         if (node_state(p, g->ids[k]) == SV_MAP_DOWN) {
             p->pending = true;
-            report(p, gi, g->ids[k], SV_SCHED_R_DOWN_WAITING);
+            report(p, gi, g->ids[k], down_reason(p, g->ids[k]));
             return;
         }
 }

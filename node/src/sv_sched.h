@@ -71,7 +71,10 @@ enum sv_sched_reason {
     SV_SCHED_R_SNAPSHOT_FAILING, /* "snapshot-failing": the new replica made no
                                     progress for SV_SCHED_STALL_MS */
     SV_SCHED_R_DOWN_WAITING,     /* "down-waiting": a replica's node is down, not yet
-                                    evicted (evict_after not reached) */
+                                    evicted (evict_after not reached, or the eviction
+                                    held by another group's quorum-lost); a group whose
+                                    node's eviction is held by auto-evict-off,
+                                    no-zone-available or no-space says that instead */
     SV_SCHED_R_COUNT_
 };
 
