@@ -311,8 +311,8 @@ int sv_client_node_remove(struct sv_client *c, uint64_t id, bool force)
 
 /* Cluster settings. */
 
-static const char *const setting_names[] = {"down-after", "evict-after", "auto-evict",
-                                            "repair-rate", "moves-per-node"};
+static const char *const setting_names[] = {"down-after",  "evict-after",    "auto-evict",
+                                            "repair-rate", "moves-per-node", "rebalance"};
 
 int sv_client_cluster_set(struct sv_client *c, const char *name, uint64_t value,
                           struct sv_cluster_settings *out)
@@ -325,12 +325,12 @@ int sv_client_cluster_set(struct sv_client *c, const char *name, uint64_t value,
             known |= strcmp(name, setting_names[i]) == 0;
         if (!known) {
             sv__set_err("unknown setting \"%s\" (down-after, evict-after, auto-evict, "
-                        "repair-rate, moves-per-node)",
+                        "repair-rate, moves-per-node, rebalance)",
                         name);
             return SV_E_BAD_ARGUMENT;
         }
-        if (strcmp(name, "auto-evict") == 0 && value > 1) {
-            sv__set_err("auto-evict is 0 or 1");
+        if ((strcmp(name, "auto-evict") == 0 || strcmp(name, "rebalance") == 0) && value > 1) {
+            sv__set_err("%s is 0 or 1", name);
             return SV_E_BAD_ARGUMENT;
         }
         m.key = (struct sv_bytes){(const uint8_t *)name, strlen(name)};
@@ -359,6 +359,8 @@ int sv_client_cluster_set(struct sv_client *c, const char *name, uint64_t value,
                 out->repair_rate = it->size;
             else if (strcmp(k, "moves-per-node") == 0)
                 out->moves_per_node = it->size;
+            else if (strcmp(k, "rebalance") == 0)
+                out->rebalance = it->size != 0;
         }
     }
     sv__resp_free(&r);

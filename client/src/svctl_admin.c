@@ -58,8 +58,11 @@ const char sv__cluster_usage[] =
     "  repair-rate BYTES  bytes per second of re-replication per node (> 0; suffix\n"
     "                     K, M, G (1000s) or KiB, MiB, GiB (1024s): 64MiB)\n"
     "  moves-per-node N   replica moves at a time per node (1..64)\n"
+    "  rebalance on|off   move replicas for balance alone (repairs and drains go on\n"
+    "                     either way)\n"
     "set prints the settings after the change. -o json prints {\"epoch\",\n"
-    "\"down_after_s\",\"evict_after_s\",\"auto_evict\",\"repair_rate\",\"moves_per_node\"}.\n";
+    "\"down_after_s\",\"evict_after_s\",\"auto_evict\",\"repair_rate\",\"moves_per_node\",\n"
+    "\"rebalance\"}.\n";
 
 const char sv__sched_usage[] =
     "usage: svctl sched log\n"
@@ -527,9 +530,10 @@ static void print_settings(const struct global *g, const struct sv_cluster_setti
 {
     if (g->json) {
         printf("{\"epoch\":%" PRIu64 ",\"down_after_s\":%" PRIu64 ",\"evict_after_s\":%" PRIu64
-               ",\"auto_evict\":%s,\"repair_rate\":%" PRIu64 ",\"moves_per_node\":%" PRIu64 "}\n",
+               ",\"auto_evict\":%s,\"repair_rate\":%" PRIu64 ",\"moves_per_node\":%" PRIu64
+               ",\"rebalance\":%s}\n",
                s->epoch, s->down_after_s, s->evict_after_s, s->auto_evict ? "true" : "false",
-               s->repair_rate, s->moves_per_node);
+               s->repair_rate, s->moves_per_node, s->rebalance ? "true" : "false");
         return;
     }
     char r[32];
@@ -540,6 +544,7 @@ static void print_settings(const struct global *g, const struct sv_cluster_setti
     printf("auto-evict      %s\n", s->auto_evict ? "on" : "off");
     printf("repair-rate     %s/s (%" PRIu64 " bytes/s)\n", r, s->repair_rate);
     printf("moves-per-node  %" PRIu64 "\n", s->moves_per_node);
+    printf("rebalance       %s\n", s->rebalance ? "on" : "off");
 }
 
 /* NAME VALUE to the wire's name and value: true when valid (else a usage error printed). */
@@ -553,7 +558,7 @@ static bool setting_value(const char *name, const char *v, uint64_t *out)
         }
         return true;
     }
-    if (strcmp(name, "auto-evict") == 0) {
+    if (strcmp(name, "auto-evict") == 0 || strcmp(name, "rebalance") == 0) {
         if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0) {
             *out = 1;
             return true;
@@ -562,7 +567,7 @@ static bool setting_value(const char *name, const char *v, uint64_t *out)
             *out = 0;
             return true;
         }
-        sv__usage_error("cluster set: auto-evict is on or off, not \"%s\"", v);
+        sv__usage_error("cluster set: %s is on or off, not \"%s\"", name, v);
         return false;
     }
     if (strcmp(name, "repair-rate") == 0) {
@@ -582,7 +587,7 @@ static bool setting_value(const char *name, const char *v, uint64_t *out)
         return true;
     }
     sv__usage_error("cluster set: unknown setting \"%s\" (down-after, evict-after, auto-evict, "
-                    "repair-rate, moves-per-node)",
+                    "repair-rate, moves-per-node, rebalance)",
                     name);
     return false;
 }

@@ -61,6 +61,7 @@ expect 2 cluster set repair-rate 0
 expect 2 cluster set repair-rate 64XB
 expect 2 cluster set moves-per-node 0
 expect 2 cluster set moves-per-node 65
+expect 2 cluster set rebalance maybe
 expect 2 cluster set frob 1
 grep -q 'unknown setting "frob"' /tmp/svctl-usage.$$.err || { echo "FAIL: cluster set frob: no reason"; fails=$((fails + 1)); }
 expect 2 cluster show extra

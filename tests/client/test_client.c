@@ -111,7 +111,7 @@ struct fake {
     uint64_t node_replicas[3];
     uint64_t node_bytes[3];
     int health_shard; /* a shard HEALTH reports as stuck, -1 none */
-    uint64_t set_down, set_evict, set_auto, set_rate, set_moves;
+    uint64_t set_down, set_evict, set_auto, set_rate, set_moves, set_rebalance;
     int meta_not_leader;
 
     int n_req[32];
@@ -447,16 +447,19 @@ static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg 
                 F.set_rate = v;
             else if (!strcmp(k, "moves-per-node"))
                 F.set_moves = v;
+            else if (!strcmp(k, "rebalance"))
+                F.set_rebalance = v;
             else {
                 r->status = SV_ST_BAD_REQUEST;
                 return 1;
             }
         }
         {
-            static const char *const names[] = {"down-after", "evict-after", "auto-evict",
-                                                "repair-rate", "moves-per-node"};
-            const uint64_t vals[] = {F.set_down, F.set_evict, F.set_auto, F.set_rate, F.set_moves};
-            for (int i = 0; i < 5; i++) {
+            static const char *const names[] = {"down-after",  "evict-after",    "auto-evict",
+                                                "repair-rate", "moves-per-node", "rebalance"};
+            const uint64_t vals[] = {F.set_down, F.set_evict, F.set_auto,
+                                     F.set_rate, F.set_moves, F.set_rebalance};
+            for (int i = 0; i < 6; i++) {
                 struct sv_item *it = &items[n++];
                 it->key = lit(names[i]);
                 it->size = vals[i];
@@ -954,6 +957,7 @@ static void meta_reset(void)
     F.set_auto = 1;
     F.set_rate = 64u << 20;
     F.set_moves = 2;
+    F.set_rebalance = 1;
 }
 
 static void fake_start(void)
@@ -1868,9 +1872,9 @@ static void test_svctl_admin(void)
     /* cluster show and set. */
     KNOB(meta_reset());
     CHECK(svctl("-o json", "cluster show") == 0);
-    CHECK(strcmp(sv_out,
-                 "{\"epoch\":7,\"down_after_s\":10,\"evict_after_s\":60,"
-                 "\"auto_evict\":true,\"repair_rate\":67108864,\"moves_per_node\":2}\n") == 0);
+    CHECK(strcmp(sv_out, "{\"epoch\":7,\"down_after_s\":10,\"evict_after_s\":60,"
+                         "\"auto_evict\":true,\"repair_rate\":67108864,\"moves_per_node\":2,"
+                         "\"rebalance\":true}\n") == 0);
     CHECK(svctl("", "cluster set repair-rate 128MiB") == 0);
     CHECK(strstr(sv_out, "repair-rate     128.0MiB/s (134217728 bytes/s)\n") != NULL);
     CHECK(svctl("", "cluster set down-after 2m") == 0);

@@ -368,11 +368,13 @@ struct sv_cluster_settings {
     bool auto_evict;         /* evict automatically */
     uint64_t repair_rate;    /* bytes/s of re-replication per node */
     uint64_t moves_per_node; /* replica moves at a time per node */
+    bool rebalance;          /* replicas moved for balance alone (repairs and drains always) */
 };
 
 /* Set one setting, then read them all (CLUSTER_SET); name NULL only reads.
  * name: "down-after" or "evict-after" (value in seconds), "auto-evict" (0 or
- * 1), "repair-rate" (bytes/s), "moves-per-node". The leader validates the
+ * 1), "repair-rate" (bytes/s), "moves-per-node", "rebalance" (0 or 1). The
+ * leader validates the
  * value (a refusal is SV_E_BAD_ARGUMENT with its sentence); the library only
  * refuses an unknown name or auto-evict above 1. *out (may be NULL)
  * receives the settings after the change. Returns 0, SV_E_BAD_ARGUMENT, ... */
