@@ -234,6 +234,10 @@ int sv_node_open(const char *config_path, uint64_t id, unsigned flags, struct sv
     rc = sv_sm_open(path, &n->sm, errmsg, errlen);
     if (rc)
         goto err;
+    /* Chunks a crash left released but not deleted (sm.h, the invariant):
+     * before any group opens, reads or applies. */
+    if ((rc = sv_sm_redo_releases(n->sm, n->seg, errmsg, errlen)))
+        goto err;
     if ((rc = sv__stats_open(n, errmsg, errlen)) || (rc = sv__health_open(n)) ||
         (rc = sv__sched_open(n)))
         goto err;

@@ -3,6 +3,7 @@
 #include "sm_internal.h"
 
 #include "log.h"
+#include "sv_assert.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -129,6 +130,8 @@ void sv__sm_staged_drain(struct sv_sm *sm, leveldb_writebatch_t *wb)
         e->kv = NULL;
         sm->st_n--;
     }
+    if (!wb)
+        sm->n_rel = 0;
 }
 
 void sv_sm_close(struct sv_sm *sm)
@@ -137,6 +140,7 @@ void sv_sm_close(struct sv_sm *sm)
         return;
     sv__sm_staged_drain(sm, NULL);
     free(sm->st);
+    free(sm->rel);
     if (sm->db)
         leveldb_close(sm->db);
     leveldb_writeoptions_destroy(sm->wopts);
@@ -202,6 +206,35 @@ int sv__sm_stage(struct sv_sm *sm, const uint8_t *k, size_t klen, const void *v,
     if (v && vlen)
         memcpy(e->kv + klen, v, vlen);
     return 0;
+}
+
+static void release_key(uint8_t *k, const uint8_t *id)
+{
+    k[0] = 'X';
+    memcpy(k + 1, id, SV_SEG_ID_BYTES);
+}
+
+/* Note id for sv_sm_release (a duplicate only costs a deletion of nothing). */
+static int release_note(struct sv_sm *sm, const uint8_t *id)
+{
+    if (sm->n_rel == sm->rel_cap) {
+        uint32_t cap = sm->rel_cap ? 2 * sm->rel_cap : 64;
+        uint8_t *p = realloc(sm->rel, (size_t)cap * SV_SEG_ID_BYTES);
+        if (!p)
+            return -ENOMEM;
+        sm->rel = p;
+        sm->rel_cap = cap;
+    }
+    memcpy(sm->rel + (size_t)sm->n_rel++ * SV_SEG_ID_BYTES, id, SV_SEG_ID_BYTES);
+    return 0;
+}
+
+int sv__sm_release(struct sv_sm *sm, const uint8_t *id)
+{
+    uint8_t k[RKEY];
+    release_key(k, id);
+    int rc = sv__sm_stage(sm, k, sizeof k, "", 0);
+    return rc ? rc : release_note(sm, id);
 }
 
 /* Get key; *v malloc'd (free with free(): LevelDB's values are malloc'd too)
@@ -339,7 +372,7 @@ int sv__sm_write_batch(struct sv_sm *sm, const leveldb_writeoptions_t *wopts,
     return -EIO;
 }
 
-int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
+int sv_sm_commit_records(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
 {
     if (!sm->st_n)
         return 0;
@@ -356,7 +389,83 @@ int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_
     sv__sm_staged_drain(sm, wb);
     rc = sv__sm_write_batch(sm, sm->wopts, wb, "write", errmsg, errlen);
     leveldb_writebatch_destroy(wb);
+    if (rc)
+        sm->n_rel = 0; /* the node stops: their release records are not written */
     return rc;
+}
+
+int sv_sm_release(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
+{
+    if (!sm->n_rel)
+        return 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < sm->n_rel && !rc; i++) {
+        const uint8_t *id = sm->rel + (size_t)i * SV_SEG_ID_BYTES;
+        rc = sv_seg_delete(seg, id);
+        if (rc == SV_SEG_E_PENDING_FULL && !(rc = sv_seg_sync(seg)))
+            rc = sv_seg_delete(seg, id);
+        if (rc == SV_SEG_E_NOT_FOUND)
+            rc = 0; /* deleted before a crash, or never stored here */
+    }
+    if (!rc)
+        rc = sv_seg_sync(seg);
+    if (rc) {
+        /* The release records stay: sv_sm_redo_releases does them at the
+         * next start. Not -ENOSPC: the records are written, so the entries
+         * cannot be applied again (pipeline.c's retry); the node stops. */
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "segment store, deleting %u released chunk(s): %s (%s)",
+                     sm->n_rel, sv_seg_strerror(rc), sv_seg_errmsg(seg));
+        sm->n_rel = 0;
+        return rc == -ENOSPC ? -EIO : rc;
+    }
+    /* Done: their release records go (not synced: one that survives a crash
+     * only costs a second deletion of nothing). */
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    for (uint32_t i = 0; i < sm->n_rel; i++) {
+        uint8_t k[RKEY];
+        release_key(k, sm->rel + (size_t)i * SV_SEG_ID_BYTES);
+        leveldb_writebatch_delete(wb, (const char *)k, sizeof k);
+    }
+    sm->n_rel = 0;
+    rc = sv__sm_write_batch(sm, sm->wopts, wb, "release records", errmsg, errlen);
+    leveldb_writebatch_destroy(wb);
+    return rc;
+}
+
+int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
+{
+    int rc = sv_sm_commit_records(sm, seg, errmsg, errlen);
+    return rc ? rc : sv_sm_release(sm, seg, errmsg, errlen);
+}
+
+int sv_sm_redo_releases(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
+{
+    if (errmsg && errlen)
+        errmsg[0] = 0;
+    ASSERT(!sm->st_n && !sm->n_rel);
+    int rc = 0;
+    leveldb_iterator_t *it = leveldb_create_iterator(sm->db, sm->ropts);
+    for (leveldb_iter_seek(it, "X", 1); leveldb_iter_valid(it) && !rc; leveldb_iter_next(it)) {
+        size_t klen;
+        const char *k = leveldb_iter_key(it, &klen);
+        if (klen < 1 || k[0] != 'X')
+            break;
+        if (klen == RKEY)
+            rc = release_note(sm, (const uint8_t *)k + 1);
+    }
+    if (sv__sm_iter_end(it) && !rc) {
+        rc = -EIO;
+        if (errmsg && errlen)
+            snprintf(errmsg, errlen, "state machine scan of release records: read error");
+    }
+    if (rc) {
+        sm->n_rel = 0;
+        return rc;
+    }
+    if (sm->n_rel)
+        LOG_INFO("deleting %u chunk(s) released by records written before a crash", sm->n_rel);
+    return sv_sm_release(sm, seg, errmsg, errlen);
 }
 
 /* Destroy it; -EIO if it stopped on a read error rather than at the end

@@ -35,17 +35,28 @@
  *   'c'                              -> chunk copy pending: the applied index
  *                                       it was set at (u64 LE); this node's
  *                                       own business, in no snapshot image
+ * and, outside the groups' ranges:
+ *   'X' chunk id                     -> (empty) a release: the chunk is no
+ *                                       longer claimed, its deletion from
+ *                                       the segment store may be pending
  * Each entry's changes and the new applied index go in ONE write batch, so
  * a crash leaves either all or none of an entry applied.
  *
  * Durability invariant: nothing durable claims more than what is durable
  * beneath it. The applied index is the state machine's claim that every
  * entry up to it is in the metadata AND in the segment store; at start the
- * node applies only the entries above it. So sv_sm_commit makes the chunk
- * writes and deletes of the staged entries durable (sv_seg_sync) BEFORE it
- * writes their records. That write is not synced: whichever commits of the
+ * node applies only the entries above it; an object or upload record claims
+ * its chunks. So sv_sm_commit makes the chunk WRITES of the staged entries
+ * durable (sv_seg_sync) BEFORE it writes their records, and their chunk
+ * DELETES only AFTER (sv_sm_release): a chunk deleted first would still be
+ * claimed by the records a crash leaves, and a stale read, a CHUNK_FETCH or
+ * copy.c would find it missing until the log is applied again (jepsen
+ * register-kill: "no healthy copy", every replica having deleted that old
+ * version). A release record ('X', in the records' batch) marks each such
+ * chunk until it is deleted; sv_sm_redo_releases deletes what a crash left
+ * at the next start. The records' write is not synced: whichever commits of the
  * state machine survive a power cut, the segment store holds at least
- * their chunk changes, and the entries after the surviving applied index
+ * their chunk writes, and the entries after the surviving applied index
  * are applied again from the Raft log (the write-ahead log): a chunk put
  * again replaces its copy, a chunk deleted again is already gone. LevelDB
  * keeps a prefix of its writes. It is NOT opened with paranoid checks: a
@@ -157,9 +168,10 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 size_t errlen);
 
 /* Make the staged changes of every entry applied since the last commit
- * durable, in the order of the invariant above: first the segment store
- * (sv_seg_sync: their chunk writes and deletes, and any queued batch
- * records), then one LevelDB batch with the records and the new applied
+ * durable, in the order of the invariant above: sv_sm_commit_records, then
+ * sv_sm_release. sv_sm_commit_records: first the segment store
+ * (sv_seg_sync: their chunk writes and any queued batch records), then one
+ * LevelDB batch with the records, their release records and the new applied
  * index (not synced). 0 (also when nothing is staged: no sync then), the
  * segment store's error (-ENOSPC: a full disk; nothing was committed, the
  * entries may be applied again once there is room), or -EIO (LevelDB; it
@@ -168,6 +180,19 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
  * applied again (from the Raft log) before anything else is committed. seg
  * is borrowed. */
 int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen);
+int sv_sm_commit_records(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen);
+
+/* Delete from seg the chunks released by the records sv_sm_commit_records
+ * wrote (sv_seg_sync), then their release records (not synced). 0, or the
+ * segment store's error or -EIO (never -ENOSPC: the records are written, the
+ * entries cannot be applied again; the caller stops), the release records
+ * then left for sv_sm_redo_releases. seg is borrowed. */
+int sv_sm_release(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen);
+
+/* At start, before anything reads or applies: delete the chunks whose
+ * release records a crash left (between sv_sm_commit_records and
+ * sv_sm_release), as sv_sm_release. 0 or its errors. seg is borrowed. */
+int sv_sm_redo_releases(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen);
 
 /* Forget the staged changes (the caller gave up on the entries, e.g. their
  * chunk writes failed; it applies them again later). */

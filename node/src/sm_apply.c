@@ -36,36 +36,36 @@ static int seg_fail(struct apply *a, int rc, const char *what)
     return rc;
 }
 
-/* Store chunk id (d[0..len)), or delete it when d is NULL (a missing chunk
- * is fine). The segment store holds a bounded number of unsynced changes:
- * when they are full, sync them and try again, for every change an entry
- * makes (an upload of many chunks aborted in one entry is one such entry). */
-static int seg_change(struct apply *a, const uint8_t *id, const uint8_t *d, size_t len)
-{
-    int rc = d ? sv_seg_put(a->seg, id, d, len) : sv_seg_delete(a->seg, id);
-    if (rc == SV_SEG_E_PENDING_FULL) {
-        rc = sv_seg_sync(a->seg);
-        if (rc == 0)
-            rc = d ? sv_seg_put(a->seg, id, d, len) : sv_seg_delete(a->seg, id);
-    }
-    if (rc == SV_SEG_E_NOT_FOUND && !d)
-        rc = 0;
-    return rc ? seg_fail(a, rc, d ? "put" : "delete") : 0;
-}
-
+/* Store chunk id (d[0..len)). The segment store holds a bounded number of
+ * unsynced changes: when they are full, sync them and try again. */
 static int put_chunk(struct apply *a, uint64_t upload, uint32_t idx, const uint8_t *d, size_t len)
 {
     uint8_t id[SV_SEG_ID_BYTES];
     sv_chunk_id(a->group, upload, idx, id);
-    return seg_change(a, id, d, len);
+    int rc = sv_seg_put(a->seg, id, d, len);
+    if (rc == SV_SEG_E_PENDING_FULL) {
+        rc = sv_seg_sync(a->seg);
+        if (rc == 0)
+            rc = sv_seg_put(a->seg, id, d, len);
+    }
+    return rc ? seg_fail(a, rc, "put") : 0;
+}
+
+/* The staged records stop claiming chunk idx of upload: it is deleted only
+ * once they are written (sv_sm_commit; sm.h, the invariant). Deleting it
+ * here, before them, let a crash leave the old records claiming a chunk
+ * already gone, served so by stale reads until the log was applied again. */
+static int release_chunk(struct apply *a, uint64_t upload, uint32_t idx)
+{
+    uint8_t id[SV_SEG_ID_BYTES];
+    sv_chunk_id(a->group, upload, idx, id);
+    return sv__sm_release(a->sm, id);
 }
 
 static int delete_chunks(struct apply *a, uint64_t upload, uint32_t n)
 {
-    uint8_t id[SV_SEG_ID_BYTES];
     for (uint32_t i = 0; i < n; i++) {
-        sv_chunk_id(a->group, upload, i, id);
-        int rc = seg_change(a, id, NULL, 0);
+        int rc = release_chunk(a, upload, i);
         if (rc)
             return rc;
     }
@@ -315,12 +315,11 @@ out:
 /* Remove upload id: its chunks and record. */
 static int drop_upload(struct apply *a, uint64_t id, const struct upload *u, uint32_t keep)
 {
-    uint8_t cid[SV_SEG_ID_BYTES], k[PFX + 8];
+    uint8_t k[PFX + 8];
     for (uint32_t i = keep; i < u->nbits; i++) {
         if (!(u->bitmap[i / 8] >> (i % 8) & 1))
             continue;
-        sv_chunk_id(a->group, id, i, cid);
-        int rc = seg_change(a, cid, NULL, 0);
+        int rc = release_chunk(a, id, i);
         if (rc)
             return rc;
     }

@@ -35,6 +35,11 @@ struct sv_sm {
      * thread only: applying reads through them, sv_sm_commit writes them. */
     struct staged *st;
     uint32_t st_cap, st_n;
+    /* Chunks the staged records stop claiming (SV_SEG_ID_BYTES each): deleted
+     * from the segment store only once those records are written (sm.h, the
+     * invariant), each with its 'X' release record staged beside them. */
+    uint8_t *rel;
+    uint32_t n_rel, rel_cap;
 };
 
 /* A frozen view of the committed state (sv_sm_view). */
@@ -63,6 +68,10 @@ static inline uint16_t get16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | p[1] << 8);
 }
+
+/* Release record 'X' + chunk id (outside every group's 'S' range: in no
+ * snapshot image, redone at open by sv_sm_redo_releases). */
+enum { RKEY = 1 + SV_SEG_ID_BYTES };
 
 static inline size_t key_pfx(uint8_t *k, uint64_t group, char tag)
 {
@@ -111,7 +120,12 @@ uint8_t *sv__sm_upload_encode(const struct upload *u, size_t *len);
 
 /* Stage key := v (vlen bytes), or its deletion when v is NULL: 0 or -ENOMEM. */
 int sv__sm_stage(struct sv_sm *sm, const uint8_t *k, size_t klen, const void *v, size_t vlen);
-/* Forget the staged changes, adding each to wb first when wb is not NULL. */
+/* Chunk id (SV_SEG_ID_BYTES, copied) is no longer claimed by the staged
+ * records: stage its release record and note it for sv_sm_release. 0 or
+ * -ENOMEM. */
+int sv__sm_release(struct sv_sm *sm, const uint8_t *id);
+/* Forget the staged changes, adding each to wb first when wb is not NULL
+ * (NULL: the releases noted are forgotten too). */
 void sv__sm_staged_drain(struct sv_sm *sm, leveldb_writebatch_t *wb);
 /* Get key; *v malloc'd (free with free()) or NULL when absent. With staged,
  * the changes not yet committed count (the apply thread only). 0, -ENOMEM

@@ -229,6 +229,9 @@ static void disk_open(struct disk *d, const char *dir, bool hooked)
     struct sv_seg_opts o = {.fault = hooked ? on_io : NULL, .fault_arg = d};
     path_of(p, sizeof p, dir, "chunks");
     CHECK(sv_seg_open(p, &o, &d->seg, err, sizeof err) == 0);
+    /* As svd opens them: deletions a cut left undone are done first. */
+    if (d->sm && d->seg)
+        CHECK(sv_sm_redo_releases(d->sm, d->seg, err, sizeof err) == 0);
     if (!err[0] && d->sm && d->seg)
         record_synced(d);
 }
@@ -246,7 +249,7 @@ static void disk_close(struct disk *d)
 
 /* The boundaries between the job's steps (the fsyncs inside the commit are
  * cut through the I/O hook instead). */
-enum step { AFTER_APPLY, AFTER_BATCH_END, AFTER_COMMIT };
+enum step { AFTER_APPLY, AFTER_BATCH_END, AFTER_SEG_SYNC, AFTER_RECORDS, AFTER_COMMIT };
 
 /* Apply log_[from..to) as one job. With stop_step/stop_k, the power goes
  * at that boundary (the k-th entry for AFTER_APPLY). 0, or the first error. */
@@ -266,6 +269,18 @@ static int apply_job(struct disk *d, size_t from, size_t to, int stop_step, size
         return -EINTR;
     if (!rc && wrc)
         rc = wrc;
+    if (stop_step == AFTER_SEG_SYNC) {
+        /* sv_sm_commit's first step (and any sync of the store in between,
+         * e.g. a repair's): the power goes before the records are written. */
+        CHECK(sv_seg_sync(d->seg) == 0);
+        return -EINTR;
+    }
+    if (stop_step == AFTER_RECORDS) {
+        /* The records are written, the chunks they stopped claiming not
+         * yet deleted. */
+        CHECK(sv_sm_commit_records(d->sm, d->seg, err, sizeof err) == 0);
+        return -EINTR;
+    }
     if (!rc)
         rc = sv_sm_commit(d->sm, d->seg, err, sizeof err);
     else
@@ -273,7 +288,8 @@ static int apply_job(struct disk *d, size_t from, size_t to, int stop_step, size
     return rc;
 }
 
-/* Apply the entries above the applied index, as svd does after a restart. */
+/* Apply the entries above the applied index, as svd does after a restart
+ * (after sv_sm_redo_releases, at open). */
 static void restart(struct disk *d)
 {
     uint64_t applied = 0;
@@ -283,6 +299,33 @@ static void restart(struct disk *d)
 }
 
 /* ---- comparing a recovered replica with one never cut ------------------ */
+
+/* Right after the restart, before any entry is applied again, what the
+ * records claim must be on disk: a stale read (or another replica's
+ * CHUNK_FETCH) is served from exactly this state. */
+static void claims_on_disk(struct disk *d, const char *what)
+{
+    static const char *keys[] = {"a", "b", "c", "d"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        struct sv_obj o;
+        const uint8_t *k = (const uint8_t *)keys[i];
+        if (sv_sm_get(d->sm, GROUP, 0, (const uint8_t *)"b", 1, k, 1, &o) || o.deleted)
+            continue;
+        for (uint32_t c = 0; c < o.n_chunks; c++) {
+            uint8_t id[SV_SEG_ID_BYTES], b[CHUNK_BYTES];
+            size_t l = 0;
+            sv_chunk_id(GROUP, o.upload, c, id);
+            int r = sv_seg_get(d->seg, id, b, sizeof b, &l);
+            if (r) {
+                fprintf(stderr,
+                        "%s: before the log is applied again: key %s (upload %llu) "
+                        "chunk %u: %s\n",
+                        what, keys[i], (unsigned long long)o.upload, c, sv_seg_strerror(r));
+                CHECK(!"every chunk the surviving records claim is on disk at the restart");
+            }
+        }
+    }
+}
 
 static void compare(struct disk *got, struct disk *want, const char *what)
 {
@@ -366,6 +409,7 @@ static void cut_once(struct disk *want, int step, size_t k, int fsync_no, const 
 
     struct disk r = {0};
     disk_open(&r, d.image, false);
+    claims_on_disk(&r, what);
     restart(&r);
     compare(&r, want, what);
     disk_close(&r);
@@ -399,6 +443,8 @@ static void test_cuts(void)
         cut_once(&want, AFTER_APPLY, k, 0, what);
     }
     cut_once(&want, AFTER_BATCH_END, 0, 0, "cut after the chunk writes");
+    cut_once(&want, AFTER_SEG_SYNC, 0, 0, "cut after the segment sync, before the records");
+    cut_once(&want, AFTER_RECORDS, 0, 0, "cut after the records, before the deletions");
     for (int f = 1; f <= fsyncs; f++) {
         snprintf(what, sizeof what, "cut at segment fsync %d of the commit", f);
         cut_once(&want, -1, 0, f, what);
