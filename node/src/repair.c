@@ -22,7 +22,9 @@ struct fetch {
     uint64_t deadline_ms;
     void *arg;
     sv__repair_cb cb;
-    bool no_sync; /* a copy's: the copy marker covers it until the next sync */
+    bool no_sync;  /* a copy's: the copy marker covers it until the next sync */
+    bool bad_seen; /* a replica answered with a copy that is corrupt there or fails
+                    * authentication here */
 };
 
 /* A healthy copy being stored here. */
@@ -140,7 +142,21 @@ static void start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
     f->next = n->fetches;
     n->fetches = f;
     if (!fetch_next(n, f))
-        fetch_end(n, f, SV_ST_CORRUPT, "chunk corrupt here and no replica reachable");
+        fetch_end(n, f, SV_ST_UNAVAILABLE,
+                  "chunk bad or missing here and no replica reachable; retry");
+}
+
+/* The end of a fetch no replica answered with a healthy copy. CORRUPT only
+ * when one answered with a damaged one: NOT_FOUND, an error or silence is
+ * no proof of loss (the replica may not have applied the entry yet, or no
+ * longer holds that version, our record being stale: a node just
+ * restarted), so the caller may retry (UNAVAILABLE). */
+static void fetch_failed(struct sv_node *n, struct fetch *f, const char *none)
+{
+    if (f->bad_seen)
+        fetch_end(n, f, SV_ST_CORRUPT, "no healthy copy of the chunk found");
+    else
+        fetch_end(n, f, SV_ST_UNAVAILABLE, none);
 }
 
 void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
@@ -165,12 +181,16 @@ void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *fr)
     struct sv_msg m;
     int rc = sv_msg_decode(fr->body, fr->body_len, &m, NULL, 0);
     bool ok = rc == 0 && m.status == SV_ST_OK && SV_MSG_HAS(&m, SV_F_DATA);
+    if (rc == 0 && m.status == SV_ST_CORRUPT)
+        f->bad_seen = true;
     uint8_t *plain = ok ? malloc(SV_CRYPTO_CHUNK_MAX) : NULL;
     size_t plen;
     /* Only a copy that authenticates under the chunk's binding is taken. */
-    if (ok && (!plain || sv_crypto_open(n->dek, &f->ad, m.data.p, m.data.len, plain,
-                                        SV_CRYPTO_CHUNK_MAX, &plen)))
+    if (ok && !plain)
         ok = false;
+    else if (ok && sv_crypto_open(n->dek, &f->ad, m.data.p, m.data.len, plain, SV_CRYPTO_CHUNK_MAX,
+                                  &plen))
+        ok = false, f->bad_seen = true;
     free(plain);
     struct repair_job *r = ok ? calloc(1, sizeof *r) : NULL;
     if (r && (r->sealed = malloc(m.data.len))) {
@@ -188,7 +208,7 @@ void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *fr)
     } else {
         free(r);
         if (!fetch_next(n, f))
-            fetch_end(n, f, SV_ST_CORRUPT, "no healthy copy of the chunk found");
+            fetch_failed(n, f, "no replica holds the chunk (not found, or not applied yet); retry");
     }
     sv_msg_free(&m);
 }
@@ -199,7 +219,7 @@ void sv__repair_tick(struct sv_node *n, uint64_t now_ms)
         next = f->next;
         if (f->deadline_ms > now_ms || fetch_next(n, f))
             continue;
-        fetch_end(n, f, SV_ST_CORRUPT, "no replica answered with a healthy copy of the chunk");
+        fetch_failed(n, f, "no replica answered with the chunk; retry");
     }
 }
 
