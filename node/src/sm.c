@@ -101,6 +101,8 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     leveldb_options_set_compression(sm->opts, leveldb_no_compression);
     sm->ropts = leveldb_readoptions_create();
     sm->wopts = leveldb_writeoptions_create(); /* not synced: sm.h, the invariant */
+    sm->sync_wopts = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(sm->sync_wopts, 1);
     char *err = NULL;
     sm->db = leveldb_open(sm->opts, dir, &err);
     if (err) {
@@ -141,9 +143,11 @@ void sv_sm_close(struct sv_sm *sm)
     sv__sm_staged_drain(sm, NULL);
     free(sm->st);
     free(sm->rel);
+    free(sm->done);
     if (sm->db)
         leveldb_close(sm->db);
     leveldb_writeoptions_destroy(sm->wopts);
+    leveldb_writeoptions_destroy(sm->sync_wopts);
     leveldb_readoptions_destroy(sm->ropts);
     leveldb_options_destroy(sm->opts);
     leveldb_filterpolicy_destroy(sm->filter);
@@ -387,10 +391,35 @@ int sv_sm_commit_records(struct sv_sm *sm, struct sv_seg_store *seg, char *errms
     }
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     sv__sm_staged_drain(sm, wb);
-    rc = sv__sm_write_batch(sm, sm->wopts, wb, "write", errmsg, errlen);
+    /* Records that stop claiming chunks are synced: the chunks are deleted
+     * right after (sv_sm_release), and a power cut must not keep the
+     * deletion and lose the records (they would claim deleted chunks until
+     * the log is applied again). One fsync, for jobs that overwrite or
+     * delete only. */
+    rc =
+        sv__sm_write_batch(sm, sm->n_rel ? sm->sync_wopts : sm->wopts, wb, "write", errmsg, errlen);
     leveldb_writebatch_destroy(wb);
     if (rc)
         sm->n_rel = 0; /* the node stops: their release records are not written */
+    return rc;
+}
+
+/* Remove the release records of the chunks deleted by the release before
+ * (a segment sync since has made those deletions durable; not synced: one
+ * that survives a crash only costs a second deletion of nothing). */
+static int forget_done(struct sv_sm *sm, char *errmsg, size_t errlen)
+{
+    if (!sm->n_done)
+        return 0;
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    for (uint32_t i = 0; i < sm->n_done; i++) {
+        uint8_t k[RKEY];
+        release_key(k, sm->done + (size_t)i * SV_SEG_ID_BYTES);
+        leveldb_writebatch_delete(wb, (const char *)k, sizeof k);
+    }
+    sm->n_done = 0;
+    int rc = sv__sm_write_batch(sm, sm->wopts, wb, "release records", errmsg, errlen);
+    leveldb_writebatch_destroy(wb);
     return rc;
 }
 
@@ -398,7 +427,9 @@ int sv_sm_release(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size
 {
     if (!sm->n_rel)
         return 0;
-    int rc = 0;
+    /* Releases come after a commit of records, whose segment sync made the
+     * previous release's deletions durable: their records may go. */
+    int rc = forget_done(sm, errmsg, errlen);
     for (uint32_t i = 0; i < sm->n_rel && !rc; i++) {
         const uint8_t *id = sm->rel + (size_t)i * SV_SEG_ID_BYTES;
         rc = sv_seg_delete(seg, id);
@@ -407,30 +438,30 @@ int sv_sm_release(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size
         if (rc == SV_SEG_E_NOT_FOUND)
             rc = 0; /* deleted before a crash, or never stored here */
     }
-    if (!rc)
-        rc = sv_seg_sync(seg);
     if (rc) {
         /* The release records stay: sv_sm_redo_releases does them at the
          * next start. Not -ENOSPC: the records are written, so the entries
          * cannot be applied again (pipeline.c's retry); the node stops. */
-        if (errmsg && errlen)
+        if (errmsg && errlen && !errmsg[0])
             snprintf(errmsg, errlen, "segment store, deleting %u released chunk(s): %s (%s)",
                      sm->n_rel, sv_seg_strerror(rc), sv_seg_errmsg(seg));
         sm->n_rel = 0;
         return rc == -ENOSPC ? -EIO : rc;
     }
-    /* Done: their release records go (not synced: one that survives a crash
-     * only costs a second deletion of nothing). */
-    leveldb_writebatch_t *wb = leveldb_writebatch_create();
-    for (uint32_t i = 0; i < sm->n_rel; i++) {
-        uint8_t k[RKEY];
-        release_key(k, sm->rel + (size_t)i * SV_SEG_ID_BYTES);
-        leveldb_writebatch_delete(wb, (const char *)k, sizeof k);
-    }
+    /* The deletions are not synced here: the next commit's segment sync
+     * carries them, and only then do their release records go (the next
+     * release, or sv_sm_redo_releases). A power cut before that keeps the
+     * release records, and the next start deletes the chunks again: no
+     * chunk comes back, none is left unclaimed. */
+    uint8_t *t = sm->done;
+    uint32_t cap = sm->done_cap;
+    sm->done = sm->rel;
+    sm->done_cap = sm->rel_cap;
+    sm->n_done = sm->n_rel;
+    sm->rel = t;
+    sm->rel_cap = cap;
     sm->n_rel = 0;
-    rc = sv__sm_write_batch(sm, sm->wopts, wb, "release records", errmsg, errlen);
-    leveldb_writebatch_destroy(wb);
-    return rc;
+    return 0;
 }
 
 int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen)
@@ -465,7 +496,11 @@ int sv_sm_redo_releases(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg
     }
     if (sm->n_rel)
         LOG_INFO("deleting %u chunk(s) released by records written before a crash", sm->n_rel);
-    return sv_sm_release(sm, seg, errmsg, errlen);
+    rc = sv_sm_release(sm, seg, errmsg, errlen);
+    if (!rc && sm->n_done && (rc = sv_seg_sync(seg)) && errmsg && errlen)
+        snprintf(errmsg, errlen, "segment sync after released deletions: %s (%s)",
+                 sv_seg_strerror(rc), sv_seg_errmsg(seg));
+    return rc ? rc : forget_done(sm, errmsg, errlen);
 }
 
 /* Destroy it; -EIO if it stopped on a read error rather than at the end

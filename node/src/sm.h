@@ -54,18 +54,19 @@
  * register-kill: "no healthy copy", every replica having deleted that old
  * version). A release record ('X', in the records' batch) marks each such
  * chunk until it is deleted; sv_sm_redo_releases deletes what a crash left
- * at the next start. The records' write is not synced: whichever commits of the
- * state machine survive a power cut, the segment store holds at least
- * their chunk writes, and the entries after the surviving applied index
- * are applied again from the Raft log (the write-ahead log): a chunk put
- * again replaces its copy, a chunk deleted again is already gone. LevelDB
- * keeps a prefix of its writes. It is NOT opened with paranoid checks: a
- * power cut tears the last record of its log, and paranoid checks report
- * that as corruption and refuse to open (it-powercut found a node that
- * could not start so); without them the torn record is dropped.
- * Chunks live in the segment store under sv_chunk_id(group, upload, index).
- * Thread safety: LevelDB is thread-safe; the caller serialises use of the
- * segment store.
+ * at the next start. A records' write carrying release records is synced
+ * (a power cut must not keep a deletion and lose the records that stopped
+ * claiming the chunk); the deletions themselves are not (the next commit's
+ * segment sync carries them, and only after it do their release records go,
+ * so a deletion lost to a power cut is done again at the next start). Any other records' write is
+ * not synced: whichever commits of the state machine survive a power cut, the segment store holds
+ * at least their chunk writes, and the entries after the surviving applied index are applied again
+ * from the Raft log (the write-ahead log): a chunk put again replaces its copy, a chunk deleted
+ * again is already gone. LevelDB keeps a prefix of its writes. It is NOT opened with paranoid
+ * checks: a power cut tears the last record of its log, and paranoid checks report that as
+ * corruption and refuse to open (it-powercut found a node that could not start so); without them
+ * the torn record is dropped. Chunks live in the segment store under sv_chunk_id(group, upload,
+ * index). Thread safety: LevelDB is thread-safe; the caller serialises use of the segment store.
  */
 #ifndef SV_SM_H
 #define SV_SM_H
@@ -172,7 +173,8 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
  * sv_sm_release. sv_sm_commit_records: first the segment store
  * (sv_seg_sync: their chunk writes and any queued batch records), then one
  * LevelDB batch with the records, their release records and the new applied
- * index (not synced). 0 (also when nothing is staged: no sync then), the
+ * index (synced only when it carries release records). 0 (also when nothing
+ * is staged: no sync then), the
  * segment store's error (-ENOSPC: a full disk; nothing was committed, the
  * entries may be applied again once there is room), or -EIO (LevelDB; it
  * refuses writes after a failed one, so the caller must stop); errmsg (may
@@ -183,7 +185,9 @@ int sv_sm_commit(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_
 int sv_sm_commit_records(struct sv_sm *sm, struct sv_seg_store *seg, char *errmsg, size_t errlen);
 
 /* Delete from seg the chunks released by the records sv_sm_commit_records
- * wrote (sv_seg_sync), then their release records (not synced). 0, or the
+ * wrote (not synced: the next commit's segment sync carries the deletions),
+ * and the release records of the release before (whose deletions that
+ * commit's sync made durable; not synced). 0, or the
  * segment store's error or -EIO (never -ENOSPC: the records are written, the
  * entries cannot be applied again; the caller stops), the release records
  * then left for sv_sm_redo_releases. seg is borrowed. */

@@ -30,7 +30,8 @@ struct sv_sm {
     leveldb_options_t *opts;
     leveldb_filterpolicy_t *filter;
     leveldb_readoptions_t *ropts;
-    leveldb_writeoptions_t *wopts;
+    leveldb_writeoptions_t *wopts;      /* not synced */
+    leveldb_writeoptions_t *sync_wopts; /* synced */
     /* The staged changes, open addressing (load <= 1/2), used by the apply
      * thread only: applying reads through them, sv_sm_commit writes them. */
     struct staged *st;
@@ -38,8 +39,11 @@ struct sv_sm {
     /* Chunks the staged records stop claiming (SV_SEG_ID_BYTES each): deleted
      * from the segment store only once those records are written (sm.h, the
      * invariant), each with its 'X' release record staged beside them. */
-    uint8_t *rel;
+    uint8_t *rel; /* chunk ids released by the records being committed */
     uint32_t n_rel, rel_cap;
+    uint8_t *done; /* ... deleted by the last release, its release records kept until a
+                      segment sync makes the deletions durable */
+    uint32_t n_done, done_cap;
 };
 
 /* A frozen view of the committed state (sv_sm_view). */
