@@ -196,10 +196,7 @@ static int marker_write(struct sv_sm *sm, uint64_t group, uint64_t since, bool d
         sv_put64(v, since);
         leveldb_writebatch_put(wb, (const char *)k, klen, (const char *)v, sizeof v);
     }
-    leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(sync, 1);
-    int rc = sv__sm_write_batch(sm, sync, wb, "copy marker", NULL, 0);
-    leveldb_writeoptions_destroy(sync);
+    int rc = sv__sm_write_batch(sm, sm->sync_wopts, wb, "copy marker", NULL, 0);
     leveldb_writebatch_destroy(wb);
     return rc;
 }

@@ -15,12 +15,12 @@ enum {
 
 _Static_assert((long)DROP_BATCH_BYTES > (long)OKEY_MAX, "a batch holds any key");
 
-static int write_synced(struct sv_sm *sm, const leveldb_writeoptions_t *sync,
-                        leveldb_writebatch_t *wb, uint64_t group, char *errmsg, size_t errlen)
+static int write_synced(struct sv_sm *sm, leveldb_writebatch_t *wb, uint64_t group, char *errmsg,
+                        size_t errlen)
 {
     char what[64];
     snprintf(what, sizeof what, "drop of group %" PRIu64, group);
-    return sv__sm_write_batch(sm, sync, wb, what, errmsg, errlen);
+    return sv__sm_write_batch(sm, sm->sync_wopts, wb, what, errmsg, errlen);
 }
 
 /* Delete every key under 'S' + group, in synced batches of about
@@ -30,8 +30,6 @@ static int drop_records(struct sv_sm *sm, uint64_t group, char *errmsg, size_t e
 {
     uint8_t pfx[9] = {'S'}, ak[PFX];
     sv_put64be(pfx + 1, group);
-    leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(sync, 1);
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     /* The applied index first: once any record is gone it would claim
      * entries whose changes the records no longer hold. */
@@ -55,7 +53,7 @@ static int drop_records(struct sv_sm *sm, uint64_t group, char *errmsg, size_t e
         if (bytes >= DROP_BATCH_BYTES) {
             /* The iterator reads the database as of its creation: the
              * deletions written behind it do not disturb the scan. */
-            if ((rc = write_synced(sm, sync, wb, group, errmsg, errlen)))
+            if ((rc = write_synced(sm, wb, group, errmsg, errlen)))
                 break;
             leveldb_writebatch_clear(wb);
             bytes = 0;
@@ -67,9 +65,8 @@ static int drop_records(struct sv_sm *sm, uint64_t group, char *errmsg, size_t e
             snprintf(errmsg, errlen, "state machine scan of group %" PRIu64 ": read error", group);
     }
     if (!rc && found && bytes)
-        rc = write_synced(sm, sync, wb, group, errmsg, errlen);
+        rc = write_synced(sm, wb, group, errmsg, errlen);
     leveldb_writebatch_destroy(wb);
-    leveldb_writeoptions_destroy(sync);
     return rc;
 }
 

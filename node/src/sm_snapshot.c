@@ -127,10 +127,7 @@ int sv_sm_install(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group, ui
     /* The image's records may claim chunks this node does not hold: the
      * copy marker says so from the same write on (copy.c fetches them). */
     leveldb_writebatch_put(wb, (const char *)k, key_pfx(k, group, 'c'), (const char *)v, 8);
-    leveldb_writeoptions_t *sync = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(sync, 1);
-    rc = sv__sm_write_batch(sm, sync, wb, "install snapshot", NULL, 0);
-    leveldb_writeoptions_destroy(sync);
+    rc = sv__sm_write_batch(sm, sm->sync_wopts, wb, "install snapshot", NULL, 0);
     leveldb_writebatch_destroy(wb);
     return rc;
 }
