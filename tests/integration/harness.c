@@ -363,10 +363,8 @@ struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp)
 
 /* ---- a replica move (MOVE over TLS) ----------------------------------------- */
 
-/* Send request (type, m) to the node on port; its answer into *r (decoded,
- * pointing into *body, which the caller frees). 0, or -1 without one. */
-static int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv_msg *m,
-                   struct sv_msg *r, uint8_t **body, uint64_t timeout_ms)
+int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv_msg *m,
+            struct sv_msg *r, uint8_t **body, uint64_t timeout_ms)
 {
     struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = c->ca};
     struct sv_tls_ctx *ctx = NULL;

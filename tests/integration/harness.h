@@ -72,6 +72,13 @@ int it_http_get(int port, const char *path, char **body);
 double it_metric(const char *expo, const char *series);
 double it_metric_sum(const char *expo, const char *prefix);
 
+/* Send request (type, m) to the node on port over TLS (the cluster's CA);
+ * its answer into *r (decoded, pointing into *body, which the caller frees).
+ * 0, or -1 without one within timeout_ms. */
+struct sv_msg;
+int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv_msg *m,
+            struct sv_msg *r, uint8_t **body, uint64_t timeout_ms);
+
 /* Move shard's replica from node from to node to: a MOVE request sent to
  * the meta group's leader (followed from the NOT_LEADER answers) until it
  * answers, within timeout_ms. Its status (SV_ST_OK: moved), with the

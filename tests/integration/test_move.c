@@ -12,18 +12,12 @@
 #include "check.h"
 
 #include "proto.h"
-#include "tls.h"
-#include "wire.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 enum {
@@ -90,58 +84,12 @@ static void *writer(void *arg)
 
 /* ---- a MOVE request over TLS ---------------------------------------------- */
 
-/* Send request (type, m) to the node on port and wait for its answer into
- * *r (decoded; body kept in *body). 0, or -1 when nothing came back. */
 static int call(int port, uint32_t type, const struct sv_msg *m, struct sv_msg *r, uint8_t **body,
                 uint64_t timeout_ms)
 {
-    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
-    struct sv_tls_ctx *ctx = NULL;
-    char em[256];
-    int fd = -1, rc = -1;
-    struct sv_tls_conn *t =
-        sv_tls_ctx_new(&tc, &ctx, em, sizeof em) ? NULL : it_tls_dial(ctx, port, &fd);
-    uint8_t *req = NULL, *frame = NULL;
-    size_t req_len = 0, flen = 0;
-    if (!t || sv_msg_encode(m, &req, &req_len) ||
-        sv_wire_encode(type, 7, req, req_len, &frame, &flen) || sv_tls_write(t, frame, flen))
-        goto out;
-    struct sv_wire_decoder d;
-    sv_wire_decoder_init(&d);
-    uint64_t end = it_now_ms() + timeout_ms;
-    uint8_t buf[65536], plain[65536];
-    while (it_now_ms() < end && rc) {
-        it_tls_flush(fd, t);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 200) <= 0)
-            continue;
-        ssize_t got = recv(fd, buf, sizeof buf, 0);
-        if (got <= 0)
-            break;
-        sv_tls_feed(t, buf, (size_t)got);
-        size_t n;
-        while (sv_tls_read(t, plain, sizeof plain, &n) == 0 && n > 0)
-            sv_wire_feed(&d, plain, n);
-        struct sv_wire_frame f;
-        if (sv_wire_next(&d, &f) == 1 && f.type == (type | SV_MSG_RESP)) {
-            *body = malloc(f.body_len ? f.body_len : 1);
-            memcpy(*body, f.body, f.body_len);
-            rc = sv_msg_decode(*body, f.body_len, r, NULL, 0) ? -1 : 0;
-        }
-    }
-    sv_wire_decoder_free(&d);
-out:
-    free(req);
-    free(frame);
-    sv_tls_conn_free(t);
-    sv_tls_ctx_free(ctx);
-    if (fd >= 0)
-        close(fd);
-    return rc;
+    return it_call(&cl_, port, type, m, r, body, timeout_ms);
 }
 
-/* MOVE m to node id: its status (-1 when nothing came back), its text into
- * text and the leader it names into *leader (0 when none). */
 static int move_call(int id, const struct sv_msg *m, uint64_t timeout_ms, char *text, size_t tl,
                      uint64_t *leader)
 {
