@@ -125,8 +125,18 @@ static bool planned_before(const struct sv__sched *s, const struct sv_sched_acti
 
 /* ---- operators' requests ------------------------------------------------- */
 
+static void send_settings(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id);
+
 static void answer(struct sv_node *n, struct op *o, int status, const char *text)
 {
+    if (status == SV_ST_OK && o->type == SV_MSG_CLUSTER_SET) {
+        /* a setting changed: the answer is every setting, as CLUSTER_SET
+         * without a key answers */
+        if (o->conn)
+            send_settings(n, o->conn, o->type, o->req_id);
+        free(o);
+        return;
+    }
     struct sv_msg m = {0};
     m.status = status;
     m.epoch = n->map->epoch;
@@ -536,6 +546,11 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
 
 void sv__sched_reply_settings(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
 {
+    send_settings(n, sv_conn_id(c), f->type, f->req_id);
+}
+
+static void send_settings(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id)
+{
     enum { N = sizeof settings / sizeof settings[0] };
     struct sv_item items[N];
     memset(items, 0, sizeof items);
@@ -550,7 +565,7 @@ void sv__sched_reply_settings(struct sv_node *n, struct sv_conn *c, const struct
     m.items = items;
     m.n_items = N;
     m.fields = 1u << SV_F_STATUS | 1u << SV_F_EPOCH | 1u << SV_F_ITEMS;
-    sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
+    sv__send_msg(n, conn, type, req_id, &m);
 }
 
 /* Is the health of the cluster known to this leader (sched's last plan). */

@@ -168,21 +168,21 @@ static int rebalance_off(void)
     return SV_ST_UNAVAILABLE;
 }
 
-/* The map's epoch once no replica moves (every shard at 3 replicas, the
- * epoch the same over two looks a second apart). */
+/* The map's epoch once no replica moves: the meta leader's HEALTH, which
+ * lists every group (the meta group too) with a replacement in flight or
+ * below its replica count, is known and empty, at one epoch over two looks a
+ * second apart. (A rebalance may start before rebalance_off lands.) */
 static uint64_t settled_epoch(void)
 {
     uint64_t last = 0;
     for (uint64_t end = it_now_ms() + 120000; it_now_ms() < end;) {
-        struct sv_cluster_status *s = NULL;
-        bool full = sv_client_status(client_, &s) == SV_OK && s;
-        for (size_t i = 0; full && i < s->n_shards; i++)
-            full = s->shards[i].n_replicas == 3;
-        uint64_t epoch = s ? s->epoch : 0;
-        sv_client_status_free(s);
-        if (full && epoch == last)
+        struct sv_health *h = NULL;
+        bool calm = sv_client_health(client_, &h) == SV_OK && h && h->known && h->n == 0;
+        uint64_t epoch = calm ? h->epoch : 0;
+        sv_client_health_free(h);
+        if (calm && epoch == last)
             return epoch;
-        last = full ? epoch : 0;
+        last = epoch;
         usleep(1000000);
     }
     return 0;

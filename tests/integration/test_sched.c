@@ -423,7 +423,15 @@ static int64_t wait_state(uint64_t id, const char *state, uint64_t t0, uint64_t 
 static void set(const char *name, uint64_t value)
 {
     struct sv_cluster_settings s;
+    memset(&s, 0, sizeof s);
     CHECK_RC(sv_client_cluster_set(client_, name, value, &s), SV_OK);
+    /* the answer is every setting after the change, not only the status */
+    uint64_t got = !strcmp(name, "evict-after") ? s.evict_after_s
+                   : !strcmp(name, "auto-evict") ? s.auto_evict
+                                                 : value;
+    CHECK_MSG(got == value && s.down_after_s >= 1 && s.moves_per_node >= 1 && s.epoch >= 1,
+              "cluster set %s %" PRIu64 " answered %s=%" PRIu64 ", down-after %" PRIu64, name,
+              value, name, got, s.down_after_s);
 }
 
 /* The scheduler's log holds an event of action, reason about node. */
