@@ -37,6 +37,7 @@ const char *sv_status_name(int status)
         [SV_ST_NO_SPACE] = "no space",
         [SV_ST_INTERNAL] = "internal error",
         [SV_ST_CORRUPT] = "corrupt",
+        [SV_ST_READ_ONLY] = "read only",
     };
     _Static_assert(sizeof(names) / sizeof(names[0]) == SV_ST_LAST_, "a name per status");
     if (status < 0 || status >= SV_ST_LAST_)

@@ -100,6 +100,19 @@ enum sv_msg_type {
                                 [0|1], repair-rate [bytes/s], moves-per-node, rebalance [0|1]),
                                 SIZE = value; no
                                 KEY: read only. Answer: EPOCH, ITEMS: KEY, SIZE per setting */
+    SV_MSG_DR_STATUS = 19,   /* to any node: its site and the shards it leads. Answer: KEY =
+                                this site's role (primary|standby|fenced), BUCKET = this site's
+                                name, PREFIX = the peer site's name ("" when none), VERSION =
+                                the site epoch, MTIME_MS = the node's wall clock (lag is
+                                measured against it), ITEMS per shard this node leads: ID
+                                (shard index), STATE (standby: initial-sync|streaming|
+                                reseeding|stalled; primary: shipping|stalled), MTIME_MS (the
+                                frontier: every entry the primary committed before it is
+                                applied here; absent until known), APPLIED (the last primary
+                                index applied here; on a primary the standby's cursor), COMMIT
+                                (the primary's commit index as last seen), AGE_MS (since the
+                                last contact with the peer site; absent when none), REASON and
+                                TEXT (when stalled) */
     SV_MSG_CHUNK_FETCH = 64, /* node <-> node */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */
     SV_MSG_MAP_GET = 66,     /* node <-> node: the sender's map (DATA: map.h's encoding) */
@@ -116,6 +129,15 @@ enum sv_msg_type {
                                 (leader|follower|learner|candidate), TERM, APPLIED, COMMIT,
                                 COMPLETE (1: holds every chunk its records claim), LEFT
                                 (chunks still to copy), LEADER (the group's leader as known) */
+    SV_MSG_DR_PULL = 70,     /* standby site -> primary site's shard leader (a node
+                                certificate of the peer site): SHARD, VERSION = the standby's
+                                cursor (the last primary index it holds). Answer: DATA = the
+                                committed entries after it (dr.c's batch encoding, at most
+                                SV_MSG_DATA_MAX bytes), VERSION = the primary's commit index,
+                                MTIME_MS = the closed time (the primary had committed every
+                                entry of the shard stamped before it, and the batch reaches
+                                them; absent when the batch stops short); NOT_FOUND when the
+                                cursor is below the primary's log (a reseed is needed) */
     SV_MSG_RESP = 0x100,     /* OR-ed into a request type for its response */
 };
 
@@ -133,6 +155,8 @@ enum sv_status {
     SV_ST_NO_SPACE = 8,         /* a disk is full: nothing was written */
     SV_ST_INTERNAL = 9,         /* a bug or an I/O error; see SV_F_MSG */
     SV_ST_CORRUPT = 10,         /* data failed verification and no healthy copy was found */
+    SV_ST_READ_ONLY = 11,       /* this site takes no writes (a standby, or fenced): MSG names
+                                   the active site */
     SV_ST_LAST_
 };
 /* Static name of a status ("ok", "not found", ...; "unknown status" otherwise). */

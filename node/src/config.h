@@ -12,10 +12,20 @@
  *   evict_after_s S   ... and this long, evicted: its replicas are rebuilt elsewhere
  *                     (default 60; down_after_s..86400). Both bootstrap the cluster's
  *                     settings (epoch 1); `svctl cluster set` changes them later
+ *   site NAME ROLE    this site's name ([a-z0-9-], 1..31 bytes; default "primary") and the
+ *                     role it starts in: primary (takes writes; default) or standby (a
+ *                     disaster-recovery copy of the peer site, read-only)
+ *   peer_site NAME    the other site of a two-site deployment (none by default)
+ *   peer_node ID HOST:PORT
+ *                     a node of the peer site, where a standby pulls the shards' entries
+ *                     from (repeat for each; the peer's answers name its leaders)
  *   node ID ZONE HOST:PORT DIR [metrics MHOST:MPORT]
  *                     a node; its certificate is DIR/node.pem and DIR/node.key,
  *                     its data DIR/data; it serves /metrics and /health over
  *                     plain HTTP on MHOST:MPORT (default HOST:PORT+1000)
+ * A node's certificate names it "node-ID" in the site named primary and
+ * "node-ID@SITE" in any other site: a certificate of the peer site is taken
+ * for the disaster-recovery link only, never for this site's Raft.
  * Group ids: 0 is the meta group, group s + 1 is shard s.
  */
 #ifndef SV_CONFIG_H
