@@ -132,6 +132,7 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
     out->upload_ttl_s = 600;
     out->down_after_s = 10;
     out->evict_after_s = 60;
+    strcpy(out->site, "primary");
     FILE *f = fopen(path, "r");
     if (!f) {
         int err = -errno;
@@ -185,6 +186,36 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         } else if (!strcmp(d, "data_key") && nt == 2) {
             if (copy(out->data_key, sizeof out->data_key, tok[1]))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "data_key: path too long");
+        } else if (!strcmp(d, "site") && nt == 3) {
+            if (!sv_cfg_site_valid(tok[1]) ||
+                (strcmp(tok[2], "primary") && strcmp(tok[2], "standby")))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                          "site: expected NAME ([a-z0-9-], 1..31 bytes) primary|standby");
+            else {
+                strcpy(out->site, tok[1]);
+                out->site_role = strcmp(tok[2], "standby") ? SV_SITE_PRIMARY : SV_SITE_STANDBY;
+            }
+        } else if (!strcmp(d, "peer_site") && nt == 2) {
+            if (!sv_cfg_site_valid(tok[1]))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                          "peer_site: expected NAME ([a-z0-9-], 1..31 bytes)");
+            else
+                strcpy(out->peer_site, tok[1]);
+        } else if (!strcmp(d, "peer_node") && nt == 3) {
+            uint32_t id, port;
+            char host[SV_CFG_ADDR_MAX];
+            struct sv_cfg_peer *pn = &out->peers[out->n_peers];
+            if (out->n_peers == SV_CFG_NODES_MAX)
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "too many peer nodes (64 at most)");
+            else if (parse_u32(tok[1], 1, UINT32_MAX, &id) ||
+                     copy(pn->addr, sizeof pn->addr, tok[2]) ||
+                     split_hostport(pn->addr, host, sizeof host, &port))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                          "peer_node: expected ID HOST:PORT, port 1..65535");
+            else {
+                pn->id = id;
+                out->n_peers++;
+            }
         } else if (!strcmp(d, "node") && (nt == 5 || (nt == 7 && !strcmp(tok[5], "metrics")))) {
             if (out->n_nodes == SV_CFG_NODES_MAX) {
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "too many nodes (64 at most)");
@@ -245,11 +276,53 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         rc = fail(errmsg, errlen, -EINVAL, path, ln, "replicas exceed the number of zones");
     else if (out->evict_after_s < out->down_after_s)
         rc = fail(errmsg, errlen, -EINVAL, path, ln, "evict_after_s is below down_after_s");
+    else if (out->n_peers && !out->peer_site[0])
+        rc = fail(errmsg, errlen, -EINVAL, path, ln, "peer_node without peer_site");
+    else if (out->peer_site[0] && !strcmp(out->peer_site, out->site))
+        rc = fail(errmsg, errlen, -EINVAL, path, ln, "peer_site names this site");
+    else if (out->site_role == SV_SITE_STANDBY && !out->n_peers)
+        rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                  "a standby site needs peer_site and peer_node lines (where it pulls from)");
     else
         rc = check_metrics(out, node_lines, path, errmsg, errlen);
 out:
     fclose(f);
     return rc;
+}
+
+bool sv_cfg_site_valid(const char *name)
+{
+    size_t len = strlen(name);
+    if (len < 1 || len > 31)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+              name[i] == '-'))
+            return false;
+    return true;
+}
+
+void sv_cfg_cert_name(const char *site, uint64_t id, char *out, size_t len)
+{
+    if (!strcmp(site, "primary"))
+        snprintf(out, len, "node-%" PRIu64, id);
+    else
+        snprintf(out, len, "node-%" PRIu64 "@%s", id, site);
+}
+
+uint64_t sv_cfg_cert_node(const char *site, const char *name)
+{
+    if (!name || strncmp(name, "node-", 5) || name[5] < '1' || name[5] > '9')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long id = strtoull(name + 5, &end, 10);
+    if (errno || id == 0)
+        return 0;
+    bool plain = !strcmp(site, "primary");
+    if (plain ? *end != 0 : (*end != '@' || strcmp(end + 1, site)))
+        return 0;
+    return id;
 }
 
 const struct sv_cfg_node *sv_cfg_node(const struct sv_cfg *c, uint64_t id)

@@ -31,6 +31,7 @@
 #ifndef SV_CONFIG_H
 #define SV_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,7 +58,19 @@ struct sv_cfg_node {
     uint32_t zone_index; /* zones numbered in order of first appearance */
 };
 
+enum sv_cfg_role { SV_SITE_PRIMARY = 0, SV_SITE_STANDBY = 1 };
+
+struct sv_cfg_peer {
+    uint64_t id;
+    char addr[SV_CFG_ADDR_MAX];
+};
+
 struct sv_cfg {
+    char site[32];      /* this site's name ("primary" by default) */
+    uint32_t site_role; /* enum sv_cfg_role: the role this site starts in */
+    char peer_site[32]; /* the peer site's name, "" when none */
+    uint32_t n_peers;
+    struct sv_cfg_peer peers[SV_CFG_NODES_MAX]; /* the peer site's nodes */
     uint32_t n_shards;
     uint32_t replicas;
     uint32_t upload_ttl_s;
@@ -80,6 +93,16 @@ struct sv_cfg {
  * 127.0.0.1), and a wildcard 0.0.0.0 not on the node's own port. Returns 0,
  * or -EINVAL / a negative errno with errmsg naming the line. */
 int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errlen);
+
+/* A site name: [a-z0-9-], 1..31 bytes. */
+bool sv_cfg_site_valid(const char *name);
+
+/* The certificate name of node id of site: "node-ID" in the site named
+ * primary, "node-ID@SITE" elsewhere. */
+void sv_cfg_cert_name(const char *site, uint64_t id, char *out, size_t len);
+/* The node id a certificate name gives for site (the inverse), 0 when the
+ * name is not one of that site's. */
+uint64_t sv_cfg_cert_node(const char *site, const char *name);
 
 /* Node with id, or NULL. */
 const struct sv_cfg_node *sv_cfg_node(const struct sv_cfg *c, uint64_t id);

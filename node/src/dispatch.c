@@ -183,6 +183,8 @@ static void reply_result(struct sv_node *n, struct waiter *w, const struct sv_sm
 static void on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
                        const struct sv_sm_result *res, bool fresh)
 {
+    if (fresh)
+        sv__dr_on_applied(n, g, e, res);
     struct waiter *w;
     while ((w = g->waiting) && w->index <= e->index) {
         g->waiting = w->next;
@@ -209,6 +211,10 @@ static void on_read_index(struct sv_node *n, struct group *g, uint64_t ctx, uint
         }
         *pp = w->next;
         w->read_index = index;
+        if (w->type == SV_MSG_DR_PULL) {
+            sv__dr_serve(n, g, w);
+            return;
+        }
         w->next = g->ready_reads;
         g->ready_reads = w;
         sv__objects_serve_ready(n, g);
@@ -319,6 +325,8 @@ static void handle_object(struct sv_node *n, struct sv_conn *c, const struct sv_
     if (!write) {
         sv__objects_read(n, c, f, ctx, m, *body, g);
         *body = NULL;
+    } else if (sv__dr_refuse_write(n, conn, f->type, f->req_id)) {
+        /* a standby site: READ_ONLY answered */
     } else if (g->role != SV_RAFT_LEADER) {
         sv__reply_not_leader(n, conn, f->type, f->req_id, g->leader);
     } else {
@@ -362,8 +370,8 @@ static void handle_join(struct sv_node *n, struct sv_conn *c, const struct sv_wi
 {
     (void)ctx, (void)body;
     const char *pn = sv_conn_peer_name(c);
-    char want[32];
-    snprintf(want, sizeof want, "node-%" PRIu64, m->node);
+    char want[64];
+    sv_cfg_cert_name(n->cfg.site, m->node, want, sizeof want);
     if (!SV_MSG_HAS(m, SV_F_NODE) || !pn || strcmp(pn, want)) {
         sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_DENIED,
                          "JOIN needs a node certificate naming the node that joins");
@@ -384,6 +392,20 @@ static void handle_conf(struct sv_node *n, struct sv_conn *c, const struct sv_wi
 {
     (void)ctx, (void)body;
     sv__move_conf(n, c, f, m);
+}
+
+static void handle_dr_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                             const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)m, (void)body;
+    sv__dr_reply_status(n, c, f);
+}
+
+static void handle_dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                           const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)body;
+    sv__dr_pull(n, c, f, ctx, m);
 }
 
 /* A handler gets the decoded body m; when its route keeps the body, m
@@ -423,17 +445,19 @@ static const struct route {
     {SV_MSG_DRAIN, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_NODE_REMOVE, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_CLUSTER_SET, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_DR_STATUS, SV_ROLE_CLIENT, false, handle_dr_status},
+    {SV_MSG_DR_PULL, SV_ROLE_SITE, false, handle_dr_pull},
 };
 
 /* Who connection c speaks for: another node when its certificate names a
- * node of the map; otherwise a client of the built-in tenant 0 (tokens
- * will plug in here). */
+ * node of the map; a node of the peer site when it names one of that site;
+ * otherwise a client of the built-in tenant 0 (tokens will plug in here). */
 static void authenticate(const struct sv_node *n, struct sv_conn *c, struct sv__ctx *ctx)
 {
-    uint64_t node = sv__peer_id(n, c);
+    uint64_t node = sv__peer_id(n, c), site = node ? 0 : sv__dr_peer_id(n, c);
     ctx->tenant = 0;
-    ctx->principal = node;
-    ctx->role = node ? SV_ROLE_NODE : SV_ROLE_CLIENT;
+    ctx->principal = node ? node : site;
+    ctx->role = node ? SV_ROLE_NODE : site ? SV_ROLE_SITE : SV_ROLE_CLIENT;
 }
 
 /* A client request is open to every connection; node requests to nodes only. */
@@ -472,8 +496,10 @@ static void on_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
     } else if (!rt) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, "unknown request type");
     } else if (!permitted(&ctx, rt->role)) {
-        sv_conn_close(c, "a node request from a connection without a node certificate of "
-                         "this cluster");
+        sv_conn_close(c, rt->role == SV_ROLE_SITE ? "a site request from a connection without a "
+                                                    "node certificate of the peer site"
+                                                  : "a node request from a connection without a "
+                                                    "node certificate of this cluster");
     } else {
         rt->handle(n, c, f, &ctx, &m, &body);
     }
@@ -496,6 +522,8 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
         sv__move_on_conf_reply(n, f);
     else if (f->type == (SV_MSG_HEARTBEAT | SV_MSG_RESP) && sv__peer_id(n, c))
         sv__health_on_reply(n, f);
+    else if (f->type == (SV_MSG_DR_PULL | SV_MSG_RESP) && sv__dr_peer_id(n, c))
+        sv__dr_on_pull_reply(n, c, f);
     else if (f->type == (SV_MSG_JOIN | SV_MSG_RESP) && n->joining)
         sv__join_on_reply(n, c, f);
     else if (f->type & SV_MSG_RESP)

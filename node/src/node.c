@@ -80,6 +80,7 @@ static void on_tick(uv_timer_t *t)
     sv__sched_tick(n, now);
     sv__move_tick(n, now);
     sv__copy_tick(n, now);
+    sv__dr_tick(n, now);
     if (n->apply_retry_ms && now >= n->apply_retry_ms)
         sv__pipeline_advance(n);
     sv__upkeep_tick(n, now);
@@ -239,7 +240,7 @@ int sv_node_open(const char *config_path, uint64_t id, unsigned flags, struct sv
     if ((rc = sv_sm_redo_releases(n->sm, n->seg, errmsg, errlen)))
         goto err;
     if ((rc = sv__stats_open(n, errmsg, errlen)) || (rc = sv__health_open(n)) ||
-        (rc = sv__sched_open(n)))
+        (rc = sv__sched_open(n)) || (rc = sv__dr_open(n)))
         goto err;
     /* Groups placed here. */
     n->n_group_ids = n->map->n_shards + 1;

@@ -11,6 +11,8 @@
  *   meta.c      the meta group: the recorded cluster map, how nodes learn,
  *               store and follow it; MAP and MAP_GET replies
  *   move.c      moving one replica of a shard (the meta leader runs it)
+ *   dr.c        disaster recovery: a standby pulls every shard's entries from
+ *               the primary site; the primary answers; the site's role
  *   upkeep.c    snapshots, upload expiry, segment compaction, disk space
  *   pipeline.c  the persist/apply group commit (jobs and their halves)
  *   host.c      the registry of Raft groups, their inputs and proposals
@@ -93,6 +95,7 @@ extern const struct sv__clock sv__clock_system;
 enum sv__role {
     SV_ROLE_CLIENT = 1, /* an application: object requests, MAP, STATUS */
     SV_ROLE_NODE,       /* another node (node certificate): Raft, chunk fetches */
+    SV_ROLE_SITE,       /* a node of the peer site (its certificate): DR_PULL */
 };
 
 /* Who a request acts for, from dispatch to storage. Until tenants and tokens
@@ -125,6 +128,7 @@ struct waiter {
     struct sv_msg m;   /* reads: decoded body (freed with the waiter) */
     size_t unapplied;  /* a write's entry bytes, counted in node->unapplied until freed */
     uint64_t start_ns; /* uv_hrtime() when made (stats.c: request latency) */
+    uint64_t wall_ms;  /* DR_PULL: the wall clock before its read index was asked */
 };
 
 struct inmsg {
@@ -137,6 +141,25 @@ struct prop {
     uint8_t *data;
     size_t len;
     void *tag; /* handed back through events.proposed; NULL for the node's own */
+};
+
+/* A group's disaster-recovery link (dr.c). On a standby, its leader's pull;
+ * on a primary, what its standby last asked. */
+struct sv__ship {
+    struct sv_sm_ship st;    /* the cursor, closed time and primary commit applied here */
+    bool loaded;             /* st was read from the state machine */
+    uint64_t idle_closed_ms; /* a closed time answered with nothing new (memory only) */
+    uint64_t pull_id;        /* the pull in flight (its request id), 0: none */
+    uint64_t pull_ms;        /* when it went */
+    uint64_t asked;          /* the cursor it asked from */
+    uint64_t proposed;       /* the last index of the batch proposed, 0: none */
+    uint64_t proposed_ms;
+    uint64_t next_ms;           /* no pull before */
+    uint64_t target;            /* the peer site's node asked (its leader when known) */
+    uint32_t rr;                /* the peer node tried next */
+    uint64_t contact_ms;        /* the last answer from (standby) or pull by (primary) the peer */
+    uint64_t standby_cursor;    /* primary: the cursor the standby last asked from */
+    char reason[32], text[256]; /* why it is stalled ("" when not) */
 };
 
 /* A Raft group hosted here. host.c owns the Raft side, pipeline.c the batch
@@ -187,6 +210,7 @@ struct group {
      * (freed with the group), NULL until the first pass. */
     bool copy_pending;
     struct sv__copy_group *copy;
+    struct sv__ship ship; /* dr.c */
 };
 
 /* One half of a job. A job that is not split runs both halves in turn on
@@ -237,6 +261,13 @@ struct sv__events {
 
 struct peer {
     uint64_t id;
+    uint64_t conn;
+    uint64_t next_dial_ms;
+};
+
+struct sv__dr_peer { /* a node of the peer site */
+    uint64_t id;
+    char addr[SV_CFG_ADDR_MAX];
     uint64_t conn;
     uint64_t next_dial_ms;
 };
@@ -352,6 +383,11 @@ struct sv_node {
     bool stopping;
     int exit_code;
     struct sv__stats *stats; /* metrics (stats.c) */
+    /* Disaster recovery (dr.c). */
+    uint32_t site_role;  /* enum sv_cfg_role */
+    uint64_t site_epoch; /* grows with every promotion (1: none yet) */
+    uint32_t dr_n_peers;
+    struct sv__dr_peer dr_peers[SV_CFG_NODES_MAX];
 };
 
 /* ---- node.c -------------------------------------------------------------- */
@@ -445,6 +481,32 @@ int sv__meta_propose(struct sv_node *n, const struct sv_map *map, uint64_t expec
 void sv__meta_tick(struct sv_node *n, uint64_t now_ms);
 /* Answer a MAP request. */
 void sv__meta_reply_map(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+
+/* ---- dr.c ------------------------------------------------------------------ */
+
+int sv__dr_open(struct sv_node *n);
+/* This site takes no writes (a standby). */
+bool sv__dr_standby(const struct sv_node *n);
+const char *sv__dr_role_name(const struct sv_node *n);
+/* A standby answers a write READ_ONLY (naming the active site): 1; 0 when
+ * the write may go on. */
+int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id);
+/* The peer site's node id a connection's certificate names, or 0. */
+uint64_t sv__dr_peer_id(const struct sv_node *n, struct sv_conn *c);
+/* Standby leaders pull. */
+void sv__dr_tick(struct sv_node *n, uint64_t now_ms);
+void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+/* Entry e of g applied (every replica): a SHIP moves the cursor. */
+void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
+                       const struct sv_sm_result *res);
+/* Primary: a DR_PULL from the peer site; it waits for a read index, then
+ * sv__dr_serve answers it (dispatch's read-index event). */
+void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                 const struct sv__ctx *ctx, struct sv_msg *m);
+void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w);
+/* Entries a snapshot of g at index keeps behind it (for the standby). */
+uint64_t sv__dr_trailing(const struct sv_node *n, const struct group *g, uint64_t index);
+void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 
 /* ---- dispatch.c ---------------------------------------------------------- */
 

@@ -42,8 +42,8 @@ struct sv_conn *sv__peer(struct sv_node *n, uint64_t id)
     if (now < p->next_dial_ms)
         return NULL;
     p->next_dial_ms = now + PEER_RETRY_MS;
-    char name[32];
-    snprintf(name, sizeof name, "node-%" PRIu64, id);
+    char name[64];
+    sv_cfg_cert_name(n->cfg.site, id, name, sizeof name);
     if (sv_tp_connect(n->tp, sv_map_node(n->map, id)->addr, name, &c))
         return NULL;
     p->conn = sv_conn_id(c);
@@ -52,11 +52,8 @@ struct sv_conn *sv__peer(struct sv_node *n, uint64_t id)
 
 uint64_t sv__peer_id(const struct sv_node *n, struct sv_conn *c)
 {
-    const char *pn = sv_conn_peer_name(c);
-    uint64_t from = 0;
-    if (!pn || sscanf(pn, "node-%" SCNu64, &from) != 1 || !sv_map_node(n->map, from))
-        return 0;
-    return from;
+    uint64_t from = sv_cfg_cert_node(n->cfg.site, sv_conn_peer_name(c));
+    return from && sv_map_node(n->map, from) ? from : 0;
 }
 
 static bool selected(const struct sv_raft_msg *m, bool early)

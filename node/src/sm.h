@@ -87,13 +87,24 @@ enum sv_cmd_type {
     SV_CMD_DELETE = 5,
     SV_CMD_ABORT = 6, /* remove an upload; when mtime_ms != 0, only if idle since then */
     SV_CMD_MAP = 7,   /* meta group only: data is the encoded cluster map */
+    /* A standby site's shard: entries of the primary site's shard, in its log
+     * order (dr.c). upload = the primary index the batch follows, size = the
+     * primary's commit index, mtime_ms = the closed time (0: none; the batch
+     * reaches every entry the primary committed before it), n_chunks = the
+     * entries in data, data = sv_ship_entry records (sv_ship_next). Applied
+     * exactly once per primary index: entries at or below the group's cursor
+     * are skipped, a batch that would leave a gap is refused whole
+     * (VERSION_CONFLICT, version = the cursor); each command inside is
+     * applied as the primary applied it, at the primary's index. */
+    SV_CMD_SHIP = 8,
 };
 
 enum {
-    SV_SM_NAME_MAX = 1024,            /* bucket or key bytes */
-    SV_SM_CHUNKS_MAX = 1u << 20,      /* chunks in one object: 1 TiB */
-    SV_SM_DATA_MAX = (1u << 20) + 64, /* sealed chunk in a command */
-    SV_SM_RESULTS_PER_SESSION = 256,  /* stored results per session, oldest dropped */
+    SV_SM_NAME_MAX = 1024,              /* bucket or key bytes */
+    SV_SM_CHUNKS_MAX = 1u << 20,        /* chunks in one object: 1 TiB */
+    SV_SM_DATA_MAX = (1u << 20) + 64,   /* sealed chunk in a command */
+    SV_SM_SHIP_MAX = (1u << 20) + 8192, /* entries in one SHIP command */
+    SV_SM_RESULTS_PER_SESSION = 256,    /* stored results per session, oldest dropped */
 };
 
 /* A decoded command; byte pointers point into the encoded buffer. */
@@ -124,6 +135,25 @@ size_t sv_cmd_encoded_len(const struct sv_cmd *c);
 void sv_cmd_encode(const struct sv_cmd *c, uint8_t *out);
 /* Decode p[0..len) (borrowed; *c points into it). 0 or -EINVAL. */
 int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c);
+
+/* One shipped entry in a SHIP command's data: index (u64 LE), term (u64
+ * LE), type (u8), len (u32 LE), then the entry's bytes. */
+enum { SV_SHIP_ENTRY_HEAD = 8 + 8 + 1 + 4 };
+/* Append e at out (SV_SHIP_ENTRY_HEAD + e->len bytes); returns that size. */
+size_t sv_ship_put(uint8_t *out, const struct sv_raft_entry *e);
+/* The entry at *off of data[0..len) into *e (e->data points into data),
+ * *off moved past it: 1, 0 at the end, -EINVAL when malformed. */
+int sv_ship_next(const uint8_t *data, size_t len, size_t *off, struct sv_raft_entry *e);
+
+/* A standby shard's shipping state (SHIP commands keep it). */
+struct sv_sm_ship {
+    uint64_t cursor;    /* the last primary index applied */
+    uint64_t closed_ms; /* every entry the primary committed before this is applied */
+    uint64_t commit;    /* the primary's commit index, as last shipped */
+};
+struct sv_sm;
+/* Group's shipping state (zeros when nothing was shipped). 0 or -EIO. */
+int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out);
 
 /* Chunk id of chunk `index` of `upload` in `group`: group (u64 BE), upload
  * (u64 BE), index (u32 BE), zeros. */

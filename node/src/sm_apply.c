@@ -413,6 +413,153 @@ static int apply_abort(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
     return rc;
 }
 
+/* A change of the map (meta group). With if_version, one recorded at that
+ * epoch (map.h's encoding: from svmap2 on, the epoch follows the 6-byte
+ * magic; the first record has none and counts as 1): two changes made from
+ * the same map cannot both land. */
+static int apply_map(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    uint8_t k[PFX];
+    size_t klen = key_pfx(k, a->group, 'm');
+    char *cur = NULL;
+    size_t cur_len = 0;
+    int rc = 0;
+    if (c->has_if_version)
+        rc = sv__sm_db_get_at(a->sm, true, k, klen, &cur, &cur_len);
+    uint64_t epoch = !cur ? 0
+                     : cur_len >= 14 && !memcmp(cur, "svmap", 5) && cur[5] >= '2'
+                         ? sv_get64((const uint8_t *)cur + 6)
+                         : 1;
+    free(cur);
+    if (!rc && c->has_if_version && epoch != c->if_version) {
+        res->status = SV_ST_VERSION_CONFLICT;
+        res->version = epoch;
+    } else if (!rc) {
+        rc = sv__sm_stage(a->sm, k, klen, c->data, c->data_len);
+        res->status = SV_ST_OK;
+    }
+    return rc;
+}
+
+static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res);
+
+/* Command c at index (the primary's, for a shipped one). */
+static int apply_cmd(struct apply *a, uint64_t index, const struct sv_cmd *c,
+                     struct sv_sm_result *res)
+{
+    switch (c->type) {
+    case SV_CMD_PUT:
+        return apply_put(a, index, c, res);
+    case SV_CMD_BEGIN:
+        return apply_begin(a, c, res);
+    case SV_CMD_CHUNK:
+        return apply_chunk(a, c, res);
+    case SV_CMD_COMMIT:
+        return apply_commit(a, c, res);
+    case SV_CMD_DELETE:
+        return apply_delete(a, c, res);
+    case SV_CMD_MAP:
+        return apply_map(a, c, res);
+    case SV_CMD_SHIP:
+        return apply_ship(a, c, res);
+    default:
+        return apply_abort(a, c, res);
+    }
+}
+
+static size_t key_ship(uint8_t *k, uint64_t group)
+{
+    return key_pfx(k, group, 'd');
+}
+
+static int ship_decode(const char *v, size_t vlen, struct sv_sm_ship *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!v)
+        return 0;
+    if (vlen != 24)
+        return -EIO;
+    st->cursor = sv_get64((const uint8_t *)v);
+    st->closed_ms = sv_get64((const uint8_t *)v + 8);
+    st->commit = sv_get64((const uint8_t *)v + 16);
+    return 0;
+}
+
+int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out)
+{
+    uint8_t k[PFX];
+    char *v = NULL;
+    size_t vlen = 0;
+    int rc = sv__sm_db_get_at(sm, false, k, key_ship(k, group), &v, &vlen);
+    if (!rc)
+        rc = ship_decode(v, vlen, out);
+    free(v);
+    return rc;
+}
+
+/* The whole batch is checked before anything in it is applied: its
+ * entries follow each other from c->upload + 1. Entries at or below the
+ * cursor were applied by an earlier batch (a proposal repeated by a new
+ * leader) and are skipped; a batch starting past cursor + 1 would leave a
+ * gap and is refused whole. Shipped MAP and SHIP commands (a shard's log
+ * never holds them) change nothing. */
+static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    uint8_t k[PFX], v[24];
+    size_t klen = key_ship(k, a->group);
+    char *cur = NULL;
+    size_t cur_len = 0;
+    struct sv_sm_ship st;
+    int rc = sv__sm_db_get_at(a->sm, true, k, klen, &cur, &cur_len);
+    if (!rc)
+        rc = ship_decode(cur, cur_len, &st);
+    free(cur);
+    if (rc)
+        return rc;
+    struct sv_raft_entry e;
+    size_t off = 0;
+    uint64_t next = c->upload + 1;
+    uint32_t count = 0;
+    while ((rc = sv_ship_next(c->data, c->data_len, &off, &e)) == 1 && e.index == next)
+        next++, count++;
+    if (rc || count != c->n_chunks) {
+        res->status = SV_ST_BAD_REQUEST; /* only a bug ships this: every replica skips it */
+        return 0;
+    }
+    if (c->upload > st.cursor) {
+        res->status = SV_ST_VERSION_CONFLICT;
+        res->version = st.cursor;
+        return 0;
+    }
+    off = 0;
+    while (sv_ship_next(c->data, c->data_len, &off, &e) == 1) {
+        struct sv_cmd inner;
+        struct sv_sm_result ir;
+        if (e.index <= st.cursor)
+            continue;
+        if (e.type == SV_RAFT_ENTRY_NORMAL && !sv_cmd_decode(e.data, e.len, &inner) &&
+            inner.type != SV_CMD_MAP && inner.type != SV_CMD_SHIP) {
+            memset(&ir, 0, sizeof ir);
+            a->sess_loaded = false;
+            if ((rc = apply_cmd(a, e.index, &inner, &ir)))
+                return rc;
+        }
+        st.cursor = e.index;
+    }
+    if (c->mtime_ms > st.closed_ms && st.cursor >= c->size)
+        st.closed_ms = c->mtime_ms;
+    if (c->size > st.commit)
+        st.commit = c->size;
+    sv_put64(v, st.cursor);
+    sv_put64(v + 8, st.closed_ms);
+    sv_put64(v + 16, st.commit);
+    if ((rc = sv__sm_stage(a->sm, k, klen, v, sizeof v)))
+        return rc;
+    res->status = SV_ST_OK;
+    res->version = st.cursor;
+    return 0;
+}
+
 int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
                 const struct sv_raft_entry *e, struct sv_sm_result *res, char *errmsg,
                 size_t errlen)
@@ -422,58 +569,12 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
     int rc = 0;
     if (e->type == SV_RAFT_ENTRY_NORMAL) {
         struct sv_cmd c;
-        if (sv_cmd_decode(e->data, e->len, &c)) {
+        if (sv_cmd_decode(e->data, e->len, &c))
             /* Only a bug can put a malformed command in the log: every
              * replica skips it the same way. */
             res->status = SV_ST_INTERNAL;
-        } else {
-            switch (c.type) {
-            case SV_CMD_PUT:
-                rc = apply_put(&a, e->index, &c, res);
-                break;
-            case SV_CMD_BEGIN:
-                rc = apply_begin(&a, &c, res);
-                break;
-            case SV_CMD_CHUNK:
-                rc = apply_chunk(&a, &c, res);
-                break;
-            case SV_CMD_COMMIT:
-                rc = apply_commit(&a, &c, res);
-                break;
-            case SV_CMD_DELETE:
-                rc = apply_delete(&a, &c, res);
-                break;
-            case SV_CMD_MAP: {
-                /* With if_version, a change of the map recorded at that
-                 * epoch (map.h's encoding: from svmap2 on, the epoch follows
-                 * the 6-byte magic; the first record has none and counts as
-                 * 1): two
-                 * changes made from the same map cannot both land. */
-                uint8_t k[PFX];
-                size_t klen = key_pfx(k, group, 'm');
-                char *cur = NULL;
-                size_t cur_len = 0;
-                if (c.has_if_version)
-                    rc = sv__sm_db_get_at(sm, true, k, klen, &cur, &cur_len);
-                uint64_t epoch = !cur ? 0
-                                 : cur_len >= 14 && !memcmp(cur, "svmap", 5) && cur[5] >= '2'
-                                     ? sv_get64((const uint8_t *)cur + 6)
-                                     : 1;
-                free(cur);
-                if (!rc && c.has_if_version && epoch != c.if_version) {
-                    res->status = SV_ST_VERSION_CONFLICT;
-                    res->version = epoch;
-                } else if (!rc) {
-                    rc = sv__sm_stage(sm, k, klen, c.data, c.data_len);
-                    res->status = SV_ST_OK;
-                }
-                break;
-            }
-            default:
-                rc = apply_abort(&a, &c, res);
-                break;
-            }
-        }
+        else
+            rc = apply_cmd(&a, e->index, &c, res);
     }
     if (rc == 0) {
         uint8_t k[PFX], v[8];

@@ -54,7 +54,7 @@ int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c)
     c->tenant = sv_get64(p), p += 8;
     c->bucket_len = get16(p), p += 2;
     c->key_len = get16(p), p += 2;
-    if (c->type < SV_CMD_PUT || c->type > SV_CMD_MAP || c->bucket_len > SV_SM_NAME_MAX ||
+    if (c->type < SV_CMD_PUT || c->type > SV_CMD_SHIP || c->bucket_len > SV_SM_NAME_MAX ||
         c->key_len > SV_SM_NAME_MAX ||
         (size_t)(end - p) < CMD_FIXED - 13u + c->bucket_len + c->key_len)
         return -EINVAL;
@@ -72,7 +72,8 @@ int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c)
     c->size = sv_get64(p), p += 8;
     memcpy(c->sha256, p, 32), p += 32;
     c->data_len = sv_get32(p), p += 4;
-    if (c->data_len > SV_SM_DATA_MAX || (size_t)(end - p) != c->data_len)
+    if (c->data_len > (c->type == SV_CMD_SHIP ? SV_SM_SHIP_MAX : SV_SM_DATA_MAX) ||
+        (size_t)(end - p) != c->data_len)
         return -EINVAL;
     c->data = p;
     return 0;
@@ -105,4 +106,33 @@ void sv_object_id(uint64_t tenant, const uint8_t *bucket, size_t blen, const uin
     ASSERT(EVP_DigestFinal_ex(ctx, md, &mdlen) == 1);
     EVP_MD_CTX_free(ctx);
     memcpy(oid, md, 16);
+}
+
+size_t sv_ship_put(uint8_t *out, const struct sv_raft_entry *e)
+{
+    sv_put64(out, e->index);
+    sv_put64(out + 8, e->term);
+    out[16] = e->type;
+    sv_put32(out + 17, e->len);
+    if (e->len)
+        memcpy(out + SV_SHIP_ENTRY_HEAD, e->data, e->len);
+    return SV_SHIP_ENTRY_HEAD + e->len;
+}
+
+int sv_ship_next(const uint8_t *data, size_t len, size_t *off, struct sv_raft_entry *e)
+{
+    if (*off == len)
+        return 0;
+    if (*off > len || len - *off < SV_SHIP_ENTRY_HEAD)
+        return -EINVAL;
+    const uint8_t *p = data + *off;
+    e->index = sv_get64(p);
+    e->term = sv_get64(p + 8);
+    e->type = p[16];
+    e->len = sv_get32(p + 17);
+    if (e->len > len - *off - SV_SHIP_ENTRY_HEAD)
+        return -EINVAL;
+    e->data = (uint8_t *)p + SV_SHIP_ENTRY_HEAD;
+    *off += SV_SHIP_ENTRY_HEAD + e->len;
+    return 1;
 }

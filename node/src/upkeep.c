@@ -53,7 +53,7 @@ static void snap_after(uv_work_t *req, int status)
         struct sv_raft_conf conf;
         int rc = sv_raft_conf_at(g->r, s->index, &conf);
         if (!rc)
-            rc = sv_raft_snapshot(g->r, s->index, s->img, s->len, SNAPSHOT_TRAILING);
+            rc = sv_raft_snapshot(g->r, s->index, s->img, s->len, sv__dr_trailing(n, g, s->index));
         if (rc) {
             LOG_WARN("snapshot of group %" PRIu64 ": %s", g->id, sv_strerror(rc));
         } else {
@@ -251,7 +251,8 @@ static void compact_segments(struct sv_node *n)
 
 void sv__upkeep_tick(struct sv_node *n, uint64_t now_ms)
 {
-    if (now_ms - n->last_upload_scan_ms >= UPLOAD_SCAN_MS) {
+    /* A standby writes nothing of its own: the primary's aborts are shipped. */
+    if (now_ms - n->last_upload_scan_ms >= UPLOAD_SCAN_MS && !sv__dr_standby(n)) {
         n->last_upload_scan_ms = now_ms;
         scan_uploads(n);
     }

@@ -1,0 +1,544 @@
+/* Disaster recovery: a standby site pulls every shard's committed entries
+ * from the primary site and commits them through its own Raft groups.
+ *
+ * The standby's leader of shard s asks the primary site for the entries
+ * after its cursor (DR_PULL, over mutual TLS with a node certificate of the
+ * peer site). The primary's leader of s confirms its leadership (a read
+ * index, taken at wall time T), and answers the committed entries after the
+ * cursor from its in-memory log, at most one message's worth; when they
+ * reach the read index, every entry the primary committed before T is in
+ * them, and T is the batch's closed time. The standby proposes the batch as
+ * one SHIP command (sm.h): its apply runs each command as the primary ran
+ * it, at the primary's index, and moves the cursor in the same write, so a
+ * batch applied twice (a new leader proposing it again) changes nothing and
+ * a batch that would leave a gap is refused. The cursor, the closed time and
+ * the primary's commit index are state-machine records of the group: they
+ * survive restarts and travel in snapshots. The next pull starts once the
+ * batch is applied.
+ *
+ * The primary keeps its log for the standby: a snapshot keeps the entries
+ * after the cursor the standby last asked from (at most DR_RETAIN_BYTES of
+ * them). Past that, or after a change of the primary's leader (followers do
+ * not know the cursor and compact as usual), the standby's cursor may fall
+ * below the primary's log: the primary answers NOT_FOUND and the shard is
+ * stalled, reason log-compacted. Re-seeding a shard from a snapshot is not
+ * built.
+ *
+ * A standby takes no writes (READ_ONLY, naming the active site) and runs no
+ * write of its own (upload expiry: the primary's aborts are shipped). */
+#define _GNU_SOURCE
+#include "node_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    DR_PULL_IDLE_MS = 100,        /* a standby leader with nothing new asks again after */
+    DR_PULL_TIMEOUT_MS = 5000,    /* an unanswered pull is given up */
+    DR_RETRY_MS = 500,            /* after a failed pull */
+    DR_APPLY_WAIT_MS = 10000,     /* a proposed batch not applied by then is pulled again */
+    DR_STALL_MS = 5000,           /* no answer from the primary this long: stalled */
+    DR_SHIP_CONTACT_MS = 5000,    /* a primary not pulled from this long: stalled */
+    DR_RETAIN_BYTES = 256u << 20, /* log a primary leader keeps for its standby */
+};
+
+/* ---- the site ------------------------------------------------------------ */
+
+bool sv__dr_standby(const struct sv_node *n)
+{
+    return n->site_role != SV_SITE_PRIMARY;
+}
+
+const char *sv__dr_role_name(const struct sv_node *n)
+{
+    return n->site_role == SV_SITE_STANDBY ? "standby" : "primary";
+}
+
+int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id)
+{
+    if (!sv__dr_standby(n))
+        return 0;
+    char text[160];
+    snprintf(text, sizeof text,
+             "site %s is a standby (read-only): writes go to the active site%s%s", n->cfg.site,
+             n->cfg.peer_site[0] ? " " : "", n->cfg.peer_site);
+    sv__reply_status(n, conn, type, req_id, SV_ST_READ_ONLY, text);
+    return 1;
+}
+
+/* The peer site's node id a connection's certificate names, or 0. */
+uint64_t sv__dr_peer_id(const struct sv_node *n, struct sv_conn *c)
+{
+    if (!n->cfg.peer_site[0])
+        return 0;
+    return sv_cfg_cert_node(n->cfg.peer_site, sv_conn_peer_name(c));
+}
+
+/* ---- the standby: pulling ------------------------------------------------ */
+
+static const char *peer_addr(const struct sv_node *n, uint64_t id)
+{
+    for (uint32_t i = 0; i < n->dr_n_peers; i++)
+        if (n->dr_peers[i].id == id)
+            return n->dr_peers[i].addr;
+    return NULL;
+}
+
+/* Remember the address of the peer site's node id (a NOT_LEADER names it). */
+static void peer_learn(struct sv_node *n, uint64_t id, const uint8_t *addr, size_t len)
+{
+    if (!id || !len || len >= SV_CFG_ADDR_MAX)
+        return;
+    struct sv__dr_peer *p = NULL;
+    for (uint32_t i = 0; i < n->dr_n_peers && !p; i++)
+        if (n->dr_peers[i].id == id)
+            p = &n->dr_peers[i];
+    if (!p && n->dr_n_peers < SV_CFG_NODES_MAX) {
+        p = &n->dr_peers[n->dr_n_peers++];
+        p->id = id;
+    }
+    if (!p || (strlen(p->addr) == len && !memcmp(p->addr, addr, len)))
+        return;
+    memcpy(p->addr, addr, len);
+    p->addr[len] = 0;
+    p->conn = 0;
+}
+
+/* A connection to the peer site's node id, dialled when there is none. */
+static struct sv_conn *peer_conn(struct sv_node *n, uint64_t id)
+{
+    struct sv__dr_peer *p = NULL;
+    for (uint32_t i = 0; i < n->dr_n_peers && !p; i++)
+        if (n->dr_peers[i].id == id)
+            p = &n->dr_peers[i];
+    if (!p)
+        return NULL;
+    struct sv_conn *c = p->conn ? sv_tp_conn(n->tp, p->conn) : NULL;
+    if (c)
+        return c;
+    uint64_t now = uv_now(&n->loop);
+    if (now < p->next_dial_ms)
+        return NULL;
+    p->next_dial_ms = now + PEER_RETRY_MS;
+    char name[64];
+    sv_cfg_cert_name(n->cfg.peer_site, id, name, sizeof name);
+    if (sv_tp_connect(n->tp, p->addr, name, &c))
+        return NULL;
+    p->conn = sv_conn_id(c);
+    return c;
+}
+
+static void stall(struct group *g, const char *reason, const char *text)
+{
+    snprintf(g->ship.reason, sizeof g->ship.reason, "%s", reason);
+    snprintf(g->ship.text, sizeof g->ship.text, "%s", text);
+}
+
+/* The cursor as this node's state machine last applied it. */
+static void ship_load(struct sv_node *n, struct group *g)
+{
+    if (g->ship.loaded)
+        return;
+    struct sv_sm_ship st;
+    if (sv_sm_ship_state(n->sm, g->id, &st) == 0) {
+        g->ship.st = st;
+        g->ship.loaded = true;
+    }
+}
+
+static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (!s->target || !peer_addr(n, s->target))
+        s->target = n->dr_peers[s->rr++ % n->dr_n_peers].id;
+    struct sv_msg m = {0};
+    m.shard = g->id - 1;
+    m.version = s->st.cursor;
+    m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION;
+    uint8_t *body;
+    size_t len;
+    if (sv_msg_encode(&m, &body, &len))
+        return;
+    struct sv_conn *c = peer_conn(n, s->target);
+    uint64_t id = ++n->next_fetch;
+    if (c && !sv_conn_send(c, SV_MSG_DR_PULL, id, body, len)) {
+        s->pull_id = id;
+        s->pull_ms = now;
+        s->asked = s->st.cursor;
+    } else {
+        char text[160];
+        snprintf(text, sizeof text, "node %" PRIu64 " of site %s is unreachable", s->target,
+                 n->cfg.peer_site);
+        if (now >= s->contact_ms + DR_STALL_MS)
+            stall(g, "primary-unreachable", text);
+        s->target = 0; /* the next node of the peer site next time */
+        s->next_ms = now + DR_RETRY_MS;
+    }
+    free(body);
+}
+
+static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (g->role != SV_RAFT_LEADER || g->closing || g->id == 0) {
+        s->pull_id = 0;
+        s->proposed = 0;
+        return;
+    }
+    ship_load(n, g);
+    if (s->pull_id) {
+        if (now < s->pull_ms + DR_PULL_TIMEOUT_MS)
+            return;
+        s->pull_id = 0;
+        s->target = 0;
+        if (now >= s->contact_ms + DR_STALL_MS)
+            stall(g, "primary-unreachable", "the primary site does not answer");
+    }
+    if (s->proposed && s->st.cursor < s->proposed && now < s->proposed_ms + DR_APPLY_WAIT_MS)
+        return;
+    s->proposed = 0;
+    /* Entries committed here but not applied may hold what the pull would
+     * fetch again. */
+    if (now < s->next_ms || g->applied < g->commit)
+        return;
+    pull_send(n, g, now);
+}
+
+void sv__dr_tick(struct sv_node *n, uint64_t now_ms)
+{
+    if (!sv__dr_standby(n) || !n->dr_n_peers)
+        return;
+    for (uint32_t id = 1; id < n->n_group_ids; id++)
+        if (n->groups[id])
+            pull_tick(n, n->groups[id], now_ms);
+}
+
+/* Propose the batch of reply r for g: one SHIP command. */
+static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg *r, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    struct sv_raft_entry e;
+    size_t off = 0;
+    uint32_t count = 0;
+    uint64_t last = s->asked;
+    int rc;
+    while ((rc = sv_ship_next(r->data.p, r->data.len, &off, &e)) == 1) {
+        if (e.index != last + 1)
+            break;
+        last = e.index;
+        count++;
+    }
+    if (rc != 0) {
+        stall(g, "bad-batch", "the primary's batch does not follow the cursor; pulling again");
+        s->next_ms = now + DR_RETRY_MS;
+        return;
+    }
+    struct sv_cmd cmd = {.type = SV_CMD_SHIP,
+                         .upload = s->asked,
+                         .size = r->version,
+                         .mtime_ms = SV_MSG_HAS(r, SV_F_MTIME_MS) ? r->mtime_ms : 0,
+                         .n_chunks = count,
+                         .data = r->data.p,
+                         .data_len = (uint32_t)r->data.len};
+    if (!count) {
+        /* Nothing new: the closed time is kept in memory only (proposing
+         * an empty batch for it would cost a sync per pull). */
+        if (cmd.mtime_ms > s->idle_closed_ms && s->st.cursor >= r->version)
+            s->idle_closed_ms = cmd.mtime_ms;
+        if (r->version > s->st.commit)
+            s->st.commit = r->version;
+        s->next_ms = now + DR_PULL_IDLE_MS;
+        return;
+    }
+    size_t len = sv_cmd_encoded_len(&cmd);
+    uint8_t *buf = malloc(len);
+    if (!buf) {
+        s->next_ms = now + DR_RETRY_MS;
+        return;
+    }
+    sv_cmd_encode(&cmd, buf);
+    sv__host_propose(n, g, buf, len, NULL);
+    s->proposed = last;
+    s->proposed_ms = now;
+    s->next_ms = now;
+}
+
+void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
+{
+    struct group *g = NULL;
+    for (uint32_t id = 1; id < n->n_group_ids && !g; id++)
+        if (n->groups[id] && n->groups[id]->ship.pull_id == f->req_id)
+            g = n->groups[id];
+    if (!g)
+        return; /* given up on, or the group left */
+    struct sv__ship *s = &g->ship;
+    uint64_t now = uv_now(&n->loop);
+    s->pull_id = 0;
+    struct sv_msg r;
+    char em[128] = "";
+    if (sv_msg_decode(f->body, f->body_len, &r, em, sizeof em)) {
+        sv_conn_close(c, "malformed DR_PULL answer");
+        s->next_ms = now + DR_RETRY_MS;
+        return;
+    }
+    char text[160];
+    snprintf(text, sizeof text, "%.*s", SV_MSG_HAS(&r, SV_F_MSG) ? (int)r.msg.len : 0,
+             SV_MSG_HAS(&r, SV_F_MSG) ? (const char *)r.msg.p : "");
+    s->contact_ms = now;
+    switch (r.status) {
+    case SV_ST_OK:
+        s->reason[0] = s->text[0] = 0;
+        if (g->role == SV_RAFT_LEADER && s->asked == s->st.cursor)
+            ship_propose(n, g, &r, now);
+        break;
+    case SV_ST_NOT_LEADER:
+        peer_learn(n, r.leader, r.addr.p, r.addr.len);
+        s->target = SV_MSG_HAS(&r, SV_F_LEADER) && peer_addr(n, r.leader) ? r.leader : 0;
+        s->next_ms = s->target ? now : now + DR_RETRY_MS;
+        break;
+    case SV_ST_NOT_FOUND:
+        stall(g, "log-compacted",
+              "the primary no longer holds the entries after this shard's cursor; "
+              "re-seeding from a snapshot is not built");
+        s->next_ms = now + DR_STALL_MS;
+        break;
+    default: {
+        char why[250];
+        snprintf(why, sizeof why, "the primary answered %s: %s", sv_status_name((int)r.status),
+                 text);
+        if (r.status == SV_ST_UNAVAILABLE)
+            s->target = 0;
+        else
+            stall(g, "refused", why);
+        s->next_ms = now + DR_RETRY_MS;
+        break;
+    }
+    }
+    sv_msg_free(&r);
+}
+
+void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
+                       const struct sv_sm_result *res)
+{
+    (void)n;
+    struct sv_cmd c;
+    if (e->type != SV_RAFT_ENTRY_NORMAL || e->len < 1 || e->data[0] != SV_CMD_SHIP ||
+        sv_cmd_decode(e->data, e->len, &c) || res->status != SV_ST_OK)
+        return;
+    struct sv__ship *s = &g->ship;
+    s->st.cursor = res->version;
+    if (c.mtime_ms > s->st.closed_ms && s->st.cursor >= c.size)
+        s->st.closed_ms = c.mtime_ms;
+    if (c.size > s->st.commit)
+        s->st.commit = c.size;
+    s->loaded = true;
+}
+
+/* ---- the primary: answering pulls ----------------------------------------- */
+
+void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                 const struct sv__ctx *ctx, struct sv_msg *m)
+{
+    uint64_t conn = sv_conn_id(c);
+    if (sv__dr_standby(n)) {
+        char text[160];
+        snprintf(text, sizeof text, "site %s is not the primary: it ships nothing", n->cfg.site);
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_READ_ONLY, text);
+        return;
+    }
+    if (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_VERSION) ||
+        m->shard >= n->map->n_shards) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
+                         "DR_PULL needs SHARD and VERSION (the cursor)");
+        return;
+    }
+    struct group *g = sv__group(n, m->shard + 1);
+    if (!g || g->role != SV_RAFT_LEADER) {
+        sv__reply_not_leader(n, conn, f->type, f->req_id,
+                             g ? g->leader : sv_map_group(n->map, m->shard + 1)->ids[0]);
+        return;
+    }
+    if (m->version > g->commit) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
+                         "the cursor is past this shard's commit index");
+        return;
+    }
+    g->ship.standby_cursor = m->version;
+    g->ship.contact_ms = uv_now(&n->loop);
+    struct waiter *w = sv__waiter_new(n, c, f, ctx, g->id);
+    if (!w) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    w->m.version = m->version;
+    w->wall_ms = n->clock.wall_ms(n->clock.arg); /* before the read index is asked */
+    w->read_ctx = ++n->next_ctx;
+    w->next = g->reads;
+    g->reads = w;
+    sv__host_read_index(n, g, w->read_ctx);
+}
+
+void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w)
+{
+    uint64_t after = w->m.version, upto = w->read_index;
+    if (g->role != SV_RAFT_LEADER) {
+        sv__reply_not_leader(n, w->conn, w->type, w->req_id, g->leader);
+        sv__waiter_free(w);
+        return;
+    }
+    if (after < upto && !sv_raft_entry_at(g->r, after + 1)) {
+        sv__waiter_fail(w, SV_ST_NOT_FOUND, "the log no longer holds the entry after the cursor");
+        return;
+    }
+    size_t bytes = 0;
+    uint64_t last = after;
+    while (last < upto) {
+        const struct sv_raft_entry *e = sv_raft_entry_at(g->r, last + 1);
+        if (!e || bytes + SV_SHIP_ENTRY_HEAD + e->len > SV_MSG_DATA_MAX)
+            break;
+        bytes += SV_SHIP_ENTRY_HEAD + e->len;
+        last++;
+    }
+    if (last == after && after < upto) {
+        sv__waiter_fail(w, SV_ST_INTERNAL, "an entry is larger than a DR_PULL answer");
+        return;
+    }
+    uint8_t *buf = malloc(bytes ? bytes : 1);
+    if (!buf) {
+        sv__waiter_fail(w, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    size_t off = 0;
+    for (uint64_t i = after + 1; i <= last; i++)
+        off += sv_ship_put(buf + off, sv_raft_entry_at(g->r, i));
+    struct sv_msg r = {0};
+    r.data = (struct sv_bytes){buf, off};
+    r.version = upto;
+    r.fields = 1u << SV_F_DATA | 1u << SV_F_VERSION;
+    if (last == upto) {
+        r.mtime_ms = w->wall_ms;
+        SV_MSG_SET(&r, SV_F_MTIME_MS);
+    }
+    sv__send_msg(n, w->conn, w->type, w->req_id, &r);
+    free(buf);
+    sv__waiter_free(w);
+}
+
+/* Entries a snapshot of g at index must keep behind it for the standby. */
+uint64_t sv__dr_trailing(const struct sv_node *n, const struct group *g, uint64_t index)
+{
+    uint64_t keep = SNAPSHOT_TRAILING;
+    uint64_t cur = g->ship.standby_cursor;
+    if (sv__dr_standby(n) || !g->ship.contact_ms || cur >= index || index - cur <= keep)
+        return keep;
+    size_t bytes = 0;
+    uint64_t i = index;
+    while (i > cur && bytes < DR_RETAIN_BYTES) {
+        const struct sv_raft_entry *e = sv_raft_entry_at(g->r, i);
+        if (!e)
+            break;
+        bytes += e->len;
+        i--;
+    }
+    return index - i > keep ? index - i : keep;
+}
+
+/* ---- status ---------------------------------------------------------------- */
+
+static void set_str(struct sv_bytes *b, const char *s)
+{
+    *b = (struct sv_bytes){(const uint8_t *)s, strlen(s)};
+}
+
+void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
+{
+    uint64_t now = uv_now(&n->loop), wall = n->clock.wall_ms(n->clock.arg);
+    struct sv_item *items = calloc(n->n_group_ids ? n->n_group_ids : 1, sizeof *items);
+    if (!items) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    bool standby = sv__dr_standby(n);
+    uint32_t k = 0;
+    for (uint32_t id = 1; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (!g || g->closing || g->role != SV_RAFT_LEADER)
+            continue;
+        struct sv__ship *s = &g->ship;
+        struct sv_item *it = &items[k++];
+        it->id = id - 1;
+        it->fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
+        if (standby) {
+            ship_load(n, g);
+            uint64_t closed =
+                s->st.closed_ms > s->idle_closed_ms ? s->st.closed_ms : s->idle_closed_ms;
+            bool stalled = s->reason[0] && now >= s->contact_ms + DR_STALL_MS;
+            if (s->reason[0] && !strcmp(s->reason, "log-compacted"))
+                stalled = true;
+            set_str(&it->state, stalled ? "stalled" : closed ? "streaming" : "initial-sync");
+            it->applied = s->st.cursor;
+            it->commit = s->st.commit;
+            if (closed) {
+                it->mtime_ms = closed;
+                SV_ITEM_SET(it, SV_I_MTIME_MS);
+            }
+            if (stalled) {
+                set_str(&it->reason, s->reason);
+                set_str(&it->text, s->text);
+                SV_ITEM_SET(it, SV_I_REASON);
+                SV_ITEM_SET(it, SV_I_TEXT);
+            }
+        } else {
+            bool pulled = s->contact_ms && now < s->contact_ms + DR_SHIP_CONTACT_MS;
+            set_str(&it->state, pulled ? "shipping" : "stalled");
+            it->applied = s->standby_cursor;
+            it->commit = g->commit;
+            if (!pulled && n->cfg.peer_site[0]) {
+                set_str(&it->reason, s->contact_ms ? "standby-silent" : "no-standby");
+                set_str(&it->text, s->contact_ms ? "the standby has not pulled for 5 s"
+                                                 : "no standby has pulled yet");
+                SV_ITEM_SET(it, SV_I_REASON);
+                SV_ITEM_SET(it, SV_I_TEXT);
+            } else if (!pulled) {
+                set_str(&it->reason, "no-peer-site");
+                set_str(&it->text, "no peer site is configured");
+                SV_ITEM_SET(it, SV_I_REASON);
+                SV_ITEM_SET(it, SV_I_TEXT);
+            }
+        }
+        if (s->contact_ms) {
+            it->age_ms = now - s->contact_ms;
+            SV_ITEM_SET(it, SV_I_AGE_MS);
+        }
+    }
+    struct sv_msg m = {0};
+    set_str(&m.key, sv__dr_role_name(n));
+    set_str(&m.bucket, n->cfg.site);
+    set_str(&m.prefix, n->cfg.peer_site);
+    m.version = n->site_epoch;
+    m.mtime_ms = wall;
+    m.items = items;
+    m.n_items = k;
+    m.fields = 1u << SV_F_KEY | 1u << SV_F_BUCKET | 1u << SV_F_PREFIX | 1u << SV_F_VERSION |
+               1u << SV_F_MTIME_MS | 1u << SV_F_ITEMS;
+    sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
+    free(items);
+}
+
+int sv__dr_open(struct sv_node *n)
+{
+    n->site_role = n->cfg.site_role;
+    n->site_epoch = 1;
+    n->dr_n_peers = 0;
+    for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
+        n->dr_peers[i].id = n->cfg.peers[i].id;
+        snprintf(n->dr_peers[i].addr, sizeof n->dr_peers[i].addr, "%s", n->cfg.peers[i].addr);
+        n->dr_n_peers++;
+    }
+    if (n->cfg.peer_site[0])
+        LOG_INFO("site %s (%s); peer site %s, %u node(s) known", n->cfg.site, sv__dr_role_name(n),
+                 n->cfg.peer_site, n->dr_n_peers);
+    return 0;
+}
