@@ -452,6 +452,51 @@ static void set_str(struct sv_bytes *b, const char *s)
     *b = (struct sv_bytes){(const uint8_t *)s, strlen(s)};
 }
 
+/* What DR_STATUS and the metrics say of a group this node leads. */
+struct view {
+    const char *state, *reason, *text;
+    uint64_t frontier_ms; /* standby: 0 until known */
+    uint64_t applied, commit;
+};
+
+static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct view *v)
+{
+    struct sv__ship *s = &g->ship;
+    memset(v, 0, sizeof *v);
+    if (sv__dr_standby(n)) {
+        ship_load(n, g);
+        uint64_t closed = s->st.closed_ms > s->idle_closed_ms ? s->st.closed_ms : s->idle_closed_ms;
+        bool stalled = s->reason[0] &&
+                       (now >= s->contact_ms + DR_STALL_MS || !strcmp(s->reason, "log-compacted"));
+        v->state = stalled ? "stalled" : closed ? "streaming" : "initial-sync";
+        v->frontier_ms = closed;
+        v->applied = s->st.cursor;
+        v->commit = s->st.commit;
+        if (stalled) {
+            v->reason = s->reason;
+            v->text = s->text;
+        }
+        return;
+    }
+    bool pulled = s->contact_ms && now < s->contact_ms + DR_SHIP_CONTACT_MS;
+    v->state = pulled ? "shipping" : "stalled";
+    v->applied = s->standby_cursor;
+    v->commit = g->commit;
+    if (pulled)
+        return;
+    v->reason = !n->cfg.peer_site[0] ? "no-peer-site"
+                : s->contact_ms      ? "standby-silent"
+                                     : "no-standby";
+    v->text = !n->cfg.peer_site[0] ? "no peer site is configured"
+              : s->contact_ms      ? "the standby has not pulled for 5 s"
+                                   : "no standby has pulled since this node took the lead";
+}
+
+static bool leads(const struct group *g)
+{
+    return g && g->id && !g->closing && g->role == SV_RAFT_LEADER;
+}
+
 void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
 {
     uint64_t now = uv_now(&n->loop), wall = n->clock.wall_ms(n->clock.arg);
@@ -460,56 +505,31 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
         sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
         return;
     }
-    bool standby = sv__dr_standby(n);
     uint32_t k = 0;
     for (uint32_t id = 1; id < n->n_group_ids; id++) {
         struct group *g = n->groups[id];
-        if (!g || g->closing || g->role != SV_RAFT_LEADER)
+        if (!leads(g))
             continue;
-        struct sv__ship *s = &g->ship;
+        struct view v;
+        group_view(n, g, now, &v);
         struct sv_item *it = &items[k++];
         it->id = id - 1;
+        set_str(&it->state, v.state);
+        it->applied = v.applied;
+        it->commit = v.commit;
         it->fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
-        if (standby) {
-            ship_load(n, g);
-            uint64_t closed =
-                s->st.closed_ms > s->idle_closed_ms ? s->st.closed_ms : s->idle_closed_ms;
-            bool stalled = s->reason[0] && now >= s->contact_ms + DR_STALL_MS;
-            if (s->reason[0] && !strcmp(s->reason, "log-compacted"))
-                stalled = true;
-            set_str(&it->state, stalled ? "stalled" : closed ? "streaming" : "initial-sync");
-            it->applied = s->st.cursor;
-            it->commit = s->st.commit;
-            if (closed) {
-                it->mtime_ms = closed;
-                SV_ITEM_SET(it, SV_I_MTIME_MS);
-            }
-            if (stalled) {
-                set_str(&it->reason, s->reason);
-                set_str(&it->text, s->text);
-                SV_ITEM_SET(it, SV_I_REASON);
-                SV_ITEM_SET(it, SV_I_TEXT);
-            }
-        } else {
-            bool pulled = s->contact_ms && now < s->contact_ms + DR_SHIP_CONTACT_MS;
-            set_str(&it->state, pulled ? "shipping" : "stalled");
-            it->applied = s->standby_cursor;
-            it->commit = g->commit;
-            if (!pulled && n->cfg.peer_site[0]) {
-                set_str(&it->reason, s->contact_ms ? "standby-silent" : "no-standby");
-                set_str(&it->text, s->contact_ms ? "the standby has not pulled for 5 s"
-                                                 : "no standby has pulled yet");
-                SV_ITEM_SET(it, SV_I_REASON);
-                SV_ITEM_SET(it, SV_I_TEXT);
-            } else if (!pulled) {
-                set_str(&it->reason, "no-peer-site");
-                set_str(&it->text, "no peer site is configured");
-                SV_ITEM_SET(it, SV_I_REASON);
-                SV_ITEM_SET(it, SV_I_TEXT);
-            }
+        if (v.frontier_ms) {
+            it->mtime_ms = v.frontier_ms;
+            SV_ITEM_SET(it, SV_I_MTIME_MS);
         }
-        if (s->contact_ms) {
-            it->age_ms = now - s->contact_ms;
+        if (v.reason) {
+            set_str(&it->reason, v.reason);
+            set_str(&it->text, v.text);
+            SV_ITEM_SET(it, SV_I_REASON);
+            SV_ITEM_SET(it, SV_I_TEXT);
+        }
+        if (g->ship.contact_ms) {
+            it->age_ms = now - g->ship.contact_ms;
             SV_ITEM_SET(it, SV_I_AGE_MS);
         }
     }
@@ -525,6 +545,29 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
                1u << SV_F_MTIME_MS | 1u << SV_F_ITEMS;
     sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
     free(items);
+}
+
+void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out)
+{
+    uint64_t now = uv_now(&n->loop), wall = n->clock.wall_ms(n->clock.arg);
+    memset(out, 0, sizeof *out);
+    for (uint32_t id = 1; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (!leads(g))
+            continue;
+        struct view v;
+        group_view(n, g, now, &v);
+        out->led++;
+        out->stalled += v.reason != NULL;
+        out->behind += v.commit > v.applied ? v.commit - v.applied : 0;
+        if (!sv__dr_standby(n))
+            continue;
+        int64_t lag = v.frontier_ms ? (int64_t)(wall - v.frontier_ms) : -1;
+        if (out->led == 1 || out->lag_ms >= 0)
+            out->lag_ms = lag < 0 ? -1 : lag > out->lag_ms ? lag : out->lag_ms;
+    }
+    if (!out->led || !sv__dr_standby(n))
+        out->lag_ms = -1;
 }
 
 int sv__dr_open(struct sv_node *n)

@@ -507,6 +507,13 @@ void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w);
 /* Entries a snapshot of g at index keeps behind it (for the standby). */
 uint64_t sv__dr_trailing(const struct sv_node *n, const struct group *g, uint64_t index);
 void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+/* Over the shards this node leads (metrics). */
+struct sv__dr_summary {
+    uint32_t led, stalled;
+    uint64_t behind; /* entries: the primary's commit index minus the standby's cursor */
+    int64_t lag_ms;  /* standby: the largest lag (wall clock minus frontier); -1 unknown */
+};
+void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out);
 
 /* ---- dispatch.c ---------------------------------------------------------- */
 

@@ -294,6 +294,33 @@ static double copy_pending(void *arg)
     return count;
 }
 
+/* Disaster recovery (dr.c), over the shards this node leads. */
+static double dr_standby(void *arg)
+{
+    return sv__dr_standby(arg);
+}
+
+static double dr_lag(void *arg)
+{
+    struct sv__dr_summary s;
+    sv__dr_summary(arg, &s);
+    return s.lag_ms < 0 ? NAN : (double)s.lag_ms / 1000.0;
+}
+
+static double dr_stalled(void *arg)
+{
+    struct sv__dr_summary s;
+    sv__dr_summary(arg, &s);
+    return s.stalled;
+}
+
+static double dr_behind(void *arg)
+{
+    struct sv__dr_summary s;
+    sv__dr_summary(arg, &s);
+    return (double)s.behind;
+}
+
 /* ---- open, start, stop, free --------------------------------------------- */
 
 /* One family whose single series (no labels, or the given values) is a
@@ -501,6 +528,23 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
     d.help = "Replica replacements in progress (repairs, drains, rebalancing), by this node's "
              "map.";
     TRY(fn_family(s, &d, NULL, moves_in_flight, n, errmsg, errlen));
+    d.name = "sv_dr_standby";
+    d.help = "1 when this node's site is a disaster-recovery standby (read-only), 0 on the "
+             "primary.";
+    TRY(fn_family(s, &d, NULL, dr_standby, n, errmsg, errlen));
+    d.name = "sv_dr_lag_seconds";
+    d.help = "Standby: the largest lag over the shards this node leads (wall clock minus the "
+             "shard's frontier, the time before which it holds every entry the primary "
+             "committed); NaN when it leads none or a frontier is not known yet.";
+    TRY(fn_family(s, &d, NULL, dr_lag, n, errmsg, errlen));
+    d.name = "sv_dr_stalled_shards";
+    d.help = "Shards this node leads whose shipping is stalled (standby: no answer or a refusal "
+             "from the primary; primary: no pull from the standby for 5 s).";
+    TRY(fn_family(s, &d, NULL, dr_stalled, n, errmsg, errlen));
+    d.name = "sv_dr_entries_behind";
+    d.help = "Entries the standby lacks over the shards this node leads (the primary's commit "
+             "index minus the standby's cursor, as last exchanged).";
+    TRY(fn_family(s, &d, NULL, dr_behind, n, errmsg, errlen));
     d = (struct sv_metrics_desc){
         .type = SV_METRIC_COUNTER,
         .name = "sv_sched_decisions_total",
