@@ -12,13 +12,16 @@
 
 static const char MAGIC_V1[6] = "svmap1"; /* config.h's bootstrap record */
 static const char MAGIC_V2[6] = "svmap2"; /* no settings, no replacement in progress */
-static const char MAGIC_V3[6] = "svmap3";
+static const char MAGIC_V3[6] = "svmap3"; /* no site role and epoch */
+static const char MAGIC_V4[6] = "svmap4";
 
 void sv_map_from_cfg(const struct sv_cfg *c, struct sv_map *out)
 {
     memset(out, 0, sizeof *out);
     out->epoch = 1;
     out->set = SV_MAP_SETTINGS_DEFAULT;
+    out->site_role = c->site_role == SV_SITE_STANDBY ? SV_MAP_STANDBY : SV_MAP_PRIMARY;
+    out->site_epoch = 1;
     if (c->down_after_s) /* sv_cfg_load's; a configuration built in code may leave them 0 */
         out->set.down_after_ms = (uint64_t)c->down_after_s * 1000;
     if (c->evict_after_s >= c->down_after_s && c->evict_after_s)
@@ -82,7 +85,7 @@ static void put_str(struct wbuf *b, const char *s)
 int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
 {
     struct wbuf b = {0};
-    put(&b, MAGIC_V3, sizeof MAGIC_V3);
+    put(&b, MAGIC_V4, sizeof MAGIC_V4);
     put_u64(&b, m->epoch);
     put_u64(&b, m->n_shards);
     put_u64(&b, m->replicas);
@@ -105,6 +108,8 @@ int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
             put_u64(&b, m->groups[g].ids[k]);
         put_u64(&b, m->groups[g].out);
     }
+    put_u64(&b, m->site_role);
+    put_u64(&b, m->site_epoch);
     if (b.failed) {
         free(b.p);
         return -ENOMEM;
@@ -148,7 +153,8 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
     if (len < sizeof MAGIC_V2)
         return SV_MAP_E_MALFORMED;
     bool v1 = !memcmp(p, MAGIC_V1, sizeof MAGIC_V1);
-    bool v3 = !memcmp(p, MAGIC_V3, sizeof MAGIC_V3);
+    bool v4 = !memcmp(p, MAGIC_V4, sizeof MAGIC_V4);
+    bool v3 = v4 || !memcmp(p, MAGIC_V3, sizeof MAGIC_V3);
     if (!v1 && !v3 && memcmp(p, MAGIC_V2, sizeof MAGIC_V2))
         return SV_MAP_E_MALFORMED;
     struct rbuf r = {p + sizeof MAGIC_V2, p + len, false};
@@ -197,6 +203,14 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
         if (out->groups[g].out && (!sv_map_holds(out, g, out->groups[g].out) ||
                                    out->groups[g].out == out->groups[g].ids[n - 1]))
             r.bad = true;
+    }
+    out->site_epoch = 1;
+    if (v4 && !r.bad) {
+        uint64_t role = get_u64(&r);
+        out->site_epoch = get_u64(&r);
+        if (role > SV_MAP_FENCED || out->site_epoch == 0)
+            r.bad = true;
+        out->site_role = (uint32_t)role;
     }
     if (r.bad || r.p != r.end)
         return SV_MAP_E_MALFORMED;

@@ -62,10 +62,19 @@ struct sv_map_group {
     uint64_t out;
 };
 
+/* The site's role in a two-site deployment (dr.c). */
+enum sv_map_site_role {
+    SV_MAP_PRIMARY = 0, /* takes writes */
+    SV_MAP_STANDBY = 1, /* a disaster-recovery copy of the peer site: read-only, pulls */
+    SV_MAP_FENCED = 2,  /* a primary that learned of a newer one: read-only, pulls nothing */
+};
+
 struct sv_map {
     uint64_t epoch;
     uint32_t n_shards, replicas, n_nodes;
     struct sv_map_settings set;
+    uint32_t site_role;  /* enum sv_map_site_role */
+    uint64_t site_epoch; /* grows with every promotion (1: the first primary's) */
     struct sv_map_node nodes[SV_CFG_NODES_MAX];
     struct sv_map_group groups[SV_CFG_SHARDS_MAX + 1]; /* 0 = meta, s + 1 = shard s */
 };

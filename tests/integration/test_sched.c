@@ -426,7 +426,7 @@ static void set(const char *name, uint64_t value)
     memset(&s, 0, sizeof s);
     CHECK_RC(sv_client_cluster_set(client_, name, value, &s), SV_OK);
     /* the answer is every setting after the change, not only the status */
-    uint64_t got = !strcmp(name, "evict-after") ? s.evict_after_s
+    uint64_t got = !strcmp(name, "evict-after")  ? s.evict_after_s
                    : !strcmp(name, "auto-evict") ? s.auto_evict
                                                  : value;
     CHECK_MSG(got == value && s.down_after_s >= 1 && s.moves_per_node >= 1 && s.epoch >= 1,

@@ -223,6 +223,7 @@ static bool maps_eq(const struct sv_map *a, const struct sv_map *b)
 {
     return a->epoch == b->epoch && a->n_shards == b->n_shards && a->replicas == b->replicas &&
            a->n_nodes == b->n_nodes && settings_eq(&a->set, &b->set) &&
+           a->site_role == b->site_role && a->site_epoch == b->site_epoch &&
            !memcmp(a->nodes, b->nodes, sizeof a->nodes) &&
            !memcmp(a->groups, b->groups, sizeof a->groups);
 }
@@ -244,10 +245,19 @@ static void test_codec_v3(void)
     CHECK(to != 0);
     CHECK_RC(sv_map_replace(m, 1, from, to, err, sizeof err), 0);
     CHECK_RC(sv_map_node_state(m, from, SV_MAP_DRAINING, err, sizeof err), 0);
+    m->site_role = SV_MAP_FENCED;
+    m->site_epoch = 7;
     uint8_t *buf;
     size_t len;
     CHECK_RC(sv_map_encode(m, &buf, &len), 0);
-    CHECK(len > 6 && !memcmp(buf, "svmap3", 6));
+    CHECK(len > 6 && !memcmp(buf, "svmap4", 6));
+    CHECK_RC(sv_map_decode(buf, len, d), 0);
+    CHECK(d->site_role == SV_MAP_FENCED && d->site_epoch == 7);
+    /* svmap3 is svmap4 without the site: a primary at site epoch 1 */
+    memcpy(buf, "svmap3", 6);
+    CHECK_RC(sv_map_decode(buf, len - 16, d), 0);
+    CHECK(d->site_role == SV_MAP_PRIMARY && d->site_epoch == 1);
+    memcpy(buf, "svmap4", 6);
     CHECK_RC(sv_map_decode(buf, len, d), 0);
     CHECK(settings_eq(&d->set, &m->set));
     CHECK(d->set.down_after_ms == 5000 && d->set.evict_after_ms == 7000);
