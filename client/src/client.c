@@ -108,6 +108,8 @@ const char *sv_client_strerror(int err)
         return "internal error";
     case SV_E_NOMEM:
         return "out of memory";
+    case SV_E_READ_ONLY:
+        return "read only";
     default:
         return "unknown error";
     }
@@ -137,6 +139,8 @@ static int status_err(int64_t st)
         return SV_E_INTERNAL;
     case SV_ST_CORRUPT:
         return SV_E_CORRUPT;
+    case SV_ST_READ_ONLY:
+        return SV_E_READ_ONLY;
     default:
         return SV_E_PROTOCOL;
     }
@@ -1033,7 +1037,9 @@ static uint64_t inflight_min(struct sv_client *c)
 }
 
 /* Send m (type) to shard's leader until an answer other than NOT_LEADER or
- * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set). */
+ * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set).
+ * READ_ONLY is such an answer: every node of a standby or fenced site gives
+ * it, so it is final even when it names a LEADER or ADDR. */
 static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m,
                    struct sv__resp *r)
 {

@@ -17,6 +17,7 @@ enum {
     EXIT_DENIED = 4,
     EXIT_UNAVAILABLE = 5,
     EXIT_CONFLICT = 6,
+    EXIT_READ_ONLY = 7, /* a write to a standby or fenced site (the message names the active one) */
 };
 
 struct global {

@@ -19,6 +19,7 @@ expect() {
 }
 expect 0 --help
 grep -q "usage: svctl" /tmp/svctl-usage.$$.out || { echo "FAIL: --help prints no usage"; fails=$((fails + 1)); }
+grep -q "7 read only" /tmp/svctl-usage.$$.out || { echo "FAIL: --help: exit 7"; fails=$((fails + 1)); }
 expect 0 put --help
 grep -q "usage: svctl put" /tmp/svctl-usage.$$.out || { echo "FAIL: put --help"; fails=$((fails + 1)); }
 for c in get rm ls stat status; do

@@ -23,6 +23,7 @@
 
 #include <openssl/evp.h>
 
+#include "client_int.h"
 #include "proto.h"
 #include "shardvault/client.h"
 #include "testcerts.h"
@@ -38,6 +39,14 @@ enum {
     MiB = 1 << 20,
     UP_CHUNKS_MAX = 64,
     BUF = 64 * 1024,
+};
+
+/* Which writes the fake answers READ_ONLY (a standby site; fenced midway). */
+enum read_only {
+    RO_NONE,
+    RO_WRITES, /* PUT, PUT_BEGIN, PUT_CHUNK, PUT_COMMIT, DELETE */
+    RO_CHUNKS, /* PUT_CHUNK only: the site was fenced during an upload */
+    RO_COMMIT, /* PUT_COMMIT only: fenced once the chunks were in */
 };
 
 static char dir[SV_TESTCERTS_PATH_MAX];
@@ -113,6 +122,8 @@ struct fake {
     int health_shard; /* a shard HEALTH reports as stuck, -1 none */
     uint64_t set_down, set_evict, set_auto, set_rate, set_moves, set_rebalance;
     int meta_not_leader;
+
+    enum read_only read_only;
 
     int n_req[32];
     int applied_writes;
@@ -535,6 +546,21 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
     }
     if (F.blackhole)
         return 0;
+    bool write = type == SV_MSG_PUT || type == SV_MSG_PUT_BEGIN || type == SV_MSG_PUT_CHUNK ||
+                 type == SV_MSG_PUT_COMMIT || type == SV_MSG_DELETE;
+    if ((F.read_only == RO_WRITES && write) ||
+        (F.read_only == RO_CHUNKS && type == SV_MSG_PUT_CHUNK) ||
+        (F.read_only == RO_COMMIT && type == SV_MSG_PUT_COMMIT)) {
+        /* With a LEADER and ADDR (the other node) that the client must not follow. */
+        static _Thread_local char other[64];
+        snprintf(other, sizeof(other), "127.0.0.1:%u", F.port[node ^ 1]);
+        r->status = SV_ST_READ_ONLY;
+        r->msg = lit("site dr-b is a standby: writes go to site dr-a");
+        r->leader = (uint64_t)(node ^ 1) + 1;
+        r->addr = lit(other);
+        r->fields |= 1u << SV_F_MSG | 1u << SV_F_LEADER | 1u << SV_F_ADDR;
+        return 1;
+    }
     if (type == SV_MSG_PUT_CHUNK && F.unavailable_chunks_left > 0) {
         F.unavailable_chunks_left--;
         r->status = SV_ST_UNAVAILABLE;
@@ -1634,6 +1660,64 @@ static void test_admin_unavailable(void)
     KNOB(meta_reset());
 }
 
+/* A standby (or fenced) site answers every write READ_ONLY: final at once,
+ * whatever the answer names, at every step of a chunked put. */
+static void test_read_only(void)
+{
+    CHECK_RC(sv__status_err(SV_ST_READ_ONLY), SV_E_READ_ONLY);
+    for (int st = SV_ST_OK + 1; st < SV_ST_LAST_; st++)
+        CHECK(sv__status_err(st) < 0 && sv__status_err(st) != SV_E_PROTOCOL);
+    CHECK(strcmp(sv_client_strerror(SV_E_READ_ONLY), "read only") == 0);
+
+    struct sv_client *c = client_new(3000);
+    uint8_t *buf = malloc(3 * MiB);
+    fill(buf, 3 * MiB, 13);
+    CHECK_RC(sv_client_put(c, "ro", "k", "before", 6, SV_IF_ANY, NULL), 0);
+    KNOB(F.read_only = RO_WRITES);
+    const char *said = "site dr-b is a standby: writes go to site dr-a";
+    int puts = knob_get(&F.n_req[SV_MSG_PUT]), nl = knob_get(&F.not_leader);
+    uint64_t t0 = now_ms();
+    CHECK_RC(sv_client_put(c, "ro", "k", "after", 5, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said) == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT]) - puts == 1); /* not retried, nor sent to ADDR */
+    int begins = knob_get(&F.n_req[SV_MSG_PUT_BEGIN]);
+    int chunks = knob_get(&F.n_req[SV_MSG_PUT_CHUNK]);
+    int commits = knob_get(&F.n_req[SV_MSG_PUT_COMMIT]);
+    struct src s = {buf, 3 * MiB, 0, 1};
+    CHECK_RC(sv_client_put_stream(c, "ro", "big", -1, SV_IF_ANY, NULL, src_read, &s),
+             SV_E_READ_ONLY);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_BEGIN]) - begins == 1);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_CHUNK]) == chunks);
+    int deletes = knob_get(&F.n_req[SV_MSG_DELETE]);
+    CHECK_RC(sv_client_delete(c, "ro", "k", SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said) == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_DELETE]) - deletes == 1);
+    CHECK(now_ms() - t0 < 1000); /* no backoff: a retry would wait 25 ms or more per attempt */
+    /* Reads go on: the standby serves them. */
+    void *got = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "ro", "k", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(got != NULL && len == 6 && memcmp(got, "before", 6) == 0);
+    free(got);
+
+    /* Fenced during an upload: a chunk's answer ends it, nothing is committed. */
+    KNOB(F.read_only = RO_CHUNKS);
+    begins = knob_get(&F.n_req[SV_MSG_PUT_BEGIN]);
+    CHECK_RC(sv_client_put(c, "ro", "big", buf, 3 * MiB, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_BEGIN]) - begins == 1);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_COMMIT]) == commits);
+    /* Fenced before the commit: one PUT_COMMIT, answered READ_ONLY. */
+    KNOB(F.read_only = RO_COMMIT);
+    CHECK_RC(sv_client_put(c, "ro", "big", buf, 3 * MiB, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_COMMIT]) - commits == 1);
+    CHECK(strcmp(sv_client_errmsg(), said) == 0);
+    CHECK(knob_get(&F.not_leader) == nl);
+    KNOB(F.read_only = RO_NONE);
+    CHECK_RC(sv_client_stat(c, "ro", "big", SV_LINEARIZABLE, &(struct sv_stat){0}), SV_E_NOT_FOUND);
+    free(buf);
+    sv_client_close(c);
+}
+
 static void test_open_errors(void)
 {
     struct sv_client *c = NULL;
@@ -1810,6 +1894,16 @@ static void test_svctl(void)
     CHECK(svctl("--timeout 0.3", "stat e2e/big.bin") == 5);
     CHECK(strstr(sv_err, "unavailable") != NULL);
     KNOB(F.always_unavailable = false);
+
+    /* A standby site: exit 7 and the node's sentence, which names the active site. */
+    KNOB(F.read_only = RO_WRITES);
+    snprintf(args, sizeof(args), "put e2e/ro '%s'", small);
+    CHECK(svctl("", args) == 7);
+    CHECK(strcmp(sv_err, "svctl: put e2e/ro: read only: site dr-b is a standby: writes go to "
+                         "site dr-a\n") == 0);
+    CHECK(svctl("", "rm e2e/big.bin") == 7);
+    CHECK(svctl("", "stat e2e/big.bin") == 0);
+    KNOB(F.read_only = RO_NONE);
     unlink(in);
     unlink(out);
     unlink(small);
@@ -1970,6 +2064,7 @@ static const struct sv_test tests[] = {
     {"admin_health_log", test_admin_health_log},
     {"admin_changes", test_admin_changes},
     {"admin_unavailable", test_admin_unavailable},
+    {"read_only", test_read_only},
     {"open_errors", test_open_errors},
     {"svctl", test_svctl},
     {"svctl_admin", test_svctl_admin},

@@ -10,7 +10,10 @@
  * routed to the leader of the object's shard, follows NOT_LEADER redirects at
  * once, and retries connection failures, timeouts and UNAVAILABLE answers
  * with exponential backoff (50 ms doubling to 1 s, jittered) until the
- * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT. A streamed or
+ * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT. A READ_ONLY
+ * answer (a write to a standby or fenced site) is final: no other node of the
+ * site would take the write, so it is neither retried nor followed elsewhere.
+ * A streamed or
  * chunked put or get (objects over one chunk) gets a new deadline each time a
  * chunk is acknowledged or received: the deadline bounds a stall, not the
  * time a 5 GiB transfer takes.
@@ -66,6 +69,9 @@ enum sv_client_err {
     SV_E_IO,                /* a local I/O error, or a read/write callback failed */
     SV_E_INTERNAL,          /* the server reported an internal error */
     SV_E_NOMEM,             /* out of memory */
+    SV_E_READ_ONLY,         /* the site takes no writes (a disaster-recovery standby, or fenced):
+                               final, never retried; sv_client_errmsg() has the node's sentence,
+                               which names the active site */
     SV_E_LAST_
 };
 
@@ -127,7 +133,7 @@ struct sv_stat {
  * SV_IF_ABSENT or a version N > 0. *version (may be NULL) receives the new
  * version. A retried write is applied exactly once. Returns 0,
  * SV_E_VERSION_CONFLICT, SV_E_BAD_ARGUMENT, SV_E_TOO_BIG, SV_E_NO_SPACE,
- * SV_E_DENIED, SV_E_UNAVAILABLE, SV_E_TIMEOUT, ... */
+ * SV_E_DENIED, SV_E_READ_ONLY, SV_E_UNAVAILABLE, SV_E_TIMEOUT, ... */
 SV_CLIENT_API int sv_client_put(struct sv_client *c, const char *bucket, const char *key,
                                 const void *data, size_t len, int64_t if_version,
                                 uint64_t *version);
@@ -171,7 +177,7 @@ SV_CLIENT_API int sv_client_get_stream(struct sv_client *c, const char *bucket, 
 
 /* Delete bucket/key if its version matches if_version (SV_IF_ANY, or N > 0).
  * *version (may be NULL) receives the deleted version. Returns 0,
- * SV_E_NOT_FOUND, SV_E_VERSION_CONFLICT, ... */
+ * SV_E_NOT_FOUND, SV_E_VERSION_CONFLICT, SV_E_READ_ONLY, ... */
 SV_CLIENT_API int sv_client_delete(struct sv_client *c, const char *bucket, const char *key,
                                    int64_t if_version, uint64_t *version);
 
