@@ -125,6 +125,16 @@ struct fake {
 
     enum read_only read_only;
 
+    /* Disaster recovery (DR_STATUS): per node its site role (NULL: a node
+     * without DR_STATUS, which answers BAD_REQUEST) and wall clock; per shard
+     * what its leader reports. */
+    const char *dr_role[N_NODES];
+    uint64_t dr_clock_ms[N_NODES];
+    uint64_t dr_frontier_ms[N_SHARDS]; /* 0: not known yet (absent, and no contact either) */
+    const char *dr_state[N_SHARDS];    /* NULL: streaming */
+    bool dr_unled[N_SHARDS];           /* no node reports leading it */
+    bool dr_drop;                      /* DR_STATUS closes the connection unanswered */
+
     int n_req[32];
     int applied_writes;
     int not_leader;
@@ -485,6 +495,52 @@ static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg 
     return 1;
 }
 
+/* DR_STATUS, as a node of standby site dr-b answers it (proto.h): the
+ * shards it leads, their frontier and progress. */
+static int handle_dr(int node, struct sv_msg *r, struct sv_item *items)
+{
+    if (F.dr_drop)
+        return -2;
+    if (F.dr_role[node] == NULL) {
+        r->status = SV_ST_BAD_REQUEST;
+        r->msg = lit("unknown request type");
+        r->fields |= 1u << SV_F_MSG;
+        return 1;
+    }
+    r->key = lit(F.dr_role[node]);
+    r->bucket = lit("dr-b");
+    r->prefix = lit("dr-a");
+    r->version = 3 + (uint64_t)node; /* the nodes disagree: the highest is the site's */
+    r->mtime_ms = F.dr_clock_ms[node];
+    r->fields |= 1u << SV_F_KEY | 1u << SV_F_BUCKET | 1u << SV_F_PREFIX | 1u << SV_F_VERSION |
+                 1u << SV_F_MTIME_MS | 1u << SV_F_ITEMS;
+    uint32_t n = 0;
+    for (int sh = 0; sh < N_SHARDS; sh++) {
+        if (F.leader[sh] != node || F.dr_unled[sh])
+            continue;
+        struct sv_item *it = &items[n++];
+        const char *st = F.dr_state[sh] ? F.dr_state[sh] : "streaming";
+        it->id = (uint64_t)sh;
+        it->state = lit(st);
+        it->applied = 1000 + (uint64_t)sh;
+        it->commit = 1010 + (uint64_t)sh;
+        it->fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
+        if (F.dr_frontier_ms[sh] > 0) {
+            it->mtime_ms = F.dr_frontier_ms[sh];
+            it->age_ms = 100 * ((uint64_t)sh + 1);
+            it->fields |= 1u << SV_I_MTIME_MS | 1u << SV_I_AGE_MS;
+        }
+        if (strcmp(st, "stalled") == 0) {
+            it->reason = lit("peer-unreachable");
+            it->text = lit("no answer from site dr-a for 30 s");
+            it->fields |= 1u << SV_I_REASON | 1u << SV_I_TEXT;
+        }
+    }
+    r->n_items = n;
+    r->items = items;
+    return 1;
+}
+
 static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_msg *r,
                   struct sv_item *items)
 {
@@ -544,6 +600,8 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
         r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_NODE | 1u << SV_F_METRICS;
         return 1;
     }
+    if (type == SV_MSG_DR_STATUS)
+        return handle_dr(node, r, items);
     if (F.blackhole)
         return 0;
     bool write = type == SV_MSG_PUT || type == SV_MSG_PUT_BEGIN || type == SV_MSG_PUT_CHUNK ||
@@ -986,6 +1044,23 @@ static void meta_reset(void)
     F.set_rebalance = 1;
 }
 
+/* Disaster recovery defaults: both nodes of standby site dr-b, with clocks
+ * 100 s apart (node 1 at 1700000100000, node 2 at 1700000200000); shard s is
+ * streaming, (s + 1) s behind its leader's clock. */
+static void dr_reset(void)
+{
+    for (int i = 0; i < N_NODES; i++) {
+        F.dr_role[i] = "standby";
+        F.dr_clock_ms[i] = 1700000000000u + 100000u * ((uint64_t)i + 1);
+    }
+    for (int sh = 0; sh < N_SHARDS; sh++) {
+        F.dr_frontier_ms[sh] = F.dr_clock_ms[F.leader[sh]] - 1000u * ((uint64_t)sh + 1);
+        F.dr_state[sh] = NULL;
+        F.dr_unled[sh] = false;
+    }
+    F.dr_drop = false;
+}
+
 static void fake_start(void)
 {
     memset(&F, 0, sizeof(F));
@@ -1009,6 +1084,7 @@ static void fake_start(void)
     for (int sh = 0; sh < N_SHARDS; sh++)
         F.leader[sh] = F.map_leader[sh] = sh % 2;
     meta_reset();
+    dr_reset();
     for (int i = 0; i < N_NODES; i++)
         pthread_create(&F.accept_thr[i], NULL, accept_main, (void *)(intptr_t)i);
 }
@@ -1718,6 +1794,192 @@ static void test_read_only(void)
     sv_client_close(c);
 }
 
+/* The fold of DR_STATUS answers, fed by hand: what each node's answer
+ * contributes and how the site's figures follow from the shards'. */
+static struct sv_item dr_item(uint64_t shard, const char *state, uint64_t frontier_ms,
+                              uint64_t applied)
+{
+    struct sv_item it = {.id = shard, .state = lit(state), .applied = applied, .commit = 500};
+    it.fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
+    if (frontier_ms > 0) {
+        it.mtime_ms = frontier_ms;
+        it.age_ms = 40;
+        it.fields |= 1u << SV_I_MTIME_MS | 1u << SV_I_AGE_MS;
+    }
+    return it;
+}
+
+static struct sv_msg dr_answer(const char *role, uint64_t epoch, uint64_t clock_ms,
+                               struct sv_item *items, uint32_t n)
+{
+    struct sv_msg m = {.key = lit(role), .bucket = lit("east"), .prefix = lit("west")};
+    m.version = epoch;
+    m.mtime_ms = clock_ms;
+    m.items = items;
+    m.n_items = n;
+    m.fields = 1u << SV_F_STATUS | 1u << SV_F_KEY | 1u << SV_F_BUCKET | 1u << SV_F_PREFIX |
+               1u << SV_F_VERSION | 1u << SV_F_ITEMS;
+    if (clock_ms > 0)
+        m.fields |= 1u << SV_F_MTIME_MS;
+    return m;
+}
+
+static void test_dr_fold(void)
+{
+    /* Nothing answered yet: every shard unknown, and so the site. */
+    struct sv_dr_status *s = sv__dr_status_new(3);
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    sv__dr_status_finish(s);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1 && s->n_answered == 0);
+    for (size_t i = 0; i < 3; i++)
+        CHECK(s->shards[i].id == i && strcmp(s->shards[i].state, "unknown") == 0 &&
+              s->shards[i].frontier_ms == -1 && s->shards[i].lag_ms == -1 &&
+              s->shards[i].last_contact_ms == -1);
+
+    /* Node A (clock 10 000) leads shards 0 and 1; shard 2 has no leader yet. */
+    struct sv_item a[2] = {dr_item(0, "streaming", 9000, 70), dr_item(1, "streaming", 9500, 80)};
+    struct sv_msg ma = dr_answer("standby", 2, 10000, a, 2);
+    CHECK_RC(sv__dr_status_add(s, &ma), 0);
+    sv__dr_status_finish(s);
+    CHECK(strcmp(s->role, "standby") == 0 && strcmp(s->site, "east") == 0 &&
+          strcmp(s->peer, "west") == 0 && s->epoch == 2 && s->n_answered == 1);
+    CHECK(s->shards[0].lag_ms == 1000 && s->shards[1].lag_ms == 500);
+    CHECK(s->shards[0].applied == 70 && s->shards[0].commit == 500);
+    CHECK(s->shards[0].last_contact_ms == 40 && s->shards[0].frontier_ms == 9000);
+    CHECK(strcmp(s->shards[2].state, "unknown") == 0);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1); /* shard 2 unknown: the site too */
+
+    /* Node B, its clock 40 s ahead, leads shard 2 (and names shards out of the
+     * map, or none, which are ignored). Another role: the first node's stays. */
+    struct sv_item b[3] = {dr_item(2, "stalled", 45000, 90),
+                           dr_item(7, "streaming", 1, 1),
+                           {.state = lit("streaming")}};
+    b[0].reason = lit("peer-unreachable");
+    b[0].text = lit("no answer for 30 s");
+    b[0].fields |= 1u << SV_I_REASON | 1u << SV_I_TEXT;
+    struct sv_msg mb = dr_answer("primary", 5, 50000, b, 3);
+    CHECK_RC(sv__dr_status_add(s, &mb), 0);
+    sv__dr_status_finish(s);
+    CHECK(strcmp(s->role, "standby") == 0 && s->epoch == 5 && s->n_answered == 2);
+    CHECK(s->shards[2].lag_ms == 5000); /* B's clock: with A's it would be behind the frontier */
+    CHECK(strcmp(s->shards[2].state, "stalled") == 0);
+    CHECK(strcmp(s->shards[2].reason, "peer-unreachable") == 0 &&
+          strcmp(s->shards[2].text, "no answer for 30 s") == 0);
+    CHECK(s->frontier_ms == 9000); /* the lowest frontier */
+    CHECK(s->lag_ms == 5000);      /* the highest lag */
+
+    /* Two nodes claim shard 0: the one that applied more wins; a frontier
+     * ahead of the node's clock is no lag; an answer without a clock leaves the
+     * lag unknown. */
+    struct sv_item c0[1] = {dr_item(0, "reseeding", 9999, 60)};
+    struct sv_msg mc = dr_answer("standby", 1, 10000, c0, 1);
+    CHECK_RC(sv__dr_status_add(s, &mc), 0);
+    CHECK(strcmp(s->shards[0].state, "streaming") == 0 && s->shards[0].frontier_ms == 9000);
+    c0[0] = dr_item(0, "streaming", 12000, 71);
+    CHECK_RC(sv__dr_status_add(s, &mc), 0);
+    CHECK(s->shards[0].frontier_ms == 12000 && s->shards[0].lag_ms == 0);
+    c0[0] = dr_item(0, "streaming", 9200, 72);
+    mc = dr_answer("standby", 1, 0, c0, 1);
+    CHECK_RC(sv__dr_status_add(s, &mc), 0);
+    sv__dr_status_finish(s);
+    CHECK(s->shards[0].frontier_ms == 9200 && s->shards[0].lag_ms == -1);
+    CHECK(s->frontier_ms == 9200 && s->lag_ms == -1);
+
+    /* Any node fenced: the site is reported fenced. Without a role: refused. */
+    struct sv_msg mf = dr_answer("fenced", 5, 50000, NULL, 0);
+    CHECK_RC(sv__dr_status_add(s, &mf), 0);
+    CHECK(strcmp(s->role, "fenced") == 0);
+    struct sv_msg ms = dr_answer("standby", 5, 50000, NULL, 0);
+    CHECK_RC(sv__dr_status_add(s, &ms), 0);
+    CHECK(strcmp(s->role, "fenced") == 0);
+    size_t answered = s->n_answered;
+    struct sv_msg mn = dr_answer("standby", 5, 50000, NULL, 0);
+    mn.fields &= ~(1u << SV_F_KEY);
+    CHECK_RC(sv__dr_status_add(s, &mn), SV_E_PROTOCOL);
+    CHECK(s->n_answered == answered);
+    sv_client_dr_status_free(s);
+
+    /* A first answer fenced stays fenced; a primary's shards (no frontier). */
+    s = sv__dr_status_new(1);
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    struct sv_item p[1] = {dr_item(0, "shipping", 0, 33)};
+    struct sv_msg mp1 = dr_answer("fenced", 9, 50000, p, 1);
+    struct sv_msg mp2 = dr_answer("primary", 9, 50000, NULL, 0);
+    CHECK_RC(sv__dr_status_add(s, &mp1), 0);
+    CHECK_RC(sv__dr_status_add(s, &mp2), 0);
+    sv__dr_status_finish(s);
+    CHECK(strcmp(s->role, "fenced") == 0);
+    CHECK(strcmp(s->shards[0].state, "shipping") == 0 && s->shards[0].applied == 33);
+    CHECK(s->shards[0].frontier_ms == -1 && s->shards[0].lag_ms == -1 &&
+          s->shards[0].last_contact_ms == -1);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1);
+    sv_client_dr_status_free(s);
+    sv_client_dr_status_free(NULL);
+}
+
+/* sv_client_dr_status against the fake nodes (dr_reset's defaults). */
+static void test_dr_status(void)
+{
+    KNOB(dr_reset());
+    struct sv_client *c = client_new(3000);
+    struct sv_dr_status *s = NULL;
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && s->n_shards == N_SHARDS && s->n_nodes == 2 && s->n_answered == 2);
+    if (s == NULL)
+        return;
+    CHECK(strcmp(s->role, "standby") == 0 && strcmp(s->site, "dr-b") == 0 &&
+          strcmp(s->peer, "dr-a") == 0 && s->epoch == 4);
+    for (size_t i = 0; i < s->n_shards; i++) {
+        const struct sv_dr_shard *sh = &s->shards[i];
+        CHECK(sh->id == i && strcmp(sh->state, "streaming") == 0);
+        CHECK(sh->lag_ms == 1000 * ((int64_t)i + 1)); /* each by its own leader's clock */
+        CHECK(sh->applied == 1000 + i && sh->commit == 1010 + i);
+        CHECK(sh->last_contact_ms == 100 * ((int64_t)i + 1));
+        CHECK(sh->reason[0] == '\0' && sh->text[0] == '\0');
+    }
+    CHECK(s->frontier_ms == 1700000097000); /* shard 2: node 1's clock - 3 s */
+    CHECK(s->lag_ms == 4000);               /* shard 3 */
+    sv_client_dr_status_free(s);
+
+    /* Shard 1 led by nobody who answers, shard 2 stalled, node 2 fenced. */
+    KNOB(F.dr_unled[1] = true; F.dr_state[2] = "stalled"; F.dr_role[1] = "fenced");
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && strcmp(s->role, "fenced") == 0);
+    if (s != NULL) {
+        CHECK(strcmp(s->shards[1].state, "unknown") == 0 && s->shards[1].lag_ms == -1 &&
+              s->shards[1].frontier_ms == -1 && s->shards[1].applied == 0);
+        CHECK(strcmp(s->shards[2].state, "stalled") == 0 &&
+              strcmp(s->shards[2].reason, "peer-unreachable") == 0);
+        CHECK(s->frontier_ms == -1 && s->lag_ms == -1);
+    }
+    sv_client_dr_status_free(s);
+
+    /* A node without DR_STATUS, and one down: the others' shards are known. */
+    KNOB(dr_reset(); F.dr_role[1] = NULL; F.map_dead_node = true);
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && s->n_nodes == 3 && s->n_answered == 1);
+    for (size_t i = 0; s != NULL && i < s->n_shards; i++)
+        CHECK(strcmp(s->shards[i].state, i % 2 ? "unknown" : "streaming") == 0);
+    sv_client_dr_status_free(s);
+    KNOB(F.map_dead_node = false);
+
+    /* No node knows DR_STATUS: their refusal. */
+    KNOB(F.dr_role[0] = NULL);
+    s = NULL;
+    CHECK_RC(sv_client_dr_status(c, &s), SV_E_BAD_ARGUMENT);
+    CHECK(s == NULL && strstr(sv_client_errmsg(), "unknown request type") != NULL);
+    /* No node answers at all (the map comes all the same). */
+    KNOB(dr_reset(); F.dr_drop = true);
+    CHECK_RC(sv_client_dr_status(c, &s), SV_E_UNAVAILABLE);
+    CHECK(s == NULL && strstr(sv_client_errmsg(), "no node answered: tried 127.0.0.1:") != NULL);
+    KNOB(dr_reset());
+    sv_client_close(c);
+}
+
 static void test_open_errors(void)
 {
     struct sv_client *c = NULL;
@@ -2065,6 +2327,8 @@ static const struct sv_test tests[] = {
     {"admin_changes", test_admin_changes},
     {"admin_unavailable", test_admin_unavailable},
     {"read_only", test_read_only},
+    {"dr_fold", test_dr_fold},
+    {"dr_status", test_dr_status},
     {"open_errors", test_open_errors},
     {"svctl", test_svctl},
     {"svctl_admin", test_svctl_admin},
