@@ -1,5 +1,5 @@
-/* svctl: the ShardVault command-line tool (put, get, rm, ls, stat, status; node, cluster and
- * sched in svctl_admin.c) over libshardvault. */
+/* svctl: the ShardVault command-line tool (put, get, rm, ls, stat, status; node, cluster,
+ * sched and dr in svctl_admin.c) over libshardvault. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +46,8 @@ static const char main_usage[] =
     "                                               auto-evict, repair-rate, moves-per-node,\n"
     "                                               rebalance)\n"
     "  sched log                                    the scheduler's recent decisions\n"
+    "  dr status                                    disaster recovery: the site's role, its\n"
+    "                                               frontier and lag, per shard\n"
     "\n"
     "Global options:\n"
     "  --endpoints HOST:PORT,...   nodes to contact (env SV_ENDPOINTS)\n"
@@ -697,6 +699,7 @@ static const struct cmd cmds[] = {
     {"node", sv__node_usage, sv__run_node, true},
     {"cluster", sv__cluster_usage, sv__run_cluster, true},
     {"sched", sv__sched_usage, sv__run_sched, true},
+    {"dr", sv__dr_usage, sv__run_dr, true},
 };
 
 /* Validate a command's arguments before connecting, so usage errors exit 2

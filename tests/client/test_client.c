@@ -2069,6 +2069,11 @@ static int svctl(const char *global, const char *args)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 static bool files_equal(const char *a, const char *b)
 {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
@@ -2276,6 +2281,65 @@ static void test_svctl_admin(void)
     KNOB(meta_reset());
 }
 
+/* svctl dr status against the fake nodes of standby site dr-b. */
+static void test_svctl_dr(void)
+{
+    if (svctl_path == NULL) {
+        sv_test_skip("no --svctl PATH");
+        return;
+    }
+    KNOB(dr_reset(); F.dr_state[1] = "stalled");
+    CHECK(svctl("", "dr status -o json") == 0);
+    CHECK(strcmp(sv_out,
+                 "{\"role\":\"standby\",\"site\":\"dr-b\",\"peer\":\"dr-a\",\"epoch\":4,"
+                 "\"frontier_ms\":1700000097000,\"lag_ms\":4000,\"shards\":["
+                 "{\"id\":0,\"state\":\"streaming\",\"lag_ms\":1000,\"frontier_ms\":1700000099000,"
+                 "\"applied\":1000,\"commit\":1010,\"last_contact_ms\":100},"
+                 "{\"id\":1,\"state\":\"stalled\",\"lag_ms\":2000,\"frontier_ms\":1700000198000,"
+                 "\"applied\":1001,\"commit\":1011,\"last_contact_ms\":200,"
+                 "\"reason\":\"peer-unreachable\"},"
+                 "{\"id\":2,\"state\":\"streaming\",\"lag_ms\":3000,\"frontier_ms\":1700000097000,"
+                 "\"applied\":1002,\"commit\":1012,\"last_contact_ms\":300},"
+                 "{\"id\":3,\"state\":\"streaming\",\"lag_ms\":4000,\"frontier_ms\":1700000196000,"
+                 "\"applied\":1003,\"commit\":1013,\"last_contact_ms\":400}]}\n") == 0);
+    CHECK(svctl("", "dr status") == 0);
+    CHECK(starts_with(sv_out, "site:          dr-b\nrole:          standby\nepoch:         4\n"
+                              "peer:          dr-a\nfrontier:      2023-11-14T22:14:57.000Z\n"
+                              "lag:           4000 ms\nnodes:         2 of 2 answered\n\n"
+                              "SHARD  STATE                LAG  LAST-CONTACT      APPLIED       "
+                              "COMMIT REASON\n"));
+    CHECK(strstr(sv_out, "\n0      streaming         1000ms      0.1s ago         1000         "
+                         "1010 -\n") != NULL);
+    CHECK(strstr(sv_out, "\n1      stalled           2000ms      0.2s ago         1001         "
+                         "1011 peer-unreachable: no answer from site dr-a for 30 s\n") != NULL);
+
+    /* Unknowns: a shard nobody leads, one whose frontier is not known yet; fenced. */
+    KNOB(dr_reset(); F.dr_unled[2] = true; F.dr_frontier_ms[3] = 0; F.dr_role[0] = "fenced");
+    CHECK(svctl("-o json", "dr status") == 0);
+    CHECK(starts_with(sv_out, "{\"role\":\"fenced\",\"site\":\"dr-b\","));
+    CHECK(strstr(sv_out, "\"frontier_ms\":-1,\"lag_ms\":-1,\"shards\":[") != NULL);
+    CHECK(strstr(sv_out, "{\"id\":2,\"state\":\"unknown\",\"lag_ms\":-1,\"frontier_ms\":-1,"
+                         "\"applied\":0,\"commit\":0,\"last_contact_ms\":-1}") != NULL);
+    CHECK(strstr(sv_out, "{\"id\":3,\"state\":\"streaming\",\"lag_ms\":-1,\"frontier_ms\":-1,"
+                         "\"applied\":1003,\"commit\":1013,\"last_contact_ms\":-1}") != NULL);
+    CHECK(strstr(sv_out, "reason") == NULL);
+    CHECK(svctl("", "dr status") == 0);
+    CHECK(strstr(sv_out, "role:          fenced\n") != NULL);
+    CHECK(strstr(sv_out, "frontier:      unknown\nlag:           unknown\n") != NULL);
+    CHECK(strstr(sv_out, "\n2      unknown          unknown             -            -            "
+                         "- -\n") != NULL);
+    CHECK(strstr(sv_out, "\n3      streaming        unknown         never         1003         "
+                         "1013 -\n") != NULL);
+
+    /* Nodes without disaster recovery: their refusal, exit 1. */
+    KNOB(F.dr_role[0] = NULL; F.dr_role[1] = NULL);
+    CHECK(svctl("", "dr status") == 1);
+    CHECK(strstr(sv_err, "svctl: dr status: bad argument: no node answered DR_STATUS with a "
+                         "report; node ") != NULL &&
+          strstr(sv_err, "unknown request type") != NULL);
+    KNOB(dr_reset());
+}
+
 /* ---- runner ---- */
 
 static int set_up(void)
@@ -2332,6 +2396,7 @@ static const struct sv_test tests[] = {
     {"open_errors", test_open_errors},
     {"svctl", test_svctl},
     {"svctl_admin", test_svctl_admin},
+    {"svctl_dr", test_svctl_dr},
 };
 
 const struct sv_test_suite sv_test_suite = {
