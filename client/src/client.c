@@ -108,6 +108,8 @@ const char *sv_client_strerror(int err)
         return "internal error";
     case SV_E_NOMEM:
         return "out of memory";
+    case SV_E_READ_ONLY:
+        return "read only";
     default:
         return "unknown error";
     }
@@ -137,6 +139,8 @@ static int status_err(int64_t st)
         return SV_E_INTERNAL;
     case SV_ST_CORRUPT:
         return SV_E_CORRUPT;
+    case SV_ST_READ_ONLY:
+        return SV_E_READ_ONLY;
     default:
         return SV_E_PROTOCOL;
     }
@@ -1033,7 +1037,9 @@ static uint64_t inflight_min(struct sv_client *c)
 }
 
 /* Send m (type) to shard's leader until an answer other than NOT_LEADER or
- * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set). */
+ * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set).
+ * READ_ONLY is such an answer: every node of a standby or fenced site gives
+ * it, so it is final even when it names a LEADER or ADDR. */
 static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m,
                    struct sv__resp *r)
 {
@@ -2102,6 +2108,72 @@ err_after_list:
 
 /* Cluster status. */
 
+/* One request m (type) to the node at addr, bounded by STATUS_NODE_MS and
+ * op's deadline: 0 with *r (whatever its status; caller frees it), or the
+ * failure with why filled. A node that does not answer in time costs the
+ * others at most that bound. */
+static int node_call(struct op *op, const char *addr, uint32_t type, const struct sv_msg *m,
+                     struct sv__resp *r, char *why, size_t wl)
+{
+    uint64_t now = now_ms();
+    uint64_t dl = now + STATUS_NODE_MS < op->deadline ? now + STATUS_NODE_MS : op->deadline;
+    struct conn *k = NULL;
+    int rc = pool_get(op->c, addr, dl, &k, why, wl);
+    if (rc != 0)
+        return rc;
+    rc = conn_call(k, type, m, dl, r, why, wl);
+    if (rc != 0) {
+        conn_free(k);
+        return rc;
+    }
+    pool_put(op->c, k);
+    return 0;
+}
+
+int sv__ask_every_node(struct sv_client *c, uint32_t type, const struct sv_msg *m, size_t *n_nodes,
+                       uint32_t *n_shards,
+                       int (*answered)(void *arg, uint64_t node, const struct sv__resp *r),
+                       void *arg)
+{
+    struct op op;
+    op_init(&op, c);
+    op.map_stale = true;
+    int rc = op_ensure_map(&op);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->n_nodes;
+    *n_shards = c->n_shards;
+    struct node_info *nodes = malloc((n ? n : 1) * sizeof(*nodes));
+    if (nodes != NULL)
+        memcpy(nodes, c->nodes, n * sizeof(*nodes));
+    pthread_mutex_unlock(&c->lock);
+    if (nodes == NULL) {
+        set_err("out of memory");
+        return SV_E_NOMEM;
+    }
+    *n_nodes = n;
+    size_t n_answers = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char why[256] = "";
+        struct sv__resp r;
+        int fail = node_call(&op, nodes[i].addr, type, m, &r, why, sizeof(why));
+        if (fail != 0) {
+            op_note(&op, nodes[i].addr, fail, why);
+            continue;
+        }
+        n_answers++;
+        rc = answered(arg, nodes[i].id, &r);
+        resp_free(&r);
+    }
+    free(nodes);
+    if (rc == 0 && n_answers == 0) {
+        set_err("no node answered: tried %s", op.tried[0] ? op.tried : "none (an empty map)");
+        rc = SV_E_UNAVAILABLE;
+    }
+    return rc;
+}
+
 void sv_client_status_free(struct sv_cluster_status *s)
 {
     if (s == NULL)
@@ -2155,19 +2227,11 @@ int sv_client_status(struct sv_client *c, struct sv_cluster_status **out)
         goto err_nomem;
     for (size_t i = 0; i < s->n_nodes; i++) {
         struct sv_status_node *nd = &s->nodes[i];
-        uint64_t now = now_ms();
-        uint64_t dl = now + STATUS_NODE_MS < op.deadline ? now + STATUS_NODE_MS : op.deadline;
         char why[256];
-        struct conn *k = NULL;
-        if (pool_get(c, nd->address, dl, &k, why, sizeof(why)) != 0)
-            continue;
         struct sv_msg m = {0};
         struct sv__resp r;
-        if (conn_call(k, SV_MSG_STATUS, &m, dl, &r, why, sizeof(why)) != 0) {
-            conn_free(k);
+        if (node_call(&op, nd->address, SV_MSG_STATUS, &m, &r, why, sizeof(why)) != 0)
             continue;
-        }
-        pool_put(c, k);
         if (r.m.status == SV_ST_OK) {
             snprintf(nd->state, sizeof(nd->state), "up");
             nd->reachable = true;

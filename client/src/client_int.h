@@ -1,5 +1,6 @@
-/* libshardvault internals shared by client.c (routing, connections, status)
- * and admin.c (operator calls to the meta group's leader). Not installed. */
+/* libshardvault internals shared by client.c (routing, connections, status),
+ * admin.c (operator calls to the meta group's leader) and dr.c (disaster
+ * recovery status). Not installed. */
 #ifndef SV_CLIENT_INT_H
 #define SV_CLIENT_INT_H
 
@@ -66,5 +67,29 @@ void sv__set_meta_leader(struct sv_client *c, const char *addr);
  * reasons, health_known), bounded by deadline. Returns 0 or SV_E_NOMEM;
  * an unreachable meta leader is not an error (s->health_known stays false). */
 int sv__status_merge_sched(struct sv_client *c, struct sv_cluster_status *s, uint64_t deadline);
+
+/* Fetch the cluster map afresh, then send m (type, borrowed) to every node of
+ * it in turn, as sv_client_status does, each bounded by 5 s and all by c's
+ * deadline. *n_nodes and *n_shards receive the map's counts; answered(arg,
+ * node id, r) sees each answer in the map's order, whatever its status (r is
+ * freed once it returns; a non-zero return stops the round and is returned).
+ * Returns 0, the error of fetching the map, SV_E_NOMEM, SV_E_UNAVAILABLE
+ * when no node answered (errmsg lists why), or the callback's error. */
+int sv__ask_every_node(struct sv_client *c, uint32_t type, const struct sv_msg *m, size_t *n_nodes,
+                       uint32_t *n_shards,
+                       int (*answered)(void *arg, uint64_t node, const struct sv__resp *r),
+                       void *arg);
+
+/* The aggregation of DR_STATUS answers into a report (dr.c), apart from the
+ * network so that it can be tested alone. sv__dr_status_new: a new report
+ * (free it with sv_client_dr_status_free; NULL when out of memory) for a map
+ * of n_shards shards, each "unknown" with -1 for its unknowns. Then
+ * sv__dr_status_add for each OK answer m (borrowed), in the order the nodes
+ * answered: 0, or SV_E_PROTOCOL (errmsg set) for an answer without a role,
+ * which is not counted. Then sv__dr_status_finish sets the site's frontier
+ * and lag from the shards'. */
+struct sv_dr_status *sv__dr_status_new(size_t n_shards);
+int sv__dr_status_add(struct sv_dr_status *s, const struct sv_msg *m);
+void sv__dr_status_finish(struct sv_dr_status *s);
 
 #endif

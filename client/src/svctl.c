@@ -1,5 +1,5 @@
-/* svctl: the ShardVault command-line tool (put, get, rm, ls, stat, status; node, cluster and
- * sched in svctl_admin.c) over libshardvault. */
+/* svctl: the ShardVault command-line tool (put, get, rm, ls, stat, status; node, cluster,
+ * sched and dr in svctl_admin.c) over libshardvault. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +46,8 @@ static const char main_usage[] =
     "                                               auto-evict, repair-rate, moves-per-node,\n"
     "                                               rebalance)\n"
     "  sched log                                    the scheduler's recent decisions\n"
+    "  dr status                                    disaster recovery: the site's role, its\n"
+    "                                               frontier and lag, per shard\n"
     "\n"
     "Global options:\n"
     "  --endpoints HOST:PORT,...   nodes to contact (env SV_ENDPOINTS)\n"
@@ -56,7 +58,8 @@ static const char main_usage[] =
     "  --help                      this text; COMMAND --help for a command\n"
     "\n"
     "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 denied, 5 unavailable or\n"
-    "timeout, 6 version conflict.\n";
+    "timeout, 6 version conflict, 7 read only (a write to a disaster-recovery\n"
+    "standby or a fenced site; the message names the active site).\n";
 
 void sv__usage_error(const char *fmt, ...)
 {
@@ -82,6 +85,8 @@ static int exit_code(int err)
         return EXIT_UNAVAILABLE;
     case SV_E_VERSION_CONFLICT:
         return EXIT_CONFLICT;
+    case SV_E_READ_ONLY:
+        return EXIT_READ_ONLY;
     default:
         return EXIT_ERR;
     }
@@ -308,14 +313,17 @@ static const char put_usage[] =
     "usage: svctl put BUCKET/KEY [FILE|-] [--if-version N]\n"
     "Store FILE (or standard input when FILE is - or absent) as BUCKET/KEY and\n"
     "print the new version. --if-version 0: only if the key does not exist;\n"
-    "--if-version N: only if its current version is N (else exit 6).\n";
+    "--if-version N: only if its current version is N (else exit 6). A standby\n"
+    "or fenced site refuses writes: exit 7, with the node's message naming the\n"
+    "active site.\n";
 static const char get_usage[] =
     "usage: svctl get BUCKET/KEY [FILE|-] [--consistency linearizable|stale]\n"
     "Write BUCKET/KEY to FILE (replaced only once the whole object arrived and\n"
     "passed its SHA-256 check) or to standard output. stale reads may be served\n"
     "by any replica.\n";
 static const char rm_usage[] = "usage: svctl rm BUCKET/KEY [--if-version N]\n"
-                               "Delete BUCKET/KEY, only if its version is N when given.\n";
+                               "Delete BUCKET/KEY, only if its version is N when given.\n"
+                               "A standby or fenced site refuses it: exit 7.\n";
 static const char ls_usage[] =
     "usage: svctl ls BUCKET[/PREFIX] [--limit N] [--start-after KEY]\n"
     "List the keys of BUCKET starting with PREFIX, in order. Without --limit every\n"
@@ -691,6 +699,7 @@ static const struct cmd cmds[] = {
     {"node", sv__node_usage, sv__run_node, true},
     {"cluster", sv__cluster_usage, sv__run_cluster, true},
     {"sched", sv__sched_usage, sv__run_sched, true},
+    {"dr", sv__dr_usage, sv__run_dr, true},
 };
 
 /* Validate a command's arguments before connecting, so usage errors exit 2

@@ -17,6 +17,7 @@ enum {
     EXIT_DENIED = 4,
     EXIT_UNAVAILABLE = 5,
     EXIT_CONFLICT = 6,
+    EXIT_READ_ONLY = 7, /* a write to a standby or fenced site (the message names the active one) */
 };
 
 struct global {
@@ -45,13 +46,14 @@ void sv__json_str(FILE *f, const char *s);
 /* ms since the epoch as 2006-01-02T15:04:05.000Z into out. */
 void sv__iso_time(uint64_t ms, char *out, size_t cap);
 
-/* The node, cluster and sched commands (svctl_admin.c). With c NULL they
+/* The node, cluster, sched and dr commands (svctl_admin.c). With c NULL they
  * only check their arguments: 0 when fine, -1 after printing --help, or
  * EXIT_USAGE after a usage error; with a client they run and return the
  * exit code. */
 int sv__run_node(struct sv_client *c, const struct global *g, int argc, char **argv);
 int sv__run_cluster(struct sv_client *c, const struct global *g, int argc, char **argv);
 int sv__run_sched(struct sv_client *c, const struct global *g, int argc, char **argv);
-extern const char sv__node_usage[], sv__cluster_usage[], sv__sched_usage[];
+int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv);
+extern const char sv__node_usage[], sv__cluster_usage[], sv__sched_usage[], sv__dr_usage[];
 
 #endif

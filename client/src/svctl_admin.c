@@ -1,4 +1,4 @@
-/* svctl's operator commands: node list|drain|remove, cluster show|set, sched log. */
+/* svctl's operator commands: node list|drain|remove, cluster show|set, sched log, dr status. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -72,6 +72,28 @@ const char sv__sched_usage[] =
     "\"time_ms\",\"action\",\"reason\",\"group\" (0 the meta group, S+1 shard S; null:\n"
     "about a node only),\"shard\" (S; null for the meta group or none),\"node\" (null:\n"
     "none),\"text\"}]}.\n";
+
+const char sv__dr_usage[] =
+    "usage: svctl dr status\n"
+    "Disaster recovery: this site's part in it and how far it is behind.\n"
+    "\n"
+    "status   ask every node of the cluster map (5 s each at most) about its site\n"
+    "         and the shards it leads, and show the site: its name, role (primary,\n"
+    "         standby, or fenced when any node says so), epoch and peer site; its\n"
+    "         frontier (UTC: every entry the primary committed before it is applied\n"
+    "         here; the lowest of the shards') and lag (ms: the highest of the\n"
+    "         shards', each measured against its leader's clock), \"unknown\" when\n"
+    "         a shard's is; how many nodes answered. Then per shard: SHARD, STATE\n"
+    "         (a standby's initial-sync, streaming, reseeding, stalled; a primary's\n"
+    "         shipping, stalled; unknown: no node that answered leads it), LAG,\n"
+    "         LAST-CONTACT (since the peer site was last heard), APPLIED (a\n"
+    "         standby's last primary index applied; a primary's: the standby's\n"
+    "         cursor), COMMIT (the primary's commit index as last seen) and REASON\n"
+    "         (why it is stalled). -o json prints {\"role\",\"site\",\"peer\",\n"
+    "         \"epoch\",\"frontier_ms\",\"lag_ms\",\"shards\":[{\"id\",\"state\",\n"
+    "         \"lag_ms\",\"frontier_ms\",\"applied\",\"commit\",\"last_contact_ms\"\n"
+    "         and, when there is one, \"reason\"}]}; unknown numbers are -1.\n"
+    "A standby or fenced site refuses writes: svctl put and rm exit 7 there.\n";
 
 /* "meta", "shard S" or "-" for a wire group id (-1: none). */
 static void group_name(int64_t group, char *out, size_t cap)
@@ -699,5 +721,106 @@ int sv__run_sched(struct sv_client *c, const struct global *g, int argc, char **
     else if (l->n == 0)
         printf("(no decisions yet)\n");
     sv_client_sched_log_free(l);
+    return EXIT_OK;
+}
+
+/* dr status */
+
+static void dr_status_json(const struct sv_dr_status *s)
+{
+    printf("{\"role\":");
+    sv__json_str(stdout, s->role);
+    printf(",\"site\":");
+    sv__json_str(stdout, s->site);
+    printf(",\"peer\":");
+    sv__json_str(stdout, s->peer);
+    printf(",\"epoch\":%" PRIu64 ",\"frontier_ms\":%" PRId64 ",\"lag_ms\":%" PRId64 ",\"shards\":[",
+           s->epoch, s->frontier_ms, s->lag_ms);
+    for (size_t i = 0; i < s->n_shards; i++) {
+        const struct sv_dr_shard *sh = &s->shards[i];
+        printf("%s{\"id\":%" PRIu64 ",\"state\":", i ? "," : "", sh->id);
+        sv__json_str(stdout, sh->state);
+        printf(",\"lag_ms\":%" PRId64 ",\"frontier_ms\":%" PRId64 ",\"applied\":%" PRIu64
+               ",\"commit\":%" PRIu64 ",\"last_contact_ms\":%" PRId64,
+               sh->lag_ms, sh->frontier_ms, sh->applied, sh->commit, sh->last_contact_ms);
+        if (sh->reason[0] != '\0') {
+            printf(",\"reason\":");
+            sv__json_str(stdout, sh->reason);
+        }
+        printf("}");
+    }
+    printf("]}\n");
+}
+
+static void dr_status_text(const struct sv_dr_status *s)
+{
+    char t[40];
+    printf("site:          %s\n", s->site);
+    printf("role:          %s\n", s->role);
+    printf("epoch:         %" PRIu64 "\n", s->epoch);
+    printf("peer:          %s\n", s->peer[0] ? s->peer : "none");
+    if (s->frontier_ms >= 0)
+        sv__iso_time((uint64_t)s->frontier_ms, t, sizeof(t));
+    printf("frontier:      %s\n", s->frontier_ms >= 0 ? t : "unknown");
+    if (s->lag_ms >= 0)
+        printf("lag:           %" PRId64 " ms\n", s->lag_ms);
+    else
+        printf("lag:           unknown\n");
+    printf("nodes:         %zu of %zu answered\n", s->n_answered, s->n_nodes);
+    printf("\n%-6s %-13s %10s %13s %12s %12s %s\n", "SHARD", "STATE", "LAG", "LAST-CONTACT",
+           "APPLIED", "COMMIT", "REASON");
+    for (size_t i = 0; i < s->n_shards; i++) {
+        const struct sv_dr_shard *sh = &s->shards[i];
+        bool known = strcmp(sh->state, "unknown") != 0;
+        char lag[32], contact[32], applied[24], commit[24];
+        if (sh->lag_ms >= 0)
+            snprintf(lag, sizeof(lag), "%" PRId64 "ms", sh->lag_ms);
+        else
+            snprintf(lag, sizeof(lag), "unknown");
+        if (sh->last_contact_ms >= 0)
+            snprintf(contact, sizeof(contact), "%.1fs ago", (double)sh->last_contact_ms / 1000.0);
+        else
+            snprintf(contact, sizeof(contact), "%s", known ? "never" : "-");
+        snprintf(applied, sizeof(applied), "-");
+        snprintf(commit, sizeof(commit), "-");
+        if (known) {
+            snprintf(applied, sizeof(applied), "%" PRIu64, sh->applied);
+            snprintf(commit, sizeof(commit), "%" PRIu64, sh->commit);
+        }
+        printf("%-6" PRIu64 " %-13s %10s %13s %12s %12s %s%s%s\n", sh->id, sh->state, lag, contact,
+               applied, commit, sh->reason[0] ? sh->reason : "-", sh->text[0] ? ": " : "",
+               sh->text);
+    }
+}
+
+int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv)
+{
+    if (argc < 2) {
+        sv__usage_error("dr: missing status");
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        if (c == NULL)
+            fputs(sv__dr_usage, stdout);
+        return -1;
+    }
+    if (strcmp(sub, "status") != 0) {
+        sv__usage_error("dr: unknown subcommand \"%s\" (status)", sub);
+        return EXIT_USAGE;
+    }
+    struct sub_args a;
+    int rc = parse_sub("dr status", sv__dr_usage, argc, argv, 0, NULL, 0, &a);
+    if (rc != 0 || c == NULL)
+        return rc;
+    struct sv_dr_status *s = NULL;
+    int err = sv_client_dr_status(c, &s);
+    if (err != 0)
+        return sv__fail("dr status", NULL, err);
+    if (g->json)
+        dr_status_json(s);
+    else
+        dr_status_text(s);
+    sv_client_dr_status_free(s);
     return EXIT_OK;
 }

@@ -44,8 +44,9 @@ _Static_assert(BEFORE(SV_PROTO_E_MALFORMED, SV_TLS_E_CONFIG), "proto, then tls")
 _Static_assert(BEFORE(SV_TLS_E_CONFIG, SV_RAFT_E_NOT_LEADER), "tls, then raft");
 _Static_assert(SV_RAFT_E_NOT_LEADER + SV_ERR_SPAN <= SV_ERR_ERRNO_MIN, "raft, then errno");
 
-/* The client library's codes are its ABI: these values never change. */
-_Static_assert(SV_E_NOT_FOUND == -3000 && SV_E_LAST_ == -2986, "client codes are stable");
+/* The client library's codes are its ABI: these values never change (new ones are appended). */
+_Static_assert(SV_E_NOT_FOUND == -3000 && SV_E_READ_ONLY == -2986 && SV_E_LAST_ == -2985,
+               "client codes are stable");
 
 static const char *client_range(int err)
 {

@@ -1,6 +1,6 @@
 #!/bin/sh
-# svctl-usage-test: svctl's exit codes for help, usage errors (operator commands too) and an
-# unusable CA.
+# svctl-usage-test: svctl's exit codes for help, usage errors (operator and dr commands too)
+# and an unusable CA.
 # Usage: svctl_usage.sh PATH/TO/svctl
 svctl=$1
 fails=0
@@ -19,6 +19,8 @@ expect() {
 }
 expect 0 --help
 grep -q "usage: svctl" /tmp/svctl-usage.$$.out || { echo "FAIL: --help prints no usage"; fails=$((fails + 1)); }
+grep -q "7 read only" /tmp/svctl-usage.$$.out || { echo "FAIL: --help: exit 7"; fails=$((fails + 1)); }
+grep -q "  dr status  " /tmp/svctl-usage.$$.out || { echo "FAIL: --help: dr"; fails=$((fails + 1)); }
 expect 0 put --help
 grep -q "usage: svctl put" /tmp/svctl-usage.$$.out || { echo "FAIL: put --help"; fails=$((fails + 1)); }
 for c in get rm ls stat status; do
@@ -35,6 +37,10 @@ done
 expect 0 cluster --help
 grep -q "repair-rate BYTES" /tmp/svctl-usage.$$.out || { echo "FAIL: cluster --help"; fails=$((fails + 1)); }
 expect 0 sched --help
+expect 0 dr --help
+grep -q "usage: svctl dr status" /tmp/svctl-usage.$$.out || { echo "FAIL: dr --help"; fails=$((fails + 1)); }
+expect 0 dr status --help
+grep -q '"last_contact_ms"' /tmp/svctl-usage.$$.out || { echo "FAIL: dr status --help: JSON keys"; fails=$((fails + 1)); }
 expect 2 node
 expect 2 node frob
 expect 2 node list extra
@@ -68,9 +74,16 @@ expect 2 cluster show extra
 expect 2 sched
 expect 2 sched frob
 expect 2 sched log extra
+expect 2 dr
+expect 2 dr frob
+grep -q 'unknown subcommand "frob"' /tmp/svctl-usage.$$.err || { echo "FAIL: dr frob: no reason"; fails=$((fails + 1)); }
+expect 2 dr promote
+expect 2 dr status extra
+expect 2 dr status --bogus
 # Valid arguments get as far as needing a cluster (exit 2 for the missing --endpoints).
 for a in "node list" "node drain 3 --timeout 5" "node remove 3 --force" "cluster show" \
-    "cluster set repair-rate 64MiB" "cluster set down-after 5m" "cluster set auto-evict off" "sched log"; do
+    "cluster set repair-rate 64MiB" "cluster set down-after 5m" "cluster set auto-evict off" "sched log" \
+    "dr status" "dr status -o json"; do
     # shellcheck disable=SC2086
     expect 2 $a
     grep -q "are required" /tmp/svctl-usage.$$.err || { echo "FAIL: svctl $a: not a missing-endpoints error"; fails=$((fails + 1)); }

@@ -23,6 +23,7 @@
 
 #include <openssl/evp.h>
 
+#include "client_int.h"
 #include "proto.h"
 #include "shardvault/client.h"
 #include "testcerts.h"
@@ -38,6 +39,14 @@ enum {
     MiB = 1 << 20,
     UP_CHUNKS_MAX = 64,
     BUF = 64 * 1024,
+};
+
+/* Which writes the fake answers READ_ONLY (a standby site; fenced midway). */
+enum read_only {
+    RO_NONE,
+    RO_WRITES, /* PUT, PUT_BEGIN, PUT_CHUNK, PUT_COMMIT, DELETE */
+    RO_CHUNKS, /* PUT_CHUNK only: the site was fenced during an upload */
+    RO_COMMIT, /* PUT_COMMIT only: fenced once the chunks were in */
 };
 
 static char dir[SV_TESTCERTS_PATH_MAX];
@@ -113,6 +122,18 @@ struct fake {
     int health_shard; /* a shard HEALTH reports as stuck, -1 none */
     uint64_t set_down, set_evict, set_auto, set_rate, set_moves, set_rebalance;
     int meta_not_leader;
+
+    enum read_only read_only;
+
+    /* Disaster recovery (DR_STATUS): per node its site role (NULL: a node
+     * without DR_STATUS, which answers BAD_REQUEST) and wall clock; per shard
+     * what its leader reports. */
+    const char *dr_role[N_NODES];
+    uint64_t dr_clock_ms[N_NODES];
+    uint64_t dr_frontier_ms[N_SHARDS]; /* 0: not known yet (absent, and no contact either) */
+    const char *dr_state[N_SHARDS];    /* NULL: streaming */
+    bool dr_unled[N_SHARDS];           /* no node reports leading it */
+    bool dr_drop;                      /* DR_STATUS closes the connection unanswered */
 
     int n_req[32];
     int applied_writes;
@@ -474,6 +495,52 @@ static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg 
     return 1;
 }
 
+/* DR_STATUS, as a node of standby site dr-b answers it (proto.h): the
+ * shards it leads, their frontier and progress. */
+static int handle_dr(int node, struct sv_msg *r, struct sv_item *items)
+{
+    if (F.dr_drop)
+        return -2;
+    if (F.dr_role[node] == NULL) {
+        r->status = SV_ST_BAD_REQUEST;
+        r->msg = lit("unknown request type");
+        r->fields |= 1u << SV_F_MSG;
+        return 1;
+    }
+    r->key = lit(F.dr_role[node]);
+    r->bucket = lit("dr-b");
+    r->prefix = lit("dr-a");
+    r->version = 3 + (uint64_t)node; /* the nodes disagree: the highest is the site's */
+    r->mtime_ms = F.dr_clock_ms[node];
+    r->fields |= 1u << SV_F_KEY | 1u << SV_F_BUCKET | 1u << SV_F_PREFIX | 1u << SV_F_VERSION |
+                 1u << SV_F_MTIME_MS | 1u << SV_F_ITEMS;
+    uint32_t n = 0;
+    for (int sh = 0; sh < N_SHARDS; sh++) {
+        if (F.leader[sh] != node || F.dr_unled[sh])
+            continue;
+        struct sv_item *it = &items[n++];
+        const char *st = F.dr_state[sh] ? F.dr_state[sh] : "streaming";
+        it->id = (uint64_t)sh;
+        it->state = lit(st);
+        it->applied = 1000 + (uint64_t)sh;
+        it->commit = 1010 + (uint64_t)sh;
+        it->fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
+        if (F.dr_frontier_ms[sh] > 0) {
+            it->mtime_ms = F.dr_frontier_ms[sh];
+            it->age_ms = 100 * ((uint64_t)sh + 1);
+            it->fields |= 1u << SV_I_MTIME_MS | 1u << SV_I_AGE_MS;
+        }
+        if (strcmp(st, "stalled") == 0) {
+            it->reason = lit("peer-unreachable");
+            it->text = lit("no answer from site dr-a for 30 s");
+            it->fields |= 1u << SV_I_REASON | 1u << SV_I_TEXT;
+        }
+    }
+    r->n_items = n;
+    r->items = items;
+    return 1;
+}
+
 static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_msg *r,
                   struct sv_item *items)
 {
@@ -533,8 +600,25 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
         r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_NODE | 1u << SV_F_METRICS;
         return 1;
     }
+    if (type == SV_MSG_DR_STATUS)
+        return handle_dr(node, r, items);
     if (F.blackhole)
         return 0;
+    bool write = type == SV_MSG_PUT || type == SV_MSG_PUT_BEGIN || type == SV_MSG_PUT_CHUNK ||
+                 type == SV_MSG_PUT_COMMIT || type == SV_MSG_DELETE;
+    if ((F.read_only == RO_WRITES && write) ||
+        (F.read_only == RO_CHUNKS && type == SV_MSG_PUT_CHUNK) ||
+        (F.read_only == RO_COMMIT && type == SV_MSG_PUT_COMMIT)) {
+        /* With a LEADER and ADDR (the other node) that the client must not follow. */
+        static _Thread_local char other[64];
+        snprintf(other, sizeof(other), "127.0.0.1:%u", F.port[node ^ 1]);
+        r->status = SV_ST_READ_ONLY;
+        r->msg = lit("site dr-b is a standby: writes go to site dr-a");
+        r->leader = (uint64_t)(node ^ 1) + 1;
+        r->addr = lit(other);
+        r->fields |= 1u << SV_F_MSG | 1u << SV_F_LEADER | 1u << SV_F_ADDR;
+        return 1;
+    }
     if (type == SV_MSG_PUT_CHUNK && F.unavailable_chunks_left > 0) {
         F.unavailable_chunks_left--;
         r->status = SV_ST_UNAVAILABLE;
@@ -960,6 +1044,23 @@ static void meta_reset(void)
     F.set_rebalance = 1;
 }
 
+/* Disaster recovery defaults: both nodes of standby site dr-b, with clocks
+ * 100 s apart (node 1 at 1700000100000, node 2 at 1700000200000); shard s is
+ * streaming, (s + 1) s behind its leader's clock. */
+static void dr_reset(void)
+{
+    for (int i = 0; i < N_NODES; i++) {
+        F.dr_role[i] = "standby";
+        F.dr_clock_ms[i] = 1700000000000u + 100000u * ((uint64_t)i + 1);
+    }
+    for (int sh = 0; sh < N_SHARDS; sh++) {
+        F.dr_frontier_ms[sh] = F.dr_clock_ms[F.leader[sh]] - 1000u * ((uint64_t)sh + 1);
+        F.dr_state[sh] = NULL;
+        F.dr_unled[sh] = false;
+    }
+    F.dr_drop = false;
+}
+
 static void fake_start(void)
 {
     memset(&F, 0, sizeof(F));
@@ -983,6 +1084,7 @@ static void fake_start(void)
     for (int sh = 0; sh < N_SHARDS; sh++)
         F.leader[sh] = F.map_leader[sh] = sh % 2;
     meta_reset();
+    dr_reset();
     for (int i = 0; i < N_NODES; i++)
         pthread_create(&F.accept_thr[i], NULL, accept_main, (void *)(intptr_t)i);
 }
@@ -1634,6 +1736,250 @@ static void test_admin_unavailable(void)
     KNOB(meta_reset());
 }
 
+/* A standby (or fenced) site answers every write READ_ONLY: final at once,
+ * whatever the answer names, at every step of a chunked put. */
+static void test_read_only(void)
+{
+    CHECK_RC(sv__status_err(SV_ST_READ_ONLY), SV_E_READ_ONLY);
+    for (int st = SV_ST_OK + 1; st < SV_ST_LAST_; st++)
+        CHECK(sv__status_err(st) < 0 && sv__status_err(st) != SV_E_PROTOCOL);
+    CHECK(strcmp(sv_client_strerror(SV_E_READ_ONLY), "read only") == 0);
+
+    struct sv_client *c = client_new(3000);
+    uint8_t *buf = malloc(3 * MiB);
+    fill(buf, 3 * MiB, 13);
+    CHECK_RC(sv_client_put(c, "ro", "k", "before", 6, SV_IF_ANY, NULL), 0);
+    KNOB(F.read_only = RO_WRITES);
+    const char *said = "site dr-b is a standby: writes go to site dr-a";
+    int puts = knob_get(&F.n_req[SV_MSG_PUT]), nl = knob_get(&F.not_leader);
+    uint64_t t0 = now_ms();
+    CHECK_RC(sv_client_put(c, "ro", "k", "after", 5, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said) == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT]) - puts == 1); /* not retried, nor sent to ADDR */
+    int begins = knob_get(&F.n_req[SV_MSG_PUT_BEGIN]);
+    int chunks = knob_get(&F.n_req[SV_MSG_PUT_CHUNK]);
+    int commits = knob_get(&F.n_req[SV_MSG_PUT_COMMIT]);
+    struct src s = {buf, 3 * MiB, 0, 1};
+    CHECK_RC(sv_client_put_stream(c, "ro", "big", -1, SV_IF_ANY, NULL, src_read, &s),
+             SV_E_READ_ONLY);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_BEGIN]) - begins == 1);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_CHUNK]) == chunks);
+    int deletes = knob_get(&F.n_req[SV_MSG_DELETE]);
+    CHECK_RC(sv_client_delete(c, "ro", "k", SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said) == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_DELETE]) - deletes == 1);
+    CHECK(now_ms() - t0 < 1000); /* no backoff: a retry would wait 25 ms or more per attempt */
+    /* Reads go on: the standby serves them. */
+    void *got = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "ro", "k", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(got != NULL && len == 6 && memcmp(got, "before", 6) == 0);
+    free(got);
+
+    /* Fenced during an upload: a chunk's answer ends it, nothing is committed. */
+    KNOB(F.read_only = RO_CHUNKS);
+    begins = knob_get(&F.n_req[SV_MSG_PUT_BEGIN]);
+    CHECK_RC(sv_client_put(c, "ro", "big", buf, 3 * MiB, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_BEGIN]) - begins == 1);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_COMMIT]) == commits);
+    /* Fenced before the commit: one PUT_COMMIT, answered READ_ONLY. */
+    KNOB(F.read_only = RO_COMMIT);
+    CHECK_RC(sv_client_put(c, "ro", "big", buf, 3 * MiB, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(knob_get(&F.n_req[SV_MSG_PUT_COMMIT]) - commits == 1);
+    CHECK(strcmp(sv_client_errmsg(), said) == 0);
+    CHECK(knob_get(&F.not_leader) == nl);
+    KNOB(F.read_only = RO_NONE);
+    CHECK_RC(sv_client_stat(c, "ro", "big", SV_LINEARIZABLE, &(struct sv_stat){0}), SV_E_NOT_FOUND);
+    free(buf);
+    sv_client_close(c);
+}
+
+/* The fold of DR_STATUS answers, fed by hand: what each node's answer
+ * contributes and how the site's figures follow from the shards'. */
+static struct sv_item dr_item(uint64_t shard, const char *state, uint64_t frontier_ms,
+                              uint64_t applied)
+{
+    struct sv_item it = {.id = shard, .state = lit(state), .applied = applied, .commit = 500};
+    it.fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
+    if (frontier_ms > 0) {
+        it.mtime_ms = frontier_ms;
+        it.age_ms = 40;
+        it.fields |= 1u << SV_I_MTIME_MS | 1u << SV_I_AGE_MS;
+    }
+    return it;
+}
+
+static struct sv_msg dr_answer(const char *role, uint64_t epoch, uint64_t clock_ms,
+                               struct sv_item *items, uint32_t n)
+{
+    struct sv_msg m = {.key = lit(role), .bucket = lit("east"), .prefix = lit("west")};
+    m.version = epoch;
+    m.mtime_ms = clock_ms;
+    m.items = items;
+    m.n_items = n;
+    m.fields = 1u << SV_F_STATUS | 1u << SV_F_KEY | 1u << SV_F_BUCKET | 1u << SV_F_PREFIX |
+               1u << SV_F_VERSION | 1u << SV_F_ITEMS;
+    if (clock_ms > 0)
+        m.fields |= 1u << SV_F_MTIME_MS;
+    return m;
+}
+
+static void test_dr_fold(void)
+{
+    /* Nothing answered yet: every shard unknown, and so the site. */
+    struct sv_dr_status *s = sv__dr_status_new(3);
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    sv__dr_status_finish(s);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1 && s->n_answered == 0);
+    for (size_t i = 0; i < 3; i++)
+        CHECK(s->shards[i].id == i && strcmp(s->shards[i].state, "unknown") == 0 &&
+              s->shards[i].frontier_ms == -1 && s->shards[i].lag_ms == -1 &&
+              s->shards[i].last_contact_ms == -1);
+
+    /* Node A (clock 10 000) leads shards 0 and 1; shard 2 has no leader yet. */
+    struct sv_item a[2] = {dr_item(0, "streaming", 9000, 70), dr_item(1, "streaming", 9500, 80)};
+    struct sv_msg ma = dr_answer("standby", 2, 10000, a, 2);
+    CHECK_RC(sv__dr_status_add(s, &ma), 0);
+    sv__dr_status_finish(s);
+    CHECK(strcmp(s->role, "standby") == 0 && strcmp(s->site, "east") == 0 &&
+          strcmp(s->peer, "west") == 0 && s->epoch == 2 && s->n_answered == 1);
+    CHECK(s->shards[0].lag_ms == 1000 && s->shards[1].lag_ms == 500);
+    CHECK(s->shards[0].applied == 70 && s->shards[0].commit == 500);
+    CHECK(s->shards[0].last_contact_ms == 40 && s->shards[0].frontier_ms == 9000);
+    CHECK(strcmp(s->shards[2].state, "unknown") == 0);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1); /* shard 2 unknown: the site too */
+
+    /* Node B, its clock 40 s ahead, leads shard 2 (and names shards out of the
+     * map, or none, which are ignored). Another role: the first node's stays. */
+    struct sv_item b[3] = {dr_item(2, "stalled", 45000, 90),
+                           dr_item(7, "streaming", 1, 1),
+                           {.state = lit("streaming")}};
+    b[0].reason = lit("peer-unreachable");
+    b[0].text = lit("no answer for 30 s");
+    b[0].fields |= 1u << SV_I_REASON | 1u << SV_I_TEXT;
+    struct sv_msg mb = dr_answer("primary", 5, 50000, b, 3);
+    CHECK_RC(sv__dr_status_add(s, &mb), 0);
+    sv__dr_status_finish(s);
+    CHECK(strcmp(s->role, "standby") == 0 && s->epoch == 5 && s->n_answered == 2);
+    CHECK(s->shards[2].lag_ms == 5000); /* B's clock: with A's it would be behind the frontier */
+    CHECK(strcmp(s->shards[2].state, "stalled") == 0);
+    CHECK(strcmp(s->shards[2].reason, "peer-unreachable") == 0 &&
+          strcmp(s->shards[2].text, "no answer for 30 s") == 0);
+    CHECK(s->frontier_ms == 9000); /* the lowest frontier */
+    CHECK(s->lag_ms == 5000);      /* the highest lag */
+
+    /* Two nodes claim shard 0: the one that applied more wins; a frontier
+     * ahead of the node's clock is no lag; an answer without a clock leaves the
+     * lag unknown. */
+    struct sv_item c0[1] = {dr_item(0, "reseeding", 9999, 60)};
+    struct sv_msg mc = dr_answer("standby", 1, 10000, c0, 1);
+    CHECK_RC(sv__dr_status_add(s, &mc), 0);
+    CHECK(strcmp(s->shards[0].state, "streaming") == 0 && s->shards[0].frontier_ms == 9000);
+    c0[0] = dr_item(0, "streaming", 12000, 71);
+    CHECK_RC(sv__dr_status_add(s, &mc), 0);
+    CHECK(s->shards[0].frontier_ms == 12000 && s->shards[0].lag_ms == 0);
+    c0[0] = dr_item(0, "streaming", 9200, 72);
+    mc = dr_answer("standby", 1, 0, c0, 1);
+    CHECK_RC(sv__dr_status_add(s, &mc), 0);
+    sv__dr_status_finish(s);
+    CHECK(s->shards[0].frontier_ms == 9200 && s->shards[0].lag_ms == -1);
+    CHECK(s->frontier_ms == 9200 && s->lag_ms == -1);
+
+    /* Any node fenced: the site is reported fenced. Without a role: refused. */
+    struct sv_msg mf = dr_answer("fenced", 5, 50000, NULL, 0);
+    CHECK_RC(sv__dr_status_add(s, &mf), 0);
+    CHECK(strcmp(s->role, "fenced") == 0);
+    struct sv_msg ms = dr_answer("standby", 5, 50000, NULL, 0);
+    CHECK_RC(sv__dr_status_add(s, &ms), 0);
+    CHECK(strcmp(s->role, "fenced") == 0);
+    size_t answered = s->n_answered;
+    struct sv_msg mn = dr_answer("standby", 5, 50000, NULL, 0);
+    mn.fields &= ~(1u << SV_F_KEY);
+    CHECK_RC(sv__dr_status_add(s, &mn), SV_E_PROTOCOL);
+    CHECK(s->n_answered == answered);
+    sv_client_dr_status_free(s);
+
+    /* A first answer fenced stays fenced; a primary's shards (no frontier). */
+    s = sv__dr_status_new(1);
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    struct sv_item p[1] = {dr_item(0, "shipping", 0, 33)};
+    struct sv_msg mp1 = dr_answer("fenced", 9, 50000, p, 1);
+    struct sv_msg mp2 = dr_answer("primary", 9, 50000, NULL, 0);
+    CHECK_RC(sv__dr_status_add(s, &mp1), 0);
+    CHECK_RC(sv__dr_status_add(s, &mp2), 0);
+    sv__dr_status_finish(s);
+    CHECK(strcmp(s->role, "fenced") == 0);
+    CHECK(strcmp(s->shards[0].state, "shipping") == 0 && s->shards[0].applied == 33);
+    CHECK(s->shards[0].frontier_ms == -1 && s->shards[0].lag_ms == -1 &&
+          s->shards[0].last_contact_ms == -1);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1);
+    sv_client_dr_status_free(s);
+    sv_client_dr_status_free(NULL);
+}
+
+/* sv_client_dr_status against the fake nodes (dr_reset's defaults). */
+static void test_dr_status(void)
+{
+    KNOB(dr_reset());
+    struct sv_client *c = client_new(3000);
+    struct sv_dr_status *s = NULL;
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && s->n_shards == N_SHARDS && s->n_nodes == 2 && s->n_answered == 2);
+    if (s == NULL)
+        return;
+    CHECK(strcmp(s->role, "standby") == 0 && strcmp(s->site, "dr-b") == 0 &&
+          strcmp(s->peer, "dr-a") == 0 && s->epoch == 4);
+    for (size_t i = 0; i < s->n_shards; i++) {
+        const struct sv_dr_shard *sh = &s->shards[i];
+        CHECK(sh->id == i && strcmp(sh->state, "streaming") == 0);
+        CHECK(sh->lag_ms == 1000 * ((int64_t)i + 1)); /* each by its own leader's clock */
+        CHECK(sh->applied == 1000 + i && sh->commit == 1010 + i);
+        CHECK(sh->last_contact_ms == 100 * ((int64_t)i + 1));
+        CHECK(sh->reason[0] == '\0' && sh->text[0] == '\0');
+    }
+    CHECK(s->frontier_ms == 1700000097000); /* shard 2: node 1's clock - 3 s */
+    CHECK(s->lag_ms == 4000);               /* shard 3 */
+    sv_client_dr_status_free(s);
+
+    /* Shard 1 led by nobody who answers, shard 2 stalled, node 2 fenced. */
+    KNOB(F.dr_unled[1] = true; F.dr_state[2] = "stalled"; F.dr_role[1] = "fenced");
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && strcmp(s->role, "fenced") == 0);
+    if (s != NULL) {
+        CHECK(strcmp(s->shards[1].state, "unknown") == 0 && s->shards[1].lag_ms == -1 &&
+              s->shards[1].frontier_ms == -1 && s->shards[1].applied == 0);
+        CHECK(strcmp(s->shards[2].state, "stalled") == 0 &&
+              strcmp(s->shards[2].reason, "peer-unreachable") == 0);
+        CHECK(s->frontier_ms == -1 && s->lag_ms == -1);
+    }
+    sv_client_dr_status_free(s);
+
+    /* A node without DR_STATUS, and one down: the others' shards are known. */
+    KNOB(dr_reset(); F.dr_role[1] = NULL; F.map_dead_node = true);
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && s->n_nodes == 3 && s->n_answered == 1);
+    for (size_t i = 0; s != NULL && i < s->n_shards; i++)
+        CHECK(strcmp(s->shards[i].state, i % 2 ? "unknown" : "streaming") == 0);
+    sv_client_dr_status_free(s);
+    KNOB(F.map_dead_node = false);
+
+    /* No node knows DR_STATUS: their refusal. */
+    KNOB(F.dr_role[0] = NULL);
+    s = NULL;
+    CHECK_RC(sv_client_dr_status(c, &s), SV_E_BAD_ARGUMENT);
+    CHECK(s == NULL && strstr(sv_client_errmsg(), "unknown request type") != NULL);
+    /* No node answers at all (the map comes all the same). */
+    KNOB(dr_reset(); F.dr_drop = true);
+    CHECK_RC(sv_client_dr_status(c, &s), SV_E_UNAVAILABLE);
+    CHECK(s == NULL && strstr(sv_client_errmsg(), "no node answered: tried 127.0.0.1:") != NULL);
+    KNOB(dr_reset());
+    sv_client_close(c);
+}
+
 static void test_open_errors(void)
 {
     struct sv_client *c = NULL;
@@ -1723,6 +2069,11 @@ static int svctl(const char *global, const char *args)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 static bool files_equal(const char *a, const char *b)
 {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
@@ -1810,6 +2161,16 @@ static void test_svctl(void)
     CHECK(svctl("--timeout 0.3", "stat e2e/big.bin") == 5);
     CHECK(strstr(sv_err, "unavailable") != NULL);
     KNOB(F.always_unavailable = false);
+
+    /* A standby site: exit 7 and the node's sentence, which names the active site. */
+    KNOB(F.read_only = RO_WRITES);
+    snprintf(args, sizeof(args), "put e2e/ro '%s'", small);
+    CHECK(svctl("", args) == 7);
+    CHECK(strcmp(sv_err, "svctl: put e2e/ro: read only: site dr-b is a standby: writes go to "
+                         "site dr-a\n") == 0);
+    CHECK(svctl("", "rm e2e/big.bin") == 7);
+    CHECK(svctl("", "stat e2e/big.bin") == 0);
+    KNOB(F.read_only = RO_NONE);
     unlink(in);
     unlink(out);
     unlink(small);
@@ -1920,6 +2281,65 @@ static void test_svctl_admin(void)
     KNOB(meta_reset());
 }
 
+/* svctl dr status against the fake nodes of standby site dr-b. */
+static void test_svctl_dr(void)
+{
+    if (svctl_path == NULL) {
+        sv_test_skip("no --svctl PATH");
+        return;
+    }
+    KNOB(dr_reset(); F.dr_state[1] = "stalled");
+    CHECK(svctl("", "dr status -o json") == 0);
+    CHECK(strcmp(sv_out,
+                 "{\"role\":\"standby\",\"site\":\"dr-b\",\"peer\":\"dr-a\",\"epoch\":4,"
+                 "\"frontier_ms\":1700000097000,\"lag_ms\":4000,\"shards\":["
+                 "{\"id\":0,\"state\":\"streaming\",\"lag_ms\":1000,\"frontier_ms\":1700000099000,"
+                 "\"applied\":1000,\"commit\":1010,\"last_contact_ms\":100},"
+                 "{\"id\":1,\"state\":\"stalled\",\"lag_ms\":2000,\"frontier_ms\":1700000198000,"
+                 "\"applied\":1001,\"commit\":1011,\"last_contact_ms\":200,"
+                 "\"reason\":\"peer-unreachable\"},"
+                 "{\"id\":2,\"state\":\"streaming\",\"lag_ms\":3000,\"frontier_ms\":1700000097000,"
+                 "\"applied\":1002,\"commit\":1012,\"last_contact_ms\":300},"
+                 "{\"id\":3,\"state\":\"streaming\",\"lag_ms\":4000,\"frontier_ms\":1700000196000,"
+                 "\"applied\":1003,\"commit\":1013,\"last_contact_ms\":400}]}\n") == 0);
+    CHECK(svctl("", "dr status") == 0);
+    CHECK(starts_with(sv_out, "site:          dr-b\nrole:          standby\nepoch:         4\n"
+                              "peer:          dr-a\nfrontier:      2023-11-14T22:14:57.000Z\n"
+                              "lag:           4000 ms\nnodes:         2 of 2 answered\n\n"
+                              "SHARD  STATE                LAG  LAST-CONTACT      APPLIED       "
+                              "COMMIT REASON\n"));
+    CHECK(strstr(sv_out, "\n0      streaming         1000ms      0.1s ago         1000         "
+                         "1010 -\n") != NULL);
+    CHECK(strstr(sv_out, "\n1      stalled           2000ms      0.2s ago         1001         "
+                         "1011 peer-unreachable: no answer from site dr-a for 30 s\n") != NULL);
+
+    /* Unknowns: a shard nobody leads, one whose frontier is not known yet; fenced. */
+    KNOB(dr_reset(); F.dr_unled[2] = true; F.dr_frontier_ms[3] = 0; F.dr_role[0] = "fenced");
+    CHECK(svctl("-o json", "dr status") == 0);
+    CHECK(starts_with(sv_out, "{\"role\":\"fenced\",\"site\":\"dr-b\","));
+    CHECK(strstr(sv_out, "\"frontier_ms\":-1,\"lag_ms\":-1,\"shards\":[") != NULL);
+    CHECK(strstr(sv_out, "{\"id\":2,\"state\":\"unknown\",\"lag_ms\":-1,\"frontier_ms\":-1,"
+                         "\"applied\":0,\"commit\":0,\"last_contact_ms\":-1}") != NULL);
+    CHECK(strstr(sv_out, "{\"id\":3,\"state\":\"streaming\",\"lag_ms\":-1,\"frontier_ms\":-1,"
+                         "\"applied\":1003,\"commit\":1013,\"last_contact_ms\":-1}") != NULL);
+    CHECK(strstr(sv_out, "reason") == NULL);
+    CHECK(svctl("", "dr status") == 0);
+    CHECK(strstr(sv_out, "role:          fenced\n") != NULL);
+    CHECK(strstr(sv_out, "frontier:      unknown\nlag:           unknown\n") != NULL);
+    CHECK(strstr(sv_out, "\n2      unknown          unknown             -            -            "
+                         "- -\n") != NULL);
+    CHECK(strstr(sv_out, "\n3      streaming        unknown         never         1003         "
+                         "1013 -\n") != NULL);
+
+    /* Nodes without disaster recovery: their refusal, exit 1. */
+    KNOB(F.dr_role[0] = NULL; F.dr_role[1] = NULL);
+    CHECK(svctl("", "dr status") == 1);
+    CHECK(strstr(sv_err, "svctl: dr status: bad argument: no node answered DR_STATUS with a "
+                         "report; node ") != NULL &&
+          strstr(sv_err, "unknown request type") != NULL);
+    KNOB(dr_reset());
+}
+
 /* ---- runner ---- */
 
 static int set_up(void)
@@ -1970,9 +2390,13 @@ static const struct sv_test tests[] = {
     {"admin_health_log", test_admin_health_log},
     {"admin_changes", test_admin_changes},
     {"admin_unavailable", test_admin_unavailable},
+    {"read_only", test_read_only},
+    {"dr_fold", test_dr_fold},
+    {"dr_status", test_dr_status},
     {"open_errors", test_open_errors},
     {"svctl", test_svctl},
     {"svctl_admin", test_svctl_admin},
+    {"svctl_dr", test_svctl_dr},
 };
 
 const struct sv_test_suite sv_test_suite = {

@@ -133,7 +133,8 @@ static void test_client_codes(void)
     CHECK(SV_E_IO == -2989);
     CHECK(SV_E_INTERNAL == -2988);
     CHECK(SV_E_NOMEM == -2987);
-    CHECK(SV_E_LAST_ == -2986);
+    CHECK(SV_E_READ_ONLY == -2986);
+    CHECK(SV_E_LAST_ == -2985);
     for (int code = SV_E_NOT_FOUND; code < SV_E_LAST_; code++) {
         const struct sv_err_range *r = sv_err_range_of(code);
         CHECK(r != NULL && strcmp(r->module, "client") == 0 && r->strerror == NULL);

@@ -10,7 +10,10 @@
  * routed to the leader of the object's shard, follows NOT_LEADER redirects at
  * once, and retries connection failures, timeouts and UNAVAILABLE answers
  * with exponential backoff (50 ms doubling to 1 s, jittered) until the
- * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT. A streamed or
+ * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT. A READ_ONLY
+ * answer (a write to a standby or fenced site) is final: no other node of the
+ * site would take the write, so it is neither retried nor followed elsewhere.
+ * A streamed or
  * chunked put or get (objects over one chunk) gets a new deadline each time a
  * chunk is acknowledged or received: the deadline bounds a stall, not the
  * time a 5 GiB transfer takes.
@@ -47,6 +50,7 @@ enum {
     SV_CLIENT_TEXT_MAX = 1024,       /* bytes of a node's sentence (HEALTH, SCHED_LOG) */
     SV_CLIENT_REASON_MAX = 63,       /* bytes of a reason code kept (longer ones are cut) */
     SV_CLIENT_STATE_MAX = 31,        /* bytes of a node state or log action kept */
+    SV_CLIENT_SITE_MAX = 31,         /* bytes of a site name ([a-z0-9-], 1..31) */
 };
 
 /* Error codes (negative). Stable: svctl maps them to exit codes. */
@@ -66,6 +70,9 @@ enum sv_client_err {
     SV_E_IO,                /* a local I/O error, or a read/write callback failed */
     SV_E_INTERNAL,          /* the server reported an internal error */
     SV_E_NOMEM,             /* out of memory */
+    SV_E_READ_ONLY,         /* the site takes no writes (a disaster-recovery standby, or fenced):
+                               final, never retried; sv_client_errmsg() has the node's sentence,
+                               which names the active site */
     SV_E_LAST_
 };
 
@@ -127,7 +134,7 @@ struct sv_stat {
  * SV_IF_ABSENT or a version N > 0. *version (may be NULL) receives the new
  * version. A retried write is applied exactly once. Returns 0,
  * SV_E_VERSION_CONFLICT, SV_E_BAD_ARGUMENT, SV_E_TOO_BIG, SV_E_NO_SPACE,
- * SV_E_DENIED, SV_E_UNAVAILABLE, SV_E_TIMEOUT, ... */
+ * SV_E_DENIED, SV_E_READ_ONLY, SV_E_UNAVAILABLE, SV_E_TIMEOUT, ... */
 SV_CLIENT_API int sv_client_put(struct sv_client *c, const char *bucket, const char *key,
                                 const void *data, size_t len, int64_t if_version,
                                 uint64_t *version);
@@ -171,7 +178,7 @@ SV_CLIENT_API int sv_client_get_stream(struct sv_client *c, const char *bucket, 
 
 /* Delete bucket/key if its version matches if_version (SV_IF_ANY, or N > 0).
  * *version (may be NULL) receives the deleted version. Returns 0,
- * SV_E_NOT_FOUND, SV_E_VERSION_CONFLICT, ... */
+ * SV_E_NOT_FOUND, SV_E_VERSION_CONFLICT, SV_E_READ_ONLY, ... */
 SV_CLIENT_API int sv_client_delete(struct sv_client *c, const char *bucket, const char *key,
                                    int64_t if_version, uint64_t *version);
 
@@ -263,6 +270,58 @@ SV_CLIENT_API int sv_client_status(struct sv_client *c, struct sv_cluster_status
 
 /* Free a status. NULL is a no-op. */
 SV_CLIENT_API void sv_client_status_free(struct sv_cluster_status *s);
+
+/* Disaster recovery: the primary site ships every shard's committed entries
+ * to a standby site (a copy of it, read-only), where each shard's leader
+ * applies them. DR_STATUS asks one node about its site and the shards it
+ * leads; sv_client_dr_status puts the nodes' answers together. */
+
+struct sv_dr_shard {
+    uint64_t id;                         /* shard index */
+    char state[SV_CLIENT_STATE_MAX + 1]; /* on a standby: initial-sync, streaming, reseeding,
+                                            stalled; on a primary: shipping, stalled;
+                                            "unknown": no node that answered leads it */
+    int64_t frontier_ms;                 /* every entry the primary committed before this wall
+                                            clock time (ms since the epoch) is applied on the
+                                            standby; -1 unknown (not yet, or on a primary) */
+    int64_t lag_ms;          /* the leader's own clock when it answered minus frontier_ms (0 when
+                                its clock is behind the frontier); -1 unknown */
+    uint64_t applied;        /* on a standby, the last primary index applied; on a primary, the
+                                standby's cursor (0 unknown) */
+    uint64_t commit;         /* the primary's commit index as last seen (0 unknown) */
+    int64_t last_contact_ms; /* ms since the last contact with the peer site; -1 none */
+    char reason[SV_CLIENT_REASON_MAX + 1]; /* why it is stalled (a code), "" otherwise */
+    char text[SV_CLIENT_TEXT_MAX + 1];     /* a sentence about it, "" when none */
+};
+
+struct sv_dr_status {
+    char role[SV_CLIENT_STATE_MAX + 1]; /* primary, standby or fenced: the first answering
+                                           node's, except that any node fenced makes it fenced */
+    char site[SV_CLIENT_SITE_MAX + 1];  /* this site's name, as the first answering node says */
+    char peer[SV_CLIENT_SITE_MAX + 1];  /* the peer site's name, "" when none */
+    uint64_t epoch;                     /* the site epoch: the highest one reported */
+    int64_t frontier_ms;                /* the lowest shard frontier_ms; -1 when any is unknown */
+    int64_t lag_ms;                     /* the highest shard lag_ms; -1 when any is unknown */
+    size_t n_nodes;                     /* nodes in the cluster map */
+    size_t n_answered;                  /* nodes that answered DR_STATUS */
+    size_t n_shards;
+    struct sv_dr_shard *shards; /* owned, n_shards of them, indexed by shard id */
+};
+
+/* Gather the cluster map (MAP from any node) and ask every node for
+ * DR_STATUS as sv_client_status asks for STATUS (each node bounded by 5 s
+ * and all by the deadline). Each shard is reported by the node that leads it
+ * (when two claim it, the one that applied more); a shard no answering node
+ * leads is "unknown" with -1 for what is unknown. Lags are measured against
+ * each node's clock, not this client's. On success *out owns a new report
+ * (free it with sv_client_dr_status_free). Returns 0, SV_E_NOMEM, the error
+ * of fetching the map, SV_E_UNAVAILABLE when no node answered, or when no
+ * answer was OK the error of the first (SV_E_BAD_ARGUMENT from nodes
+ * without disaster recovery, with their sentence). */
+SV_CLIENT_API int sv_client_dr_status(struct sv_client *c, struct sv_dr_status **out);
+
+/* Free a report. NULL is a no-op. */
+SV_CLIENT_API void sv_client_dr_status_free(struct sv_dr_status *s);
 
 /* Operator calls: to the meta group's leader.
  *

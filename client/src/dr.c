@@ -1,0 +1,177 @@
+/* libshardvault: disaster recovery status: DR_STATUS from every node, folded
+ * into one site's report (the fold apart from the network, for its tests). */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_int.h"
+#include "proto.h"
+#include "shardvault/client.h"
+
+static void copy_bytes(char *dst, size_t cap, struct sv_bytes b)
+{
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    if (n > 0)
+        memcpy(dst, b.p, n);
+    dst[n] = '\0';
+}
+
+/* A wire time or age in ms, -1 when absent or beyond int64_t. */
+static int64_t ms_or_unknown(bool present, uint64_t v)
+{
+    return present && v <= INT64_MAX ? (int64_t)v : -1;
+}
+
+static bool reported(const struct sv_dr_shard *sh)
+{
+    return strcmp(sh->state, "unknown") != 0;
+}
+
+struct sv_dr_status *sv__dr_status_new(size_t n_shards)
+{
+    struct sv_dr_status *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->shards = calloc(n_shards ? n_shards : 1, sizeof(*s->shards));
+    if (s->shards == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->n_shards = n_shards;
+    s->frontier_ms = -1;
+    s->lag_ms = -1;
+    for (size_t i = 0; i < n_shards; i++) {
+        struct sv_dr_shard *sh = &s->shards[i];
+        sh->id = i;
+        snprintf(sh->state, sizeof(sh->state), "unknown");
+        sh->frontier_ms = -1;
+        sh->lag_ms = -1;
+        sh->last_contact_ms = -1;
+    }
+    return s;
+}
+
+int sv__dr_status_add(struct sv_dr_status *s, const struct sv_msg *m)
+{
+    if (!SV_MSG_HAS(m, SV_F_KEY) || m->key.len == 0) {
+        sv__set_err("a DR_STATUS answer without the site's role");
+        return SV_E_PROTOCOL;
+    }
+    char role[SV_CLIENT_STATE_MAX + 1];
+    copy_bytes(role, sizeof(role), m->key);
+    if (s->n_answered == 0) {
+        snprintf(s->role, sizeof(s->role), "%s", role);
+        copy_bytes(s->site, sizeof(s->site), m->bucket);
+        copy_bytes(s->peer, sizeof(s->peer), m->prefix);
+    } else if (strcmp(role, "fenced") == 0) {
+        /* A fenced node must not be hidden behind one that has not heard yet. */
+        snprintf(s->role, sizeof(s->role), "fenced");
+    }
+    if (SV_MSG_HAS(m, SV_F_VERSION) && m->version > s->epoch)
+        s->epoch = m->version;
+    s->n_answered++;
+    /* Lags are measured against the answering node's clock: the client's may
+     * be anywhere, and the node's is the one the standby's frontier is read by. */
+    int64_t clock = ms_or_unknown(SV_MSG_HAS(m, SV_F_MTIME_MS), m->mtime_ms);
+    for (uint32_t i = 0; i < m->n_items; i++) {
+        const struct sv_item *it = &m->items[i];
+        if (!SV_ITEM_HAS(it, SV_I_ID) || it->id >= s->n_shards)
+            continue;
+        struct sv_dr_shard *sh = &s->shards[it->id];
+        /* Two nodes claim the shard while a deposed leader has not learned it
+         * yet: the one that applied more is the newer leader. */
+        if (reported(sh) && it->applied <= sh->applied)
+            continue;
+        if (SV_ITEM_HAS(it, SV_I_STATE) && it->state.len > 0)
+            copy_bytes(sh->state, sizeof(sh->state), it->state);
+        else
+            snprintf(sh->state, sizeof(sh->state), "unknown");
+        sh->frontier_ms = ms_or_unknown(SV_ITEM_HAS(it, SV_I_MTIME_MS), it->mtime_ms);
+        sh->lag_ms = -1;
+        if (sh->frontier_ms >= 0 && clock >= 0)
+            sh->lag_ms = clock > sh->frontier_ms ? clock - sh->frontier_ms : 0;
+        sh->applied = it->applied;
+        sh->commit = it->commit;
+        sh->last_contact_ms = ms_or_unknown(SV_ITEM_HAS(it, SV_I_AGE_MS), it->age_ms);
+        copy_bytes(sh->reason, sizeof(sh->reason), it->reason);
+        copy_bytes(sh->text, sizeof(sh->text), it->text);
+    }
+    return 0;
+}
+
+void sv__dr_status_finish(struct sv_dr_status *s)
+{
+    /* The site is as far as its slowest shard: one unknown makes it unknown. */
+    bool known_frontier = s->n_shards > 0, known_lag = s->n_shards > 0;
+    int64_t frontier = INT64_MAX, lag = 0;
+    for (size_t i = 0; i < s->n_shards; i++) {
+        const struct sv_dr_shard *sh = &s->shards[i];
+        if (sh->frontier_ms < 0)
+            known_frontier = false;
+        else if (sh->frontier_ms < frontier)
+            frontier = sh->frontier_ms;
+        if (sh->lag_ms < 0)
+            known_lag = false;
+        else if (sh->lag_ms > lag)
+            lag = sh->lag_ms;
+    }
+    s->frontier_ms = known_frontier ? frontier : -1;
+    s->lag_ms = known_lag ? lag : -1;
+}
+
+void sv_client_dr_status_free(struct sv_dr_status *s)
+{
+    if (s == NULL)
+        return;
+    free(s->shards);
+    free(s);
+}
+
+/* One round of DR_STATUS: the report (made at the first answer, once the
+ * map's shard count is known) and the first refusal, for when no node
+ * answered OK. */
+struct dr_round {
+    uint32_t n_shards;
+    struct sv_dr_status *s;
+    int first_err;
+    char first_msg[SV_CLIENT_ERRMSG_MAX];
+};
+
+static int dr_answered(void *arg, uint64_t node, const struct sv__resp *r)
+{
+    struct dr_round *d = arg;
+    if (d->s == NULL && (d->s = sv__dr_status_new(d->n_shards)) == NULL) {
+        sv__set_err("out of memory");
+        return SV_E_NOMEM;
+    }
+    int err = r->m.status == SV_ST_OK ? sv__dr_status_add(d->s, &r->m) : sv__status_fail(r);
+    if (err != 0 && d->first_err == 0) {
+        d->first_err = err;
+        snprintf(d->first_msg, sizeof(d->first_msg), "node %llu: %s", (unsigned long long)node,
+                 sv_client_errmsg());
+    }
+    return 0;
+}
+
+int sv_client_dr_status(struct sv_client *c, struct sv_dr_status **out)
+{
+    struct dr_round d = {0};
+    struct sv_msg m = {0};
+    size_t n_nodes = 0;
+    int rc = sv__ask_every_node(c, SV_MSG_DR_STATUS, &m, &n_nodes, &d.n_shards, dr_answered, &d);
+    if (rc == 0 && (d.s == NULL || d.s->n_answered == 0)) {
+        rc = d.first_err != 0 ? d.first_err : SV_E_PROTOCOL;
+        sv__set_err("no node answered DR_STATUS with a report; %s", d.first_msg);
+    }
+    if (rc != 0) {
+        sv_client_dr_status_free(d.s);
+        return rc;
+    }
+    d.s->n_nodes = n_nodes;
+    sv__dr_status_finish(d.s);
+    sv__clear_err(); /* a refusal from some node is in n_answered, not an error */
+    *out = d.s;
+    return 0;
+}
