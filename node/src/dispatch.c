@@ -446,6 +446,8 @@ static const struct route {
     {SV_MSG_NODE_REMOVE, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_CLUSTER_SET, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_DR_STATUS, SV_ROLE_CLIENT, false, handle_dr_status},
+    {SV_MSG_DR_PROMOTE, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_DR_DEMOTE, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_DR_PULL, SV_ROLE_SITE, false, handle_dr_pull},
 };
 
@@ -524,6 +526,8 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
         sv__health_on_reply(n, f);
     else if (f->type == (SV_MSG_DR_PULL | SV_MSG_RESP) && sv__dr_peer_id(n, c))
         sv__dr_on_pull_reply(n, c, f);
+    else if (f->type == (SV_MSG_DR_STATUS | SV_MSG_RESP) && sv__dr_peer_id(n, c))
+        sv__dr_on_peer_status(n, f);
     else if (f->type == (SV_MSG_JOIN | SV_MSG_RESP) && n->joining)
         sv__join_on_reply(n, c, f);
     else if (f->type & SV_MSG_RESP)

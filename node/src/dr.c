@@ -48,24 +48,33 @@ enum {
 
 bool sv__dr_standby(const struct sv_node *n)
 {
-    return n->site_role != SV_SITE_PRIMARY;
+    return n->map->site_role != SV_MAP_PRIMARY;
 }
 
 const char *sv__dr_role_name(const struct sv_node *n)
 {
-    return n->site_role == SV_SITE_STANDBY ? "standby" : "primary";
+    return n->map->site_role == SV_MAP_STANDBY  ? "standby"
+           : n->map->site_role == SV_MAP_FENCED ? "fenced"
+                                                : "primary";
 }
 
 int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id)
 {
     if (!sv__dr_standby(n))
         return 0;
-    char text[160];
+    char text[200];
     snprintf(text, sizeof text,
-             "site %s is a standby (read-only): writes go to the active site%s%s", n->cfg.site,
-             n->cfg.peer_site[0] ? " " : "", n->cfg.peer_site);
+             "site %s is %s (read-only, site epoch %" PRIu64 "): writes go to the active site%s%s",
+             n->cfg.site, n->map->site_role == SV_MAP_FENCED ? "fenced" : "a standby",
+             n->map->site_epoch, n->cfg.peer_site[0] ? " " : "", n->cfg.peer_site);
     sv__reply_status(n, conn, type, req_id, SV_ST_READ_ONLY, text);
     return 1;
+}
+
+bool sv__dr_primary_answers(const struct sv_node *n)
+{
+    return n->dr_peer_heard_ms && uv_now((uv_loop_t *)&n->loop) < n->dr_peer_heard_ms + 5000 &&
+           n->dr_peer_role == SV_MAP_PRIMARY;
 }
 
 /* The peer site's node id a connection's certificate names, or 0. */
@@ -206,9 +215,52 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
     pull_send(n, g, now);
 }
 
+/* The meta leader asks a node of the peer site for its role and epoch. */
+static void peer_ask(struct sv_node *n, uint64_t now)
+{
+    struct group *meta = sv__group(n, 0);
+    if (!meta || meta->role != SV_RAFT_LEADER || now < n->dr_peer_ms + 1000)
+        return;
+    n->dr_peer_ms = now;
+    uint64_t id = n->dr_peers[n->dr_rr++ % n->dr_n_peers].id;
+    struct sv_conn *c = peer_conn(n, id);
+    struct sv_msg m = {0};
+    uint8_t *body;
+    size_t len;
+    if (c && !sv_msg_encode(&m, &body, &len)) {
+        sv_conn_send(c, SV_MSG_DR_STATUS, ++n->next_fetch, body, len);
+        free(body);
+    }
+}
+
+void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f)
+{
+    struct sv_msg r;
+    char em[128];
+    if (sv_msg_decode(f->body, f->body_len, &r, em, sizeof em))
+        return;
+    if (r.status == SV_ST_OK && SV_MSG_HAS(&r, SV_F_KEY) && SV_MSG_HAS(&r, SV_F_VERSION)) {
+        bool primary = r.key.len == 7 && !memcmp(r.key.p, "primary", 7);
+        bool fenced = r.key.len == 6 && !memcmp(r.key.p, "fenced", 6);
+        n->dr_peer_role = primary ? SV_MAP_PRIMARY : fenced ? SV_MAP_FENCED : SV_MAP_STANDBY;
+        n->dr_peer_epoch = r.version;
+        n->dr_peer_heard_ms = uv_now(&n->loop);
+        if (primary && n->map->site_role == SV_MAP_PRIMARY && r.version > n->map->site_epoch) {
+            LOG_WARN("site %s was promoted (site epoch %" PRIu64 ", this site's %" PRIu64
+                     "): fencing this site",
+                     n->cfg.peer_site, r.version, n->map->site_epoch);
+            sv__sched_fence(n);
+        }
+    }
+    sv_msg_free(&r);
+}
+
 void sv__dr_tick(struct sv_node *n, uint64_t now_ms)
 {
-    if (!sv__dr_standby(n) || !n->dr_n_peers)
+    if (!n->dr_n_peers)
+        return;
+    peer_ask(n, now_ms);
+    if (n->map->site_role != SV_MAP_STANDBY)
         return;
     for (uint32_t id = 1; id < n->n_group_ids; id++)
         if (n->groups[id])
@@ -290,7 +342,8 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
     switch (r.status) {
     case SV_ST_OK:
         s->reason[0] = s->text[0] = 0;
-        if (g->role == SV_RAFT_LEADER && s->asked == s->st.cursor)
+        if (g->role == SV_RAFT_LEADER && s->asked == s->st.cursor &&
+            n->map->site_role == SV_MAP_STANDBY)
             ship_propose(n, g, &r, now);
         break;
     case SV_ST_NOT_LEADER:
@@ -344,7 +397,8 @@ void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
     uint64_t conn = sv_conn_id(c);
     if (sv__dr_standby(n)) {
         char text[160];
-        snprintf(text, sizeof text, "site %s is not the primary: it ships nothing", n->cfg.site);
+        snprintf(text, sizeof text, "site %s is %s: it ships nothing", n->cfg.site,
+                 sv__dr_role_name(n));
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_READ_ONLY, text);
         return;
     }
@@ -463,6 +517,12 @@ static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct 
 {
     struct sv__ship *s = &g->ship;
     memset(v, 0, sizeof *v);
+    if (n->map->site_role == SV_MAP_FENCED) {
+        v->state = "fenced";
+        v->applied = s->st.cursor;
+        v->commit = g->commit;
+        return;
+    }
     if (sv__dr_standby(n)) {
         ship_load(n, g);
         uint64_t closed = s->st.closed_ms > s->idle_closed_ms ? s->st.closed_ms : s->idle_closed_ms;
@@ -537,7 +597,7 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
     set_str(&m.key, sv__dr_role_name(n));
     set_str(&m.bucket, n->cfg.site);
     set_str(&m.prefix, n->cfg.peer_site);
-    m.version = n->site_epoch;
+    m.version = n->map->site_epoch;
     m.mtime_ms = wall;
     m.items = items;
     m.n_items = k;
@@ -560,20 +620,18 @@ void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out)
         out->led++;
         out->stalled += v.reason != NULL;
         out->behind += v.commit > v.applied ? v.commit - v.applied : 0;
-        if (!sv__dr_standby(n))
+        if (n->map->site_role != SV_MAP_STANDBY)
             continue;
         int64_t lag = v.frontier_ms ? (int64_t)(wall - v.frontier_ms) : -1;
         if (out->led == 1 || out->lag_ms >= 0)
             out->lag_ms = lag < 0 ? -1 : lag > out->lag_ms ? lag : out->lag_ms;
     }
-    if (!out->led || !sv__dr_standby(n))
+    if (!out->led || n->map->site_role != SV_MAP_STANDBY)
         out->lag_ms = -1;
 }
 
 int sv__dr_open(struct sv_node *n)
 {
-    n->site_role = n->cfg.site_role;
-    n->site_epoch = 1;
     n->dr_n_peers = 0;
     for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
         n->dr_peers[i].id = n->cfg.peers[i].id;

@@ -383,10 +383,13 @@ struct sv_node {
     bool stopping;
     int exit_code;
     struct sv__stats *stats; /* metrics (stats.c) */
-    /* Disaster recovery (dr.c). */
-    uint32_t site_role;  /* enum sv_cfg_role */
-    uint64_t site_epoch; /* grows with every promotion (1: none yet) */
+    /* Disaster recovery (dr.c); the site's role and epoch are the map's. */
     uint32_t dr_n_peers;
+    uint32_t dr_rr;            /* the peer node the meta leader asks next */
+    uint64_t dr_peer_ms;       /* the meta leader's last DR_STATUS to the peer site */
+    uint64_t dr_peer_heard_ms; /* ... and its last answer (0: none) */
+    uint32_t dr_peer_role;     /* enum sv_map_site_role, as the peer answered */
+    uint64_t dr_peer_epoch;
     struct sv__dr_peer dr_peers[SV_CFG_NODES_MAX];
 };
 
@@ -493,8 +496,13 @@ const char *sv__dr_role_name(const struct sv_node *n);
 int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id);
 /* The peer site's node id a connection's certificate names, or 0. */
 uint64_t sv__dr_peer_id(const struct sv_node *n, struct sv_conn *c);
-/* Standby leaders pull. */
+/* Standby leaders pull; the meta leader asks the peer site its role and
+ * epoch every second (and fences this site when the peer is a newer
+ * primary). */
 void sv__dr_tick(struct sv_node *n, uint64_t now_ms);
+void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f);
+/* The peer site answered as the primary within the last 5 s (meta leader). */
+bool sv__dr_primary_answers(const struct sv_node *n);
 void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 /* Entry e of g applied (every replica): a SHIP moves the cursor. */
 void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
@@ -606,6 +614,9 @@ void sv__sched_close(struct sv_node *n);
 /* The meta leader plans a round every SCHED_MS (or when a request waits). */
 void sv__sched_tick(struct sv_node *n, uint64_t now_ms);
 /* DRAIN, NODE_REMOVE, CLUSTER_SET, JOIN, MOVE: answered once recorded. */
+/* Meta leader: fence this site (a newer primary was heard of): recorded as
+ * an operator's DR_DEMOTE would be, nobody waiting for the answer. */
+void sv__sched_fence(struct sv_node *n);
 void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                        const struct sv_msg *m);
 void sv__sched_reply_settings(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);

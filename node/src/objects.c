@@ -11,13 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t new_upload_id(struct group *g)
+/* An upload id no other leader of the group, on this site or the other,
+ * can choose: the site epoch's low 8 bits (a promotion changes it, and only
+ * one site writes at a time), the term's low 24 bits, a counter. Chunk ids
+ * derive from it, so a promoted standby's new objects never overwrite the
+ * chunks of those the old primary shipped. The limits: 256 promotions and
+ * 16 M terms of a group before a wrap could reuse an id. */
+static uint64_t new_upload_id(const struct sv_node *n, struct group *g)
 {
     if (g->up_term != g->term) {
         g->up_term = g->term;
         g->up_ctr = 0;
     }
-    return g->term << 32 | ++g->up_ctr;
+    uint64_t era = (n->map->site_epoch - 1) & 0xff;
+    return era << 56 | (g->term & 0xffffff) << 32 | ++g->up_ctr;
 }
 
 void sv__objects_serve_ready(struct sv_node *n, struct group *g)
@@ -369,12 +376,12 @@ void sv__objects_write(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         ok = SV_MSG_HAS(m, SV_F_SESSION) && SV_MSG_HAS(m, SV_F_SEQ) && SV_MSG_HAS(m, SV_F_SIZE) &&
              SV_MSG_HAS(m, SV_F_SHA256) && m->data.len == m->size && m->size <= SV_MSG_CHUNK_MAX;
         cmd.type = SV_CMD_PUT;
-        cmd.upload = new_upload_id(g);
+        cmd.upload = new_upload_id(n, g);
         plain = &m->data;
         break;
     case SV_MSG_PUT_BEGIN:
         cmd.type = SV_CMD_BEGIN;
-        cmd.upload = new_upload_id(g);
+        cmd.upload = new_upload_id(n, g);
         break;
     case SV_MSG_PUT_CHUNK:
         ok = SV_MSG_HAS(m, SV_F_UPLOAD) && SV_MSG_HAS(m, SV_F_CHUNK) && SV_MSG_HAS(m, SV_F_DATA) &&

@@ -141,6 +141,10 @@ static void answer(struct sv_node *n, struct op *o, int status, const char *text
     m.status = status;
     m.epoch = n->map->epoch;
     m.fields = 1u << SV_F_STATUS | 1u << SV_F_EPOCH;
+    if (status == SV_ST_OK && (o->type == SV_MSG_DR_PROMOTE || o->type == SV_MSG_DR_DEMOTE)) {
+        m.version = n->map->site_epoch;
+        SV_MSG_SET(&m, SV_F_VERSION);
+    }
     if (text && text[0]) {
         m.msg = (struct sv_bytes){(const uint8_t *)text, strlen(text)};
         SV_MSG_SET(&m, SV_F_MSG);
@@ -165,6 +169,10 @@ static bool recorded(const struct sv_map *map, const struct op *o)
     case SV_MSG_MOVE:
         return mg && !mg->out && sv_map_holds(map, o->group, o->to) &&
                !sv_map_holds(map, o->group, o->node);
+    case SV_MSG_DR_PROMOTE:
+        return map->site_role == SV_MAP_PRIMARY && map->site_epoch >= o->value;
+    case SV_MSG_DR_DEMOTE:
+        return map->site_role == SV_MAP_FENCED;
     default: /* CLUSTER_SET: the planner's settings are compared in set_value */
         return false;
     }
@@ -247,6 +255,22 @@ static int op_apply(struct sv_map *map, const struct op *o, char *err, size_t ca
         return sv_map_node_add(map, o->node, o->zone, o->addr, err, cap) ? SV_ST_BAD_REQUEST : 0;
     case SV_MSG_MOVE:
         return sv_map_replace(map, o->group, o->node, o->to, err, cap) ? SV_ST_BAD_REQUEST : 0;
+    case SV_MSG_DR_PROMOTE:
+        if (map->site_role == SV_MAP_PRIMARY) {
+            snprintf(err, cap, "this site is the primary already (site epoch %" PRIu64 ")",
+                     map->site_epoch);
+            return SV_ST_BAD_REQUEST;
+        }
+        map->site_role = SV_MAP_PRIMARY;
+        map->site_epoch = o->value;
+        map->epoch++;
+        return 0;
+    case SV_MSG_DR_DEMOTE:
+        if (map->site_role != SV_MAP_FENCED) {
+            map->site_role = SV_MAP_FENCED;
+            map->epoch++;
+        }
+        return 0;
     default: {
         const struct setting *st = setting(o->key);
         struct sv_map_settings set = map->set;
@@ -506,9 +530,16 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
     else if ((f->type == SV_MSG_DRAIN || f->type == SV_MSG_NODE_REMOVE) &&
              !SV_MSG_HAS(m, SV_F_NODE))
         missing = "NODE is missing";
-    else if (f->type == SV_MSG_MOVE &&
-             (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_NODE) ||
-              !SV_MSG_HAS(m, SV_F_LEADER) || m->shard >= n->map->n_shards))
+    else if (f->type == SV_MSG_DR_PROMOTE) {
+        if (n->map->site_role == SV_MAP_PRIMARY)
+            missing = "this site is the primary already";
+        else if (!(SV_MSG_HAS(m, SV_F_FLAGS) && (m->flags & 1)) && sv__dr_primary_answers(n))
+            missing = "the primary site still answers (within the last 5 s): promoting now "
+                      "would make two primaries; fence it first (svctl dr demote on it), or "
+                      "promote with --force";
+    } else if (f->type == SV_MSG_MOVE &&
+               (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_NODE) ||
+                !SV_MSG_HAS(m, SV_F_LEADER) || m->shard >= n->map->n_shards))
         missing = "MOVE needs SHARD, NODE (from) and LEADER (to)";
     if (missing) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, missing);
@@ -537,11 +568,28 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         snprintf(o->zone, sizeof o->zone, "%.*s", (int)m->zone.len, (const char *)m->zone.p);
         snprintf(o->addr, sizeof o->addr, "%.*s", (int)m->addr.len, (const char *)m->addr.p);
     }
+    if (f->type == SV_MSG_DR_PROMOTE)
+        o->value = n->map->site_epoch + 1;
     if (f->type == SV_MSG_JOIN)
         sv__health_heard(n, o->node, uv_now(&n->loop));
     o->next = n->sched->ops;
     n->sched->ops = o;
     n->sched->planned_ms = 0; /* plan at the next tick */
+}
+
+void sv__sched_fence(struct sv_node *n)
+{
+    for (const struct op *o = n->sched->ops; o; o = o->next)
+        if (o->type == SV_MSG_DR_DEMOTE)
+            return;
+    struct op *o = calloc(1, sizeof *o);
+    if (!o)
+        return;
+    o->type = SV_MSG_DR_DEMOTE; /* conn 0: nobody waits for the answer */
+    o->deadline_ms = uv_now(&n->loop) + OP_TIMEOUT_MS;
+    o->next = n->sched->ops;
+    n->sched->ops = o;
+    n->sched->planned_ms = 0;
 }
 
 void sv__sched_reply_settings(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
