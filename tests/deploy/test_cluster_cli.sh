@@ -507,7 +507,7 @@ for i in 1 3 4 5 6 8 9; do grown[$i]=$(pid_of "$d3" "$i"); done
 expect 0 "down --purge (4 nodes)" -- "$cluster" down --purge --dir "$d3"
 for i in 1 3 4 5 6 8 9; do ok "down stopped node $i" -- dead "${grown[$i]}"; done
 
-# --- two sites: up --dr, --site ------------------------------------------------------
+# --- two sites: up --dr, --site, site-outage, site-start -------------------------------
 d7=$tmp/c7
 dr=$d7/dr
 expect 2 "--dr-nodes without --dr" -- "$cluster" up --dr-nodes 3 --bin "$bin" --dir "$d7"
@@ -519,11 +519,19 @@ expect 2 "standby ports above 65535" -- "$cluster" up --dr --base-port 64500 --b
 ok "standby ports explained" -- grep_err "standby site's ports 64601\.\.65603 pass 65535"
 expect 2 "status --site of an unknown site" -- "$cluster" status --site west --dir "$d7"
 ok "unknown --site explained" -- grep_err "site must be primary or dr, not 'west'"
+expect 2 "site-outage without SITE" -- "$cluster" site-outage --dir "$d7"
+ok "site-outage without SITE explained" -- grep_err "needs a SITE"
+expect 2 "site-outage of an unknown site" -- "$cluster" site-outage west --dir "$d7"
+expect 2 "site-start of an unknown site" -- "$cluster" site-start west --dir "$d7"
 expect 2 "down --purge --site" -- "$cluster" down --purge --site dr --dir "$d7"
 ok "down --purge --site explained" -- grep_err "whole deployment"
 ok "bad DR values create nothing" -- test ! -e "$d7"
+for c in site-outage site-start; do
+    expect 0 "$c --help" -- "$cluster" "$c" --help
+    ok "$c --help prints its usage" -- grep_out "usage: deploy/cluster $c SITE"
+done
 ok "up --help describes --dr" -- bash -c "'$cluster' up --help | grep -q 'site dr standby'"
-for c in "status" "env" "kill 1 --site dr" "logs 1 --site dr"; do
+for c in "status" "env" "site-outage dr" "site-start dr" "kill 1 --site dr" "logs 1 --site dr"; do
     # shellcheck disable=SC2086 # split into command and arguments
     expect 1 "$c on a DIR without cluster.conf" -- "$cluster" $c --dir "$tmp/none"
 done
@@ -605,9 +613,33 @@ ok "start --site dr says which site" -- grep_out "node 2 of site dr started"
 ok "standby node 2 runs again" -- alive "$(pid_of "$dr" 2)"
 drpid[2]=$(pid_of "$dr" 2)
 
-expect 0 "down --site primary" -- "$cluster" down --site primary --dir "$d7"
-for i in 1 2 3 4 5 6; do ok "down --site primary stopped node $i" -- dead "${ppid[$i]}"; done
-for j in 1 2 3; do ok "down --site primary spares standby node $j" -- alive "${drpid[$j]}"; done
+expect 0 "site-outage dr" -- "$cluster" site-outage dr --dir "$d7"
+for j in 1 2 3; do
+    ok "site-outage dr killed standby node $j" -- dead "${drpid[$j]}"
+    ok "site-outage dr names node $j's pid" -- grep_out "node $j of site dr killed \(pid ${drpid[$j]}, SIGKILL\)"
+    ok "site-outage dr removed node $j's pid file" -- test ! -e "$dr/node$j/svd.pid"
+done
+for i in 1 2 3 4 5 6; do ok "site-outage dr spares primary node $i" -- alive "${ppid[$i]}"; done
+expect 1 "site-outage dr again" -- "$cluster" site-outage dr --dir "$d7"
+ok "site-outage with nothing running explained" -- grep_err "no node of site dr is running"
+expect 0 "status after the standby's outage" -- "$cluster" status --dir "$d7"
+ok "status: the standby's count is 0" -- grep_out "^standby site dr: 0 of 3 nodes run "
+expect 0 "site-start dr" -- "$cluster" site-start dr --dir "$d7"
+for j in 1 2 3; do
+    ok "site-start dr started node $j" -- alive "$(pid_of "$dr" "$j")"
+    ok "site-start dr says so for node $j" -- grep_out "node $j of site dr started \(pid [0-9]+, 127\.0\.0\.1:$((base + 100 + j))\)"
+    drpid[$j]=$(pid_of "$dr" "$j")
+done
+expect 0 "site-start dr again" -- "$cluster" site-start dr --dir "$d7"
+ok "site-start of a running site says so" -- grep_out "every node of site dr already runs"
+ok "site-start of a running site keeps the pids" -- test "$(pid_of "$dr" 1)" = "${drpid[1]}"
+
+expect 0 "site-outage primary" -- "$cluster" site-outage primary --dir "$d7"
+for i in 1 2 3 4 5 6; do
+    ok "site-outage primary killed node $i" -- dead "${ppid[$i]}"
+    ok "site-outage primary names node $i's pid" -- grep_out "node $i killed \(pid ${ppid[$i]}, SIGKILL\)"
+done
+for j in 1 2 3; do ok "site-outage primary spares standby node $j" -- alive "${drpid[$j]}"; done
 expect 0 "up restarts the primary" -- "$cluster" up --bin "$bin" --dir "$d7"
 ok "up started the primary's nodes" -- grep_out "started node\(s\) 1 2 3 4 5 6;"
 ok "up left the standby running" -- grep_out "every node of site dr already runs"
