@@ -239,6 +239,7 @@ ok "conf: ca" -- grep -qx "ca $dir/ca/ca.pem" "$conf"
 ok "conf: master_key" -- grep -qx "master_key $dir/keys/master.key" "$conf"
 ok "conf: data_key" -- grep -qx "data_key $dir/keys/data.key" "$conf"
 ok "conf: 6 node lines" -- test "$(grep -c '^node ' "$conf")" = 6
+ok "conf: no site lines without --dr" -- bash -c "! grep -qE '^(site|peer_site|peer_node) ' '$conf'"
 zones=(zone-a zone-b zone-c zone-a zone-b zone-c)
 for i in 1 2 3 4 5 6; do
     nd=$dir/node$i
@@ -505,6 +506,223 @@ declare -A grown=()
 for i in 1 3 4 5 6 8 9; do grown[$i]=$(pid_of "$d3" "$i"); done
 expect 0 "down --purge (4 nodes)" -- "$cluster" down --purge --dir "$d3"
 for i in 1 3 4 5 6 8 9; do ok "down stopped node $i" -- dead "${grown[$i]}"; done
+
+# --- two sites: up --dr, --site, site-outage, site-start -------------------------------
+d7=$tmp/c7
+dr=$d7/dr
+expect 2 "--dr-nodes without --dr" -- "$cluster" up --dr-nodes 3 --bin "$bin" --dir "$d7"
+ok "--dr-nodes without --dr explained" -- grep_err "dr-nodes needs --dr"
+expect 2 "--dr-nodes 0" -- "$cluster" up --dr --dr-nodes 0 --bin "$bin" --dir "$d7"
+expect 2 "--dr-nodes 65" -- "$cluster" up --dr --dr-nodes 65 --bin "$bin" --dir "$d7"
+# Primary metrics ports 65501..65506 fit; the standby's 65601..65603 do not.
+expect 2 "standby ports above 65535" -- "$cluster" up --dr --base-port 64500 --bin "$bin" --dir "$d7"
+ok "standby ports explained" -- grep_err "standby site's ports 64601\.\.65603 pass 65535"
+expect 2 "status --site of an unknown site" -- "$cluster" status --site west --dir "$d7"
+ok "unknown --site explained" -- grep_err "site must be primary or dr, not 'west'"
+expect 2 "site-outage without SITE" -- "$cluster" site-outage --dir "$d7"
+ok "site-outage without SITE explained" -- grep_err "needs a SITE"
+expect 2 "site-outage of an unknown site" -- "$cluster" site-outage west --dir "$d7"
+expect 2 "site-start of an unknown site" -- "$cluster" site-start west --dir "$d7"
+expect 2 "down --purge --site" -- "$cluster" down --purge --site dr --dir "$d7"
+ok "down --purge --site explained" -- grep_err "whole deployment"
+ok "bad DR values create nothing" -- test ! -e "$d7"
+for c in site-outage site-start; do
+    expect 0 "$c --help" -- "$cluster" "$c" --help
+    ok "$c --help prints its usage" -- grep_out "usage: deploy/cluster $c SITE"
+done
+ok "up --help describes --dr" -- bash -c "'$cluster' up --help | grep -q 'site dr standby'"
+for c in "status" "env" "site-outage dr" "site-start dr" "kill 1 --site dr" "logs 1 --site dr"; do
+    # shellcheck disable=SC2086 # split into command and arguments
+    expect 1 "$c on a DIR without cluster.conf" -- "$cluster" $c --dir "$tmp/none"
+done
+
+expect 0 "up --dr (6 + 3 nodes)" -- "$cluster" up --dr --bin "$bin" --dir "$d7" --base-port "$base"
+ok "up --dr: the standby's table" -- grep_out "^3 +dr-c +127\.0\.0\.1:$((base + 103)) +[0-9]+ +running"
+ok "up --dr: the primary's table" -- grep_out "^6 +zone-c +127\.0\.0\.1:$((base + 6)) +[0-9]+ +running"
+ok "up --dr: the standby's env hint" -- grep_out "env --dir .*c7 --site dr"
+ok "up --dr: the standby's shape" -- grep_out "site dr \(standby; peer site primary\) is up: 3 nodes in zones dr-a dr-b dr-c, 16 shards x 3 replicas"
+pconf=$d7/cluster.conf
+dconf=$dr/cluster.conf
+ok "primary conf: site primary primary" -- grep -qx "site primary primary" "$pconf"
+ok "primary conf: peer_site dr" -- grep -qx "peer_site dr" "$pconf"
+ok "primary conf: 3 peer_node lines" -- test "$(grep -c '^peer_node ' "$pconf")" = 3
+ok "primary conf: 6 node lines" -- test "$(grep -c '^node ' "$pconf")" = 6
+ok "standby conf: site dr standby" -- grep -qx "site dr standby" "$dconf"
+ok "standby conf: peer_site primary" -- grep -qx "peer_site primary" "$dconf"
+ok "standby conf: 6 peer_node lines" -- test "$(grep -c '^peer_node ' "$dconf")" = 6
+ok "standby conf: 3 node lines" -- test "$(grep -c '^node ' "$dconf")" = 3
+for i in 1 2 3 4 5 6; do
+    ok "standby conf: peer_node $i" -- grep -qx "peer_node $i 127.0.0.1:$((base + i))" "$dconf"
+done
+for line in "shards 16" "replicas 3" "upload_ttl_s 600" "down_after_s 10" "evict_after_s 60" \
+    "ca $d7/ca/ca.pem" "master_key $d7/keys/master.key" "data_key $d7/keys/data.key"; do
+    ok "standby conf: $line (the primary's)" -- grep -qx "$line" "$dconf"
+done
+ok "DIR/dr is mode 0700" -- test "$(mode_of "$dr")" = 700
+ok "the standby has no CA of its own" -- test ! -e "$dr/ca"
+ok "the standby has no keys of its own" -- test ! -e "$dr/keys"
+ok "primary node 2 CN is still node-2" -- bash -c \
+    "openssl x509 -in '$d7/node2/node.pem' -noout -subject -nameopt multiline | grep -qE '^ *commonName *= node-2\$'"
+drzones=(dr-a dr-b dr-c)
+declare -A drpid=() ppid=()
+for j in 1 2 3; do
+    nd=$dr/node$j
+    ok "primary conf: peer_node $j" -- grep -qx "peer_node $j 127.0.0.1:$((base + 100 + j))" "$pconf"
+    ok "standby conf: node $j line (zone dr-*, port + 100, metrics + 1000)" -- grep -qx \
+        "node $j ${drzones[j - 1]} 127.0.0.1:$((base + 100 + j)) $nd metrics 127.0.0.1:$((base + 1100 + j))" "$dconf"
+    ok "standby node $j certificate verifies against the deployment's CA" -- \
+        openssl verify -CAfile "$d7/ca/ca.pem" "$nd/node.pem"
+    ok "standby node $j CN is node-$j@dr" -- bash -c \
+        "openssl x509 -in '$nd/node.pem' -noout -subject -nameopt multiline | grep -qE '^ *commonName *= node-$j@dr\$'"
+    ok "standby node $j SAN names node-$j@dr" -- bash -c \
+        "openssl x509 -in '$nd/node.pem' -noout -ext subjectAltName | grep -q 'IP Address:127.0.0.1, DNS:localhost, DNS:node-$j@dr\$'"
+    ok "standby node $j key is mode 0600" -- test "$(mode_of "$nd/node.key")" = 600
+    ok "standby node $j runs" -- alive "$(pid_of "$dr" "$j")"
+    ok "standby node $j started with the standby's conf" -- \
+        wait_for 30 grep -qx "fake svd: node $j ${drzones[j - 1]} .*" "$nd/svd.log"
+    drpid[$j]=$(pid_of "$dr" "$j")
+done
+for i in 1 2 3 4 5 6; do ppid[$i]=$(pid_of "$d7" "$i"); done
+
+expect 0 "env --site dr" -- "$cluster" env --site dr --dir "$d7"
+ok "env --site dr: the standby's endpoints" -- \
+    grep -qx "export SV_ENDPOINTS=127.0.0.1:$((base + 101)),127.0.0.1:$((base + 102)),127.0.0.1:$((base + 103))" "$out"
+ok "env --site dr: the deployment's CA" -- grep -qx "export SV_CA=$d7/ca/ca.pem" "$out"
+expect 0 "env (the primary by default)" -- "$cluster" env --dir "$d7"
+ok "env: the primary's endpoints" -- grep -q "^export SV_ENDPOINTS=127.0.0.1:$((base + 1)),.*,127.0.0.1:$((base + 6))\$" "$out"
+expect 0 "env --site primary" -- "$cluster" env --site primary --dir "$d7"
+ok "env --site primary: the primary's endpoints" -- grep -q "^export SV_ENDPOINTS=127.0.0.1:$((base + 1)),.*,127.0.0.1:$((base + 6))\$" "$out"
+expect 0 "status (two sites)" -- "$cluster" status --dir "$d7"
+ok "status: names the site" -- grep_out "^site primary: starts as primary \(its cluster.conf\); peer site dr\$"
+ok "status: 6 running" -- test "$(grep -cE ' running$' "$out")" = 6
+ok "status: the standby's count" -- grep_out "^standby site dr: 3 of 3 nodes run "
+expect 0 "status --site dr" -- "$cluster" status --site dr --dir "$d7"
+ok "status --site dr: names the site" -- grep_out "^site dr: starts as standby \(its cluster.conf\); peer site primary\$"
+ok "status --site dr: 3 running" -- test "$(grep -cE ' running$' "$out")" = 3
+ok "status --site dr: svctl ran with the standby's endpoints" -- grep_out "\"endpoints\":\"127.0.0.1:$((base + 101)),"
+expect 0 "logs 2 --site dr" -- "$cluster" logs 2 --site dr --dir "$d7"
+ok "logs 2 --site dr shows the standby's node 2" -- grep_out "fake svd: node 2 dr-b"
+
+expect 0 "kill 2 --site dr" -- "$cluster" kill 2 --site dr --dir "$d7"
+ok "kill --site dr says which site" -- grep_out "node 2 of site dr killed \(pid ${drpid[2]}, SIGKILL\)"
+ok "standby node 2 is dead" -- dead "${drpid[2]}"
+ok "primary node 2 is spared" -- alive "${ppid[2]}"
+expect 1 "kill 2 --site dr again" -- "$cluster" kill 2 --site dr --dir "$d7"
+expect 0 "start 2 --site dr" -- "$cluster" start 2 --site dr --dir "$d7"
+ok "start --site dr says which site" -- grep_out "node 2 of site dr started"
+ok "standby node 2 runs again" -- alive "$(pid_of "$dr" 2)"
+drpid[2]=$(pid_of "$dr" 2)
+
+expect 0 "site-outage dr" -- "$cluster" site-outage dr --dir "$d7"
+for j in 1 2 3; do
+    ok "site-outage dr killed standby node $j" -- dead "${drpid[$j]}"
+    ok "site-outage dr names node $j's pid" -- grep_out "node $j of site dr killed \(pid ${drpid[$j]}, SIGKILL\)"
+    ok "site-outage dr removed node $j's pid file" -- test ! -e "$dr/node$j/svd.pid"
+done
+for i in 1 2 3 4 5 6; do ok "site-outage dr spares primary node $i" -- alive "${ppid[$i]}"; done
+expect 1 "site-outage dr again" -- "$cluster" site-outage dr --dir "$d7"
+ok "site-outage with nothing running explained" -- grep_err "no node of site dr is running"
+expect 0 "status after the standby's outage" -- "$cluster" status --dir "$d7"
+ok "status: the standby's count is 0" -- grep_out "^standby site dr: 0 of 3 nodes run "
+expect 0 "site-start dr" -- "$cluster" site-start dr --dir "$d7"
+for j in 1 2 3; do
+    ok "site-start dr started node $j" -- alive "$(pid_of "$dr" "$j")"
+    ok "site-start dr says so for node $j" -- grep_out "node $j of site dr started \(pid [0-9]+, 127\.0\.0\.1:$((base + 100 + j))\)"
+    drpid[$j]=$(pid_of "$dr" "$j")
+done
+expect 0 "site-start dr again" -- "$cluster" site-start dr --dir "$d7"
+ok "site-start of a running site says so" -- grep_out "every node of site dr already runs"
+ok "site-start of a running site keeps the pids" -- test "$(pid_of "$dr" 1)" = "${drpid[1]}"
+
+expect 0 "site-outage primary" -- "$cluster" site-outage primary --dir "$d7"
+for i in 1 2 3 4 5 6; do
+    ok "site-outage primary killed node $i" -- dead "${ppid[$i]}"
+    ok "site-outage primary names node $i's pid" -- grep_out "node $i killed \(pid ${ppid[$i]}, SIGKILL\)"
+done
+for j in 1 2 3; do ok "site-outage primary spares standby node $j" -- alive "${drpid[$j]}"; done
+expect 0 "up restarts the primary" -- "$cluster" up --bin "$bin" --dir "$d7"
+ok "up started the primary's nodes" -- grep_out "started node\(s\) 1 2 3 4 5 6;"
+ok "up left the standby running" -- grep_out "every node of site dr already runs"
+for i in 1 2 3 4 5 6; do ppid[$i]=$(pid_of "$d7" "$i"); done
+expect 0 "up --dr on the two-site deployment" -- "$cluster" up --dr --dr-nodes 3 --bin "$bin" --dir "$d7"
+expect 2 "up --dr with another --dr-nodes" -- "$cluster" up --dr --dr-nodes 4 --bin "$bin" --dir "$d7"
+ok "another --dr-nodes explained" -- grep_err "dr-nodes 3, not 4"
+
+# add and start --reset on the standby: the primary's peer_node lines follow.
+expect 2 "add --site dr with a primary zone" -- "$cluster" add --site dr --zone zone-a --dir "$d7"
+ok "add --site dr: zone explained" -- grep_err "dr-a \.\. dr-z"
+expect 0 "add --site dr --zone dr-a" -- "$cluster" add --site dr --zone dr-a --dir "$d7"
+ok "add --site dr names the node" -- grep_out "node 4 of site dr added in dr-a at 127\.0\.0\.1:$((base + 104))"
+ok "standby conf: node 4 appended" -- grep -qx \
+    "node 4 dr-a 127.0.0.1:$((base + 104)) $dr/node4 metrics 127.0.0.1:$((base + 1104))" "$dconf"
+ok "primary conf: peer_node 4 appended" -- grep -qx "peer_node 4 127.0.0.1:$((base + 104))" "$pconf"
+ok "standby node 4 CN is node-4@dr" -- bash -c \
+    "openssl x509 -in '$dr/node4/node.pem' -noout -subject -nameopt multiline | grep -qE '^ *commonName *= node-4@dr\$'"
+ok "standby node 4 was started with --join" -- wait_for 30 grep -q "fake svd 4: args: --join" "$dr/node4/svd.log"
+expect 0 "add --zone zone-a (primary, two sites)" -- "$cluster" add --zone zone-a --dir "$d7"
+ok "primary conf: node 7" -- grep -qx "node 7 zone-a 127.0.0.1:$((base + 7)) $d7/node7 metrics 127.0.0.1:$((base + 1007))" "$pconf"
+ok "standby conf: peer_node 7 appended" -- grep -qx "peer_node 7 127.0.0.1:$((base + 7))" "$dconf"
+expect 0 "start 1 --reset --site dr" -- "$cluster" start 1 --reset --site dr --dir "$d7"
+ok "reset --site dr says who rejoins" -- grep_out "node 1 of site dr wiped; it rejoins as node 5"
+ok "reset --site dr deleted the standby's node 1" -- test ! -e "$dr/node1"
+ok "reset --site dr kept the primary's node 1" -- alive "${ppid[1]}"
+ok "standby conf: node 1 is a comment" -- grep -q "^# node 1 dr-a " "$dconf"
+ok "primary conf: peer_node 1 is a comment" -- grep -q "^# peer_node 1 127.0.0.1:$((base + 101)) " "$pconf"
+ok "primary conf: peer_node 5 appended" -- grep -qx "peer_node 5 127.0.0.1:$((base + 105))" "$pconf"
+ok "primary conf: node 1 untouched" -- grep -q "^node 1 zone-a " "$pconf"
+
+# down --site, then down of both sites, then purge.
+declare -A drnow=()
+for j in 2 3 4 5; do drnow[$j]=$(pid_of "$dr" "$j"); done
+expect 0 "down --site dr" -- "$cluster" down --site dr --dir "$d7"
+for j in 2 3 4 5; do ok "down --site dr stopped standby node $j" -- dead "${drnow[$j]}"; done
+ok "down --site dr says which site" -- grep_out "node 2 of site dr stopped"
+ok "down --site dr spares the primary" -- alive "$(pid_of "$d7" 1)"
+expect 0 "down --site dr again" -- "$cluster" down --site dr --dir "$d7"
+ok "down --site dr again: nothing ran" -- grep_out "no node of site dr was running"
+expect 0 "up restarts the standby" -- "$cluster" up --bin "$bin" --dir "$d7"
+ok "up started the standby's nodes" -- grep_out "started node\(s\) 2 3 4 5 of site dr;"
+declare -A all=()
+for i in 1 2 3 4 5 6 7; do all[p$i]=$(pid_of "$d7" "$i"); done
+for j in 2 3 4 5; do all[d$j]=$(pid_of "$dr" "$j"); done
+expect 0 "down (two sites)" -- "$cluster" down --dir "$d7"
+for k in "${!all[@]}"; do ok "down stopped $k" -- dead "${all[$k]}"; done
+ok "down stopped the standby first" -- bash -c \
+    "grep -n 'stopped' '$out' | head -1 | grep -q 'of site dr'"
+expect 0 "down --purge (two sites)" -- "$cluster" down --purge --dir "$d7"
+ok "down --purge deleted both sites" -- test ! -e "$d7"
+
+# A small standby: replicas capped at its zones; a deployment without one refuses --dr.
+d8=$tmp/c8
+expect 0 "up --dr --dr-nodes 1" -- "$cluster" up --dr --dr-nodes 1 --nodes 3 --bin "$bin" --dir "$d8" --base-port "$base"
+ok "one standby node: replicas 1" -- grep -qx "replicas 1" "$d8/dr/cluster.conf"
+ok "one standby node: the primary keeps replicas 3" -- grep -qx "replicas 3" "$d8/cluster.conf"
+ok "one standby node in dr-a" -- grep -q "^node 1 dr-a 127.0.0.1:$((base + 101)) " "$d8/dr/cluster.conf"
+expect 0 "down --purge (one standby node)" -- "$cluster" down --purge --dir "$d8"
+expect 0 "up --dr --dr-nodes 5 --replicas 2" -- "$cluster" up --dr --dr-nodes 5 --nodes 3 --replicas 2 \
+    --bin "$bin" --dir "$d8" --base-port "$base"
+ok "five standby nodes: replicas 2 (the primary's)" -- grep -qx "replicas 2" "$d8/dr/cluster.conf"
+ok "five standby nodes: node 4 in dr-a" -- grep -q "^node 4 dr-a " "$d8/dr/cluster.conf"
+ok "five standby nodes: node 5 in dr-b" -- grep -q "^node 5 dr-b " "$d8/dr/cluster.conf"
+expect 0 "down --purge (five standby nodes)" -- "$cluster" down --purge --dir "$d8"
+expect 0 "up without --dr" -- "$cluster" up --nodes 3 --bin "$bin" --dir "$d8" --base-port "$base"
+ok "without --dr: no site lines" -- bash -c "! grep -qE '^(site|peer_site|peer_node) ' '$d8/cluster.conf'"
+ok "without --dr: no standby" -- test ! -e "$d8/dr"
+expect 2 "up --dr on a deployment without a standby" -- "$cluster" up --dr --bin "$bin" --dir "$d8"
+ok "up --dr on one site explained" -- grep_err "without a standby site"
+expect 1 "status --site dr without a standby" -- "$cluster" status --site dr --dir "$d8"
+ok "no standby explained" -- grep_err "no standby site dr"
+expect 0 "down --purge (one site)" -- "$cluster" down --purge --dir "$d8"
+
+# pki.sh: the site in the certificate's name.
+mkdir -p "$tmp/pki/ca" "$tmp/pki/a" "$tmp/pki/b"
+# shellcheck disable=SC2016 # expanded by the inner bash
+ok "pki: a bad site name is refused" -- bash -c 'source "$0/deploy/lib/pki.sh" && sv_pki_make_ca "$1/ca" 2>/dev/null &&
+    ! sv_pki_make_node_cert "$1/ca" "$1/a" 1 "" "Bad_Site" 2>/dev/null' "$repo" "$tmp/pki"
+# shellcheck disable=SC2016 # expanded by the inner bash
+ok "pki: site primary names node-ID" -- bash -c 'source "$0/deploy/lib/pki.sh" &&
+    sv_pki_make_node_cert "$1/ca" "$1/b" 3 "" primary &&
+    openssl x509 -in "$1/b/node.pem" -noout -subject -nameopt multiline | grep -qE "^ *commonName *= node-3\$"' "$repo" "$tmp/pki"
 
 # A non-empty DIR without cluster.conf is not taken over.
 mkdir -p "$tmp/busy" && touch "$tmp/busy/file"
