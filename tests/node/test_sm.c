@@ -1,6 +1,7 @@
 /* sm-test: the shard state machine through its API: command encoding,
  * exactly-once sessions, conditional writes, chunked uploads, snapshot
- * images installed into another node's state machine, and groups dropped. */
+ * images installed into another node's state machine, groups dropped, and
+ * a standby site's SHIP batches of the primary's entries. */
 #define _GNU_SOURCE
 #include "proto.h"
 #include "sm.h"
@@ -1063,6 +1064,530 @@ static void test_copy_marker(void)
     node_close(&b);
 }
 
+/* ---- SHIP: a standby site's shard applies the primary's entries ----------- */
+
+enum {
+    SHIP_GROUP = 12,
+    SHIP_LOG_MAX = 16,
+    SHIP_TERM = 3,
+    SHIP_MULTI = 900, /* the upload of the multi-chunk object */
+    SHIP_PART_BYTES = 3000,
+    SHIP_LAST_BYTES = 1000, /* its last chunk, shorter */
+    SHIP_READ_MAX = 4096,
+};
+
+/* The primary's log of SHIP_GROUP: e[i] is the entry at index i (data
+ * malloc'd), as the primary applied it. */
+struct ship_log {
+    struct sv_raft_entry e[SHIP_LOG_MAX + 1];
+    uint64_t last;
+};
+
+/* Apply e in group of n and commit; returns the domain result. */
+static struct sv_sm_result apply_entry(struct node *n, uint64_t group,
+                                       const struct sv_raft_entry *e)
+{
+    struct sv_sm_result res;
+    char err[256] = "";
+    CHECK(sv_sm_apply(n->sm, n->seg, group, e, &res, err, sizeof err) == 0);
+    CHECK(sv_sm_commit(n->sm, n->seg, err, sizeof err) == 0);
+    return res;
+}
+
+/* Append entry (type, c encoded when c is not NULL) to log at its next
+ * index; unless only_log, the primary p applies it there first. */
+static struct sv_sm_result log_append(struct node *p, struct ship_log *log, uint8_t type,
+                                      const struct sv_cmd *c, bool only_log)
+{
+    ASSERT(log->last < SHIP_LOG_MAX);
+    struct sv_raft_entry *e = &log->e[++log->last];
+    *e = (struct sv_raft_entry){.term = SHIP_TERM, .index = log->last, .type = type};
+    if (c) {
+        e->len = (uint32_t)sv_cmd_encoded_len(c);
+        e->data = malloc(e->len);
+        ASSERT(e->data);
+        sv_cmd_encode(c, e->data);
+    }
+    struct sv_sm_result res = {0};
+    if (!only_log)
+        res = apply_entry(p, SHIP_GROUP, e);
+    return res;
+}
+
+static void log_free(struct ship_log *log)
+{
+    for (uint64_t i = 1; i <= log->last; i++)
+        free(log->e[i].data);
+}
+
+/* Entries from..to of log as a SHIP command's data, malloc'd (*len bytes). */
+static uint8_t *ship_data(const struct ship_log *log, uint64_t from, uint64_t to, size_t *len)
+{
+    size_t n = 1;
+    for (uint64_t i = from; i <= to; i++)
+        n += SV_SHIP_ENTRY_HEAD + log->e[i].len;
+    uint8_t *d = malloc(n);
+    ASSERT(d);
+    *len = 0;
+    for (uint64_t i = from; i <= to; i++)
+        *len += sv_ship_put(d + *len, &log->e[i]);
+    return d;
+}
+
+static struct sv_cmd ship_cmd(uint64_t after, uint64_t commit, uint64_t closed_ms, uint32_t n,
+                              const uint8_t *data, size_t len)
+{
+    struct sv_cmd c = {.type = SV_CMD_SHIP,
+                       .upload = after,
+                       .size = commit,
+                       .mtime_ms = closed_ms,
+                       .n_chunks = n,
+                       .data = data,
+                       .data_len = (uint32_t)len};
+    return c;
+}
+
+/* The standby's own log index. */
+static uint64_t standby_index;
+
+/* Apply SHIP command c as the standby's next entry and commit. */
+static struct sv_sm_result standby_apply(struct node *s, const struct sv_cmd *c)
+{
+    size_t len = sv_cmd_encoded_len(c);
+    uint8_t *buf = malloc(len);
+    ASSERT(buf);
+    sv_cmd_encode(c, buf);
+    struct sv_raft_entry e = {.term = 1,
+                              .index = ++standby_index,
+                              .type = SV_RAFT_ENTRY_NORMAL,
+                              .len = (uint32_t)len,
+                              .data = buf};
+    struct sv_sm_result res = apply_entry(s, SHIP_GROUP, &e);
+    free(buf);
+    return res;
+}
+
+/* Ship entries from..to of log (n_chunks: their count) after `after`. */
+static struct sv_sm_result ship(struct node *s, const struct ship_log *log, uint64_t after,
+                                uint64_t from, uint64_t to, uint64_t commit, uint64_t closed_ms)
+{
+    size_t len = 0;
+    uint8_t *d = ship_data(log, from, to, &len);
+    struct sv_cmd c = ship_cmd(after, commit, closed_ms, (uint32_t)(to + 1 - from), d, len);
+    struct sv_sm_result r = standby_apply(s, &c);
+    free(d);
+    return r;
+}
+
+/* The shipping state is (cursor, closed_ms, commit). */
+static void check_ship_state(struct node *s, uint64_t cursor, uint64_t closed_ms, uint64_t commit,
+                             int at)
+{
+    struct sv_sm_ship st;
+    memset(&st, 0xee, sizeof st);
+    CHECK_MSG(sv_sm_ship_state(s->sm, SHIP_GROUP, &st) == 0, "line %d: ship state", at);
+    CHECK_MSG(st.cursor == cursor && st.closed_ms == closed_ms && st.commit == commit,
+              "line %d: ship state (%" PRIu64 ", %" PRIu64 ", %" PRIu64 "), expected (%" PRIu64
+              ", %" PRIu64 ", %" PRIu64 ")",
+              at, st.cursor, st.closed_ms, st.commit, cursor, closed_ms, commit);
+}
+#define CHECK_SHIP_STATE(s, cursor, closed, commit)                                                \
+    check_ship_state((s), (cursor), (closed), (commit), __LINE__)
+
+static int ship_get(struct node *n, const char *key, struct sv_obj *o)
+{
+    memset(o, 0, sizeof *o);
+    return sv_sm_get(n->sm, SHIP_GROUP, 0, (const uint8_t *)"b", 1, (const uint8_t *)key,
+                     strlen(key), o);
+}
+
+/* Chunk idx of upload in SHIP_GROUP of n into buf: its length, or -1 when absent. */
+static long ship_chunk(struct node *n, uint64_t upload, uint32_t idx, uint8_t *buf)
+{
+    uint8_t id[SV_SEG_ID_BYTES];
+    size_t len = 0;
+    sv_chunk_id(SHIP_GROUP, upload, idx, id);
+    return sv_seg_get(n->seg, id, buf, SHIP_READ_MAX, &len) == 0 ? (long)len : -1;
+}
+
+/* key's record is the same on p and s (tombstone or not), and so are the
+ * bytes of every chunk of a live one. */
+static void check_same_object(struct node *p, struct node *s, const char *key)
+{
+    struct sv_obj a, b;
+    int rca = ship_get(p, key, &a), rcb = ship_get(s, key, &b);
+    CHECK_MSG(rca == 0 && rcb == 0, "%s: get %d on the primary, %d on the standby", key, rca, rcb);
+    CHECK_MSG(a.version == b.version && a.size == b.size && a.mtime_ms == b.mtime_ms &&
+                  a.upload == b.upload && a.n_chunks == b.n_chunks && a.deleted == b.deleted &&
+                  !memcmp(a.sha256, b.sha256, 32),
+              "%s: the standby's record differs: version %" PRIu64 "/%" PRIu64 ", size %" PRIu64
+              "/%" PRIu64 ", mtime %" PRIu64 "/%" PRIu64 ", deleted %d/%d",
+              key, a.version, b.version, a.size, b.size, a.mtime_ms, b.mtime_ms, a.deleted,
+              b.deleted);
+    if (rca || a.deleted)
+        return;
+    static uint8_t x[SHIP_READ_MAX], y[SHIP_READ_MAX];
+    for (uint32_t i = 0; i < a.n_chunks; i++) {
+        long lx = ship_chunk(p, a.upload, i, x), ly = ship_chunk(s, b.upload, i, y);
+        CHECK_MSG(lx >= 0 && lx == ly && !memcmp(x, y, (size_t)lx),
+                  "%s: chunk %" PRIu32 ": %ld bytes on the primary, %ld on the standby", key, i, lx,
+                  ly);
+    }
+}
+
+/* Everything the standby holds of SHIP_GROUP but its applied index (the
+ * state machine's image: objects, uploads, sessions, the shipping state),
+ * and its segment store's counts. */
+struct standby_image {
+    uint8_t *img;
+    size_t len;
+    struct sv_seg_stats seg;
+};
+
+static void image_take(struct node *s, struct standby_image *im)
+{
+    CHECK(sv_sm_snapshot(s->sm, NULL, SHIP_GROUP, 1 << 20, &im->img, &im->len) == 0);
+    sv_seg_stats(s->seg, &im->seg);
+}
+
+/* s holds exactly what im recorded; im freed. */
+static void check_unchanged(struct node *s, struct standby_image *im, int at)
+{
+    struct standby_image now;
+    image_take(s, &now);
+    CHECK_MSG(now.len == im->len && !memcmp(now.img, im->img, im->len),
+              "line %d: the standby's records changed", at);
+    CHECK_MSG(now.seg.live_records == im->seg.live_records &&
+                  now.seg.live_bytes == im->seg.live_bytes,
+              "line %d: the standby's chunks changed", at);
+    free(now.img);
+    free(im->img);
+}
+#define CHECK_UNCHANGED(s, im) check_unchanged((s), (im), __LINE__)
+
+static void ship_part(uint32_t idx, uint8_t *out, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = (uint8_t)(idx * 61 + i * 7 + (i >> 8));
+}
+
+static struct sv_cmd put_at_index(const char *key, const char *data, uint64_t mtime_ms, uint8_t sha)
+{
+    struct sv_cmd c = drop_cmd(SV_CMD_PUT, key, 0); /* upload 0: the entry's index */
+    c.data = (const uint8_t *)data;
+    c.data_len = (uint32_t)strlen(data);
+    c.size = c.data_len;
+    c.mtime_ms = mtime_ms;
+    memset(c.sha256, sha, 32);
+    return c;
+}
+
+/* The primary's log: 1 put keep, 2 put gone, 3 put over, 4 delete gone,
+ * 5 put over again, 6 NOOP, 7..11 the 3-chunk upload multi, 12 put late.
+ * Puts of keep, over and late carry no session: applied twice, they would
+ * make a new version. */
+static void build_primary(struct node *p, struct ship_log *log)
+{
+    struct sv_cmd c = put_at_index("keep", "kept bytes", 1001, 0x11);
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).version == 1);
+    c = put_at_index("gone", "doomed", 1002, 0x22);
+    c.session = 40;
+    c.seq = 1;
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).version == 1);
+    c = put_at_index("over", "first", 1003, 0x33);
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).version == 1);
+    c = drop_cmd(SV_CMD_DELETE, "gone", 0);
+    c.mtime_ms = 1004;
+    c.session = 40;
+    c.seq = 2;
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).status == SV_ST_OK);
+    c = put_at_index("over", "second version", 1005, 0x55);
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).version == 2);
+    log_append(p, log, SV_RAFT_ENTRY_NOOP, NULL, false);
+    c = drop_cmd(SV_CMD_BEGIN, "multi", SHIP_MULTI);
+    c.mtime_ms = 1007;
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).upload == SHIP_MULTI);
+    static uint8_t part[SHIP_PART_BYTES];
+    for (uint32_t i = 0; i < 3; i++) {
+        c = drop_cmd(SV_CMD_CHUNK, "multi", SHIP_MULTI);
+        c.chunk = i;
+        c.data_len = i < 2 ? SHIP_PART_BYTES : SHIP_LAST_BYTES;
+        ship_part(i, part, c.data_len);
+        c.data = part;
+        c.mtime_ms = 1008 + i;
+        CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).status == SV_ST_OK);
+    }
+    c = drop_cmd(SV_CMD_COMMIT, "multi", SHIP_MULTI);
+    c.n_chunks = 3;
+    c.size = 2 * SHIP_PART_BYTES + SHIP_LAST_BYTES;
+    c.mtime_ms = 1011;
+    c.session = 41;
+    c.seq = 1;
+    memset(c.sha256, 0xbb, 32);
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).version == 1);
+    c = put_at_index("late", "after", 1012, 0xcc);
+    CHECK(log_append(p, log, SV_RAFT_ENTRY_NORMAL, &c, false).version == 1);
+    CHECK_EQ_U64(log->last, 12);
+}
+
+/* The standby's objects once everything up to 12 is shipped: as the
+ * primary's, and as the log says. */
+static void check_standby_complete(struct node *p, struct node *s)
+{
+    static const char *keys[] = {"keep", "gone", "over", "multi", "late"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        check_same_object(p, s, keys[i]);
+    struct sv_obj o;
+    CHECK(ship_get(s, "keep", &o) == 0 && !o.deleted && o.version == 1 && o.upload == 1 &&
+          o.mtime_ms == 1001 && o.size == 10 && o.sha256[0] == 0x11);
+    CHECK(ship_get(s, "gone", &o) == 0 && o.deleted && o.version == 1 && o.mtime_ms == 1004);
+    CHECK(ship_get(s, "over", &o) == 0 && !o.deleted && o.version == 2 && o.upload == 5 &&
+          o.size == 14 && o.sha256[31] == 0x55);
+    CHECK(ship_get(s, "multi", &o) == 0 && !o.deleted && o.version == 1 && o.upload == SHIP_MULTI &&
+          o.n_chunks == 3 && o.size == 2 * SHIP_PART_BYTES + 1000 && o.mtime_ms == 1011 &&
+          o.sha256[0] == 0xbb);
+    static uint8_t got[SHIP_READ_MAX], want[SHIP_READ_MAX];
+    CHECK(ship_chunk(s, 5, 0, got) == 14 && !memcmp(got, "second version", 14));
+    CHECK(ship_chunk(s, 3, 0, got) == -1); /* over's first version: released, as on the primary */
+    CHECK(ship_chunk(p, 3, 0, got) == -1);
+    CHECK(ship_chunk(s, 2, 0, got) == -1); /* gone's */
+    for (uint32_t i = 0; i < 3; i++) {
+        size_t len = i < 2 ? SHIP_PART_BYTES : SHIP_LAST_BYTES;
+        ship_part(i, want, len);
+        CHECK(ship_chunk(s, SHIP_MULTI, i, got) == (long)len && !memcmp(got, want, len));
+    }
+    /* The upload is gone with its commit; listing sees the four live keys. */
+    uint64_t ids[4];
+    size_t k = 9;
+    CHECK(sv_sm_expired_uploads(s->sm, SHIP_GROUP, UINT64_MAX, ids, 4, &k) == 0 && k == 0);
+    struct names nm = {0};
+    bool more = true;
+    CHECK(sv_sm_list(s->sm, SHIP_GROUP, 0, (const uint8_t *)"b", 1, NULL, 0, NULL, 0, 10, &more,
+                     list_cb, &nm) == 0);
+    CHECK(!more && nm.n == 4 && !strcmp(nm.seen[0], "keep") && !strcmp(nm.seen[1], "late") &&
+          !strcmp(nm.seen[2], "multi") && !strcmp(nm.seen[3], "over"));
+}
+
+/* sv_ship_put / sv_ship_next: round trip, the end, and every truncation. */
+static void test_ship_codec(void)
+{
+    uint8_t buf[256], d0[] = "entry zero";
+    struct sv_raft_entry in[2] = {
+        {.term = 7, .index = 41, .type = SV_RAFT_ENTRY_NORMAL, .len = 10, .data = d0},
+        {.term = 8, .index = 42, .type = SV_RAFT_ENTRY_NOOP, .len = 0, .data = NULL},
+    };
+    size_t n0 = sv_ship_put(buf, &in[0]);
+    CHECK_EQ_U64(n0, SV_SHIP_ENTRY_HEAD + 10);
+    size_t len = n0 + sv_ship_put(buf + n0, &in[1]);
+    CHECK_EQ_U64(len, 2 * SV_SHIP_ENTRY_HEAD + 10);
+    struct sv_raft_entry e;
+    size_t off = 0;
+    CHECK_RC(sv_ship_next(buf, len, &off, &e), 1);
+    CHECK(e.index == 41 && e.term == 7 && e.type == SV_RAFT_ENTRY_NORMAL && e.len == 10 &&
+          e.data == buf + SV_SHIP_ENTRY_HEAD && !memcmp(e.data, d0, 10) && off == n0);
+    CHECK_RC(sv_ship_next(buf, len, &off, &e), 1);
+    CHECK(e.index == 42 && e.term == 8 && e.type == SV_RAFT_ENTRY_NOOP && e.len == 0 && off == len);
+    CHECK_RC(sv_ship_next(buf, len, &off, &e), 0);
+    CHECK_RC(sv_ship_next(buf, len, &off, &e), 0); /* the end stays the end */
+    off = 0;
+    CHECK_RC(sv_ship_next(buf, 0, &off, &e), 0); /* empty data: no entry */
+    CHECK_RC(sv_ship_next(NULL, 0, &off, &e), 0);
+    off = len + 1;
+    CHECK_RC(sv_ship_next(buf, len, &off, &e), -EINVAL); /* past the end */
+    /* Every prefix: whole entries then the end, or -EINVAL for a cut one. */
+    for (size_t cut = 0; cut <= len; cut++) {
+        int rc, entries = 0;
+        off = 0;
+        while ((rc = sv_ship_next(buf, cut, &off, &e)) == 1)
+            entries++;
+        bool whole = cut == 0 || cut == n0 || cut == len;
+        CHECK_MSG(whole ? rc == 0 : rc == -EINVAL, "cut at %zu: %d", cut, rc);
+        CHECK_MSG(entries == (cut >= len  ? 2
+                              : cut >= n0 ? 1
+                                          : 0),
+                  "cut at %zu: %d entries", cut, entries);
+        CHECK_MSG(off <= cut, "cut at %zu: off %zu", cut, off);
+    }
+    /* A length that runs past the data, up to UINT32_MAX (no overflow). */
+    uint32_t lens[] = {11, 1000, UINT32_MAX};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        sv_put32(buf + 17, lens[i]);
+        off = 0;
+        CHECK_RC(sv_ship_next(buf, n0, &off, &e), -EINVAL);
+    }
+}
+
+/* A standby applies the primary's entries in SHIP batches at its own
+ * indices: the same objects, exactly once, the cursor and closed time as
+ * sm.h says, gaps and malformed batches refused whole, all of it durable. */
+static void test_ship(void)
+{
+    struct node p, s;
+    struct ship_log log = {0};
+    struct sv_sm_result r;
+    struct standby_image im;
+    struct sv_obj o;
+    uint8_t chunk[SHIP_READ_MAX];
+    node_open(&p, "ship-primary");
+    node_open(&s, "ship-standby");
+    build_primary(&p, &log);
+
+    /* Nothing shipped yet: zeros. */
+    CHECK_SHIP_STATE(&s, 0, 0, 0);
+
+    /* 1..4: short of the primary's commit index 12, so no closed time. The
+     * state is the staged one until committed. */
+    size_t len = 0;
+    uint8_t *d = ship_data(&log, 1, 4, &len);
+    struct sv_cmd c = ship_cmd(0, 12, 5000, 4, d, len);
+    size_t elen = sv_cmd_encoded_len(&c);
+    uint8_t *ebuf = malloc(elen);
+    ASSERT(ebuf);
+    sv_cmd_encode(&c, ebuf);
+    struct sv_raft_entry e = {.term = 1,
+                              .index = ++standby_index,
+                              .type = SV_RAFT_ENTRY_NORMAL,
+                              .len = (uint32_t)elen,
+                              .data = ebuf};
+    char err[256] = "";
+    CHECK(sv_sm_apply(s.sm, s.seg, SHIP_GROUP, &e, &r, err, sizeof err) == 0);
+    CHECK(r.status == SV_ST_OK && r.version == 4);
+    CHECK_SHIP_STATE(&s, 0, 0, 0);
+    CHECK(ship_get(&s, "keep", &o) == -ENOENT);
+    CHECK(sv_sm_commit(s.sm, s.seg, err, sizeof err) == 0);
+    free(ebuf);
+    free(d);
+    CHECK_SHIP_STATE(&s, 4, 0, 12);
+    CHECK(ship_get(&s, "keep", &o) == 0 && o.version == 1 && o.upload == 1);
+    CHECK(ship_get(&s, "gone", &o) == 0 && o.deleted && o.version == 1);
+    CHECK(ship_get(&s, "over", &o) == 0 && o.version == 1 && o.upload == 3);
+    CHECK(ship_chunk(&s, 3, 0, chunk) == 5 && !memcmp(chunk, "first", 5));
+    uint64_t applied = 0;
+    CHECK(sv_sm_applied(s.sm, SHIP_GROUP, &applied) == 0 && applied == standby_index);
+
+    /* A gap: 6..8 after 5, the cursor at 4. Refused whole, nothing applied
+     * (6 is a NOOP, 7 would open the upload, 8 store a chunk). */
+    image_take(&s, &im);
+    r = ship(&s, &log, 5, 6, 8, 12, 5500);
+    CHECK(r.status == SV_ST_VERSION_CONFLICT && r.version == 4);
+    CHECK_UNCHANGED(&s, &im);
+    CHECK_SHIP_STATE(&s, 4, 0, 12);
+    CHECK(ship_chunk(&s, SHIP_MULTI, 0, chunk) == -1);
+
+    /* An overlap: 3..7 after 2. Only 5..7 apply: over's second put once
+     * (a third apply of a put of it would make version 3), keep and gone as
+     * they were. */
+    r = ship(&s, &log, 2, 3, 7, 12, 6000);
+    CHECK(r.status == SV_ST_OK && r.version == 7);
+    CHECK_SHIP_STATE(&s, 7, 0, 12);
+    CHECK(ship_get(&s, "over", &o) == 0 && o.version == 2 && o.upload == 5 && o.mtime_ms == 1005);
+    CHECK(ship_get(&s, "keep", &o) == 0 && o.version == 1);
+    CHECK(ship_get(&s, "gone", &o) == 0 && o.deleted && o.version == 1);
+    uint64_t ids[4];
+    size_t k = 0;
+    CHECK(sv_sm_expired_uploads(s.sm, SHIP_GROUP, UINT64_MAX, ids, 4, &k) == 0 && k == 1 &&
+          ids[0] == SHIP_MULTI);
+
+    /* The same batch again (a proposal repeated by a new leader): OK at the
+     * cursor, nothing changed. */
+    image_take(&s, &im);
+    r = ship(&s, &log, 2, 3, 7, 12, 6000);
+    CHECK(r.status == SV_ST_OK && r.version == 7);
+    CHECK_UNCHANGED(&s, &im);
+    CHECK(sv_sm_applied(s.sm, SHIP_GROUP, &applied) == 0 && applied == standby_index);
+
+    /* Malformed batches: BAD_REQUEST, nothing changed. */
+    image_take(&s, &im);
+    d = ship_data(&log, 8, 9, &len);
+    c = ship_cmd(7, 12, 6500, 2, d, len - 1); /* the last entry cut short */
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    c = ship_cmd(7, 12, 6500, 3, d, len); /* more entries said than given */
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    c = ship_cmd(7, 12, 6500, 1, d, len); /* fewer */
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    c = ship_cmd(6, 12, 6500, 2, d, len); /* 8..9 said to follow 6 */
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    uint8_t *d2 = malloc(len + 10);
+    ASSERT(d2);
+    memcpy(d2, d, len);
+    memset(d2 + len, 0, 10);
+    c = ship_cmd(7, 12, 6500, 2, d2, len + 10); /* a cut header after them */
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    free(d2);
+    free(d);
+    struct ship_log holes = {0}; /* 8 then 10 */
+    holes.e[1] = log.e[8];
+    holes.e[2] = log.e[10];
+    d = ship_data(&holes, 1, 2, &len);
+    c = ship_cmd(7, 12, 6500, 2, d, len);
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    c.n_chunks = 1; /* the count of the entries that do follow: still not a batch */
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    free(d);
+    CHECK_UNCHANGED(&s, &im);
+    CHECK_SHIP_STATE(&s, 7, 0, 12);
+    CHECK(ship_chunk(&s, SHIP_MULTI, 0, chunk) == -1);
+
+    /* The rest: the cursor reaches the commit index, the closed time is the
+     * batch's. */
+    r = ship(&s, &log, 7, 8, 12, 12, 7000);
+    CHECK(r.status == SV_ST_OK && r.version == 12);
+    CHECK_SHIP_STATE(&s, 12, 7000, 12);
+    check_standby_complete(&p, &s);
+
+    /* Empty batches (nothing new; dr.c proposes none, the command allows
+     * them): a commit index past the cursor does not close, an older closed
+     * time does not go back, the commit index is the largest seen. */
+    r = standby_apply(
+        &s, &(struct sv_cmd){.type = SV_CMD_SHIP, .upload = 12, .size = 14, .mtime_ms = 8000});
+    CHECK(r.status == SV_ST_OK && r.version == 12);
+    CHECK_SHIP_STATE(&s, 12, 7000, 14);
+    standby_apply(
+        &s, &(struct sv_cmd){.type = SV_CMD_SHIP, .upload = 12, .size = 12, .mtime_ms = 6500});
+    CHECK_SHIP_STATE(&s, 12, 7000, 14);
+    standby_apply(
+        &s, &(struct sv_cmd){.type = SV_CMD_SHIP, .upload = 12, .size = 12, .mtime_ms = 9000});
+    CHECK_SHIP_STATE(&s, 12, 9000, 14);
+
+    /* Durable: the same after a reopen, and what was shipped is not applied
+     * again. */
+    node_close(&s);
+    node_open(&s, "ship-standby");
+    CHECK_SHIP_STATE(&s, 12, 9000, 14);
+    CHECK(sv_sm_applied(s.sm, SHIP_GROUP, &applied) == 0 && applied == standby_index);
+    check_standby_complete(&p, &s);
+    image_take(&s, &im);
+    r = ship(&s, &log, 7, 8, 12, 12, 9000);
+    CHECK(r.status == SV_ST_OK && r.version == 12);
+    CHECK_UNCHANGED(&s, &im);
+
+    /* A shipped MAP or SHIP (a shard's log never holds one) moves the
+     * cursor and changes nothing else. */
+    struct sv_cmd map = {.type = SV_CMD_MAP, .data = (const uint8_t *)"a map", .data_len = 5};
+    CHECK(log_append(&p, &log, SV_RAFT_ENTRY_NORMAL, &map, false).status == SV_ST_OK);
+    struct ship_log inner = {0};
+    struct sv_cmd put = put_at_index("nested", "inner", 1015, 0xdd);
+    log_append(NULL, &inner, SV_RAFT_ENTRY_NORMAL, &put, true);
+    inner.e[1].index = 13; /* it follows the cursor: applied, it would put "nested" */
+    d = ship_data(&inner, 1, 1, &len);
+    c = ship_cmd(12, 14, 0, 1, d, len);
+    log_append(NULL, &log, SV_RAFT_ENTRY_NORMAL, &c, true);
+    free(d);
+    log_free(&inner);
+    r = ship(&s, &log, 12, 13, 14, 14, 10000);
+    CHECK(r.status == SV_ST_OK && r.version == 14);
+    CHECK_SHIP_STATE(&s, 14, 10000, 14);
+    uint8_t *m = NULL;
+    size_t mlen = 0;
+    CHECK(sv_sm_map(s.sm, SHIP_GROUP, &m, &mlen) == -ENOENT);
+    CHECK(ship_get(&s, "nested", &o) == -ENOENT);
+    check_standby_complete(&p, &s);
+
+    log_free(&log);
+    node_close(&p);
+    node_close(&s);
+}
+
 static const struct sv_test tests[] = {
     {"codec", test_codec},
     {"sessions", t_sessions},
@@ -1077,6 +1602,8 @@ static const struct sv_test tests[] = {
     {"map record", t_map_record},
     {"claimed chunks", test_claims},
     {"copy marker", test_copy_marker},
+    {"ship codec", test_ship_codec},
+    {"ship", test_ship},
 };
 
 const struct sv_test_suite sv_test_suite = {
