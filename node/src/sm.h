@@ -32,6 +32,9 @@
  *   's' session(BE) 0(u64)           -> the session's recent results: count
  *                                       (u32), then per write seq (u64),
  *                                       status (u32), version (u64), by seq
+ *   'd'                              -> a standby's shipping state (SHIP): the
+ *                                       cursor, closed time, primary commit
+ *                                       (u64 LE each); in snapshot images
  *   'c'                              -> chunk copy pending: the applied index
  *                                       it was set at (u64 LE); this node's
  *                                       own business, in no snapshot image

@@ -1,0 +1,438 @@
+/* Integration: two sites (deploy/cluster up --dr). Under writes on the
+ * primary, a standby shard leader killed, a primary shard leader killed and
+ * the whole standby site killed and restarted; once the standby caught up,
+ * both sites list the same objects (key, size, version, time) and serve the
+ * same bytes. The standby refuses writes (READ_ONLY). Then the primary site
+ * dies under writes, the standby is promoted: every write acknowledged
+ * before the cut (the standby's frontier) is there, the promoted site takes
+ * writes (new objects and overwrites, never disturbing the shipped ones),
+ * and the old primary, restarted, learns of the promotion and is fenced. */
+#define _GNU_SOURCE
+#include "harness.h"
+
+#define CHECK_STRERROR(rc) sv_client_strerror(rc)
+#include "check.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum {
+    BASE_PORT = 19200, /* primary 19201..19203, standby 19301..19303, metrics + 1000 */
+    NODES = 3,
+    KEYS = 96,
+    WRITERS = 4,
+    WRITES_MAX = 4096, /* per key: acknowledgements remembered */
+    BIG = 3 << 19,     /* 1.5 MiB: two chunks, every 16th write */
+    CATCH_UP_MS = 60000,
+};
+
+static struct it_cluster p_, s_; /* the primary site, the standby site (DIR/dr) */
+static struct sv_client *cp_, *cs_;
+
+/* Per key (written by one writer only): its writes' sequence numbers, and
+ * the acknowledged ones with their wall-clock times. */
+struct key_log {
+    int attempted; /* highest seq tried */
+    int n_acked;
+    int acked_seq[WRITES_MAX];
+    uint64_t acked_ms[WRITES_MAX];
+};
+static struct key_log *log_; /* KEYS of them */
+static atomic_bool stop_;
+static atomic_int acked_total_, failed_total_;
+
+static void key_name(int k, char *out, size_t cap)
+{
+    snprintf(out, cap, "k%03d", k);
+}
+
+static size_t value_len(int k, int seq)
+{
+    return seq % 16 == 15 ? BIG : 100 + (size_t)((k * 131 + seq * 17) % 3000);
+}
+
+static void value_fill(int k, int seq, uint8_t *buf)
+{
+    it_fill(buf, value_len(k, seq), (uint64_t)k * 100000 + (uint64_t)seq);
+}
+
+/* The seq whose value data is (from first on), or -1. */
+static int value_seq(int k, const uint8_t *data, size_t len, int first)
+{
+    uint8_t *buf = malloc(BIG);
+    int found = -1;
+    for (int seq = first < 1 ? 1 : first; seq <= log_[k].attempted && found < 0; seq++) {
+        if (value_len(k, seq) != len)
+            continue;
+        value_fill(k, seq, buf);
+        if (!memcmp(buf, data, len))
+            found = seq;
+    }
+    free(buf);
+    return found;
+}
+
+static void site_sh(const char *what, const char *site)
+{
+    it_sh("'%s/deploy/cluster' %s %s --dir '%s' >&2", SV_SOURCE_DIR, what, site, p_.dir);
+}
+
+static void node_sh(const char *what, int id, const char *site)
+{
+    it_sh("'%s/deploy/cluster' %s %d --site %s --dir '%s' >&2", SV_SOURCE_DIR, what, id, site,
+          p_.dir);
+}
+
+struct writer_arg {
+    int w;
+    struct sv_client *c;
+};
+
+static void *writer(void *arg)
+{
+    struct writer_arg *a = arg;
+    uint8_t *buf = malloc(BIG);
+    char key[16];
+    for (int round = 0; !atomic_load(&stop_); round++) {
+        for (int k = a->w; k < KEYS && !atomic_load(&stop_); k += WRITERS) {
+            struct key_log *l = &log_[k];
+            int seq = ++l->attempted;
+            value_fill(k, seq, buf);
+            key_name(k, key, sizeof key);
+            int rc = sv_client_put(a->c, "dr", key, buf, value_len(k, seq), SV_IF_ANY, NULL);
+            if (rc == 0 && l->n_acked < WRITES_MAX) {
+                l->acked_seq[l->n_acked] = seq;
+                l->acked_ms[l->n_acked++] = it_now_ms();
+                atomic_fetch_add(&acked_total_, 1);
+            } else if (rc) {
+                atomic_fetch_add(&failed_total_, 1);
+                usleep(50000);
+            }
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static pthread_t threads_[WRITERS];
+static struct writer_arg args_[WRITERS];
+
+static void writers_start(const struct it_cluster *c, uint32_t deadline_ms)
+{
+    atomic_store(&stop_, false);
+    for (int w = 0; w < WRITERS; w++) {
+        args_[w] = (struct writer_arg){w, it_client(c, deadline_ms)};
+        pthread_create(&threads_[w], NULL, writer, &args_[w]);
+    }
+}
+
+static void writers_stop(void)
+{
+    atomic_store(&stop_, true);
+    for (int w = 0; w < WRITERS; w++) {
+        pthread_join(threads_[w], NULL);
+        sv_client_close(args_[w].c);
+    }
+}
+
+/* The node of the standby (or primary) leading the shard of key k. */
+static int leader_of(const struct it_cluster *c, struct sv_client *cl, int k)
+{
+    char key[16];
+    key_name(k, key, sizeof key);
+    uint64_t reps[16];
+    size_t n;
+    return (int)it_leader_of(c, cl, "dr", key, reps, &n);
+}
+
+/* Every shard's standby cursor at the primary's commit index (both sites'
+ * DR_STATUS agree), within CATCH_UP_MS: the time it took, or -1. */
+static int64_t caught_up(void)
+{
+    uint64_t t0 = it_now_ms();
+    while (it_now_ms() < t0 + CATCH_UP_MS) {
+        struct sv_dr_status *ps = NULL, *ss = NULL;
+        bool done = !sv_client_dr_status(cp_, &ps) && !sv_client_dr_status(cs_, &ss) &&
+                    ps->n_shards == ss->n_shards;
+        for (size_t i = 0; done && i < ps->n_shards; i++)
+            done = !strcmp(ss->shards[i].state, "streaming") &&
+                   ss->shards[i].applied == ps->shards[i].commit &&
+                   ps->shards[i].applied == ps->shards[i].commit;
+        sv_client_dr_status_free(ps);
+        sv_client_dr_status_free(ss);
+        if (done)
+            return (int64_t)(it_now_ms() - t0);
+        usleep(200000);
+    }
+    return -1;
+}
+
+/* Both sites list the same entries of bucket dr, and serve the same bytes. */
+static void sites_equal(void)
+{
+    struct sv_list *pl = NULL, *sl = NULL;
+    CHECK_RC(sv_client_list(cp_, "dr", NULL, NULL, 1000, SV_CONSISTENCY_LINEARIZABLE, &pl), 0);
+    CHECK_RC(sv_client_list(cs_, "dr", NULL, NULL, 1000, SV_CONSISTENCY_LINEARIZABLE, &sl), 0);
+    if (!pl || !sl)
+        goto out;
+    CHECK_EQ_U64(sl->n, pl->n);
+    for (size_t i = 0; i < pl->n && i < sl->n; i++) {
+        const struct sv_list_entry *a = &pl->entries[i], *b = &sl->entries[i];
+        CHECK_MSG(!strcmp(a->key, b->key) && a->size == b->size && a->version == b->version &&
+                      a->mtime_ms == b->mtime_ms,
+                  "%s v%llu %llu B / %s v%llu %llu B", a->key, (unsigned long long)a->version,
+                  (unsigned long long)a->size, b->key, (unsigned long long)b->version,
+                  (unsigned long long)b->size);
+    }
+    int differ = 0;
+    for (int k = 0; k < KEYS; k++) {
+        char key[16];
+        key_name(k, key, sizeof key);
+        void *pd = NULL, *sd = NULL;
+        size_t plen = 0, slen = 0;
+        int prc = sv_client_get(cp_, "dr", key, SV_CONSISTENCY_LINEARIZABLE, &pd, &plen, NULL);
+        int src = sv_client_get(cs_, "dr", key, SV_CONSISTENCY_LINEARIZABLE, &sd, &slen, NULL);
+        if (prc != src || (prc == 0 && (plen != slen || memcmp(pd, sd, plen))))
+            differ++;
+        /* the value is one the test wrote, not older than its last acknowledged one */
+        int last = log_[k].n_acked ? log_[k].acked_seq[log_[k].n_acked - 1] : 0;
+        if (prc == 0)
+            CHECK_MSG(value_seq(k, pd, plen, last) >= 0, "%s: not a write at or after %d", key,
+                      last);
+        else
+            CHECK_MSG(last == 0, "%s: %s on the primary", key, sv_client_strerror(prc));
+        free(pd);
+        free(sd);
+    }
+    CHECK_EQ_INT(differ, 0);
+out:
+    sv_client_list_free(pl);
+    sv_client_list_free(sl);
+}
+
+static int set_up(void)
+{
+    log_ = calloc(KEYS, sizeof *log_);
+    it_up_opts(&p_, it_bin_dir(), "dr", NODES, 3, BASE_PORT, "--dr");
+    s_ = p_;
+    snprintf(s_.dir, sizeof s_.dir, "%s/dr", p_.dir);
+    s_.base_port = BASE_PORT + 100;
+    size_t off = 0;
+    for (int i = 1; i <= NODES; i++)
+        off += (size_t)snprintf(s_.endpoints + off, sizeof s_.endpoints - off, "%s127.0.0.1:%d",
+                                i > 1 ? "," : "", s_.base_port + i);
+    cp_ = it_client(&p_, 30000);
+    cs_ = it_client(&s_, 30000);
+    return log_ ? 0 : 1;
+}
+
+static void tear_down(void)
+{
+    sv_client_close(cp_);
+    sv_client_close(cs_);
+    it_down(&p_);
+    free(log_);
+}
+
+static void test_shipping_under_faults(void)
+{
+    writers_start(&p_, 30000);
+    sleep(2);
+    int sl = leader_of(&s_, cs_, 0);
+    CHECK(sl >= 1 && sl <= NODES);
+    node_sh("kill", sl, "dr");
+    sleep(2);
+    node_sh("start", sl, "dr");
+    sleep(2);
+    int pl = leader_of(&p_, cp_, 1);
+    CHECK(pl >= 1 && pl <= NODES);
+    node_sh("kill", pl, "primary");
+    sleep(2);
+    node_sh("start", pl, "primary");
+    sleep(2);
+    site_sh("site-outage", "dr");
+    sleep(2);
+    site_sh("site-start", "dr");
+    sleep(3);
+    writers_stop();
+    int64_t took = caught_up();
+    printf("it-dr: %d writes acknowledged, %d failed; the standby caught up %lld ms after the "
+           "writes stopped\n",
+           atomic_load(&acked_total_), atomic_load(&failed_total_), (long long)took);
+    CHECK(atomic_load(&acked_total_) > 200);
+    CHECK_MSG(took >= 0, "the standby did not catch up within %d ms", CATCH_UP_MS);
+    sites_equal();
+}
+
+static void test_standby_read_only(void)
+{
+    CHECK_RC(sv_client_put(cs_, "dr", "refused", "x", 1, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strstr(sv_client_errmsg(), "standby") != NULL);
+    CHECK_RC(sv_client_delete(cs_, "dr", "k000", SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    struct sv_dr_status *st = NULL;
+    CHECK_RC(sv_client_dr_status(cs_, &st), 0);
+    if (st) {
+        CHECK(!strcmp(st->role, "standby") && st->epoch == 1 && !strcmp(st->peer, "primary"));
+        CHECK(st->lag_ms >= 0 && st->lag_ms < 5000);
+    }
+    sv_client_dr_status_free(st);
+}
+
+static uint64_t outage_ms_, cut_ms_;
+
+static void test_promote_after_site_outage(void)
+{
+    writers_start(&p_, 2000);
+    sleep(3);
+    outage_ms_ = it_now_ms();
+    site_sh("site-outage", "primary");
+    usleep(500000);
+    writers_stop();
+    struct sv_dr_status *st = NULL;
+    CHECK_RC(sv_client_dr_status(cs_, &st), 0);
+    cut_ms_ = st && st->frontier_ms > 0 ? (uint64_t)st->frontier_ms : 0;
+    sv_client_dr_status_free(st);
+    CHECK(cut_ms_ > 0);
+    /* Refused while the standby heard the primary within 5 s; then done. */
+    int rc = -1;
+    struct sv_dr_promote pr = {0};
+    for (uint64_t end = it_now_ms() + 20000; rc && it_now_ms() < end;) {
+        if (!(rc = sv_client_dr_promote(cs_, false, &pr)))
+            break;
+        if (strstr(sv_client_errmsg(), "primary already")) { /* an answer lost, recorded */
+            pr.site_epoch = 2;
+            rc = 0;
+            break;
+        }
+        usleep(500000);
+    }
+    CHECK_RC(rc, 0);
+    CHECK_EQ_U64(pr.site_epoch, 2);
+    uint64_t open_ms = 0;
+    for (uint64_t end = it_now_ms() + 20000; !open_ms && it_now_ms() < end;)
+        if (!sv_client_put(cs_, "dr", "first-after", "ok", 2, SV_IF_ANY, NULL))
+            open_ms = it_now_ms();
+        else
+            usleep(50000);
+    CHECK(open_ms != 0);
+    /* Every write acknowledged before the cut is on the promoted site. */
+    int lost_before = 0, lost_after = 0, acked_after = 0;
+    for (int k = 0; k < KEYS; k++) {
+        const struct key_log *l = &log_[k];
+        int before = 0; /* the last seq acknowledged before the cut */
+        for (int i = 0; i < l->n_acked; i++)
+            if (l->acked_ms[i] < cut_ms_)
+                before = l->acked_seq[i];
+            else
+                acked_after++;
+        char key[16];
+        key_name(k, key, sizeof key);
+        void *d = NULL;
+        size_t len = 0;
+        int grc = sv_client_get(cs_, "dr", key, SV_CONSISTENCY_LINEARIZABLE, &d, &len, NULL);
+        int seq = grc == 0 ? value_seq(k, d, len, 1) : 0;
+        if (before && seq < before)
+            lost_before++;
+        if (l->n_acked && seq < l->acked_seq[l->n_acked - 1])
+            lost_after++;
+        free(d);
+    }
+    printf("it-dr: outage at %llu, cut at %llu (RPO window %lld ms), writes open on the standby "
+           "%llu ms after the outage; acknowledged after the cut: %d, keys missing their last "
+           "acknowledged write: %d\n",
+           (unsigned long long)outage_ms_, (unsigned long long)cut_ms_,
+           (long long)outage_ms_ - (long long)cut_ms_, (unsigned long long)(open_ms - outage_ms_),
+           acked_after, lost_after);
+    CHECK_EQ_INT(lost_before, 0);
+}
+
+static void test_promoted_site_takes_writes(void)
+{
+    /* New objects and overwrites on the promoted site; the shipped objects
+     * keep their bytes (new upload ids never reuse a shipped chunk's). */
+    uint8_t *buf = malloc(BIG);
+    char key[16];
+    for (int k = 0; k < KEYS; k += 3) {
+        int seq = ++log_[k].attempted;
+        value_fill(k, seq, buf);
+        key_name(k, key, sizeof key);
+        CHECK_RC(sv_client_put(cs_, "dr", key, buf, value_len(k, seq), SV_IF_ANY, NULL), 0);
+        log_[k].acked_seq[log_[k].n_acked] = seq;
+        log_[k].acked_ms[log_[k].n_acked++] = it_now_ms();
+    }
+    for (int i = 0; i < 8; i++) {
+        char nk[16];
+        snprintf(nk, sizeof nk, "new%d", i);
+        it_fill(buf, BIG, 900 + (uint64_t)i);
+        CHECK_RC(sv_client_put(cs_, "dr", nk, buf, i % 2 ? BIG : 1000, SV_IF_ANY, NULL), 0);
+    }
+    int wrong = 0;
+    for (int k = 0; k < KEYS; k++) {
+        key_name(k, key, sizeof key);
+        void *d = NULL;
+        size_t len = 0;
+        if (sv_client_get(cs_, "dr", key, SV_CONSISTENCY_LINEARIZABLE, &d, &len, NULL) == 0 &&
+            value_seq(k, d, len, 1) < 0)
+            wrong++;
+        if (k % 3 == 0 && (!d || value_seq(k, d, len, 1) != log_[k].acked_seq[log_[k].n_acked - 1]))
+            wrong++;
+        free(d);
+    }
+    for (int i = 0; i < 8; i++) {
+        char nk[16];
+        snprintf(nk, sizeof nk, "new%d", i);
+        it_fill(buf, BIG, 900 + (uint64_t)i);
+        void *d = NULL;
+        size_t len = 0;
+        CHECK_RC(sv_client_get(cs_, "dr", nk, SV_CONSISTENCY_LINEARIZABLE, &d, &len, NULL), 0);
+        if (!d || len != (i % 2 ? (size_t)BIG : 1000) || memcmp(d, buf, len))
+            wrong++;
+        free(d);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    free(buf);
+}
+
+static void test_old_primary_fenced(void)
+{
+    site_sh("site-start", "primary");
+    int rc = -1;
+    uint64_t t0 = it_now_ms();
+    for (uint64_t end = t0 + 30000; rc != SV_E_READ_ONLY && it_now_ms() < end;)
+        if ((rc = sv_client_put(cp_, "dr", "after-fence", "x", 1, SV_IF_ANY, NULL)) !=
+            SV_E_READ_ONLY)
+            usleep(200000);
+    printf("it-dr: the old primary refused writes %llu ms after its restart began\n",
+           (unsigned long long)(it_now_ms() - t0));
+    CHECK_RC(rc, SV_E_READ_ONLY);
+    CHECK(strstr(sv_client_errmsg(), "fenced") != NULL);
+    struct sv_dr_status *st = NULL;
+    CHECK_RC(sv_client_dr_status(cp_, &st), 0);
+    CHECK(st && !strcmp(st->role, "fenced"));
+    sv_client_dr_status_free(st);
+    CHECK_RC(sv_client_dr_status(cs_, &st), 0);
+    CHECK(st && !strcmp(st->role, "primary") && st->epoch == 2);
+    sv_client_dr_status_free(st);
+}
+
+static const struct sv_test tests[] = {
+    {"shipping under faults", test_shipping_under_faults},
+    {"the standby is read-only", test_standby_read_only},
+    {"promote after a site outage", test_promote_after_site_outage},
+    {"the promoted site takes writes", test_promoted_site_takes_writes},
+    {"the old primary is fenced", test_old_primary_fenced},
+};
+
+const struct sv_test_suite sv_test_suite = {
+    .name = "it-dr",
+    SV_TEST_TABLE(tests),
+    .set_up = set_up,
+    .tear_down = tear_down,
+    .option = it_option,
+    .usage = IT_USAGE,
+    .ordered = true,
+};
