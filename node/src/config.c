@@ -214,7 +214,12 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
                           "peer_node: expected ID HOST:PORT, port 1..65535");
             else {
                 pn->id = id;
-                out->n_peers++;
+                for (uint32_t i = 0; i < out->n_peers && !rc; i++)
+                    if (out->peers[i].id == id || same_endpoint(out->peers[i].addr, pn->addr))
+                        rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                                  "peer_node: duplicate id or address");
+                if (!rc)
+                    out->n_peers++;
             }
         } else if (!strcmp(d, "node") && (nt == 5 || (nt == 7 && !strcmp(tok[5], "metrics")))) {
             if (out->n_nodes == SV_CFG_NODES_MAX) {

@@ -283,6 +283,10 @@ static void test_site_errors(void)
                            "peer_node 4294967296 10.0.0.1:7101\n"};
     for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++)
         CHECK_REFUSED(addrs[i], L1, nwhy);
+    CHECK_REFUSED("peer_node 1 10.0.0.1:7101\npeer_node 1 10.0.0.2:7101\n", L1 + 1,
+                  "peer_node: duplicate id or address");
+    CHECK_REFUSED("peer_node 1 10.0.0.1:7101\npeer_node 2 10.0.0.1:7101\n", L1 + 1,
+                  "peer_node: duplicate id or address");
     CHECK_REFUSED("peer_node 1\n", L1, "wrong arguments");
     CHECK_REFUSED("peer_node 1 10.0.0.1:7101 extra\n", L1, "wrong arguments");
     /* The file as a whole (the error names its last line). */
