@@ -113,6 +113,15 @@ enum sv_msg_type {
                                 (the primary's commit index as last seen), AGE_MS (since the
                                 last contact with the peer site; absent when none), REASON and
                                 TEXT (when stalled) */
+    SV_MSG_DR_PROMOTE = 20,  /* to the meta group's leader of a standby site: make it the
+                                primary (a new site epoch; writes open once the nodes follow
+                                the map). FLAGS bit 0: force (promote although the primary site
+                                answered within the last 5 s). Answer once recorded: VERSION =
+                                the new site epoch, EPOCH; BAD_REQUEST when this site is not a
+                                standby or the primary still answers */
+    SV_MSG_DR_DEMOTE = 21,   /* to the meta group's leader: fence this site (read-only, ships
+                                nothing) so that the peer site can be the primary. Answer once
+                                recorded: VERSION = the site epoch, EPOCH */
     SV_MSG_CHUNK_FETCH = 64, /* node <-> node */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */
     SV_MSG_MAP_GET = 66,     /* node <-> node: the sender's map (DATA: map.h's encoding) */
