@@ -2508,6 +2508,105 @@ static void test_svctl_dr(void)
     KNOB(dr_reset());
 }
 
+/* svctl dr promote and demote against the fake site dr-b (dr_reset's
+ * defaults: cut 1700000097000 (shard 2), highest shard frontier
+ * 1700000198000 (shard 1), the most recent contact shard 0's: 100 ms before
+ * node 1's clock, 1700000100000). */
+static void test_svctl_dr_promote(void)
+{
+    if (svctl_path == NULL) {
+        sv_test_skip("no --svctl PATH");
+        return;
+    }
+    KNOB(meta_reset(); dr_reset());
+    CHECK(svctl("-o json", "dr promote") == 0);
+    const char *want = "{\"epoch\":5,\"cut_ms\":1700000097000,\"cut_max_ms\":1700000198000,"
+                       "\"last_contact_ms\":1700000099900,\"rpo_ms\":2900,\"open_after_ms\":";
+    CHECK(starts_with(sv_out, want));
+    long long after = starts_with(sv_out, want) ? atoll(sv_out + strlen(want)) : -1;
+    CHECK(after >= 0 && after < 3000);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 0 && strcmp(F.dr_role[0], "primary") == 0 &&
+          strcmp(F.dr_role[1], "primary") == 0);
+    pthread_mutex_unlock(&F.lock);
+
+    /* Text; the nodes follow late and one at a time: it waits for both. */
+    KNOB(dr_reset(); F.dr_follow_after[0] = 4; F.dr_follow_after[1] = 1);
+    int looks = knob_get(&F.n_req[SV_MSG_DR_STATUS]);
+    CHECK(svctl("", "dr promote") == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_DR_STATUS]) - looks >= 2 * 5 + 2); /* cut, then 5 rounds */
+    CHECK(starts_with(sv_out, "promoted: site epoch 5 (cluster map epoch 7)\n"
+                              "cut:           2023-11-14T22:14:57.000Z (1700000097000 ms since "
+                              "the epoch)\n"
+                              "               every write the primary committed before it is "
+                              "here\n"
+                              "shards up to:  2023-11-14T22:16:38.000Z (1700000198000 ms since "
+                              "the epoch)\n"
+                              "last contact:  2023-11-14T22:14:59.900Z (1700000099900 ms since "
+                              "the epoch)\n"
+                              "RPO at most 2900 ms (if the primary took no write after the last "
+                              "contact)\n"
+                              "The cut is per shard: each shard holds every entry it received, "
+                              "so shards\n"));
+    CHECK(strstr(sv_out, "(a cross-shard\nconsistent cut is not built).\n") != NULL);
+    CHECK(strstr(sv_out, "\nwrites open after ") != NULL &&
+          strstr(sv_out, " ms: the 2 of 2 nodes that answered are primary at site epoch 5\n"));
+
+    /* The primary still answers: refused (exit 1, the leader's sentence); --force. */
+    KNOB(dr_reset(); F.dr_primary_answers = true);
+    CHECK(svctl("", "dr promote") == 1);
+    CHECK(strcmp(sv_err, "svctl: dr promote: bad argument: the primary site dr-a answered 1.2 s "
+                         "ago: promote with force to split from it\n") == 0);
+    CHECK(sv_out[0] == '\0');
+    CHECK(svctl("-o json", "dr promote --force --wait 5") == 0);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 1);
+    pthread_mutex_unlock(&F.lock);
+    /* Already primary. */
+    CHECK(svctl("", "dr promote --force") == 1);
+    CHECK(strstr(sv_err, "site dr-b is not a standby (it is primary)") != NULL);
+
+    /* A node that never follows: exit 5 once --wait passes, the promotion recorded. */
+    KNOB(dr_reset(); F.dr_follow_after[0] = -1);
+    uint64_t t0 = now_ms();
+    CHECK(svctl("-o json", "dr promote --wait 0.5") == 5);
+    CHECK(now_ms() - t0 < 4000);
+    CHECK(strstr(sv_out, "\"rpo_ms\":2900,\"open_after_ms\":-1}\n") != NULL);
+    CHECK(starts_with(sv_err, "svctl: dr promote: the promotion is recorded (site epoch 5) but "
+                              "not every node follows it yet after 0.5 s: not every node that "
+                              "answered (2 of 2) is primary at site epoch 5"));
+    /* A shard no answering node leads: not open either; its frontier unknown: so is the cut. */
+    KNOB(dr_reset(); F.dr_unled[3] = true);
+    CHECK(svctl("-o json", "dr promote --wait 0.3") == 5);
+    CHECK(strcmp(sv_out, "{\"epoch\":5,\"cut_ms\":-1,\"cut_max_ms\":1700000198000,"
+                         "\"last_contact_ms\":1700000099900,\"rpo_ms\":-1,\"open_after_ms\":-1}"
+                         "\n") == 0);
+    CHECK(strstr(sv_err, "shard 3: no node that answered leads it") != NULL);
+    KNOB(dr_reset(); F.dr_unled[3] = true);
+    CHECK(svctl("", "dr promote --wait 0.3") == 5);
+    CHECK(strstr(sv_out, "cut:           unknown: a shard's frontier is not known\nshards") !=
+          NULL);
+    CHECK(strstr(sv_out, "RPO unknown: a shard's frontier is not known\n") != NULL);
+
+    /* No meta leader: unavailable, exit 5, nothing recorded. */
+    KNOB(dr_reset(); F.meta_leader = -1);
+    CHECK(svctl("--timeout 0.3", "dr promote") == 5);
+    CHECK(strstr(sv_err, "svctl: dr promote: unavailable: no meta group leader answered") != NULL);
+    KNOB(meta_reset());
+
+    /* demote: the site epoch; again: the leader's refusal. */
+    KNOB(dr_reset());
+    CHECK(svctl("", "dr demote") == 0);
+    CHECK(strcmp(sv_out, "site fenced at site epoch 4: it takes no writes and ships nothing; "
+                         "the peer site can be promoted\n") == 0);
+    CHECK(svctl("-o json", "dr demote") == 1);
+    CHECK(strcmp(sv_err, "svctl: dr demote: bad argument: site dr-b is already fenced\n") == 0);
+    KNOB(dr_reset());
+    CHECK(svctl("-o json", "dr demote") == 0);
+    CHECK(strcmp(sv_out, "{\"epoch\":4}\n") == 0);
+    KNOB(dr_reset());
+}
+
 /* ---- runner ---- */
 
 static int set_up(void)
@@ -2566,6 +2665,7 @@ static const struct sv_test tests[] = {
     {"svctl", test_svctl},
     {"svctl_admin", test_svctl_admin},
     {"svctl_dr", test_svctl_dr},
+    {"svctl_dr_promote", test_svctl_dr_promote},
 };
 
 const struct sv_test_suite sv_test_suite = {
