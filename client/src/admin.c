@@ -1,5 +1,6 @@
 /* libshardvault: operator calls to the meta group's leader (NODES, HEALTH,
- * SCHED_LOG, DRAIN, NODE_REMOVE, CLUSTER_SET) and their part of sv_client_status. */
+ * SCHED_LOG, DRAIN, NODE_REMOVE, CLUSTER_SET; dr.c sends DR_PROMOTE and
+ * DR_DEMOTE through sv__meta_req) and their part of sv_client_status. */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,9 +126,7 @@ out:
     return rc;
 }
 
-/* meta_call within the client's deadline; a non-OK status is an error with
- * the node's sentence. */
-static int meta_req(struct sv_client *c, uint32_t type, const struct sv_msg *m, struct sv__resp *r)
+int sv__meta_req(struct sv_client *c, uint32_t type, const struct sv_msg *m, struct sv__resp *r)
 {
     sv__clear_err();
     int rc = meta_call(c, type, m, sv__now_ms() + sv__deadline_ms(c), r);
@@ -176,7 +175,7 @@ int sv_client_nodes(struct sv_client *c, struct sv_node_list **out)
 {
     struct sv_msg m = {0};
     struct sv__resp r;
-    int rc = meta_req(c, SV_MSG_NODES, &m, &r);
+    int rc = sv__meta_req(c, SV_MSG_NODES, &m, &r);
     if (rc != 0)
         return rc;
     rc = nodes_from(&r.m, out);
@@ -226,7 +225,7 @@ int sv_client_health(struct sv_client *c, struct sv_health **out)
 {
     struct sv_msg m = {0};
     struct sv__resp r;
-    int rc = meta_req(c, SV_MSG_HEALTH, &m, &r);
+    int rc = sv__meta_req(c, SV_MSG_HEALTH, &m, &r);
     if (rc != 0)
         return rc;
     rc = health_from(&r.m, out);
@@ -248,7 +247,7 @@ int sv_client_sched_log(struct sv_client *c, struct sv_sched_log **out)
 {
     struct sv_msg m = {0};
     struct sv__resp r;
-    int rc = meta_req(c, SV_MSG_SCHED_LOG, &m, &r);
+    int rc = sv__meta_req(c, SV_MSG_SCHED_LOG, &m, &r);
     if (rc != 0)
         return rc;
     struct sv_sched_log *l = calloc(1, sizeof(*l));
@@ -293,7 +292,7 @@ static int node_flag_call(struct sv_client *c, uint32_t type, uint64_t id, bool 
     SV_MSG_SET(&m, SV_F_NODE);
     SV_MSG_SET(&m, SV_F_FLAGS);
     struct sv__resp r;
-    int rc = meta_req(c, type, &m, &r);
+    int rc = sv__meta_req(c, type, &m, &r);
     if (rc == 0)
         sv__resp_free(&r);
     return rc;
@@ -339,7 +338,7 @@ int sv_client_cluster_set(struct sv_client *c, const char *name, uint64_t value,
         SV_MSG_SET(&m, SV_F_SIZE);
     }
     struct sv__resp r;
-    int rc = meta_req(c, SV_MSG_CLUSTER_SET, &m, &r);
+    int rc = sv__meta_req(c, SV_MSG_CLUSTER_SET, &m, &r);
     if (rc != 0)
         return rc;
     if (out != NULL) {

@@ -1,6 +1,6 @@
 /* libshardvault internals shared by client.c (routing, connections, status),
  * admin.c (operator calls to the meta group's leader) and dr.c (disaster
- * recovery status). Not installed. */
+ * recovery: status, promote, demote). Not installed. */
 #ifndef SV_CLIENT_INT_H
 #define SV_CLIENT_INT_H
 
@@ -62,6 +62,14 @@ bool sv__node_addr(struct sv_client *c, uint64_t id, uint64_t deadline, char *ad
 /* Remember (or, with "", forget) where the meta group's leader answered. */
 void sv__set_meta_leader(struct sv_client *c, const char *addr);
 
+/* Send m (type, borrowed) to the meta group's leader as the operator calls
+ * do (the remembered leader, then the endpoints and the map's nodes;
+ * NOT_LEADER followed, UNAVAILABLE and failures retried until c's deadline).
+ * 0: *r holds the OK answer (free it with sv__resp_free). Otherwise the
+ * error, *r already freed: a non-OK status is its error with the node's
+ * sentence in errmsg (BAD_REQUEST: SV_E_BAD_ARGUMENT). */
+int sv__meta_req(struct sv_client *c, uint32_t type, const struct sv_msg *m, struct sv__resp *r);
+
 /* Called by sv_client_status once the map and every node's STATUS are in:
  * merges the meta leader's NODES and HEALTH into s (states, counts, shard
  * reasons, health_known), bounded by deadline. Returns 0 or SV_E_NOMEM;
@@ -86,7 +94,8 @@ int sv__ask_every_node(struct sv_client *c, uint32_t type, const struct sv_msg *
  * of n_shards shards, each "unknown" with -1 for its unknowns. Then
  * sv__dr_status_add for each OK answer m (borrowed), in the order the nodes
  * answered: 0, or SV_E_PROTOCOL (errmsg set) for an answer without a role,
- * which is not counted. Then sv__dr_status_finish sets the site's frontier
+ * which is not counted (uniform: every answer counted had the first one's
+ * role and epoch). Then sv__dr_status_finish sets the site's frontier
  * and lag from the shards'. */
 struct sv_dr_status *sv__dr_status_new(size_t n_shards);
 int sv__dr_status_add(struct sv_dr_status *s, const struct sv_msg *m);

@@ -1,5 +1,6 @@
-/* libshardvault: disaster recovery status: DR_STATUS from every node, folded
- * into one site's report (the fold apart from the network, for its tests). */
+/* libshardvault: disaster recovery: DR_STATUS from every node, folded into
+ * one site's report (the fold apart from the network, for its tests); and
+ * DR_PROMOTE and DR_DEMOTE to the meta group's leader. */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
@@ -61,16 +62,21 @@ int sv__dr_status_add(struct sv_dr_status *s, const struct sv_msg *m)
     }
     char role[SV_CLIENT_STATE_MAX + 1];
     copy_bytes(role, sizeof(role), m->key);
+    uint64_t epoch = SV_MSG_HAS(m, SV_F_VERSION) ? m->version : 0;
     if (s->n_answered == 0) {
         snprintf(s->role, sizeof(s->role), "%s", role);
         copy_bytes(s->site, sizeof(s->site), m->bucket);
         copy_bytes(s->peer, sizeof(s->peer), m->prefix);
-    } else if (strcmp(role, "fenced") == 0) {
-        /* A fenced node must not be hidden behind one that has not heard yet. */
-        snprintf(s->role, sizeof(s->role), "fenced");
+        s->uniform = true;
+    } else {
+        /* While uniform, role and epoch are still the first answer's. */
+        if (strcmp(role, s->role) != 0 || epoch != s->epoch)
+            s->uniform = false;
+        if (strcmp(role, "fenced") == 0) /* not hidden behind a node that has not heard yet */
+            snprintf(s->role, sizeof(s->role), "fenced");
     }
-    if (SV_MSG_HAS(m, SV_F_VERSION) && m->version > s->epoch)
-        s->epoch = m->version;
+    if (epoch > s->epoch)
+        s->epoch = epoch;
     s->n_answered++;
     /* Lags are measured against the answering node's clock: the client's may
      * be anywhere, and the node's is the one the standby's frontier is read by. */
@@ -174,4 +180,56 @@ int sv_client_dr_status(struct sv_client *c, struct sv_dr_status **out)
     sv__clear_err(); /* a refusal from some node is in n_answered, not an error */
     *out = d.s;
     return 0;
+}
+
+/* Promote, demote. */
+
+/* The site epoch of an OK answer to DR_PROMOTE or DR_DEMOTE (r freed here). */
+static int site_epoch_of(struct sv__resp *r, const char *what, uint64_t *site_epoch,
+                         uint64_t *map_epoch)
+{
+    bool ok = SV_MSG_HAS(&r->m, SV_F_VERSION) && r->m.version > 0;
+    if (ok) {
+        *site_epoch = r->m.version;
+        *map_epoch = r->m.epoch;
+    }
+    sv__resp_free(r);
+    if (!ok) {
+        /* Recorded all the same: say where to look rather than guess. */
+        sv__set_err("the meta leader's answer to %s has no site epoch (the change may be "
+                    "recorded: see sv_client_dr_status)",
+                    what);
+        return SV_E_PROTOCOL;
+    }
+    return 0;
+}
+
+int sv_client_dr_promote(struct sv_client *c, bool force, struct sv_dr_promote *out)
+{
+    struct sv_msg m = {0};
+    m.flags = force ? 1u : 0u;
+    SV_MSG_SET(&m, SV_F_FLAGS);
+    struct sv__resp r;
+    int rc = sv__meta_req(c, SV_MSG_DR_PROMOTE, &m, &r);
+    if (rc != 0)
+        return rc;
+    struct sv_dr_promote p = {0};
+    rc = site_epoch_of(&r, "DR_PROMOTE", &p.site_epoch, &p.map_epoch);
+    if (rc == 0 && out != NULL)
+        *out = p;
+    return rc;
+}
+
+int sv_client_dr_demote(struct sv_client *c, uint64_t *site_epoch)
+{
+    struct sv_msg m = {0};
+    struct sv__resp r;
+    int rc = sv__meta_req(c, SV_MSG_DR_DEMOTE, &m, &r);
+    if (rc != 0)
+        return rc;
+    uint64_t se = 0, me = 0;
+    rc = site_epoch_of(&r, "DR_DEMOTE", &se, &me);
+    if (rc == 0 && site_epoch != NULL)
+        *site_epoch = se;
+    return rc;
 }

@@ -1,4 +1,5 @@
-/* svctl's operator commands: node list|drain|remove, cluster show|set, sched log, dr status. */
+/* svctl's operator commands: node list|drain|remove, cluster show|set, sched log,
+ * dr status|promote|demote. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
@@ -15,6 +16,8 @@
 
 enum {
     DRAIN_POLL_MS = 1000,
+    DR_POLL_MS = 100,       /* dr promote: between two looks at every node */
+    DR_WAIT_S_DEFAULT = 30, /* dr promote --wait */
     DURATION_MAX_S = 86400, /* down-after and evict-after, as the node takes them */
     MOVES_MAX = 64,         /* moves-per-node, as the map takes it */
 };
@@ -75,7 +78,10 @@ const char sv__sched_usage[] =
 
 const char sv__dr_usage[] =
     "usage: svctl dr status\n"
-    "Disaster recovery: this site's part in it and how far it is behind.\n"
+    "       svctl dr promote [--force] [--wait S]\n"
+    "       svctl dr demote\n"
+    "Disaster recovery: this site's part in it, how far it is behind, and the\n"
+    "change of roles.\n"
     "\n"
     "status   ask every node of the cluster map (5 s each at most) about its site\n"
     "         and the shards it leads, and show the site: its name, role (primary,\n"
@@ -93,6 +99,32 @@ const char sv__dr_usage[] =
     "         \"epoch\",\"frontier_ms\",\"lag_ms\",\"shards\":[{\"id\",\"state\",\n"
     "         \"lag_ms\",\"frontier_ms\",\"applied\",\"commit\",\"last_contact_ms\"\n"
     "         and, when there is one, \"reason\"}]}; unknown numbers are -1.\n"
+    "promote  make this standby site the primary, then wait until it accepts\n"
+    "         writes. First it reads the cut it promotes at (as status does): the\n"
+    "         site frontier (every write the primary committed before it is here;\n"
+    "         the lowest shard frontier), the highest shard frontier, and the last\n"
+    "         contact with the primary (the most recent of the shards', by the\n"
+    "         clock of the node that leads the shard). Then it asks the meta\n"
+    "         group's leader to promote (a new site epoch in the cluster map), and\n"
+    "         asks every node (as status) until each that answers is primary at\n"
+    "         that epoch and every shard is led by one of them. It prints the new\n"
+    "         site epoch; the cut (UTC and ms since the epoch); \"RPO at most N\n"
+    "         ms\": the last contact minus the frontier, \"unknown\" when either is\n"
+    "         (a bound only if the primary took no write after that contact; the\n"
+    "         two sites' clocks add their skew); and \"writes open after N ms\",\n"
+    "         from sending the promotion. The cut is per shard: each shard holds\n"
+    "         every entry it received, so shards ahead of the site frontier may\n"
+    "         show writes after it (a cross-shard consistent cut is not built).\n"
+    "         --force   promote although the primary site answered within the last\n"
+    "                   5 s (without it the leader refuses: exit 1, its reason)\n"
+    "         --wait S  wait at most S seconds for the nodes (default 30); then\n"
+    "                   exit 5: the promotion is recorded, not every node follows\n"
+    "         -o json prints {\"epoch\",\"cut_ms\",\"cut_max_ms\",\"last_contact_ms\"\n"
+    "         (ms since the epoch),\"rpo_ms\",\"open_after_ms\"}; unknown numbers\n"
+    "         are -1.\n"
+    "demote   fence this site: it takes no writes and ships nothing, so that the\n"
+    "         peer site can be the primary. Prints the site epoch (-o json:\n"
+    "         {\"epoch\"}).\n"
     "A standby or fenced site refuses writes: svctl put and rm exit 7 there.\n";
 
 /* "meta", "shard S" or "-" for a wire group id (-1: none). */
@@ -793,10 +825,178 @@ static void dr_status_text(const struct sv_dr_status *s)
     }
 }
 
+/* dr promote */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The point in time a promotion keeps: what the standby holds of the primary. */
+struct dr_cut {
+    int64_t frontier_ms;     /* the site frontier, -1 unknown */
+    int64_t max_ms;          /* the highest shard frontier, -1 unknown */
+    int64_t last_contact_ms; /* wall clock of the most recent contact with the primary, -1 */
+    int64_t rpo_ms;          /* last contact minus frontier, -1 unknown */
+};
+
+/* The cut of s, read at the client's wall clock now_ms. A shard's last contact
+ * is an age on the clock of the node that leads it: that clock was the frontier
+ * plus the lag when it answered (the lag is measured against it). The client's
+ * clock stands in when the node's is not known. */
+static struct dr_cut dr_cut_of(const struct sv_dr_status *s, int64_t now_ms)
+{
+    struct dr_cut k = {s->frontier_ms, -1, -1, -1};
+    const struct sv_dr_shard *nearest = NULL;
+    for (size_t i = 0; i < s->n_shards; i++) {
+        const struct sv_dr_shard *sh = &s->shards[i];
+        if (sh->frontier_ms > k.max_ms)
+            k.max_ms = sh->frontier_ms;
+        if (sh->last_contact_ms >= 0 &&
+            (nearest == NULL || sh->last_contact_ms < nearest->last_contact_ms))
+            nearest = sh;
+    }
+    if (nearest != NULL) {
+        int64_t clock = nearest->frontier_ms >= 0 && nearest->lag_ms >= 0
+                            ? nearest->frontier_ms + nearest->lag_ms
+                            : now_ms;
+        k.last_contact_ms = clock - nearest->last_contact_ms;
+    }
+    if (k.frontier_ms >= 0 && k.last_contact_ms >= 0)
+        k.rpo_ms = k.last_contact_ms > k.frontier_ms ? k.last_contact_ms - k.frontier_ms : 0;
+    return k;
+}
+
+/* "ISO (N ms since the epoch)", or "unknown". */
+static void time_or_unknown(int64_t ms, char *out, size_t cap)
+{
+    char t[40];
+    if (ms < 0) {
+        snprintf(out, cap, "unknown");
+        return;
+    }
+    sv__iso_time((uint64_t)ms, t, sizeof(t));
+    snprintf(out, cap, "%s (%" PRId64 " ms since the epoch)", t, ms);
+}
+
+/* Whether s shows the site taking writes at site epoch: every node that
+ * answered is primary at it, and each shard is led by one of them. Otherwise
+ * why says what is still missing. */
+static bool dr_open(const struct sv_dr_status *s, uint64_t epoch, char *why, size_t cap)
+{
+    if (strcmp(s->role, "primary") != 0 || s->epoch != epoch || !s->uniform) {
+        snprintf(why, cap,
+                 "not every node that answered (%zu of %zu) is primary at site epoch %" PRIu64
+                 ": the site reports %s at epoch %" PRIu64 "%s",
+                 s->n_answered, s->n_nodes, epoch, s->role, s->epoch,
+                 s->uniform ? "" : ", the nodes differing");
+        return false;
+    }
+    for (size_t i = 0; i < s->n_shards; i++) {
+        if (strcmp(s->shards[i].state, "unknown") == 0) {
+            snprintf(why, cap, "shard %" PRIu64 ": no node that answered leads it",
+                     s->shards[i].id);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void dr_promote_json(uint64_t epoch, const struct dr_cut *k, int64_t open_after_ms)
+{
+    printf("{\"epoch\":%" PRIu64 ",\"cut_ms\":%" PRId64 ",\"cut_max_ms\":%" PRId64
+           ",\"last_contact_ms\":%" PRId64 ",\"rpo_ms\":%" PRId64 ",\"open_after_ms\":%" PRId64
+           "}\n",
+           epoch, k->frontier_ms, k->max_ms, k->last_contact_ms, k->rpo_ms, open_after_ms);
+}
+
+static int dr_promote(struct sv_client *c, const struct global *g, bool force, double wait_s)
+{
+    /* The cut, read before the promotion: shipping stops with it. */
+    struct sv_dr_status *s = NULL;
+    int err = sv_client_dr_status(c, &s);
+    if (err != 0)
+        return sv__fail("dr promote", NULL, err);
+    struct dr_cut k = dr_cut_of(s, wall_ms());
+    sv_client_dr_status_free(s);
+
+    uint64_t t0 = mono_ms();
+    struct sv_dr_promote p;
+    err = sv_client_dr_promote(c, force, &p);
+    if (err != 0)
+        return sv__fail(force ? "dr promote --force" : "dr promote", NULL, err);
+    if (!g->json) {
+        char cut[96], max[96], contact[96];
+        time_or_unknown(k.frontier_ms, cut, sizeof(cut));
+        time_or_unknown(k.max_ms, max, sizeof(max));
+        time_or_unknown(k.last_contact_ms, contact, sizeof(contact));
+        printf("promoted: site epoch %" PRIu64 " (cluster map epoch %" PRIu64 ")\n", p.site_epoch,
+               p.map_epoch);
+        if (k.frontier_ms >= 0)
+            printf("cut:           %s\n"
+                   "               every write the primary committed before it is here\n",
+                   cut);
+        else
+            printf("cut:           unknown: a shard's frontier is not known\n");
+        printf("shards up to:  %s\n", max);
+        printf("last contact:  %s\n", contact);
+        if (k.rpo_ms >= 0)
+            printf("RPO at most %" PRId64 " ms (if the primary took no write after the last "
+                   "contact)\n",
+                   k.rpo_ms);
+        else
+            printf("RPO unknown: %s\n", k.frontier_ms < 0 ? "a shard's frontier is not known"
+                                                          : "no contact with the primary known");
+        printf("The cut is per shard: each shard holds every entry it received, so shards\n"
+               "ahead of the site frontier may show writes after it (a cross-shard\n"
+               "consistent cut is not built).\n");
+        printf("waiting for every node to take writes (at most %g s)\n", wait_s);
+        fflush(stdout);
+    }
+
+    char why[256] = "no answer yet";
+    uint64_t deadline = t0 + (uint64_t)(wait_s * 1000);
+    for (;;) {
+        err = sv_client_dr_status(c, &s);
+        uint64_t now = mono_ms();
+        if (err == 0) {
+            bool open = dr_open(s, p.site_epoch, why, sizeof(why));
+            size_t answered = s->n_answered, nodes = s->n_nodes;
+            sv_client_dr_status_free(s);
+            if (open) {
+                int64_t after = (int64_t)(now - t0);
+                if (g->json)
+                    dr_promote_json(p.site_epoch, &k, after);
+                else
+                    printf("writes open after %" PRId64 " ms: the %zu of %zu nodes that answered "
+                           "are primary at site epoch %" PRIu64 "\n",
+                           after, answered, nodes, p.site_epoch);
+                return EXIT_OK;
+            }
+        } else {
+            /* Nodes restarting their groups as they follow: keep looking. */
+            snprintf(why, sizeof(why), "dr status: %s: %s", sv_client_strerror(err),
+                     sv_client_errmsg());
+        }
+        if (now >= deadline)
+            break;
+        pause_ms(deadline - now < DR_POLL_MS ? deadline - now : DR_POLL_MS);
+    }
+    if (g->json)
+        dr_promote_json(p.site_epoch, &k, -1);
+    fprintf(stderr,
+            "svctl: dr promote: the promotion is recorded (site epoch %" PRIu64
+            ") but not every node follows it yet after %g s: %s (svctl dr status shows them)\n",
+            p.site_epoch, wait_s, why);
+    return EXIT_UNAVAILABLE;
+}
+
 int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv)
 {
     if (argc < 2) {
-        sv__usage_error("dr: missing status");
+        sv__usage_error("dr: missing status, promote or demote");
         return EXIT_USAGE;
     }
     const char *sub = argv[1];
@@ -805,22 +1005,60 @@ int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **arg
             fputs(sv__dr_usage, stdout);
         return -1;
     }
-    if (strcmp(sub, "status") != 0) {
-        sv__usage_error("dr: unknown subcommand \"%s\" (status)", sub);
-        return EXIT_USAGE;
-    }
     struct sub_args a;
-    int rc = parse_sub("dr status", sv__dr_usage, argc, argv, 0, NULL, 0, &a);
-    if (rc != 0 || c == NULL)
-        return rc;
-    struct sv_dr_status *s = NULL;
-    int err = sv_client_dr_status(c, &s);
-    if (err != 0)
-        return sv__fail("dr status", NULL, err);
-    if (g->json)
-        dr_status_json(s);
-    else
-        dr_status_text(s);
-    sv_client_dr_status_free(s);
-    return EXIT_OK;
+    if (strcmp(sub, "status") == 0) {
+        int rc = parse_sub("dr status", sv__dr_usage, argc, argv, 0, NULL, 0, &a);
+        if (rc != 0 || c == NULL)
+            return rc;
+        struct sv_dr_status *s = NULL;
+        int err = sv_client_dr_status(c, &s);
+        if (err != 0)
+            return sv__fail("dr status", NULL, err);
+        if (g->json)
+            dr_status_json(s);
+        else
+            dr_status_text(s);
+        sv_client_dr_status_free(s);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "promote") == 0) {
+        struct sub_opt o[] = {
+            {"--force", false, false, NULL},
+            {"--wait", true, false, NULL},
+        };
+        int rc = parse_sub("dr promote", sv__dr_usage, argc, argv, 0, o, 2, &a);
+        if (rc != 0)
+            return rc;
+        double wait_s = DR_WAIT_S_DEFAULT;
+        if (o[1].set) {
+            char *end = NULL;
+            wait_s = strtod(o[1].value, &end);
+            if (*end != '\0' || !(wait_s > 0) || wait_s > DURATION_MAX_S) {
+                sv__usage_error("dr promote: --wait needs a number of seconds in (0, %d]",
+                                DURATION_MAX_S);
+                return EXIT_USAGE;
+            }
+        }
+        if (c == NULL)
+            return 0;
+        return dr_promote(c, g, o[0].set, wait_s);
+    }
+    if (strcmp(sub, "demote") == 0) {
+        int rc = parse_sub("dr demote", sv__dr_usage, argc, argv, 0, NULL, 0, &a);
+        if (rc != 0 || c == NULL)
+            return rc;
+        uint64_t epoch = 0;
+        int err = sv_client_dr_demote(c, &epoch);
+        if (err != 0)
+            return sv__fail("dr demote", NULL, err);
+        if (g->json)
+            printf("{\"epoch\":%" PRIu64 "}\n", epoch);
+        else
+            printf("site fenced at site epoch %" PRIu64 ": it takes no writes and ships nothing; "
+                   "the peer site can be promoted\n",
+                   epoch);
+        return EXIT_OK;
+    }
+    sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote)", sub);
+    return EXIT_USAGE;
 }

@@ -21,6 +21,8 @@ expect 0 --help
 grep -q "usage: svctl" /tmp/svctl-usage.$$.out || { echo "FAIL: --help prints no usage"; fails=$((fails + 1)); }
 grep -q "7 read only" /tmp/svctl-usage.$$.out || { echo "FAIL: --help: exit 7"; fails=$((fails + 1)); }
 grep -q "  dr status  " /tmp/svctl-usage.$$.out || { echo "FAIL: --help: dr"; fails=$((fails + 1)); }
+grep -q "  dr promote \[--force\] \[--wait S\]  " /tmp/svctl-usage.$$.out || { echo "FAIL: --help: dr promote"; fails=$((fails + 1)); }
+grep -q "  dr demote  " /tmp/svctl-usage.$$.out || { echo "FAIL: --help: dr demote"; fails=$((fails + 1)); }
 expect 0 put --help
 grep -q "usage: svctl put" /tmp/svctl-usage.$$.out || { echo "FAIL: put --help"; fails=$((fails + 1)); }
 for c in get rm ls stat status; do
@@ -41,6 +43,13 @@ expect 0 dr --help
 grep -q "usage: svctl dr status" /tmp/svctl-usage.$$.out || { echo "FAIL: dr --help"; fails=$((fails + 1)); }
 expect 0 dr status --help
 grep -q '"last_contact_ms"' /tmp/svctl-usage.$$.out || { echo "FAIL: dr status --help: JSON keys"; fails=$((fails + 1)); }
+expect 0 dr promote --help
+grep -q "usage: svctl dr status" /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help"; fails=$((fails + 1)); }
+grep -q '"rpo_ms","open_after_ms"' /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help: JSON keys"; fails=$((fails + 1)); }
+grep -q "The cut is per shard" /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help: per-shard cut"; fails=$((fails + 1)); }
+expect 0 dr promote --force -h
+expect 0 dr demote --help
+grep -q "svctl dr demote" /tmp/svctl-usage.$$.out || { echo "FAIL: dr demote --help"; fails=$((fails + 1)); }
 expect 2 node
 expect 2 node frob
 expect 2 node list extra
@@ -77,13 +86,24 @@ expect 2 sched log extra
 expect 2 dr
 expect 2 dr frob
 grep -q 'unknown subcommand "frob"' /tmp/svctl-usage.$$.err || { echo "FAIL: dr frob: no reason"; fails=$((fails + 1)); }
-expect 2 dr promote
 expect 2 dr status extra
 expect 2 dr status --bogus
+expect 2 dr promote extra
+expect 2 dr promote --bogus
+expect 2 dr promote --force=yes
+expect 2 dr promote --wait
+expect 2 dr promote --wait 0
+expect 2 dr promote --wait -1
+expect 2 dr promote --wait x
+expect 2 dr promote --wait 86401
+grep -q -- "--wait needs a number of seconds" /tmp/svctl-usage.$$.err || { echo "FAIL: dr promote --wait: no reason"; fails=$((fails + 1)); }
+expect 2 dr demote extra
+expect 2 dr demote --force
 # Valid arguments get as far as needing a cluster (exit 2 for the missing --endpoints).
 for a in "node list" "node drain 3 --timeout 5" "node remove 3 --force" "cluster show" \
     "cluster set repair-rate 64MiB" "cluster set down-after 5m" "cluster set auto-evict off" "sched log" \
-    "dr status" "dr status -o json"; do
+    "dr status" "dr status -o json" "dr promote" "dr promote --force --wait 5" "dr promote --wait=0.5" \
+    "dr demote" "dr demote -o json"; do
     # shellcheck disable=SC2086
     expect 2 $a
     grep -q "are required" /tmp/svctl-usage.$$.err || { echo "FAIL: svctl $a: not a missing-endpoints error"; fails=$((fails + 1)); }

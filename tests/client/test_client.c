@@ -134,6 +134,16 @@ struct fake {
     const char *dr_state[N_SHARDS];    /* NULL: streaming */
     bool dr_unled[N_SHARDS];           /* no node reports leading it */
     bool dr_drop;                      /* DR_STATUS closes the connection unanswered */
+    uint64_t dr_epoch[N_NODES];        /* the site epoch each node reports */
+    /* DR_PROMOTE and DR_DEMOTE, to the meta leader: what the site becomes, and
+     * how many DR_STATUS answers each node gives before it follows (-1: never). */
+    bool dr_primary_answers; /* the primary answered lately: promote only with force */
+    bool dr_no_epoch;        /* answer them without VERSION */
+    int64_t dr_flags_seen;   /* FLAGS of the last DR_PROMOTE, -1 none */
+    const char *dr_next_role;
+    uint64_t dr_next_epoch;
+    int dr_follow_after[N_NODES];
+    int dr_follow_left[N_NODES];
 
     int n_req[32];
     int applied_writes;
@@ -320,6 +330,53 @@ static struct sv_bytes lit(const char *s)
 }
 
 /* The meta group's leader, as the scheduler will answer (proto.h). */
+/* DR_PROMOTE and DR_DEMOTE at the meta leader (node): record what the site
+ * becomes; each node follows it as dr_follow_after says. */
+static int handle_dr_change(int node, uint32_t type, struct sv_msg *m, struct sv_msg *r)
+{
+    static _Thread_local char sentence[128];
+    uint64_t epoch = 0;
+    for (int i = 0; i < N_NODES; i++)
+        epoch = F.dr_epoch[i] > epoch ? F.dr_epoch[i] : epoch;
+    const char *role = F.dr_role[node] ? F.dr_role[node] : "none";
+    if (type == SV_MSG_DR_PROMOTE) {
+        F.dr_flags_seen = SV_MSG_HAS(m, SV_F_FLAGS) ? (int64_t)m->flags : -1;
+        bool force = SV_MSG_HAS(m, SV_F_FLAGS) && (m->flags & 1u);
+        if (strcmp(role, "standby") != 0) {
+            snprintf(sentence, sizeof(sentence), "site dr-b is not a standby (it is %s)", role);
+        } else if (F.dr_primary_answers && !force) {
+            snprintf(sentence, sizeof(sentence),
+                     "the primary site dr-a answered 1.2 s ago: promote with force to split "
+                     "from it");
+        } else {
+            sentence[0] = '\0';
+            F.dr_next_role = "primary";
+            F.dr_next_epoch = ++epoch;
+        }
+    } else if (strcmp(role, "fenced") == 0) {
+        snprintf(sentence, sizeof(sentence), "site dr-b is already fenced");
+    } else {
+        sentence[0] = '\0';
+        F.dr_next_role = "fenced";
+        F.dr_next_epoch = epoch;
+        for (int i = 0; i < N_NODES; i++) /* a demotion is followed at once */
+            F.dr_role[i] = "fenced";
+    }
+    if (sentence[0] != '\0') {
+        r->status = SV_ST_BAD_REQUEST;
+        r->msg = lit(sentence);
+        r->fields |= 1u << SV_F_MSG;
+        return 1;
+    }
+    for (int i = 0; i < N_NODES; i++)
+        F.dr_follow_left[i] = F.dr_follow_after[i];
+    if (!F.dr_no_epoch) {
+        r->version = epoch;
+        r->fields |= 1u << SV_F_VERSION;
+    }
+    return 1;
+}
+
 static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg *r,
                        struct sv_item *items)
 {
@@ -349,8 +406,11 @@ static int handle_meta(int node, uint32_t type, struct sv_msg *m, struct sv_msg 
         return 1;
     }
     r->epoch = 7;
+    r->fields |= 1u << SV_F_EPOCH;
+    if (type == SV_MSG_DR_PROMOTE || type == SV_MSG_DR_DEMOTE)
+        return handle_dr_change(node, type, m, r);
     r->flags = F.health_known ? 1u : 0u;
-    r->fields |= 1u << SV_F_EPOCH | 1u << SV_F_FLAGS;
+    r->fields |= 1u << SV_F_FLAGS;
     uint32_t n = 0;
     switch (type) {
     case SV_MSG_NODES:
@@ -507,10 +567,17 @@ static int handle_dr(int node, struct sv_msg *r, struct sv_item *items)
         r->fields |= 1u << SV_F_MSG;
         return 1;
     }
+    if (F.dr_next_role != NULL && F.dr_follow_left[node] == 0) {
+        F.dr_role[node] = F.dr_next_role;
+        F.dr_epoch[node] = F.dr_next_epoch;
+    }
+    if (F.dr_next_role != NULL && F.dr_follow_left[node] >= 0)
+        F.dr_follow_left[node]--;
+    bool primary = strcmp(F.dr_role[node], "primary") == 0;
     r->key = lit(F.dr_role[node]);
     r->bucket = lit("dr-b");
     r->prefix = lit("dr-a");
-    r->version = 3 + (uint64_t)node; /* the nodes disagree: the highest is the site's */
+    r->version = F.dr_epoch[node];
     r->mtime_ms = F.dr_clock_ms[node];
     r->fields |= 1u << SV_F_KEY | 1u << SV_F_BUCKET | 1u << SV_F_PREFIX | 1u << SV_F_VERSION |
                  1u << SV_F_MTIME_MS | 1u << SV_F_ITEMS;
@@ -519,13 +586,13 @@ static int handle_dr(int node, struct sv_msg *r, struct sv_item *items)
         if (F.leader[sh] != node || F.dr_unled[sh])
             continue;
         struct sv_item *it = &items[n++];
-        const char *st = F.dr_state[sh] ? F.dr_state[sh] : "streaming";
+        const char *st = F.dr_state[sh] ? F.dr_state[sh] : primary ? "shipping" : "streaming";
         it->id = (uint64_t)sh;
         it->state = lit(st);
         it->applied = 1000 + (uint64_t)sh;
         it->commit = 1010 + (uint64_t)sh;
         it->fields = 1u << SV_I_ID | 1u << SV_I_STATE | 1u << SV_I_APPLIED | 1u << SV_I_COMMIT;
-        if (F.dr_frontier_ms[sh] > 0) {
+        if (F.dr_frontier_ms[sh] > 0 && !primary) {
             it->mtime_ms = F.dr_frontier_ms[sh];
             it->age_ms = 100 * ((uint64_t)sh + 1);
             it->fields |= 1u << SV_I_MTIME_MS | 1u << SV_I_AGE_MS;
@@ -549,7 +616,8 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
     r->status = SV_ST_OK;
     if (type < 32)
         F.n_req[type]++;
-    if (type >= SV_MSG_NODES && type <= SV_MSG_CLUSTER_SET)
+    if ((type >= SV_MSG_NODES && type <= SV_MSG_CLUSTER_SET) || type == SV_MSG_DR_PROMOTE ||
+        type == SV_MSG_DR_DEMOTE)
         return handle_meta(node, type, m, r, items);
     if (type == SV_MSG_MAP) {
         uint32_t n = 0;
@@ -1045,14 +1113,24 @@ static void meta_reset(void)
 }
 
 /* Disaster recovery defaults: both nodes of standby site dr-b, with clocks
- * 100 s apart (node 1 at 1700000100000, node 2 at 1700000200000); shard s is
- * streaming, (s + 1) s behind its leader's clock. */
+ * 100 s apart (node 1 at 1700000100000, node 2 at 1700000200000) and site
+ * epochs apart (3 and 4: the highest is the site's); shard s is streaming,
+ * (s + 1) s behind its leader's clock. The primary is silent: a promotion
+ * needs no force, and the nodes follow it at their next DR_STATUS. */
 static void dr_reset(void)
 {
     for (int i = 0; i < N_NODES; i++) {
         F.dr_role[i] = "standby";
         F.dr_clock_ms[i] = 1700000000000u + 100000u * ((uint64_t)i + 1);
+        F.dr_epoch[i] = 3 + (uint64_t)i;
+        F.dr_follow_after[i] = 0;
+        F.dr_follow_left[i] = -1;
     }
+    F.dr_primary_answers = false;
+    F.dr_no_epoch = false;
+    F.dr_flags_seen = -1;
+    F.dr_next_role = NULL;
+    F.dr_next_epoch = 0;
     for (int sh = 0; sh < N_SHARDS; sh++) {
         F.dr_frontier_ms[sh] = F.dr_clock_ms[F.leader[sh]] - 1000u * ((uint64_t)sh + 1);
         F.dr_state[sh] = NULL;
@@ -1832,7 +1910,7 @@ static void test_dr_fold(void)
     if (s == NULL)
         return;
     sv__dr_status_finish(s);
-    CHECK(s->frontier_ms == -1 && s->lag_ms == -1 && s->n_answered == 0);
+    CHECK(s->frontier_ms == -1 && s->lag_ms == -1 && s->n_answered == 0 && !s->uniform);
     for (size_t i = 0; i < 3; i++)
         CHECK(s->shards[i].id == i && strcmp(s->shards[i].state, "unknown") == 0 &&
               s->shards[i].frontier_ms == -1 && s->shards[i].lag_ms == -1 &&
@@ -1844,7 +1922,7 @@ static void test_dr_fold(void)
     CHECK_RC(sv__dr_status_add(s, &ma), 0);
     sv__dr_status_finish(s);
     CHECK(strcmp(s->role, "standby") == 0 && strcmp(s->site, "east") == 0 &&
-          strcmp(s->peer, "west") == 0 && s->epoch == 2 && s->n_answered == 1);
+          strcmp(s->peer, "west") == 0 && s->epoch == 2 && s->n_answered == 1 && s->uniform);
     CHECK(s->shards[0].lag_ms == 1000 && s->shards[1].lag_ms == 500);
     CHECK(s->shards[0].applied == 70 && s->shards[0].commit == 500);
     CHECK(s->shards[0].last_contact_ms == 40 && s->shards[0].frontier_ms == 9000);
@@ -1862,7 +1940,7 @@ static void test_dr_fold(void)
     struct sv_msg mb = dr_answer("primary", 5, 50000, b, 3);
     CHECK_RC(sv__dr_status_add(s, &mb), 0);
     sv__dr_status_finish(s);
-    CHECK(strcmp(s->role, "standby") == 0 && s->epoch == 5 && s->n_answered == 2);
+    CHECK(strcmp(s->role, "standby") == 0 && s->epoch == 5 && s->n_answered == 2 && !s->uniform);
     CHECK(s->shards[2].lag_ms == 5000); /* B's clock: with A's it would be behind the frontier */
     CHECK(strcmp(s->shards[2].state, "stalled") == 0);
     CHECK(strcmp(s->shards[2].reason, "peer-unreachable") == 0 &&
@@ -1918,6 +1996,25 @@ static void test_dr_fold(void)
           s->shards[0].last_contact_ms == -1);
     CHECK(s->frontier_ms == -1 && s->lag_ms == -1);
     sv_client_dr_status_free(s);
+
+    /* uniform: every answer with the first one's role and epoch. Another
+     * epoch, or another role, ends it for good. */
+    for (int k = 0; k < 3; k++) {
+        s = sv__dr_status_new(1);
+        CHECK(s != NULL);
+        if (s == NULL)
+            return;
+        struct sv_msg u1 = dr_answer("primary", 6, 50000, NULL, 0);
+        struct sv_msg u2 =
+            dr_answer(k == 2 ? "standby" : "primary", k == 1 ? 5 : 6, 50000, NULL, 0);
+        CHECK_RC(sv__dr_status_add(s, &u1), 0);
+        CHECK_RC(sv__dr_status_add(s, &u1), 0);
+        CHECK(s->uniform);
+        CHECK_RC(sv__dr_status_add(s, &u2), 0);
+        CHECK_RC(sv__dr_status_add(s, &u1), 0);
+        CHECK(s->uniform == (k == 0) && s->epoch == 6 && strcmp(s->role, "primary") == 0);
+        sv_client_dr_status_free(s);
+    }
     sv_client_dr_status_free(NULL);
 }
 
@@ -1932,7 +2029,7 @@ static void test_dr_status(void)
     if (s == NULL)
         return;
     CHECK(strcmp(s->role, "standby") == 0 && strcmp(s->site, "dr-b") == 0 &&
-          strcmp(s->peer, "dr-a") == 0 && s->epoch == 4);
+          strcmp(s->peer, "dr-a") == 0 && s->epoch == 4 && !s->uniform); /* epochs 3 and 4 */
     for (size_t i = 0; i < s->n_shards; i++) {
         const struct sv_dr_shard *sh = &s->shards[i];
         CHECK(sh->id == i && strcmp(sh->state, "streaming") == 0);
@@ -1978,6 +2075,77 @@ static void test_dr_status(void)
     CHECK(s == NULL && strstr(sv_client_errmsg(), "no node answered: tried 127.0.0.1:") != NULL);
     KNOB(dr_reset());
     sv_client_close(c);
+}
+
+/* DR_PROMOTE and DR_DEMOTE go to the meta leader (node 2; node 1 redirects). */
+static void test_dr_promote(void)
+{
+    KNOB(meta_reset(); dr_reset());
+    struct sv_client *c = client_new(3000);
+    struct sv_dr_promote p;
+    memset(&p, 0xff, sizeof(p));
+    int proms = knob_get(&F.n_req[SV_MSG_DR_PROMOTE]);
+    CHECK_RC(sv_client_dr_promote(c, false, &p), 0);
+    CHECK(p.site_epoch == 5 && p.map_epoch == 7); /* the highest epoch (4) + 1 */
+    CHECK(sv_client_errmsg()[0] == '\0');
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 0); /* FLAGS sent, force clear */
+    CHECK(F.n_req[SV_MSG_DR_PROMOTE] - proms >= 1);
+    pthread_mutex_unlock(&F.lock);
+    /* The nodes follow: every one primary at the new epoch, the site uniform. */
+    struct sv_dr_status *s = NULL;
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && strcmp(s->role, "primary") == 0 && s->epoch == 5 && s->uniform);
+    sv_client_dr_status_free(s);
+    /* No longer a standby: refused with the leader's sentence. */
+    CHECK_RC(sv_client_dr_promote(c, true, NULL), SV_E_BAD_ARGUMENT);
+    CHECK(strcmp(sv_client_errmsg(), "site dr-b is not a standby (it is primary)") == 0);
+
+    /* The primary still answers: refused without force, promoted with it. */
+    KNOB(dr_reset(); F.dr_primary_answers = true);
+    CHECK_RC(sv_client_dr_promote(c, false, &p), SV_E_BAD_ARGUMENT);
+    CHECK(strstr(sv_client_errmsg(), "the primary site dr-a answered 1.2 s ago") != NULL);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 0 && F.dr_next_role == NULL);
+    pthread_mutex_unlock(&F.lock);
+    CHECK_RC(sv_client_dr_promote(c, true, NULL), 0);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 1 && F.dr_next_epoch == 5);
+    pthread_mutex_unlock(&F.lock);
+
+    /* An answer without the site epoch: recorded, but nothing to wait for. */
+    KNOB(dr_reset(); F.dr_no_epoch = true);
+    CHECK_RC(sv_client_dr_promote(c, false, &p), SV_E_PROTOCOL);
+    CHECK(strstr(sv_client_errmsg(), "no site epoch") != NULL);
+
+    /* Demote: every node fenced, the site epoch unchanged; again: refused. */
+    KNOB(dr_reset());
+    uint64_t epoch = 0;
+    int dems = knob_get(&F.n_req[SV_MSG_DR_DEMOTE]);
+    CHECK_RC(sv_client_dr_demote(c, &epoch), 0);
+    CHECK(epoch == 4 && knob_get(&F.n_req[SV_MSG_DR_DEMOTE]) - dems >= 1);
+    CHECK_RC(sv_client_dr_status(c, &s), 0);
+    CHECK(s != NULL && strcmp(s->role, "fenced") == 0 && s->epoch == 4);
+    sv_client_dr_status_free(s);
+    CHECK_RC(sv_client_dr_demote(c, NULL), SV_E_BAD_ARGUMENT);
+    CHECK(strcmp(sv_client_errmsg(), "site dr-b is already fenced") == 0);
+    KNOB(dr_reset(); F.dr_no_epoch = true);
+    CHECK_RC(sv_client_dr_demote(c, &epoch), SV_E_PROTOCOL);
+    sv_client_close(c);
+
+    /* No meta leader: retried until the deadline, then unavailable. */
+    KNOB(dr_reset(); F.meta_leader = -1);
+    c = client_new(400);
+    uint64_t t0 = now_ms();
+    CHECK_RC(sv_client_dr_promote(c, false, &p), SV_E_UNAVAILABLE);
+    CHECK_RC(sv_client_dr_demote(c, &epoch), SV_E_UNAVAILABLE);
+    CHECK(now_ms() - t0 < 3000);
+    CHECK(strstr(sv_client_errmsg(), "no meta group leader answered") != NULL);
+    pthread_mutex_lock(&F.lock);
+    CHECK(strcmp(F.dr_role[0], "standby") == 0 && F.dr_next_role == NULL);
+    pthread_mutex_unlock(&F.lock);
+    sv_client_close(c);
+    KNOB(meta_reset(); dr_reset());
 }
 
 static void test_open_errors(void)
@@ -2340,6 +2508,105 @@ static void test_svctl_dr(void)
     KNOB(dr_reset());
 }
 
+/* svctl dr promote and demote against the fake site dr-b (dr_reset's
+ * defaults: cut 1700000097000 (shard 2), highest shard frontier
+ * 1700000198000 (shard 1), the most recent contact shard 0's: 100 ms before
+ * node 1's clock, 1700000100000). */
+static void test_svctl_dr_promote(void)
+{
+    if (svctl_path == NULL) {
+        sv_test_skip("no --svctl PATH");
+        return;
+    }
+    KNOB(meta_reset(); dr_reset());
+    CHECK(svctl("-o json", "dr promote") == 0);
+    const char *want = "{\"epoch\":5,\"cut_ms\":1700000097000,\"cut_max_ms\":1700000198000,"
+                       "\"last_contact_ms\":1700000099900,\"rpo_ms\":2900,\"open_after_ms\":";
+    CHECK(starts_with(sv_out, want));
+    long long after = starts_with(sv_out, want) ? atoll(sv_out + strlen(want)) : -1;
+    CHECK(after >= 0 && after < 3000);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 0 && strcmp(F.dr_role[0], "primary") == 0 &&
+          strcmp(F.dr_role[1], "primary") == 0);
+    pthread_mutex_unlock(&F.lock);
+
+    /* Text; the nodes follow late and one at a time: it waits for both. */
+    KNOB(dr_reset(); F.dr_follow_after[0] = 4; F.dr_follow_after[1] = 1);
+    int looks = knob_get(&F.n_req[SV_MSG_DR_STATUS]);
+    CHECK(svctl("", "dr promote") == 0);
+    CHECK(knob_get(&F.n_req[SV_MSG_DR_STATUS]) - looks >= 2 * 5 + 2); /* cut, then 5 rounds */
+    CHECK(starts_with(sv_out, "promoted: site epoch 5 (cluster map epoch 7)\n"
+                              "cut:           2023-11-14T22:14:57.000Z (1700000097000 ms since "
+                              "the epoch)\n"
+                              "               every write the primary committed before it is "
+                              "here\n"
+                              "shards up to:  2023-11-14T22:16:38.000Z (1700000198000 ms since "
+                              "the epoch)\n"
+                              "last contact:  2023-11-14T22:14:59.900Z (1700000099900 ms since "
+                              "the epoch)\n"
+                              "RPO at most 2900 ms (if the primary took no write after the last "
+                              "contact)\n"
+                              "The cut is per shard: each shard holds every entry it received, "
+                              "so shards\n"));
+    CHECK(strstr(sv_out, "(a cross-shard\nconsistent cut is not built).\n") != NULL);
+    CHECK(strstr(sv_out, "\nwrites open after ") != NULL &&
+          strstr(sv_out, " ms: the 2 of 2 nodes that answered are primary at site epoch 5\n"));
+
+    /* The primary still answers: refused (exit 1, the leader's sentence); --force. */
+    KNOB(dr_reset(); F.dr_primary_answers = true);
+    CHECK(svctl("", "dr promote") == 1);
+    CHECK(strcmp(sv_err, "svctl: dr promote: bad argument: the primary site dr-a answered 1.2 s "
+                         "ago: promote with force to split from it\n") == 0);
+    CHECK(sv_out[0] == '\0');
+    CHECK(svctl("-o json", "dr promote --force --wait 5") == 0);
+    pthread_mutex_lock(&F.lock);
+    CHECK(F.dr_flags_seen == 1);
+    pthread_mutex_unlock(&F.lock);
+    /* Already primary. */
+    CHECK(svctl("", "dr promote --force") == 1);
+    CHECK(strstr(sv_err, "site dr-b is not a standby (it is primary)") != NULL);
+
+    /* A node that never follows: exit 5 once --wait passes, the promotion recorded. */
+    KNOB(dr_reset(); F.dr_follow_after[0] = -1);
+    uint64_t t0 = now_ms();
+    CHECK(svctl("-o json", "dr promote --wait 0.5") == 5);
+    CHECK(now_ms() - t0 < 4000);
+    CHECK(strstr(sv_out, "\"rpo_ms\":2900,\"open_after_ms\":-1}\n") != NULL);
+    CHECK(starts_with(sv_err, "svctl: dr promote: the promotion is recorded (site epoch 5) but "
+                              "not every node follows it yet after 0.5 s: not every node that "
+                              "answered (2 of 2) is primary at site epoch 5"));
+    /* A shard no answering node leads: not open either; its frontier unknown: so is the cut. */
+    KNOB(dr_reset(); F.dr_unled[3] = true);
+    CHECK(svctl("-o json", "dr promote --wait 0.3") == 5);
+    CHECK(strcmp(sv_out, "{\"epoch\":5,\"cut_ms\":-1,\"cut_max_ms\":1700000198000,"
+                         "\"last_contact_ms\":1700000099900,\"rpo_ms\":-1,\"open_after_ms\":-1}"
+                         "\n") == 0);
+    CHECK(strstr(sv_err, "shard 3: no node that answered leads it") != NULL);
+    KNOB(dr_reset(); F.dr_unled[3] = true);
+    CHECK(svctl("", "dr promote --wait 0.3") == 5);
+    CHECK(strstr(sv_out, "cut:           unknown: a shard's frontier is not known\nshards") !=
+          NULL);
+    CHECK(strstr(sv_out, "RPO unknown: a shard's frontier is not known\n") != NULL);
+
+    /* No meta leader: unavailable, exit 5, nothing recorded. */
+    KNOB(dr_reset(); F.meta_leader = -1);
+    CHECK(svctl("--timeout 0.3", "dr promote") == 5);
+    CHECK(strstr(sv_err, "svctl: dr promote: unavailable: no meta group leader answered") != NULL);
+    KNOB(meta_reset());
+
+    /* demote: the site epoch; again: the leader's refusal. */
+    KNOB(dr_reset());
+    CHECK(svctl("", "dr demote") == 0);
+    CHECK(strcmp(sv_out, "site fenced at site epoch 4: it takes no writes and ships nothing; "
+                         "the peer site can be promoted\n") == 0);
+    CHECK(svctl("-o json", "dr demote") == 1);
+    CHECK(strcmp(sv_err, "svctl: dr demote: bad argument: site dr-b is already fenced\n") == 0);
+    KNOB(dr_reset());
+    CHECK(svctl("-o json", "dr demote") == 0);
+    CHECK(strcmp(sv_out, "{\"epoch\":4}\n") == 0);
+    KNOB(dr_reset());
+}
+
 /* ---- runner ---- */
 
 static int set_up(void)
@@ -2393,10 +2660,12 @@ static const struct sv_test tests[] = {
     {"read_only", test_read_only},
     {"dr_fold", test_dr_fold},
     {"dr_status", test_dr_status},
+    {"dr_promote", test_dr_promote},
     {"open_errors", test_open_errors},
     {"svctl", test_svctl},
     {"svctl_admin", test_svctl_admin},
     {"svctl_dr", test_svctl_dr},
+    {"svctl_dr_promote", test_svctl_dr_promote},
 };
 
 const struct sv_test_suite sv_test_suite = {

@@ -274,7 +274,8 @@ SV_CLIENT_API void sv_client_status_free(struct sv_cluster_status *s);
 /* Disaster recovery: the primary site ships every shard's committed entries
  * to a standby site (a copy of it, read-only), where each shard's leader
  * applies them. DR_STATUS asks one node about its site and the shards it
- * leads; sv_client_dr_status puts the nodes' answers together. */
+ * leads; sv_client_dr_status puts the nodes' answers together.
+ * sv_client_dr_promote and sv_client_dr_demote change the site's role. */
 
 struct sv_dr_shard {
     uint64_t id;                         /* shard index */
@@ -304,6 +305,8 @@ struct sv_dr_status {
     int64_t lag_ms;                     /* the highest shard lag_ms; -1 when any is unknown */
     size_t n_nodes;                     /* nodes in the cluster map */
     size_t n_answered;                  /* nodes that answered DR_STATUS */
+    bool uniform; /* every answering node reported this very role and epoch (false while
+                     some still follow a promotion or a demotion) */
     size_t n_shards;
     struct sv_dr_shard *shards; /* owned, n_shards of them, indexed by shard id */
 };
@@ -322,6 +325,33 @@ SV_CLIENT_API int sv_client_dr_status(struct sv_client *c, struct sv_dr_status *
 
 /* Free a report. NULL is a no-op. */
 SV_CLIENT_API void sv_client_dr_status_free(struct sv_dr_status *s);
+
+/* A promotion, as the meta group's leader recorded it. */
+struct sv_dr_promote {
+    uint64_t site_epoch; /* the site's new epoch */
+    uint64_t map_epoch;  /* of the cluster map that records it */
+};
+
+/* Make this standby site the primary (DR_PROMOTE to the meta group's
+ * leader, tried and redirected as the operator calls below). The leader
+ * records a new site epoch in the cluster map; each node takes writes once
+ * it follows that map, which sv_client_dr_status shows (role "primary" at
+ * the new epoch, uniform). The leader refuses (SV_E_BAD_ARGUMENT, its
+ * sentence in sv_client_errmsg) when this site is not a standby, or when the
+ * primary site answered within the last 5 s and force is false. *out (may
+ * be NULL) receives the epochs. Failures are retried as for every operator
+ * call: a retry after a lost answer may find the promotion recorded and be
+ * refused (not a standby); sv_client_dr_status then shows the new epoch.
+ * Returns once recorded: 0, SV_E_BAD_ARGUMENT, SV_E_UNAVAILABLE,
+ * SV_E_TIMEOUT, SV_E_PROTOCOL (an answer without the site epoch), ... */
+SV_CLIENT_API int sv_client_dr_promote(struct sv_client *c, bool force, struct sv_dr_promote *out);
+
+/* Fence this site (DR_DEMOTE to the meta group's leader, as
+ * sv_client_dr_promote): it takes no writes and ships nothing, so that the
+ * peer site can be the primary. *site_epoch (may be NULL) receives the site
+ * epoch the leader answers. Returns once recorded: 0, SV_E_BAD_ARGUMENT with
+ * the leader's sentence, SV_E_UNAVAILABLE, SV_E_TIMEOUT, SV_E_PROTOCOL, ... */
+SV_CLIENT_API int sv_client_dr_demote(struct sv_client *c, uint64_t *site_epoch);
 
 /* Operator calls: to the meta group's leader.
  *
