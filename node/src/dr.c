@@ -16,13 +16,13 @@
  * survive restarts and travel in snapshots. The next pull starts once the
  * batch is applied.
  *
- * The primary keeps its log for the standby: a snapshot keeps the entries
- * after the cursor the standby last asked from (at most DR_RETAIN_BYTES of
- * them). Past that, or after a change of the primary's leader (followers do
- * not know the cursor and compact as usual), the standby's cursor may fall
- * below the primary's log: the primary answers NOT_FOUND and the shard is
- * stalled, reason log-compacted. Re-seeding a shard from a snapshot is not
- * built.
+ * The primary keeps its log for the standby: its leader records the
+ * standby's cursor in the group (DR_MARK, at most once a second), and every
+ * replica's snapshots keep the entries after it (at most DR_RETAIN_BYTES of
+ * them), so a new leader can answer too. Past that bound the standby's
+ * cursor falls below the primary's log: the primary answers NOT_FOUND and
+ * the shard is stalled, reason log-compacted. Re-seeding a shard from a
+ * snapshot is not built.
  *
  * A standby takes no writes (READ_ONLY, naming the active site) and runs no
  * write of its own (upload expiry: the primary's aborts are shipped). */
@@ -41,7 +41,8 @@ enum {
     DR_APPLY_WAIT_MS = 10000,     /* a proposed batch not applied by then is pulled again */
     DR_STALL_MS = 5000,           /* no answer from the primary this long: stalled */
     DR_SHIP_CONTACT_MS = 5000,    /* a primary not pulled from this long: stalled */
-    DR_RETAIN_BYTES = 256u << 20, /* log a primary leader keeps for its standby */
+    DR_RETAIN_BYTES = 256u << 20, /* log a primary's replicas keep for its standby */
+    DR_MARK_MS = 1000,            /* a primary leader records the standby's cursor this often */
 };
 
 /* ---- the site ------------------------------------------------------------ */
@@ -141,18 +142,31 @@ static struct sv_conn *peer_conn(struct sv_node *n, uint64_t id)
 
 static void stall(struct group *g, const char *reason, const char *text)
 {
+    if (strcmp(g->ship.reason, reason))
+        LOG_WARN("dr: shard %" PRIu64 ": %s: %s", g->id - 1, reason, text);
     snprintf(g->ship.reason, sizeof g->ship.reason, "%s", reason);
     snprintf(g->ship.text, sizeof g->ship.text, "%s", text);
 }
 
 /* The cursor as this node's state machine last applied it. */
+static uint64_t max64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The shipping state as this node's state machine committed it, merged
+ * with what applied entries reported since (never older). */
 static void ship_load(struct sv_node *n, struct group *g)
 {
     if (g->ship.loaded)
         return;
     struct sv_sm_ship st;
+    struct sv_sm_ship *m = &g->ship.st;
     if (sv_sm_ship_state(n->sm, g->id, &st) == 0) {
-        g->ship.st = st;
+        m->cursor = max64(m->cursor, st.cursor);
+        m->closed_ms = max64(m->closed_ms, st.closed_ms);
+        m->commit = max64(m->commit, st.commit);
+        m->mark = max64(m->mark, st.mark);
         g->ship.loaded = true;
     }
 }
@@ -341,6 +355,8 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
     s->contact_ms = now;
     switch (r.status) {
     case SV_ST_OK:
+        if (s->reason[0])
+            LOG_INFO("dr: shard %" PRIu64 ": the primary answers again", g->id - 1);
         s->reason[0] = s->text[0] = 0;
         if (g->role == SV_RAFT_LEADER && s->asked == s->st.cursor &&
             n->map->site_role == SV_MAP_STANDBY)
@@ -377,16 +393,19 @@ void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
 {
     (void)n;
     struct sv_cmd c;
-    if (e->type != SV_RAFT_ENTRY_NORMAL || e->len < 1 || e->data[0] != SV_CMD_SHIP ||
+    if (e->type != SV_RAFT_ENTRY_NORMAL || e->len < 1 ||
+        (e->data[0] != SV_CMD_SHIP && e->data[0] != SV_CMD_DR_MARK) ||
         sv_cmd_decode(e->data, e->len, &c) || res->status != SV_ST_OK)
         return;
     struct sv__ship *s = &g->ship;
-    s->st.cursor = res->version;
+    if (c.type == SV_CMD_DR_MARK) {
+        s->st.mark = max64(s->st.mark, c.upload);
+        return;
+    }
+    s->st.cursor = max64(s->st.cursor, res->version);
     if (c.mtime_ms > s->st.closed_ms && s->st.cursor >= c.size)
         s->st.closed_ms = c.mtime_ms;
-    if (c.size > s->st.commit)
-        s->st.commit = c.size;
-    s->loaded = true;
+    s->st.commit = max64(s->st.commit, c.size);
 }
 
 /* ---- the primary: answering pulls ----------------------------------------- */
@@ -419,8 +438,23 @@ void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
                          "the cursor is past this shard's commit index");
         return;
     }
-    g->ship.standby_cursor = m->version;
-    g->ship.contact_ms = uv_now(&n->loop);
+    struct sv__ship *s = &g->ship;
+    uint64_t now = uv_now(&n->loop);
+    s->standby_cursor = m->version;
+    s->contact_ms = now;
+    ship_load(n, g);
+    if (m->version > s->st.mark && now >= s->mark_ms + DR_MARK_MS) {
+        /* Every replica keeps its log from the standby's cursor on: a new
+         * leader can still answer it. */
+        struct sv_cmd cmd = {.type = SV_CMD_DR_MARK, .upload = m->version};
+        size_t len = sv_cmd_encoded_len(&cmd);
+        uint8_t *buf = malloc(len);
+        if (buf) {
+            sv_cmd_encode(&cmd, buf);
+            sv__host_propose(n, g, buf, len, NULL);
+            s->mark_ms = now;
+        }
+    }
     struct waiter *w = sv__waiter_new(n, c, f, ctx, g->id);
     if (!w) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
@@ -481,11 +515,18 @@ void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w)
 }
 
 /* Entries a snapshot of g at index must keep behind it for the standby. */
-uint64_t sv__dr_trailing(const struct sv_node *n, const struct group *g, uint64_t index)
+uint64_t sv__dr_trailing(struct sv_node *n, struct group *g, uint64_t index)
 {
     uint64_t keep = SNAPSHOT_TRAILING;
-    uint64_t cur = g->ship.standby_cursor;
-    if (sv__dr_standby(n) || !g->ship.contact_ms || cur >= index || index - cur <= keep)
+    if (sv__dr_standby(n))
+        return keep;
+    ship_load(n, g);
+    /* the lower of what DR_MARK recorded (every replica) and what the
+     * standby last asked this leader */
+    uint64_t cur = g->ship.st.mark;
+    if (g->ship.contact_ms && (!cur || g->ship.standby_cursor < cur))
+        cur = g->ship.standby_cursor;
+    if (!cur || cur >= index || index - cur <= keep)
         return keep;
     size_t bytes = 0;
     uint64_t i = index;

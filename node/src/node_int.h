@@ -159,6 +159,7 @@ struct sv__ship {
     uint32_t rr;                /* the peer node tried next */
     uint64_t contact_ms;        /* the last answer from (standby) or pull by (primary) the peer */
     uint64_t standby_cursor;    /* primary: the cursor the standby last asked from */
+    uint64_t mark_ms;           /* primary leader: its last DR_MARK */
     char reason[32], text[256]; /* why it is stalled ("" when not) */
 };
 
@@ -513,7 +514,7 @@ void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
                  const struct sv__ctx *ctx, struct sv_msg *m);
 void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w);
 /* Entries a snapshot of g at index keeps behind it (for the standby). */
-uint64_t sv__dr_trailing(const struct sv_node *n, const struct group *g, uint64_t index);
+uint64_t sv__dr_trailing(struct sv_node *n, struct group *g, uint64_t index);
 void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 /* Over the shards this node leads (metrics). */
 struct sv__dr_summary {

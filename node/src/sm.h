@@ -35,6 +35,8 @@
  *   'd'                              -> a standby's shipping state (SHIP): the
  *                                       cursor, closed time, primary commit
  *                                       (u64 LE each); in snapshot images
+ *   'D'                              -> a primary's DR_MARK: its standby's
+ *                                       cursor (u64 LE)
  *   'c'                              -> chunk copy pending: the applied index
  *                                       it was set at (u64 LE); this node's
  *                                       own business, in no snapshot image
@@ -100,6 +102,10 @@ enum sv_cmd_type {
      * (VERSION_CONFLICT, version = the cursor); each command inside is
      * applied as the primary applied it, at the primary's index. */
     SV_CMD_SHIP = 8,
+    /* A primary's shard: upload = the cursor its standby reached. Every
+     * replica keeps its log from there on (dr.c), so that a new leader can
+     * still answer the standby. Skipped inside a SHIP. */
+    SV_CMD_DR_MARK = 9,
 };
 
 enum {
@@ -153,6 +159,7 @@ struct sv_sm_ship {
     uint64_t cursor;    /* the last primary index applied */
     uint64_t closed_ms; /* every entry the primary committed before this is applied */
     uint64_t commit;    /* the primary's commit index, as last shipped */
+    uint64_t mark;      /* a primary: its standby's cursor, as DR_MARK recorded it */
 };
 struct sv_sm;
 /* Group's shipping state (zeros when nothing was shipped). 0 or -EIO. */

@@ -462,6 +462,12 @@ static int apply_cmd(struct apply *a, uint64_t index, const struct sv_cmd *c,
         return apply_map(a, c, res);
     case SV_CMD_SHIP:
         return apply_ship(a, c, res);
+    case SV_CMD_DR_MARK: {
+        uint8_t k[PFX], v[8];
+        sv_put64(v, c->upload);
+        res->status = SV_ST_OK;
+        return sv__sm_stage(a->sm, k, key_pfx(k, a->group, 'D'), v, 8);
+    }
     default:
         return apply_abort(a, c, res);
     }
@@ -493,6 +499,12 @@ int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out)
     int rc = sv__sm_db_get_at(sm, false, k, key_ship(k, group), &v, &vlen);
     if (!rc)
         rc = ship_decode(v, vlen, out);
+    free(v);
+    v = NULL;
+    if (!rc)
+        rc = sv__sm_db_get_at(sm, false, k, key_pfx(k, group, 'D'), &v, &vlen);
+    if (!rc && v)
+        out->mark = vlen == 8 ? sv_get64((const uint8_t *)v) : 0;
     free(v);
     return rc;
 }
@@ -538,7 +550,7 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         if (e.index <= st.cursor)
             continue;
         if (e.type == SV_RAFT_ENTRY_NORMAL && !sv_cmd_decode(e.data, e.len, &inner) &&
-            inner.type != SV_CMD_MAP && inner.type != SV_CMD_SHIP) {
+            inner.type != SV_CMD_MAP && inner.type != SV_CMD_SHIP && inner.type != SV_CMD_DR_MARK) {
             memset(&ir, 0, sizeof ir);
             a->sess_loaded = false;
             if ((rc = apply_cmd(a, e.index, &inner, &ir)))

@@ -54,7 +54,7 @@ int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c)
     c->tenant = sv_get64(p), p += 8;
     c->bucket_len = get16(p), p += 2;
     c->key_len = get16(p), p += 2;
-    if (c->type < SV_CMD_PUT || c->type > SV_CMD_SHIP || c->bucket_len > SV_SM_NAME_MAX ||
+    if (c->type < SV_CMD_PUT || c->type > SV_CMD_DR_MARK || c->bucket_len > SV_SM_NAME_MAX ||
         c->key_len > SV_SM_NAME_MAX ||
         (size_t)(end - p) < CMD_FIXED - 13u + c->bucket_len + c->key_len)
         return -EINVAL;
