@@ -676,7 +676,8 @@ int sv__dr_open(struct sv_node *n)
     n->dr_n_peers = 0;
     for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
         n->dr_peers[i].id = n->cfg.peers[i].id;
-        snprintf(n->dr_peers[i].addr, sizeof n->dr_peers[i].addr, "%s", n->cfg.peers[i].addr);
+        _Static_assert(sizeof n->dr_peers[i].addr == sizeof n->cfg.peers[i].addr, "addresses");
+        memcpy(n->dr_peers[i].addr, n->cfg.peers[i].addr, sizeof n->dr_peers[i].addr);
         n->dr_n_peers++;
     }
     if (n->cfg.peer_site[0])
