@@ -737,6 +737,7 @@ struct op {
     int last_err;
     bool map_stale;
     bool any_replica; /* a stale read: any replica may answer, the leader is not preferred */
+    bool followed;    /* a READ_ONLY was followed to the other site (once per call) */
     char tried[TRIED_MAX];
     char redirect[ADDR_MAX]; /* where a NOT_LEADER said to go, "" when none */
 };
@@ -852,60 +853,154 @@ static int map_install(struct sv_client *c, const struct sv_msg *m, char *why, s
     return 0;
 }
 
-/* Fetch MAP from the endpoints, then from the known nodes, once each. */
+static bool addr_in_map_locked(const struct sv_client *c, const char *addr)
+{
+    for (size_t i = 0; i < c->n_nodes; i++)
+        if (strcmp(c->nodes[i].addr, addr) == 0)
+            return true;
+    return false;
+}
+
+/* MAP from the node at addr into *r (0: an OK answer, the caller frees it);
+ * otherwise the failure, noted in op. */
+static int map_fetch(struct op *op, const char *addr, struct sv__resp *r)
+{
+    char why[256] = "";
+    struct conn *k = NULL;
+    int rc = pool_get(op->c, addr, op->deadline, &k, why, sizeof(why));
+    if (rc != 0) {
+        op_note(op, addr, rc, why);
+        return rc;
+    }
+    struct sv_msg m = {0};
+    rc = conn_call(k, SV_MSG_MAP, &m, op->deadline, r, why, sizeof(why));
+    if (rc != 0) {
+        conn_free(k);
+        op_note(op, addr, rc, why);
+        return rc;
+    }
+    pool_put(op->c, k);
+    if (r->m.status != SV_ST_OK) {
+        rc = status_err(r->m.status);
+        snprintf(why, sizeof(why), "MAP: %s", sv_status_name((int)r->m.status));
+        op_note(op, addr, rc, why);
+        resp_free(r);
+        return rc;
+    }
+    return 0;
+}
+
+/* Install the OK MAP answer r (freed here) from addr: 0, or the failure noted. */
+static int map_take(struct op *op, const char *addr, struct sv__resp *r)
+{
+    char why[256] = "";
+    int rc = map_install(op->c, &r->m, why, sizeof(why));
+    resp_free(r);
+    if (rc != 0) {
+        op_note(op, addr, rc, why);
+        return rc;
+    }
+    op->map_stale = false;
+    return 0;
+}
+
+/* Fetch MAP, once each, from the endpoints that are nodes of the loaded map
+ * (every endpoint while none is loaded), then from the map's nodes, then
+ * from the other endpoints. The endpoints may name the nodes of two sites,
+ * and a node answers its own site's map: asking the loaded map's site first
+ * keeps the client on the site it holds (the one a READ_ONLY was followed
+ * to, op_follow_site); the other site's map is taken only when no node of
+ * this one answers. */
 static int op_refresh_map(struct op *op)
 {
     struct sv_client *c = op->c;
-    size_t total = c->n_endpoints + NODES_MAX;
     unsigned start = atomic_fetch_add(&c->rr, 1);
-    for (size_t i = 0; i < total; i++) {
-        char addr[ADDR_MAX];
-        size_t j = i < c->n_endpoints ? (start + i) % c->n_endpoints : i - c->n_endpoints;
-        if (i < c->n_endpoints) {
-            snprintf(addr, sizeof(addr), "%s", c->endpoints[j]);
-        } else {
-            pthread_mutex_lock(&c->lock);
-            bool have = j < c->n_nodes;
-            if (have)
-                snprintf(addr, sizeof(addr), "%s", c->nodes[j].addr);
-            pthread_mutex_unlock(&c->lock);
-            if (!have)
-                break;
+    uint64_t ours = 0; /* bit i: endpoint i is asked in the first pass */
+    _Static_assert(SV_CLIENT_ENDPOINTS_MAX <= 64, "one bit per endpoint");
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n_endpoints; i++)
+        if (!c->map_loaded || addr_in_map_locked(c, c->endpoints[i]))
+            ours |= (uint64_t)1 << i;
+    pthread_mutex_unlock(&c->lock);
+    for (int pass = 0; pass < 3; pass++) {
+        size_t n = pass == 1 ? NODES_MAX : c->n_endpoints;
+        for (size_t i = 0; i < n; i++) {
+            char addr[ADDR_MAX];
+            if (pass == 1) {
+                pthread_mutex_lock(&c->lock);
+                bool have = i < c->n_nodes;
+                if (have)
+                    snprintf(addr, sizeof(addr), "%s", c->nodes[i].addr);
+                pthread_mutex_unlock(&c->lock);
+                if (!have)
+                    break;
+            } else {
+                size_t j = (start + i) % c->n_endpoints;
+                if (((ours >> j) & 1u) != (pass == 0 ? 1u : 0u))
+                    continue;
+                snprintf(addr, sizeof(addr), "%s", c->endpoints[j]);
+            }
+            if (now_ms() >= op->deadline)
+                return SV_E_UNAVAILABLE;
+            struct sv__resp r;
+            if (map_fetch(op, addr, &r) == 0 && map_take(op, addr, &r) == 0)
+                return 0;
         }
-        if (now_ms() >= op->deadline)
-            break;
-        char why[256] = "";
-        struct conn *k = NULL;
-        int rc = pool_get(c, addr, op->deadline, &k, why, sizeof(why));
-        if (rc != 0) {
-            op_note(op, addr, rc, why);
+    }
+    return SV_E_UNAVAILABLE;
+}
+
+/* Whether a MAP answer names a node of the loaded map (same site). */
+static bool map_shares_node_locked(const struct sv_client *c, const struct sv_msg *m)
+{
+    for (uint32_t i = 0; i < m->n_items; i++) {
+        const struct sv_item *it = &m->items[i];
+        char a[ADDR_MAX];
+        if (SV_ITEM_HAS(it, SV_I_REPLICAS) || !SV_ITEM_HAS(it, SV_I_ADDR))
             continue;
-        }
-        struct sv_msg m = {0};
+        copy_bytes(a, sizeof(a), it->addr);
+        if (addr_in_map_locked(c, a))
+            return true;
+    }
+    return false;
+}
+
+/* A write was answered READ_ONLY by the node at addr: its site is not the
+ * active one. When addr is a node of the loaded map, look for the other
+ * site: the endpoints that are not nodes of the map are asked for MAP in
+ * their configured order, and the first map that names none of the loaded
+ * map's nodes (an endpoint spelled otherwise than the map spells it may be
+ * of this very site) is installed: later calls go there too. When addr is
+ * not a node of the loaded map, another call already moved the client:
+ * nothing to fetch. Returns true when the write is to go again on the loaded
+ * map; false when no other site's map was found (the READ_ONLY is final). */
+static bool op_follow_site(struct op *op, const char *addr)
+{
+    struct sv_client *c = op->c;
+    pthread_mutex_lock(&c->lock);
+    bool moved = !addr_in_map_locked(c, addr);
+    pthread_mutex_unlock(&c->lock);
+    if (moved)
+        return true;
+    for (size_t i = 0; i < c->n_endpoints && now_ms() < op->deadline; i++) {
+        const char *e = c->endpoints[i];
+        pthread_mutex_lock(&c->lock);
+        bool ours = addr_in_map_locked(c, e);
+        pthread_mutex_unlock(&c->lock);
         struct sv__resp r;
-        rc = conn_call(k, SV_MSG_MAP, &m, op->deadline, &r, why, sizeof(why));
-        if (rc != 0) {
-            conn_free(k);
-            op_note(op, addr, rc, why);
+        if (ours || map_fetch(op, e, &r) != 0)
             continue;
-        }
-        pool_put(c, k);
-        if (r.m.status != SV_ST_OK) {
-            snprintf(why, sizeof(why), "MAP: %s", sv_status_name((int)r.m.status));
-            op_note(op, addr, status_err(r.m.status), why);
+        pthread_mutex_lock(&c->lock);
+        bool same = map_shares_node_locked(c, &r.m);
+        pthread_mutex_unlock(&c->lock);
+        if (same) {
             resp_free(&r);
             continue;
         }
-        rc = map_install(c, &r.m, why, sizeof(why));
-        resp_free(&r);
-        if (rc != 0) {
-            op_note(op, addr, rc, why);
-            continue;
-        }
-        op->map_stale = false;
-        return 0;
+        if (map_take(op, e, &r) == 0)
+            return true;
     }
-    return SV_E_UNAVAILABLE;
+    return false;
 }
 
 static int op_ensure_map(struct op *op)
@@ -1039,7 +1134,11 @@ static uint64_t inflight_min(struct sv_client *c)
 /* Send m (type) to shard's leader until an answer other than NOT_LEADER or
  * UNAVAILABLE arrives (0, *r holds it) or the deadline passes (error set).
  * READ_ONLY is such an answer: every node of a standby or fenced site gives
- * it, so it is final even when it names a LEADER or ADDR. */
+ * it, so no other node of the site is tried, even one it names in a LEADER
+ * or ADDR. Once per call, the write goes instead to the other site, when the
+ * endpoints name one (op_follow_site): the same m, so the same session and
+ * seq, and a site that applied it already answers its result; a second
+ * READ_ONLY (both sites read-only) is final. */
 static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *m,
                    struct sv__resp *r)
 {
@@ -1085,6 +1184,13 @@ static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *
                      (int)(r->m.msg.len > 100 ? 100 : r->m.msg.len), (const char *)r->m.msg.p);
             op_note(op, addr, SV_E_UNAVAILABLE, why);
             resp_free(r);
+        } else if (r->m.status == SV_ST_READ_ONLY && !op->followed) {
+            op->followed = true;
+            if (!op_follow_site(op, addr))
+                return 0; /* no other site: *r, the READ_ONLY, is final */
+            resp_free(r);
+            redirects = 0;
+            continue;
         } else {
             return 0;
         }

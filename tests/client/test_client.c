@@ -1,7 +1,8 @@
 /* client-test: libshardvault against an in-process fake server: two TLS
  * listeners ("nodes") speaking svwire + proto, with objects in memory and
  * knobs for redirects, UNAVAILABLE bursts, dropped answers, out-of-order
- * chunk answers, corrupted digests and stalls.
+ * chunk answers, corrupted digests and stalls; and two more, a second
+ * disaster-recovery site with its own map over the same objects.
  * With --svctl PATH, svctl is also run against the fake server.
  * Usage: client-test [--svctl PATH] [NAME...] (no name: every test). Exit 1 on any failure. */
 #define _GNU_SOURCE
@@ -34,7 +35,8 @@
 #include "check.h"
 
 enum {
-    N_NODES = 2,
+    N_NODES = 2, /* per site */
+    SITES = 2,   /* site A (index 0): every test's; site B: test dr_follow's */
     N_SHARDS = 4,
     MiB = 1 << 20,
     UP_CHUNKS_MAX = 64,
@@ -82,9 +84,9 @@ struct sconn;
 struct fake {
     pthread_mutex_t lock;
     struct sv_tls_ctx *tls;
-    int lfd[N_NODES];
-    uint16_t port[N_NODES];
-    pthread_t accept_thr[N_NODES];
+    int lfd[SITES * N_NODES]; /* site s's node i at s * N_NODES + i */
+    uint16_t port[SITES * N_NODES];
+    pthread_t accept_thr[SITES * N_NODES];
     atomic_bool stop;
     struct sconn *conns;
     int dead_port; /* a port nobody listens on (node 3 when map_dead_node) */
@@ -123,7 +125,16 @@ struct fake {
     uint64_t set_down, set_evict, set_auto, set_rate, set_moves, set_rebalance;
     int meta_not_leader;
 
-    enum read_only read_only;
+    enum read_only read_only; /* site A's */
+
+    /* Site B: its nodes answer MAP with themselves (the nodes of site A
+     * with site A's), and serve the same objects, sessions and uploads (as
+     * if everything were shipped). Requests are counted per site too, with
+     * the session and seq of the last write. */
+    enum read_only read_only_b;
+    bool map_down_b; /* site B answers MAP UNAVAILABLE */
+    int site_req[SITES][32];
+    uint64_t site_session[SITES], site_seq[SITES];
 
     /* Disaster recovery (DR_STATUS): per node its site role (NULL: a node
      * without DR_STATUS, which answers BAD_REQUEST) and wall clock; per shard
@@ -156,7 +167,8 @@ static struct fake F;
 
 struct sconn {
     struct sconn *next;
-    int node;
+    int node; /* within its site */
+    int site;
     int fd;
     pthread_t thr;
     struct sv_tls_conn *tls;
@@ -612,13 +624,24 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
                   struct sv_item *items)
 {
     int node = s->node;
+    const uint16_t *port = &F.port[s->site * N_NODES]; /* the site's */
     r->fields = 1u << SV_F_STATUS;
     r->status = SV_ST_OK;
-    if (type < 32)
+    if (type < 32) {
         F.n_req[type]++;
+        F.site_req[s->site][type]++;
+    }
+    if (SV_MSG_HAS(m, SV_F_SEQ)) {
+        F.site_session[s->site] = m->session;
+        F.site_seq[s->site] = m->seq;
+    }
     if ((type >= SV_MSG_NODES && type <= SV_MSG_CLUSTER_SET) || type == SV_MSG_DR_PROMOTE ||
         type == SV_MSG_DR_DEMOTE)
         return handle_meta(node, type, m, r, items);
+    if (type == SV_MSG_MAP && s->site == 1 && F.map_down_b) {
+        r->status = SV_ST_UNAVAILABLE;
+        return 1;
+    }
     if (type == SV_MSG_MAP) {
         uint32_t n = 0;
         int nn = F.map_dead_node ? 3 : 2;
@@ -626,7 +649,7 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
             static _Thread_local char addr[3][64];
             static const char *zones[] = {"zone-a", "zone-b", "zone-c"};
             snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%u",
-                     i < N_NODES ? F.port[i] : (unsigned)F.dead_port);
+                     i < N_NODES ? port[i] : (unsigned)F.dead_port);
             struct sv_item *it = &items[n++];
             it->id = (uint64_t)i + 1;
             it->addr = (struct sv_bytes){(const uint8_t *)addr[i], strlen(addr[i])};
@@ -674,14 +697,15 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
         return 0;
     bool write = type == SV_MSG_PUT || type == SV_MSG_PUT_BEGIN || type == SV_MSG_PUT_CHUNK ||
                  type == SV_MSG_PUT_COMMIT || type == SV_MSG_DELETE;
-    if ((F.read_only == RO_WRITES && write) ||
-        (F.read_only == RO_CHUNKS && type == SV_MSG_PUT_CHUNK) ||
-        (F.read_only == RO_COMMIT && type == SV_MSG_PUT_COMMIT)) {
+    enum read_only ro = s->site == 0 ? F.read_only : F.read_only_b;
+    if ((ro == RO_WRITES && write) || (ro == RO_CHUNKS && type == SV_MSG_PUT_CHUNK) ||
+        (ro == RO_COMMIT && type == SV_MSG_PUT_COMMIT)) {
         /* With a LEADER and ADDR (the other node) that the client must not follow. */
         static _Thread_local char other[64];
-        snprintf(other, sizeof(other), "127.0.0.1:%u", F.port[node ^ 1]);
+        snprintf(other, sizeof(other), "127.0.0.1:%u", port[node ^ 1]);
         r->status = SV_ST_READ_ONLY;
-        r->msg = lit("site dr-b is a standby: writes go to site dr-a");
+        r->msg = lit(s->site == 0 ? "site dr-b is a standby: writes go to site dr-a"
+                                  : "site dr-a is fenced: writes go to site dr-b");
         r->leader = (uint64_t)(node ^ 1) + 1;
         r->addr = lit(other);
         r->fields |= 1u << SV_F_MSG | 1u << SV_F_LEADER | 1u << SV_F_ADDR;
@@ -713,7 +737,7 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
     }
     if (F.leader[shard] != node) {
         static _Thread_local char addr[64];
-        snprintf(addr, sizeof(addr), "127.0.0.1:%u", F.port[F.leader[shard]]);
+        snprintf(addr, sizeof(addr), "127.0.0.1:%u", port[F.leader[shard]]);
         r->status = SV_ST_NOT_LEADER;
         r->leader = (uint64_t)F.leader[shard] + 1;
         r->addr = (struct sv_bytes){(const uint8_t *)addr, strlen(addr)};
@@ -1027,12 +1051,12 @@ static void *conn_main(void *arg)
 
 static void *accept_main(void *arg)
 {
-    int node = (int)(intptr_t)arg;
+    int l = (int)(intptr_t)arg;
     while (!atomic_load(&F.stop)) {
-        struct pollfd p = {.fd = F.lfd[node], .events = POLLIN};
+        struct pollfd p = {.fd = F.lfd[l], .events = POLLIN};
         if (poll(&p, 1, 20) <= 0)
             continue;
-        int fd = accept(F.lfd[node], NULL, NULL);
+        int fd = accept(F.lfd[l], NULL, NULL);
         if (fd < 0)
             continue;
         pthread_mutex_lock(&F.lock);
@@ -1041,7 +1065,8 @@ static void *accept_main(void *arg)
         if (rcvbuf > 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         struct sconn *s = calloc(1, sizeof(*s));
-        s->node = node;
+        s->node = l % N_NODES;
+        s->site = l / N_NODES;
         s->fd = fd;
         sv_wire_decoder_init(&s->dec);
         if (sv_tls_conn_new(F.tls, NULL, &s->tls, NULL, 0) != 0) {
@@ -1153,7 +1178,7 @@ static void fake_start(void)
         fprintf(stderr, "fake: tls: %s\n", err);
         exit(1);
     }
-    for (int i = 0; i < N_NODES; i++)
+    for (int i = 0; i < SITES * N_NODES; i++)
         F.lfd[i] = listen_any(&F.port[i]);
     uint16_t dp;
     int dfd = listen_any(&dp);
@@ -1163,14 +1188,14 @@ static void fake_start(void)
         F.leader[sh] = F.map_leader[sh] = sh % 2;
     meta_reset();
     dr_reset();
-    for (int i = 0; i < N_NODES; i++)
+    for (int i = 0; i < SITES * N_NODES; i++)
         pthread_create(&F.accept_thr[i], NULL, accept_main, (void *)(intptr_t)i);
 }
 
 static void fake_stop(void)
 {
     atomic_store(&F.stop, true);
-    for (int i = 0; i < N_NODES; i++) {
+    for (int i = 0; i < SITES * N_NODES; i++) {
         pthread_join(F.accept_thr[i], NULL);
         close(F.lfd[i]);
     }
@@ -1206,10 +1231,8 @@ static int knob_get(const int *p)
 
 /* Client helpers. */
 
-static struct sv_client *client_new(uint32_t deadline_ms)
+static struct sv_client *client_at(const char *ep, uint32_t deadline_ms)
 {
-    char ep[128];
-    snprintf(ep, sizeof(ep), "127.0.0.1:%u,127.0.0.1:%u", F.port[0], F.port[1]);
     struct sv_client_options o = {.endpoints = ep, .ca_file = ca_path, .deadline_ms = deadline_ms};
     struct sv_client *c = NULL;
     int rc = sv_client_open(&o, &c);
@@ -1219,6 +1242,14 @@ static struct sv_client *client_new(uint32_t deadline_ms)
         exit(1);
     }
     return c;
+}
+
+/* A client of site A's nodes, as every test but dr_follow uses. */
+static struct sv_client *client_new(uint32_t deadline_ms)
+{
+    char ep[128];
+    snprintf(ep, sizeof(ep), "127.0.0.1:%u,127.0.0.1:%u", F.port[0], F.port[1]);
+    return client_at(ep, deadline_ms);
 }
 
 static void fill(uint8_t *buf, size_t len, uint64_t seed)
@@ -1870,6 +1901,164 @@ static void test_read_only(void)
     CHECK_RC(sv_client_stat(c, "ro", "big", SV_LINEARIZABLE, &(struct sv_stat){0}), SV_E_NOT_FOUND);
     free(buf);
     sv_client_close(c);
+}
+
+/* Requests of type that site (0: A, 1: B) received so far. */
+static int site_req(int site, uint32_t type)
+{
+    return knob_get(&F.site_req[site][type]);
+}
+
+/* The writes (per type) and MAPs a site received so far. */
+struct writes {
+    int put, begin, chunk, commit, del, map;
+};
+
+static struct writes site_writes(int site)
+{
+    return (struct writes){site_req(site, SV_MSG_PUT),       site_req(site, SV_MSG_PUT_BEGIN),
+                           site_req(site, SV_MSG_PUT_CHUNK), site_req(site, SV_MSG_PUT_COMMIT),
+                           site_req(site, SV_MSG_DELETE),    site_req(site, SV_MSG_MAP)};
+}
+
+static bool same_write_both_sites(void)
+{
+    pthread_mutex_lock(&F.lock);
+    bool same = F.site_session[0] == F.site_session[1] && F.site_seq[0] == F.site_seq[1] &&
+                F.site_seq[0] != 0;
+    pthread_mutex_unlock(&F.lock);
+    return same;
+}
+
+/* A client given the nodes of both sites follows the active one: a write
+ * site A refuses READ_ONLY goes to site B once, with the same session and
+ * seq; the client stays on B (later writes, refreshes after an UNAVAILABLE);
+ * a READ_ONLY there switches back; both sites read-only is final after one
+ * write to each; with site A's endpoints only, READ_ONLY is final as before. */
+static void test_dr_follow(void)
+{
+    const char *said_a = "site dr-b is a standby: writes go to site dr-a";
+    const char *said_b = "site dr-a is fenced: writes go to site dr-b";
+    char ep[256];
+    /* Any order: B's node 1, A's node 1, B's node 2, A's node 2. */
+    snprintf(ep, sizeof(ep), "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u", F.port[2],
+             F.port[0], F.port[3], F.port[1]);
+    /* Site B answers no MAP yet: the client's first map is site A's. */
+    KNOB(F.read_only = RO_WRITES; F.read_only_b = RO_NONE; F.map_down_b = true);
+    struct sv_client *c = client_at(ep, 3000);
+    int stats_a = site_req(0, SV_MSG_STAT);
+    CHECK_RC(sv_client_stat(c, "fo", "k", SV_LINEARIZABLE, &(struct sv_stat){0}), SV_E_NOT_FOUND);
+    CHECK(site_req(0, SV_MSG_STAT) - stats_a == 1);
+    KNOB(F.map_down_b = false);
+
+    /* Refused by A, sent to B once: one PUT each, one write applied. */
+    struct writes a = site_writes(0), b = site_writes(1);
+    int applied = knob_get(&F.applied_writes);
+    uint64_t v1 = 0;
+    CHECK_RC(sv_client_put(c, "fo", "k", "one", 3, SV_IF_ANY, &v1), 0);
+    CHECK(site_writes(0).put - a.put == 1);
+    CHECK(site_writes(1).put - b.put == 1);
+    CHECK(site_writes(1).map - b.map >= 1);
+    CHECK(same_write_both_sites()); /* the same session and seq: exactly once */
+    CHECK(knob_get(&F.applied_writes) - applied == 1);
+    CHECK(v1 > 0);
+
+    /* Later calls go straight to B: no request to A, no MAP anywhere. */
+    uint8_t *buf = malloc(3 * MiB);
+    fill(buf, 3 * MiB, 17);
+    a = site_writes(0);
+    b = site_writes(1);
+    CHECK_RC(sv_client_put(c, "fo", "k", "two", 3, SV_IF_ANY, NULL), 0);
+    CHECK_RC(sv_client_delete(c, "fo", "k", SV_IF_ANY, NULL), 0);
+    CHECK_RC(sv_client_put(c, "fo", "big", buf, 3 * MiB, SV_IF_ANY, NULL), 0);
+    CHECK_RC(sv_client_put(c, "fo", "k", "three", 5, SV_IF_ANY, NULL), 0);
+    struct writes a2 = site_writes(0), b2 = site_writes(1);
+    CHECK(a2.put == a.put && a2.del == a.del && a2.begin == a.begin && a2.chunk == a.chunk &&
+          a2.commit == a.commit);
+    CHECK(b2.put - b.put == 2 && b2.del - b.del == 1 && b2.begin - b.begin == 1 &&
+          b2.chunk - b.chunk == 3 && b2.commit - b.commit == 1);
+    CHECK(a2.map == a.map && b2.map == b.map);
+    /* A linearizable read goes to the site held. */
+    int gets_a = site_req(0, SV_MSG_GET), gets_b = site_req(1, SV_MSG_GET);
+    void *got = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(c, "fo", "k", SV_LINEARIZABLE, &got, &len, NULL), 0);
+    CHECK(got != NULL && len == 5 && memcmp(got, "three", 5) == 0);
+    free(got);
+    CHECK(site_req(0, SV_MSG_GET) == gets_a && site_req(1, SV_MSG_GET) - gets_b == 1);
+
+    /* A refresh (after an UNAVAILABLE) asks B's nodes first: the client stays
+     * there. (Asking the endpoints in turn would land on A half the time.) */
+    a = site_writes(0);
+    b = site_writes(1);
+    for (int i = 0; i < 6; i++) {
+        KNOB(F.unavailable_left = 1);
+        CHECK_RC(sv_client_put(c, "fo", "k", "four", 4, SV_IF_ANY, NULL), 0);
+    }
+    CHECK(site_writes(0).put == a.put && site_writes(0).map == a.map);
+    CHECK(site_writes(1).put - b.put == 12 && site_writes(1).map - b.map >= 6);
+
+    /* B fenced, A promoted: back to A the same way, and A's from then on. */
+    KNOB(F.read_only = RO_NONE; F.read_only_b = RO_WRITES);
+    a = site_writes(0);
+    b = site_writes(1);
+    CHECK_RC(sv_client_put(c, "fo", "k", "five", 4, SV_IF_ANY, NULL), 0);
+    CHECK(site_writes(0).put - a.put == 1 && site_writes(1).put - b.put == 1);
+    CHECK(same_write_both_sites());
+    CHECK_RC(sv_client_put(c, "fo", "k", "six", 3, SV_IF_ANY, NULL), 0);
+    CHECK(site_writes(0).put - a.put == 2 && site_writes(1).put - b.put == 1);
+
+    /* Both read-only (A fenced, B not promoted yet): each site once, then
+     * READ_ONLY with the last sentence, at once. The client holds A. */
+    KNOB(F.read_only = RO_WRITES);
+    a = site_writes(0);
+    b = site_writes(1);
+    uint64_t t0 = now_ms();
+    CHECK_RC(sv_client_put(c, "fo", "k", "seven", 5, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said_b) == 0);
+    CHECK(site_writes(0).put - a.put == 1 && site_writes(1).put - b.put == 1);
+    /* Now it holds B: B, then A. */
+    CHECK_RC(sv_client_delete(c, "fo", "k", SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said_a) == 0);
+    CHECK(site_writes(0).del - a.del == 1 && site_writes(1).del - b.del == 1);
+    CHECK_RC(sv_client_put(c, "fo", "big", buf, 3 * MiB, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said_b) == 0);
+    CHECK(site_writes(0).begin - a.begin == 1 && site_writes(1).begin - b.begin == 1);
+    CHECK(site_writes(0).chunk == a.chunk && site_writes(1).chunk == b.chunk);
+    CHECK(now_ms() - t0 < 1000); /* no backoff */
+    CHECK_RC(sv_client_get(c, "fo", "k", SV_STALE, &got, &len, NULL), 0);
+    CHECK(got != NULL && len == 3 && memcmp(got, "six", 3) == 0);
+    free(got);
+    sv_client_close(c);
+
+    /* Site A's endpoints only: READ_ONLY is final, no MAP asked after it. */
+    KNOB(F.read_only = RO_WRITES; F.read_only_b = RO_NONE);
+    c = client_new(3000);
+    CHECK_RC(sv_client_stat(c, "fo", "k", SV_LINEARIZABLE, &(struct sv_stat){0}), 0);
+    a = site_writes(0);
+    b = site_writes(1);
+    CHECK_RC(sv_client_put(c, "fo", "k", "eight", 5, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+    CHECK(strcmp(sv_client_errmsg(), said_a) == 0);
+    CHECK(site_writes(0).put - a.put == 1 && site_writes(0).map == a.map);
+    CHECK(site_writes(1).put == b.put && site_writes(1).map == b.map);
+    sv_client_close(c);
+
+    /* An endpoint spelled otherwise than the map spells its node (127.1 for
+     * 127.0.0.1) is asked, but its map, site A's own, is not taken for the
+     * other site: the write goes to B. */
+    snprintf(ep, sizeof(ep), "127.1:%u,127.0.0.1:%u", F.port[0], F.port[2]);
+    KNOB(F.map_down_b = true);
+    c = client_at(ep, 3000);
+    CHECK_RC(sv_client_stat(c, "fo", "k", SV_LINEARIZABLE, &(struct sv_stat){0}), 0);
+    KNOB(F.map_down_b = false);
+    a = site_writes(0);
+    b = site_writes(1);
+    CHECK_RC(sv_client_put(c, "fo", "k", "nine", 4, SV_IF_ANY, NULL), 0);
+    CHECK(site_writes(0).put - a.put == 1 && site_writes(0).map - a.map == 1);
+    CHECK(site_writes(1).put - b.put == 1 && site_writes(1).map - b.map == 1);
+    sv_client_close(c);
+    KNOB(F.read_only = RO_NONE);
+    free(buf);
 }
 
 /* The fold of DR_STATUS answers, fed by hand: what each node's answer
@@ -2658,6 +2847,7 @@ static const struct sv_test tests[] = {
     {"admin_changes", test_admin_changes},
     {"admin_unavailable", test_admin_unavailable},
     {"read_only", test_read_only},
+    {"dr_follow", test_dr_follow},
     {"dr_fold", test_dr_fold},
     {"dr_status", test_dr_status},
     {"dr_promote", test_dr_promote},

@@ -358,12 +358,13 @@ static void test_promote_after_site_outage(void)
             lost_after++;
         free(d);
     }
-    printf("it-dr: outage at %llu, cut at %llu (RPO window %lld ms), every standby node takes "
-           "writes %llu ms after the outage; acknowledged after the cut: %d, keys missing their last "
-           "acknowledged write: %d\n",
-           (unsigned long long)outage_ms_, (unsigned long long)cut_ms_,
-           (long long)outage_ms_ - (long long)cut_ms_, (unsigned long long)(open_ms - outage_ms_),
-           acked_after, lost_after);
+    printf(
+        "it-dr: outage at %llu, cut at %llu (RPO window %lld ms), every standby node takes "
+        "writes %llu ms after the outage; acknowledged after the cut: %d, keys missing their last "
+        "acknowledged write: %d\n",
+        (unsigned long long)outage_ms_, (unsigned long long)cut_ms_,
+        (long long)outage_ms_ - (long long)cut_ms_, (unsigned long long)(open_ms - outage_ms_),
+        acked_after, lost_after);
     CHECK_EQ_INT(lost_before, 0);
 }
 

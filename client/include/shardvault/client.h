@@ -11,9 +11,11 @@
  * once, and retries connection failures, timeouts and UNAVAILABLE answers
  * with exponential backoff (50 ms doubling to 1 s, jittered) until the
  * deadline, then fails with SV_E_UNAVAILABLE or SV_E_TIMEOUT. A READ_ONLY
- * answer (a write to a standby or fenced site) is final: no other node of the
- * site would take the write, so it is neither retried nor followed elsewhere.
- * A streamed or
+ * answer (a write to a standby or fenced site) is not retried on the site: no
+ * other node of it would take the write. When the endpoints name the nodes
+ * of the other site too, the write goes there once (see
+ * sv_client_options.endpoints); otherwise, or when that site is read-only
+ * too, the call fails with SV_E_READ_ONLY. A streamed or
  * chunked put or get (objects over one chunk) gets a new deadline each time a
  * chunk is acknowledged or received: the deadline bounds a stall, not the
  * time a 5 GiB transfer takes.
@@ -70,9 +72,10 @@ enum sv_client_err {
     SV_E_IO,                /* a local I/O error, or a read/write callback failed */
     SV_E_INTERNAL,          /* the server reported an internal error */
     SV_E_NOMEM,             /* out of memory */
-    SV_E_READ_ONLY,         /* the site takes no writes (a disaster-recovery standby, or fenced):
-                               final, never retried; sv_client_errmsg() has the node's sentence,
-                               which names the active site */
+    SV_E_READ_ONLY,         /* the site takes no writes (a disaster-recovery standby, or fenced),
+                               nor did the other site when the endpoints name one: never retried
+                               further; sv_client_errmsg() has the (last) node's sentence, which
+                               names the active site */
     SV_E_LAST_
 };
 
@@ -99,7 +102,16 @@ enum {
 };
 
 struct sv_client_options {
-    const char *endpoints; /* "host:port,host:port" (required): any node will do */
+    const char *endpoints; /* "host:port,host:port" (required): any node will do. With two
+                              disaster-recovery sites, the nodes of both may be listed, in any
+                              order: the client holds one site's map at a time (from the first
+                              endpoint that answers MAP; a refresh asks that site's nodes first)
+                              and follows the active site: a write answered READ_ONLY is sent,
+                              once per call and with the same session and seq (so exactly once),
+                              to the site of the endpoints that are not nodes of the map held,
+                              whose map the client then keeps for later calls. Reads go to the
+                              site held (either site serves them). Endpoints of one site only:
+                              READ_ONLY is final */
     const char *ca_file;   /* PEM CA bundle that vouches for the nodes (required) */
     const char *token;     /* access token, may be NULL (copied; kept for when the protocol
                               carries tokens: this version does not send it) */
