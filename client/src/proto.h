@@ -116,7 +116,7 @@ enum sv_msg_type {
     SV_MSG_DR_PROMOTE = 20,  /* to the meta group's leader of a standby site: make it the
                                 primary (a new site epoch; writes open once the nodes follow
                                 the map). FLAGS bit 0: force (promote although the primary site
-                                answered within the last 5 s). Answer once recorded: VERSION =
+                                answered within the last 3 s). Answer once recorded: VERSION =
                                 the new site epoch, EPOCH; BAD_REQUEST when this site is not a
                                 standby or the primary still answers */
     SV_MSG_DR_DEMOTE = 21,   /* to the meta group's leader: fence this site (read-only, ships

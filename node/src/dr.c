@@ -43,6 +43,7 @@ enum {
     DR_SHIP_CONTACT_MS = 5000,    /* a primary not pulled from this long: stalled */
     DR_RETAIN_BYTES = 256u << 20, /* log a primary's replicas keep for its standby */
     DR_MARK_MS = 1000,            /* a primary leader records the standby's cursor this often */
+    DR_PEER_ALIVE_MS = 3000,      /* a peer heard within this is up: no promotion unless forced */
 };
 
 /* ---- the site ------------------------------------------------------------ */
@@ -74,7 +75,8 @@ int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_
 
 bool sv__dr_primary_answers(const struct sv_node *n)
 {
-    return n->dr_peer_heard_ms && uv_now((uv_loop_t *)&n->loop) < n->dr_peer_heard_ms + 5000 &&
+    return n->dr_peer_heard_ms &&
+           uv_now((uv_loop_t *)&n->loop) < n->dr_peer_heard_ms + DR_PEER_ALIVE_MS &&
            n->dr_peer_role == SV_MAP_PRIMARY;
 }
 
@@ -171,6 +173,12 @@ static void ship_load(struct sv_node *n, struct group *g)
     }
 }
 
+/* Where the next pull starts: after the last batch proposed, or the cursor. */
+static uint64_t pull_from(const struct sv__ship *s)
+{
+    return s->n_flight ? s->flight[s->n_flight - 1] : s->st.cursor;
+}
+
 static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
 {
     struct sv__ship *s = &g->ship;
@@ -178,7 +186,7 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
         s->target = n->dr_peers[s->rr++ % n->dr_n_peers].id;
     struct sv_msg m = {0};
     m.shard = g->id - 1;
-    m.version = s->st.cursor;
+    m.version = pull_from(s);
     m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION;
     uint8_t *body;
     size_t len;
@@ -189,7 +197,7 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
     if (c && !sv_conn_send(c, SV_MSG_DR_PULL, id, body, len)) {
         s->pull_id = id;
         s->pull_ms = now;
-        s->asked = s->st.cursor;
+        s->asked = m.version;
     } else {
         char text[160];
         snprintf(text, sizeof text, "node %" PRIu64 " of site %s is unreachable", s->target,
@@ -202,12 +210,24 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
     free(body);
 }
 
+/* Pull now if nothing stops it: no pull in flight, room for one more
+ * batch in flight, not waiting for a retry; with none in flight, nothing
+ * committed here unapplied (it may hold what the pull would fetch again). */
+static void pull_maybe(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (s->pull_id || s->n_flight == SV_DR_FLIGHT || now < s->next_ms ||
+        n->map->site_role != SV_MAP_STANDBY || (!s->n_flight && g->applied < g->commit))
+        return;
+    pull_send(n, g, now);
+}
+
 static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
 {
     struct sv__ship *s = &g->ship;
     if (g->role != SV_RAFT_LEADER || g->closing || g->id == 0) {
         s->pull_id = 0;
-        s->proposed = 0;
+        s->n_flight = 0;
         return;
     }
     ship_load(n, g);
@@ -219,14 +239,11 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
         if (now >= s->contact_ms + DR_STALL_MS)
             stall(g, "primary-unreachable", "the primary site does not answer");
     }
-    if (s->proposed && s->st.cursor < s->proposed && now < s->proposed_ms + DR_APPLY_WAIT_MS)
-        return;
-    s->proposed = 0;
-    /* Entries committed here but not applied may hold what the pull would
-     * fetch again. */
-    if (now < s->next_ms || g->applied < g->commit)
-        return;
-    pull_send(n, g, now);
+    /* A batch proposed and never applied (lost with a leader, refused):
+     * pull again from the cursor. */
+    if (s->n_flight && now >= s->flight_ms + DR_APPLY_WAIT_MS)
+        s->n_flight = 0;
+    pull_maybe(n, g, now);
 }
 
 /* The meta leader asks a node of the peer site for its role and epoch. */
@@ -289,7 +306,7 @@ static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg
     size_t off = 0;
     uint32_t count = 0;
     uint64_t last = s->asked;
-    int rc;
+    int rc = 0;
     while ((rc = sv_ship_next(r->data.p, r->data.len, &off, &e)) == 1) {
         if (e.index != last + 1)
             break;
@@ -326,9 +343,11 @@ static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg
     }
     sv_cmd_encode(&cmd, buf);
     sv__host_propose(n, g, buf, len, NULL);
-    s->proposed = last;
-    s->proposed_ms = now;
+    if (!s->n_flight)
+        s->flight_ms = now;
+    s->flight[s->n_flight++] = last;
     s->next_ms = now;
+    pull_maybe(n, g, now); /* the next batch while this one commits */
 }
 
 void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
@@ -358,7 +377,7 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
         if (s->reason[0])
             LOG_INFO("dr: shard %" PRIu64 ": the primary answers again", g->id - 1);
         s->reason[0] = s->text[0] = 0;
-        if (g->role == SV_RAFT_LEADER && s->asked == s->st.cursor &&
+        if (g->role == SV_RAFT_LEADER && s->asked == pull_from(s) && s->n_flight < SV_DR_FLIGHT &&
             n->map->site_role == SV_MAP_STANDBY)
             ship_propose(n, g, &r, now);
         break;
@@ -391,21 +410,36 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
 void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
                        const struct sv_sm_result *res)
 {
-    (void)n;
     struct sv_cmd c;
     if (e->type != SV_RAFT_ENTRY_NORMAL || e->len < 1 ||
         (e->data[0] != SV_CMD_SHIP && e->data[0] != SV_CMD_DR_MARK) ||
-        sv_cmd_decode(e->data, e->len, &c) || res->status != SV_ST_OK)
+        sv_cmd_decode(e->data, e->len, &c))
         return;
     struct sv__ship *s = &g->ship;
     if (c.type == SV_CMD_DR_MARK) {
-        s->st.mark = max64(s->st.mark, c.upload);
+        if (res->status == SV_ST_OK)
+            s->st.mark = max64(s->st.mark, c.upload);
         return;
     }
-    s->st.cursor = max64(s->st.cursor, res->version);
-    if (c.mtime_ms > s->st.closed_ms && s->st.cursor >= c.size)
-        s->st.closed_ms = c.mtime_ms;
-    s->st.commit = max64(s->st.commit, c.size);
+    if (res->status == SV_ST_OK) {
+        s->st.cursor = max64(s->st.cursor, res->version);
+        if (c.mtime_ms > s->st.closed_ms && s->st.cursor >= c.size)
+            s->st.closed_ms = c.mtime_ms;
+        s->st.commit = max64(s->st.commit, c.size);
+    } else if (res->status == SV_ST_VERSION_CONFLICT) {
+        s->n_flight = 0; /* a batch before it was lost: pull again from the cursor */
+    }
+    /* the batches in flight that are applied now */
+    uint32_t k = 0;
+    while (k < s->n_flight && s->flight[k] <= s->st.cursor)
+        k++;
+    if (k) {
+        memmove(s->flight, s->flight + k, (s->n_flight - k) * sizeof s->flight[0]);
+        s->n_flight -= k;
+        s->flight_ms = uv_now(&n->loop);
+    }
+    if (g->role == SV_RAFT_LEADER && !g->closing)
+        pull_maybe(n, g, uv_now(&n->loop));
 }
 
 /* ---- the primary: answering pulls ----------------------------------------- */

@@ -143,17 +143,20 @@ struct prop {
     void *tag; /* handed back through events.proposed; NULL for the node's own */
 };
 
+enum { SV_DR_FLIGHT = 4 }; /* SHIP batches a standby leader has proposed at once */
+
 /* A group's disaster-recovery link (dr.c). On a standby, its leader's pull;
  * on a primary, what its standby last asked. */
 struct sv__ship {
-    struct sv_sm_ship st;    /* the cursor, closed time and primary commit applied here */
-    bool loaded;             /* st was read from the state machine */
-    uint64_t idle_closed_ms; /* a closed time answered with nothing new (memory only) */
-    uint64_t pull_id;        /* the pull in flight (its request id), 0: none */
-    uint64_t pull_ms;        /* when it went */
-    uint64_t asked;          /* the cursor it asked from */
-    uint64_t proposed;       /* the last index of the batch proposed, 0: none */
-    uint64_t proposed_ms;
+    struct sv_sm_ship st;          /* the cursor, closed time and primary commit applied here */
+    bool loaded;                   /* st was read from the state machine */
+    uint64_t idle_closed_ms;       /* a closed time answered with nothing new (memory only) */
+    uint64_t pull_id;              /* the pull in flight (its request id), 0: none */
+    uint64_t pull_ms;              /* when it went */
+    uint64_t asked;                /* the index it asked from */
+    uint64_t flight[SV_DR_FLIGHT]; /* the last index of each batch proposed, not applied */
+    uint32_t n_flight;
+    uint64_t flight_ms;         /* when the oldest of them was proposed (or one was applied) */
     uint64_t next_ms;           /* no pull before */
     uint64_t target;            /* the peer site's node asked (its leader when known) */
     uint32_t rr;                /* the peer node tried next */
@@ -502,7 +505,7 @@ uint64_t sv__dr_peer_id(const struct sv_node *n, struct sv_conn *c);
  * primary). */
 void sv__dr_tick(struct sv_node *n, uint64_t now_ms);
 void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f);
-/* The peer site answered as the primary within the last 5 s (meta leader). */
+/* The peer site answered as the primary within the last 3 s (meta leader). */
 bool sv__dr_primary_answers(const struct sv_node *n);
 void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 /* Entry e of g applied (every replica): a SHIP moves the cursor. */

@@ -534,7 +534,7 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         if (n->map->site_role == SV_MAP_PRIMARY)
             missing = "this site is the primary already";
         else if (!(SV_MSG_HAS(m, SV_F_FLAGS) && (m->flags & 1)) && sv__dr_primary_answers(n))
-            missing = "the primary site still answers (within the last 5 s): promoting now "
+            missing = "the primary site still answers (within the last 3 s): promoting now "
                       "would make two primaries; fence it first (svctl dr demote on it), or "
                       "promote with --force";
     } else if (f->type == SV_MSG_MOVE &&

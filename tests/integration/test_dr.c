@@ -308,7 +308,7 @@ static void test_promote_after_site_outage(void)
     cut_ms_ = st && st->frontier_ms > 0 ? (uint64_t)st->frontier_ms : 0;
     sv_client_dr_status_free(st);
     CHECK(cut_ms_ > 0);
-    /* Refused while the standby heard the primary within 5 s; then done. */
+    /* Refused while the standby heard the primary within 3 s; then done. */
     int rc = -1;
     struct sv_dr_promote pr = {0};
     for (uint64_t end = it_now_ms() + 20000; rc && it_now_ms() < end;) {
