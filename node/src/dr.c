@@ -593,8 +593,9 @@ static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct 
     struct sv__ship *s = &g->ship;
     memset(v, 0, sizeof *v);
     if (n->map->site_role == SV_MAP_FENCED) {
+        /* an old primary: what its standby had asked for, its commit */
         v->state = "fenced";
-        v->applied = s->st.cursor;
+        v->applied = s->standby_cursor;
         v->commit = g->commit;
         return;
     }

@@ -447,3 +447,37 @@ int it_move(const struct it_cluster *c, uint64_t shard, uint64_t from, uint64_t 
     }
     return SV_ST_UNAVAILABLE;
 }
+
+bool it_closed_by_server(int fd, int timeout_ms)
+{
+    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
+    char buf[4096];
+    while (it_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0)
+            return true;
+    }
+    return false;
+}
+
+int it_frame_closes(struct sv_tls_ctx *ctx, int port, uint32_t type, uint64_t id,
+                    const uint8_t *body, size_t len, int timeout_ms)
+{
+    int fd = -1;
+    struct sv_tls_conn *t = ctx ? it_tls_dial(ctx, port, &fd) : NULL;
+    uint8_t *frame = NULL;
+    size_t flen = 0;
+    int rc = -1;
+    if (t && !sv_wire_encode(type, id, body, len, &frame, &flen) && !sv_tls_write(t, frame, flen)) {
+        it_tls_flush(fd, t);
+        rc = it_closed_by_server(fd, timeout_ms);
+    }
+    free(frame);
+    sv_tls_conn_free(t);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}

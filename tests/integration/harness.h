@@ -102,4 +102,12 @@ void it_tls_flush(int fd, struct sv_tls_conn *t);
  * completed within 5 s (its socket in *fdp), or NULL. */
 struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp);
 
+/* True when the server closes fd within timeout_ms (EOF or reset). */
+bool it_closed_by_server(int fd, int timeout_ms);
+/* Over a new TLS connection of ctx to port, send one frame (type, id, body):
+ * 1 when the node closes the connection within timeout_ms, 0 when it keeps
+ * it, -1 when there was no connection to send it on. */
+int it_frame_closes(struct sv_tls_ctx *ctx, int port, uint32_t type, uint64_t id,
+                    const uint8_t *body, size_t len, int timeout_ms);
+
 #endif

@@ -13,6 +13,9 @@
 #define CHECK_STRERROR(rc) sv_client_strerror(rc)
 #include "check.h"
 
+#include "proto.h"
+#include "tls.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -256,19 +259,19 @@ static void test_shipping_under_faults(void)
     int sl = leader_of(&s_, cs_, 0);
     CHECK(sl >= 1 && sl <= NODES);
     node_sh("kill", sl, "dr");
-    sleep(2);
+    sleep(1);
     node_sh("start", sl, "dr");
-    sleep(2);
+    sleep(1);
     int pl = leader_of(&p_, cp_, 1);
     CHECK(pl >= 1 && pl <= NODES);
     node_sh("kill", pl, "primary");
-    sleep(2);
+    sleep(1);
     node_sh("start", pl, "primary");
-    sleep(2);
+    sleep(1);
     site_sh("site-outage", "dr");
-    sleep(2);
+    sleep(1);
     site_sh("site-start", "dr");
-    sleep(3);
+    sleep(2);
     writers_stop();
     int64_t took = caught_up();
     printf("it-dr: %d writes acknowledged, %d failed; the standby caught up %lld ms after the "
@@ -291,6 +294,57 @@ static void test_standby_read_only(void)
         CHECK(st->lag_ms >= 0 && st->lag_ms < 5000);
     }
     sv_client_dr_status_free(st);
+}
+
+/* A TLS client context with the certificate of node id of site ("" for
+ * none: a plain client). */
+static struct sv_tls_ctx *tls_as(const char *site, int id)
+{
+    char cert[700], key[700], em[256];
+    const char *sub = !strcmp(site, "dr") ? "/dr" : "";
+    snprintf(cert, sizeof cert, "%s%s/node%d/node.pem", p_.dir, sub, id);
+    snprintf(key, sizeof key, "%s%s/node%d/node.key", p_.dir, sub, id);
+    struct sv_tls_config tc = {.role = SV_TLS_CLIENT,
+                               .ca_file = p_.ca,
+                               .cert_file = site[0] ? cert : NULL,
+                               .key_file = site[0] ? key : NULL};
+    struct sv_tls_ctx *ctx = NULL;
+    CHECK_RC(sv_tls_ctx_new(&tc, &ctx, em, sizeof em), 0);
+    return ctx;
+}
+
+/* The peer site's certificates reach DR_PULL only; DR_PULL needs one. */
+static void test_link_certificates(void)
+{
+    struct sv_msg pm = {0}, fm = {0};
+    pm.shard = 0;
+    pm.version = 0;
+    pm.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION;
+    fm.fields = 1u << SV_F_SHARD | 1u << SV_F_UPLOAD | 1u << SV_F_CHUNK;
+    uint8_t *pull = NULL, *fetch = NULL;
+    size_t pull_len = 0, fetch_len = 0;
+    CHECK_RC(sv_msg_encode(&pm, &pull, &pull_len), 0);
+    CHECK_RC(sv_msg_encode(&fm, &fetch, &fetch_len), 0);
+    const uint8_t empty_batch[] = {0x90};
+    int primary = BASE_PORT + 1, standby = BASE_PORT + 101;
+    struct sv_tls_ctx *dr = tls_as("dr", 1), *own = tls_as("primary", 2), *plain = tls_as("", 0);
+    /* a standby node's certificate at the primary: no Raft, no chunks, no map */
+    CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_RAFT, 0, empty_batch, 1, 5000), 1);
+    CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_CHUNK_FETCH, 7, fetch, fetch_len, 5000), 1);
+    CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_MAP_GET, 8, NULL, 0, 5000), 1);
+    /* DR_PULL from a plain client, from the primary's own node, and from a
+     * standby node to its own site */
+    CHECK_EQ_INT(it_frame_closes(plain, primary, SV_MSG_DR_PULL, 9, pull, pull_len, 5000), 1);
+    CHECK_EQ_INT(it_frame_closes(own, primary, SV_MSG_DR_PULL, 10, pull, pull_len, 5000), 1);
+    CHECK_EQ_INT(it_frame_closes(dr, standby, SV_MSG_DR_PULL, 11, pull, pull_len, 5000), 1);
+    /* control: the standby's certificate pulls from the primary */
+    CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_DR_PULL, 12, pull, pull_len, 1500), 0);
+    sv_tls_ctx_free(dr);
+    sv_tls_ctx_free(own);
+    sv_tls_ctx_free(plain);
+    free(pull);
+    free(fetch);
+    CHECK_RC(sv_client_put(cp_, "dr", "after-certs", "ok", 2, SV_IF_ANY, NULL), 0);
 }
 
 static uint64_t outage_ms_, cut_ms_;
@@ -440,6 +494,7 @@ static void test_old_primary_fenced(void)
 static const struct sv_test tests[] = {
     {"shipping under faults", test_shipping_under_faults},
     {"the standby is read-only", test_standby_read_only},
+    {"the link's certificates", test_link_certificates},
     {"promote after a site outage", test_promote_after_site_outage},
     {"the promoted site takes writes", test_promoted_site_takes_writes},
     {"the old primary is fenced", test_old_primary_fenced},

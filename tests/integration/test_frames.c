@@ -23,22 +23,6 @@
 
 static struct it_cluster cl_;
 
-/* True when the server closes fd within timeout_ms (EOF or reset). */
-static bool closed_by_server(int fd, int timeout_ms)
-{
-    uint64_t end = it_now_ms() + (uint64_t)timeout_ms;
-    char buf[4096];
-    while (it_now_ms() < end) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t r = recv(fd, buf, sizeof buf, 0);
-        if (r <= 0)
-            return true;
-    }
-    return false;
-}
-
 static void still_serving(struct sv_client *c, int i)
 {
     char key[32];
@@ -62,7 +46,7 @@ static void refused_over_tls(struct sv_tls_ctx *ctx, int port, const uint8_t *by
         return;
     CHECK_RC(sv_tls_write(t, bytes, len), 0);
     it_tls_flush(fd, t);
-    CHECK(closed_by_server(fd, 5000));
+    CHECK(it_closed_by_server(fd, 5000));
     sv_tls_conn_free(t);
     close(fd);
 }
@@ -110,7 +94,7 @@ static void test_plain_tcp(void)
     CHECK(fd >= 0);
     const char http[] = "GET / HTTP/1.0\r\n\r\n";
     CHECK(send(fd, http, sizeof http - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof http - 1));
-    CHECK(closed_by_server(fd, 5000));
+    CHECK(it_closed_by_server(fd, 5000));
     close(fd);
     still_serving(client_, 1);
 }
@@ -186,7 +170,7 @@ static void test_stranger_cert(void)
         CHECK_RC(sv_tls_write(nt, frame, len), 0);
         it_tls_flush(nfd, nt);
         free(frame);
-        CHECK(!closed_by_server(nfd, 1500));
+        CHECK(!it_closed_by_server(nfd, 1500));
         sv_tls_conn_free(nt);
         close(nfd);
     }
