@@ -93,7 +93,7 @@ uint64_t sv__dr_peer_id(const struct sv_node *n, struct sv_conn *c)
 static const char *peer_addr(const struct sv_node *n, uint64_t id)
 {
     for (uint32_t i = 0; i < n->dr_n_peers; i++)
-        if (n->dr_peers[i].id == id)
+        if (n->dr_peers[i].link.id == id)
             return n->dr_peers[i].addr;
     return NULL;
 }
@@ -105,41 +105,26 @@ static void peer_learn(struct sv_node *n, uint64_t id, const uint8_t *addr, size
         return;
     struct sv__dr_peer *p = NULL;
     for (uint32_t i = 0; i < n->dr_n_peers && !p; i++)
-        if (n->dr_peers[i].id == id)
+        if (n->dr_peers[i].link.id == id)
             p = &n->dr_peers[i];
     if (!p && n->dr_n_peers < SV_CFG_NODES_MAX) {
         p = &n->dr_peers[n->dr_n_peers++];
-        p->id = id;
+        p->link.id = id;
     }
     if (!p || (strlen(p->addr) == len && !memcmp(p->addr, addr, len)))
         return;
     memcpy(p->addr, addr, len);
     p->addr[len] = 0;
-    p->conn = 0;
+    p->link.conn = 0;
 }
 
 /* A connection to the peer site's node id, dialled when there is none. */
 static struct sv_conn *peer_conn(struct sv_node *n, uint64_t id)
 {
-    struct sv__dr_peer *p = NULL;
-    for (uint32_t i = 0; i < n->dr_n_peers && !p; i++)
-        if (n->dr_peers[i].id == id)
-            p = &n->dr_peers[i];
-    if (!p)
-        return NULL;
-    struct sv_conn *c = p->conn ? sv_tp_conn(n->tp, p->conn) : NULL;
-    if (c)
-        return c;
-    uint64_t now = uv_now(&n->loop);
-    if (now < p->next_dial_ms)
-        return NULL;
-    p->next_dial_ms = now + PEER_RETRY_MS;
-    char name[64];
-    sv_cfg_cert_name(n->cfg.peer_site, id, name, sizeof name);
-    if (sv_tp_connect(n->tp, p->addr, name, &c))
-        return NULL;
-    p->conn = sv_conn_id(c);
-    return c;
+    for (uint32_t i = 0; i < n->dr_n_peers; i++)
+        if (n->dr_peers[i].link.id == id)
+            return sv__peer_dial(n, &n->dr_peers[i].link, n->cfg.peer_site, n->dr_peers[i].addr);
+    return NULL;
 }
 
 static void stall(struct group *g, const char *reason, const char *text)
@@ -183,7 +168,7 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
 {
     struct sv__ship *s = &g->ship;
     if (!s->target || !peer_addr(n, s->target))
-        s->target = n->dr_peers[s->rr++ % n->dr_n_peers].id;
+        s->target = n->dr_peers[s->rr++ % n->dr_n_peers].link.id;
     struct sv_msg m = {0};
     m.shard = g->id - 1;
     m.version = pull_from(s);
@@ -253,7 +238,7 @@ static void peer_ask(struct sv_node *n, uint64_t now)
     if (!meta || meta->role != SV_RAFT_LEADER || now < n->dr_peer_ms + 1000)
         return;
     n->dr_peer_ms = now;
-    uint64_t id = n->dr_peers[n->dr_rr++ % n->dr_n_peers].id;
+    uint64_t id = n->dr_peers[n->dr_rr++ % n->dr_n_peers].link.id;
     struct sv_conn *c = peer_conn(n, id);
     struct sv_msg m = {0};
     uint8_t *body;
@@ -710,7 +695,7 @@ int sv__dr_open(struct sv_node *n)
 {
     n->dr_n_peers = 0;
     for (uint32_t i = 0; i < n->cfg.n_peers; i++) {
-        n->dr_peers[i].id = n->cfg.peers[i].id;
+        n->dr_peers[i].link.id = n->cfg.peers[i].id;
         _Static_assert(sizeof n->dr_peers[i].addr == sizeof n->cfg.peers[i].addr, "addresses");
         memcpy(n->dr_peers[i].addr, n->cfg.peers[i].addr, sizeof n->dr_peers[i].addr);
         n->dr_n_peers++;

@@ -270,10 +270,8 @@ struct peer {
 };
 
 struct sv__dr_peer { /* a node of the peer site */
-    uint64_t id;
+    struct peer link;
     char addr[SV_CFG_ADDR_MAX];
-    uint64_t conn;
-    uint64_t next_dial_ms;
 };
 
 struct fetch;
@@ -443,6 +441,10 @@ void sv__host_refresh(struct sv_node *n, struct group *g);
 /* The connection to node id, dialled when there is none (at most every
  * PEER_RETRY_MS); NULL when id is not a peer or is unreachable. */
 struct sv_conn *sv__peer(struct sv_node *n, uint64_t id);
+/* p's connection, or a new dial of addr expecting the certificate of node
+ * p->id of site (at most every PEER_RETRY_MS); NULL meanwhile. */
+struct sv_conn *sv__peer_dial(struct sv_node *n, struct peer *p, const char *site,
+                              const char *addr);
 /* Send those of msgs[0..count) of g that Raft lets go early (or the rest),
  * batched per destination. */
 void sv__peers_send(struct sv_node *n, struct group *g, struct sv_raft_msg *msgs, size_t count,

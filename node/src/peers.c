@@ -30,12 +30,9 @@ static struct peer *peer_slot(struct sv_node *n, uint64_t id)
     return p;
 }
 
-struct sv_conn *sv__peer(struct sv_node *n, uint64_t id)
+struct sv_conn *sv__peer_dial(struct sv_node *n, struct peer *p, const char *site, const char *addr)
 {
-    struct peer *p = peer_slot(n, id);
-    if (!p)
-        return NULL;
-    struct sv_conn *c = sv_tp_conn(n->tp, p->conn);
+    struct sv_conn *c = p->conn ? sv_tp_conn(n->tp, p->conn) : NULL;
     if (c)
         return c;
     uint64_t now = uv_now(&n->loop);
@@ -43,11 +40,17 @@ struct sv_conn *sv__peer(struct sv_node *n, uint64_t id)
         return NULL;
     p->next_dial_ms = now + PEER_RETRY_MS;
     char name[64];
-    sv_cfg_cert_name(n->cfg.site, id, name, sizeof name);
-    if (sv_tp_connect(n->tp, sv_map_node(n->map, id)->addr, name, &c))
+    sv_cfg_cert_name(site, p->id, name, sizeof name);
+    if (sv_tp_connect(n->tp, addr, name, &c))
         return NULL;
     p->conn = sv_conn_id(c);
     return c;
+}
+
+struct sv_conn *sv__peer(struct sv_node *n, uint64_t id)
+{
+    struct peer *p = peer_slot(n, id);
+    return p ? sv__peer_dial(n, p, n->cfg.site, sv_map_node(n->map, id)->addr) : NULL;
 }
 
 uint64_t sv__peer_id(const struct sv_node *n, struct sv_conn *c)
