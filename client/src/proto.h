@@ -139,14 +139,16 @@ enum sv_msg_type {
                                 COMPLETE (1: holds every chunk its records claim), LEFT
                                 (chunks still to copy), LEADER (the group's leader as known) */
     SV_MSG_DR_PULL = 70,     /* standby site -> primary site's shard leader (a node
-                                certificate of the peer site): SHARD, VERSION = the standby's
-                                cursor (the last primary index it holds). Answer: DATA = the
-                                committed entries after it (dr.c's batch encoding, at most
+                                certificate of the peer site): SHARD, VERSION = the index to
+                                ship after (the standby's cursor, or the last entry of the
+                                batches it has in flight), UPLOAD = the cursor it has applied
+                                (the primary keeps its log from there). Answer: DATA = the
+                                committed entries after VERSION (dr.c's batch encoding, at most
                                 SV_MSG_DATA_MAX bytes), VERSION = the primary's commit index,
-                                MTIME_MS = the closed time (the primary had committed every
-                                entry of the shard stamped before it, and the batch reaches
-                                them; absent when the batch stops short); NOT_FOUND when the
-                                cursor is below the primary's log (a reseed is needed) */
+                                MTIME_MS = the closed time (every entry of the shard the
+                                primary committed before it is in the batch or before it;
+                                absent when the batch stops short); NOT_FOUND when VERSION is
+                                below the primary's log (a reseed is needed) */
     SV_MSG_RESP = 0x100,     /* OR-ed into a request type for its response */
 };
 

@@ -75,6 +75,12 @@ int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_
 
 bool sv__dr_primary_answers(const struct sv_node *n)
 {
+    /* a meta leader that has not asked the peer since it took over does not
+     * know: for the first DR_PEER_ALIVE_MS it counts as answering */
+    uint64_t now = uv_now((uv_loop_t *)&n->loop);
+    if (n->dr_n_peers && n->dr_peer_heard_ms < n->health->since_ms &&
+        now < n->health->since_ms + DR_PEER_ALIVE_MS)
+        return true;
     return n->dr_peer_heard_ms &&
            uv_now((uv_loop_t *)&n->loop) < n->dr_peer_heard_ms + DR_PEER_ALIVE_MS &&
            n->dr_peer_role == SV_MAP_PRIMARY;
@@ -172,7 +178,8 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
     struct sv_msg m = {0};
     m.shard = g->id - 1;
     m.version = pull_from(s);
-    m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION;
+    m.upload = s->st.cursor; /* applied here: what the primary keeps its log for */
+    m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION | 1u << SV_F_UPLOAD;
     uint8_t *body;
     size_t len;
     if (sv_msg_encode(&m, &body, &len))
@@ -201,7 +208,7 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
 static void pull_maybe(struct sv_node *n, struct group *g, uint64_t now)
 {
     struct sv__ship *s = &g->ship;
-    if (s->pull_id || s->n_flight == SV_DR_FLIGHT || now < s->next_ms ||
+    if (!n->dr_n_peers || s->pull_id || s->n_flight == SV_DR_FLIGHT || now < s->next_ms ||
         n->map->site_role != SV_MAP_STANDBY || (!s->n_flight && g->applied < g->commit))
         return;
     pull_send(n, g, now);
@@ -213,6 +220,9 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
     if (g->role != SV_RAFT_LEADER || g->closing || g->id == 0) {
         s->pull_id = 0;
         s->n_flight = 0;
+        /* read again when it leads: a snapshot installed meanwhile moves the
+         * state machine's cursor past the one seen in applied entries */
+        s->loaded = false;
         return;
     }
     ship_load(n, g);
@@ -261,7 +271,11 @@ void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f)
         n->dr_peer_role = primary ? SV_MAP_PRIMARY : fenced ? SV_MAP_FENCED : SV_MAP_STANDBY;
         n->dr_peer_epoch = r.version;
         n->dr_peer_heard_ms = uv_now(&n->loop);
-        if (primary && n->map->site_role == SV_MAP_PRIMARY && r.version > n->map->site_epoch) {
+        /* the newer primary wins; at one epoch (promoted apart with
+         * --force), the site whose name sorts first */
+        bool newer = r.version > n->map->site_epoch ||
+                     (r.version == n->map->site_epoch && strcmp(n->cfg.peer_site, n->cfg.site) < 0);
+        if (primary && n->map->site_role == SV_MAP_PRIMARY && newer) {
             LOG_WARN("site %s was promoted (site epoch %" PRIu64 ", this site's %" PRIu64
                      "): fencing this site",
                      n->cfg.peer_site, r.version, n->map->site_epoch);
@@ -459,13 +473,17 @@ void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
     }
     struct sv__ship *s = &g->ship;
     uint64_t now = uv_now(&n->loop);
-    s->standby_cursor = m->version;
+    /* The standby's applied cursor (UPLOAD; VERSION may be past it, after the
+     * batches it has in flight): a batch in flight may be lost, so the log
+     * is kept from what it applied. */
+    uint64_t applied = SV_MSG_HAS(m, SV_F_UPLOAD) && m->upload <= m->version ? m->upload : 0;
+    s->standby_cursor = applied;
     s->contact_ms = now;
     ship_load(n, g);
-    if (m->version > s->st.mark && now >= s->mark_ms + DR_MARK_MS) {
+    if (applied > s->st.mark && now >= s->mark_ms + DR_MARK_MS) {
         /* Every replica keeps its log from the standby's cursor on: a new
          * leader can still answer it. */
-        struct sv_cmd cmd = {.type = SV_CMD_DR_MARK, .upload = m->version};
+        struct sv_cmd cmd = {.type = SV_CMD_DR_MARK, .upload = applied};
         size_t len = sv_cmd_encoded_len(&cmd);
         uint8_t *buf = malloc(len);
         if (buf) {

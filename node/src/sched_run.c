@@ -568,8 +568,9 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         snprintf(o->zone, sizeof o->zone, "%.*s", (int)m->zone.len, (const char *)m->zone.p);
         snprintf(o->addr, sizeof o->addr, "%.*s", (int)m->addr.len, (const char *)m->addr.p);
     }
-    if (f->type == SV_MSG_DR_PROMOTE)
-        o->value = n->map->site_epoch + 1;
+    if (f->type == SV_MSG_DR_PROMOTE) /* past any epoch the peer site answered */
+        o->value =
+            (n->map->site_epoch > n->dr_peer_epoch ? n->map->site_epoch : n->dr_peer_epoch) + 1;
     if (f->type == SV_MSG_JOIN)
         sv__health_heard(n, o->node, uv_now(&n->loop));
     o->next = n->sched->ops;
