@@ -60,11 +60,46 @@ const char *sv__dr_role_name(const struct sv_node *n)
                                                 : "primary";
 }
 
+/* The peer site answered as a primary newer than this one: at a higher
+ * site epoch, or at the same one (two sites promoted apart with --force)
+ * with a name that sorts first. */
+/* When this node began to run its loop (the first time asked). */
+static uint64_t open_ms(struct sv_node *n)
+{
+    if (!n->dr_open_ms)
+        n->dr_open_ms = uv_now(&n->loop);
+    return n->dr_open_ms;
+}
+
+static bool peer_newer(const struct sv_node *n)
+{
+    uint64_t mine = n->map->site_epoch, theirs = n->dr_peer_epoch;
+    return n->dr_peer_heard_ms && n->dr_peer_role == SV_MAP_PRIMARY &&
+           (theirs > mine || (theirs == mine && strcmp(n->cfg.peer_site, n->cfg.site) < 0));
+}
+
 int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id)
 {
+    char text[200];
+    if (!sv__dr_standby(n) && n->dr_n_peers) {
+        /* A primary that is back after an outage takes no write before it
+         * knows the peer site has not been promoted meanwhile (its meta
+         * leader then fences the site; this node refuses already). */
+        if (peer_newer(n)) {
+            snprintf(text, sizeof text,
+                     "site %s is fenced: site %s is the primary (site epoch %" PRIu64 ")",
+                     n->cfg.site, n->cfg.peer_site, n->dr_peer_epoch);
+            sv__reply_status(n, conn, type, req_id, SV_ST_READ_ONLY, text);
+            return 1;
+        }
+        if (!n->dr_peer_heard_ms && uv_now(&n->loop) < open_ms(n) + DR_PEER_ALIVE_MS) {
+            sv__reply_status(n, conn, type, req_id, SV_ST_UNAVAILABLE,
+                             "this node has not yet heard the peer site's epoch; retry");
+            return 1;
+        }
+    }
     if (!sv__dr_standby(n))
         return 0;
-    char text[200];
     snprintf(text, sizeof text,
              "site %s is %s (read-only, site epoch %" PRIu64 "): writes go to the active site%s%s",
              n->cfg.site, n->map->site_role == SV_MAP_FENCED ? "fenced" : "a standby",
@@ -241,11 +276,15 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
     pull_maybe(n, g, now);
 }
 
-/* The meta leader asks a node of the peer site for its role and epoch. */
+/* The meta leader asks a node of the peer site for its role and epoch
+ * every second; every node asks every 300 ms after its start until it hears
+ * an answer (its primary writes wait for it, DR_PEER_ALIVE_MS at most). */
 static void peer_ask(struct sv_node *n, uint64_t now)
 {
     struct group *meta = sv__group(n, 0);
-    if (!meta || meta->role != SV_RAFT_LEADER || now < n->dr_peer_ms + 1000)
+    bool leads_meta = meta && meta->role == SV_RAFT_LEADER;
+    bool starting = !n->dr_peer_heard_ms && now < open_ms(n) + DR_PEER_ALIVE_MS;
+    if (!(leads_meta && now >= n->dr_peer_ms + 1000) && !(starting && now >= n->dr_peer_ms + 300))
         return;
     n->dr_peer_ms = now;
     uint64_t id = n->dr_peers[n->dr_rr++ % n->dr_n_peers].link.id;
@@ -271,11 +310,9 @@ void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f)
         n->dr_peer_role = primary ? SV_MAP_PRIMARY : fenced ? SV_MAP_FENCED : SV_MAP_STANDBY;
         n->dr_peer_epoch = r.version;
         n->dr_peer_heard_ms = uv_now(&n->loop);
-        /* the newer primary wins; at one epoch (promoted apart with
-         * --force), the site whose name sorts first */
-        bool newer = r.version > n->map->site_epoch ||
-                     (r.version == n->map->site_epoch && strcmp(n->cfg.peer_site, n->cfg.site) < 0);
-        if (primary && n->map->site_role == SV_MAP_PRIMARY && newer) {
+        struct group *meta = sv__group(n, 0);
+        if (n->map->site_role == SV_MAP_PRIMARY && peer_newer(n) && meta &&
+            meta->role == SV_RAFT_LEADER) {
             LOG_WARN("site %s was promoted (site epoch %" PRIu64 ", this site's %" PRIu64
                      "): fencing this site",
                      n->cfg.peer_site, r.version, n->map->site_epoch);

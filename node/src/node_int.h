@@ -392,6 +392,7 @@ struct sv_node {
     uint64_t dr_peer_heard_ms; /* ... and its last answer (0: none) */
     uint32_t dr_peer_role;     /* enum sv_map_site_role, as the peer answered */
     uint64_t dr_peer_epoch;
+    uint64_t dr_open_ms; /* when this node started (its primary writes wait for the peer) */
     struct sv__dr_peer dr_peers[SV_CFG_NODES_MAX];
 };
 
