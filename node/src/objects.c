@@ -324,6 +324,7 @@ static uint8_t *build_cmd(struct sv_node *n, struct sv_cmd *cmd, const struct sv
                           size_t *len, int *status)
 {
     *status = SV_ST_OK;
+    cmd->epoch = n->map->site_epoch; /* whose write it is: a failback's ledger tells by it */
     cmd->data = NULL;
     cmd->data_len = plain && plain->len ? (uint32_t)sv_crypto_sealed_len(plain->len) : 0;
     *len = sv_cmd_encoded_len(cmd);

@@ -21,11 +21,13 @@ void sv__sm_obj_encode(const struct sv_obj *o, uint8_t *v)
     sv_put32(v + 32, o->n_chunks);
     v[36] = o->deleted;
     memcpy(v + 37, o->sha256, 32);
+    sv_put64(v + 69, o->index);
+    sv_put64(v + 77, o->epoch);
 }
 
 int sv__sm_obj_decode(const uint8_t *v, size_t len, struct sv_obj *o)
 {
-    if (len != OBJ_LEN)
+    if (len != OBJ_LEN && len != OBJ_LEN_NO_INDEX)
         return -EIO;
     o->version = sv_get64(v);
     o->size = sv_get64(v + 8);
@@ -34,6 +36,8 @@ int sv__sm_obj_decode(const uint8_t *v, size_t len, struct sv_obj *o)
     o->n_chunks = sv_get32(v + 32);
     o->deleted = v[36] != 0;
     memcpy(o->sha256, v + 37, 32);
+    o->index = len == OBJ_LEN ? sv_get64(v + 69) : 0;
+    o->epoch = len == OBJ_LEN ? sv_get64(v + 77) : 0;
     return 0;
 }
 

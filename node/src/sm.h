@@ -23,7 +23,10 @@
  *   'a'                              -> applied index (u64 LE)
  *   'o' tenant(BE) bucket 0x00 key   -> object: version, size, mtime_ms,
  *                                       upload (u64 LE), n_chunks (u32),
- *                                       deleted (u8), sha256[32]
+ *                                       deleted (u8), sha256[32], the index
+ *                                       and site epoch that wrote it (u64
+ *                                       LE each; absent in records written
+ *                                       before they were kept)
  *   'u' upload(BE)                   -> upload: tenant, mtime_ms (u64: of
  *                                       BEGIN, then of the last chunk),
  *                                       bucket and key (u16 length each),
@@ -32,9 +35,12 @@
  *   's' session(BE) 0(u64)           -> the session's recent results: count
  *                                       (u32), then per write seq (u64),
  *                                       status (u32), version (u64), by seq
- *   'd'                              -> a standby's shipping state (SHIP): the
- *                                       cursor, closed time, primary commit
- *                                       (u64 LE each); in snapshot images
+ *   'd'                              -> a standby's shipping state (SHIP,
+ *                                       SEED): the cursor, closed time,
+ *                                       primary commit, the primary's site
+ *                                       epoch, the open seed's index and
+ *                                       next piece (u64 LE each); in
+ *                                       snapshot images
  *   'D'                              -> a primary's DR_MARK: its standby's
  *                                       cursor (u64 LE)
  *   'c'                              -> chunk copy pending: the applied index
@@ -106,6 +112,20 @@ enum sv_cmd_type {
      * replica keeps its log from there on (dr.c), so that a new leader can
      * still answer the standby. Skipped inside a SHIP. */
     SV_CMD_DR_MARK = 9,
+    /* A standby site's shard, re-seeded from an image of the primary's
+     * (dr.c: its log no longer holds the standby's cursor, or the site
+     * follows a new primary). upload = the primary index of the image,
+     * size = the primary's commit index, mtime_ms = the image's closed
+     * time, session = the site epoch of the primary it follows, chunk = the
+     * piece's number, n_chunks = 1 on the last piece, data = records of the
+     * image (sv_sm_snapshot's format, this group's keys; a primary's own
+     * 'd' and 'D' are skipped). Piece 0 removes every record of the group
+     * (their chunks released) and starts the seed; each next piece must
+     * follow (else VERSION_CONFLICT: the standby starts again); the last
+     * sets the cursor to upload and the copy marker (the chunks come from
+     * the other replicas or the primary site, copy.c). SHIP is refused
+     * while a seed is open. */
+    SV_CMD_SEED = 10,
 };
 
 enum {
@@ -133,6 +153,7 @@ struct sv_cmd {
     uint64_t mtime_ms;
     uint64_t size;
     uint8_t sha256[32];
+    uint64_t epoch; /* the site epoch of the primary whose leader made it (0: none) */
     const uint8_t *data;
     uint32_t data_len;
 };
@@ -160,6 +181,9 @@ struct sv_sm_ship {
     uint64_t closed_ms; /* every entry the primary committed before this is applied */
     uint64_t commit;    /* the primary's commit index, as last shipped */
     uint64_t mark;      /* a primary: its standby's cursor, as DR_MARK recorded it */
+    uint64_t epoch;     /* the primary site's epoch the cursor counts in (0: none yet) */
+    uint64_t seed;      /* a seed open (SEED): the image's primary index; 0: none */
+    uint64_t seed_next; /* ... the number of the piece it expects next */
 };
 struct sv_sm;
 /* Group's shipping state (zeros when nothing was shipped). 0 or -EIO. */
@@ -175,6 +199,8 @@ void sv_object_id(uint64_t tenant, const uint8_t *bucket, size_t blen, const uin
 
 struct sv_obj {
     uint64_t version, size, mtime_ms, upload;
+    uint64_t index; /* the Raft index (the primary's, when shipped) that wrote it; 0: unknown */
+    uint64_t epoch; /* the site epoch of the primary whose command wrote it; 0: unknown */
     uint32_t n_chunks;
     bool deleted;
     uint8_t sha256[32];
@@ -259,6 +285,22 @@ int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t 
                size_t blen, const uint8_t *prefix, size_t plen, const uint8_t *start_after,
                size_t salen, uint32_t limit, bool *more, sv_sm_list_cb cb, void *arg);
 
+/* Object records of group (live versions and tombstones, every tenant
+ * and bucket) written by a command of site epoch epoch at an index above
+ * after: what a site wrote as the primary past a cut (dr.c's divergence
+ * ledger; the records it was shipped carry another epoch, and indexes of
+ * another log). From the record after the object key
+ * start (its bytes after the group's 'o' tag: tenant BE, bucket, 0, key;
+ * empty: the first), in key order, at most limit; cb gets each (key
+ * borrowed for the call), *more is set when more may follow. Records
+ * written before the index was kept (index 0) never count. 0, -EINVAL or
+ * -EIO. */
+typedef void (*sv_sm_diverged_cb)(void *arg, const uint8_t *okey, size_t klen,
+                                  const struct sv_obj *o);
+int sv_sm_diverged(struct sv_sm *sm, uint64_t group, uint64_t epoch, uint64_t after,
+                   const uint8_t *start, size_t slen, uint32_t limit, bool *more,
+                   sv_sm_diverged_cb cb, void *arg);
+
 /* Uploads of group idle since before before_ms (no BEGIN or chunk applied
  * since): up to cap ids into ids, *n set. */
 int sv_sm_expired_uploads(struct sv_sm *sm, uint64_t group, uint64_t before_ms, uint64_t *ids,
@@ -276,6 +318,9 @@ int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t gro
  * was committed meanwhile. NULL when out of memory. Any thread. */
 struct sv_sm_view *sv_sm_view(struct sv_sm *sm);
 void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
+/* group's applied index as of view (0 when none). 0 or -EIO. */
+int sv_sm_view_applied(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
+                       uint64_t *index);
 
 /* Replace group's state by an image from sv_sm_snapshot and set its applied
  * index and the copy marker (at index: the image's records may claim chunks

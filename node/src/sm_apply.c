@@ -22,6 +22,8 @@ struct apply {
     struct sv_sm *sm;
     struct sv_seg_store *seg;
     uint64_t group;
+    uint64_t index; /* the command's (the primary's, for a shipped one) */
+    uint64_t epoch; /* ... and its site epoch */
     char *errmsg;
     size_t errlen;
     struct session sess; /* the command's session record, read once by session_lookup */
@@ -196,6 +198,8 @@ static int install_checked(struct apply *a, const struct sv_cmd *c, uint64_t upl
     o.mtime_ms = c->mtime_ms;
     o.upload = upload;
     o.n_chunks = n_chunks;
+    o.index = a->index;
+    o.epoch = a->epoch;
     memcpy(o.sha256, c->sha256, 32);
     sv__sm_obj_encode(&o, v);
     size_t klen = key_obj(k, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len);
@@ -380,7 +384,11 @@ static int apply_delete(struct apply *a, const struct sv_cmd *c, struct sv_sm_re
         if (rc)
             return rc;
         uint8_t k[OKEY_MAX], v[OBJ_LEN];
-        struct sv_obj t = {.version = cur.version, .mtime_ms = c->mtime_ms, .deleted = true};
+        struct sv_obj t = {.version = cur.version,
+                           .mtime_ms = c->mtime_ms,
+                           .deleted = true,
+                           .index = a->index,
+                           .epoch = a->epoch};
         sv__sm_obj_encode(&t, v);
         size_t klen = key_obj(k, a->group, c->tenant, c->bucket, c->bucket_len, c->key, c->key_len);
         if ((rc = sv__sm_stage(a->sm, k, klen, v, sizeof v)))
@@ -442,11 +450,14 @@ static int apply_map(struct apply *a, const struct sv_cmd *c, struct sv_sm_resul
 }
 
 static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res);
+static int apply_seed(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res);
 
 /* Command c at index (the primary's, for a shipped one). */
 static int apply_cmd(struct apply *a, uint64_t index, const struct sv_cmd *c,
                      struct sv_sm_result *res)
 {
+    a->index = index;
+    a->epoch = c->epoch;
     switch (c->type) {
     case SV_CMD_PUT:
         return apply_put(a, index, c, res);
@@ -462,6 +473,8 @@ static int apply_cmd(struct apply *a, uint64_t index, const struct sv_cmd *c,
         return apply_map(a, c, res);
     case SV_CMD_SHIP:
         return apply_ship(a, c, res);
+    case SV_CMD_SEED:
+        return apply_seed(a, c, res);
     case SV_CMD_DR_MARK: {
         uint8_t k[PFX], v[8];
         sv_put64(v, c->upload);
@@ -478,17 +491,51 @@ static size_t key_ship(uint8_t *k, uint64_t group)
     return key_pfx(k, group, 'd');
 }
 
+enum { SHIP_LEN_V1 = 24, SHIP_LEN = 48 };
+
+/* A record of SHIP_LEN_V1 bytes (written before epochs and seeds) has epoch 0. */
 static int ship_decode(const char *v, size_t vlen, struct sv_sm_ship *st)
 {
     memset(st, 0, sizeof *st);
     if (!v)
         return 0;
-    if (vlen != 24)
+    if (vlen != SHIP_LEN_V1 && vlen != SHIP_LEN)
         return -EIO;
-    st->cursor = sv_get64((const uint8_t *)v);
-    st->closed_ms = sv_get64((const uint8_t *)v + 8);
-    st->commit = sv_get64((const uint8_t *)v + 16);
+    const uint8_t *p = (const uint8_t *)v;
+    st->cursor = sv_get64(p);
+    st->closed_ms = sv_get64(p + 8);
+    st->commit = sv_get64(p + 16);
+    if (vlen == SHIP_LEN) {
+        st->epoch = sv_get64(p + 24);
+        st->seed = sv_get64(p + 32);
+        st->seed_next = sv_get64(p + 40);
+    }
     return 0;
+}
+
+static int ship_store(struct apply *a, const struct sv_sm_ship *st)
+{
+    uint8_t k[PFX], v[SHIP_LEN];
+    sv_put64(v, st->cursor);
+    sv_put64(v + 8, st->closed_ms);
+    sv_put64(v + 16, st->commit);
+    sv_put64(v + 24, st->epoch);
+    sv_put64(v + 32, st->seed);
+    sv_put64(v + 40, st->seed_next);
+    return sv__sm_stage(a->sm, k, key_ship(k, a->group), v, sizeof v);
+}
+
+/* The shipping state as applied so far (the staged changes included). */
+static int ship_load(struct apply *a, struct sv_sm_ship *st)
+{
+    uint8_t k[PFX];
+    char *cur = NULL;
+    size_t cur_len = 0;
+    int rc = sv__sm_db_get_at(a->sm, true, k, key_ship(k, a->group), &cur, &cur_len);
+    if (!rc)
+        rc = ship_decode(cur, cur_len, st);
+    free(cur);
+    return rc;
 }
 
 int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out)
@@ -517,15 +564,8 @@ int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out)
  * never holds them) change nothing. */
 static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
 {
-    uint8_t k[PFX], v[24];
-    size_t klen = key_ship(k, a->group);
-    char *cur = NULL;
-    size_t cur_len = 0;
     struct sv_sm_ship st;
-    int rc = sv__sm_db_get_at(a->sm, true, k, klen, &cur, &cur_len);
-    if (!rc)
-        rc = ship_decode(cur, cur_len, &st);
-    free(cur);
+    int rc = ship_load(a, &st);
     if (rc)
         return rc;
     struct sv_raft_entry e;
@@ -538,11 +578,16 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         res->status = SV_ST_BAD_REQUEST; /* only a bug ships this: every replica skips it */
         return 0;
     }
-    if (c->upload > st.cursor) {
+    /* A cursor counts in one primary's log: a batch of another (a site
+     * epoch not the cursor's) or one during a seed would mix two logs. A
+     * shard that never shipped takes the first epoch it is given. */
+    bool fresh = !st.epoch && !st.cursor;
+    if (c->upload > st.cursor || st.seed || (!fresh && c->session != st.epoch)) {
         res->status = SV_ST_VERSION_CONFLICT;
         res->version = st.cursor;
         return 0;
     }
+    st.epoch = c->session;
     off = 0;
     while (sv_ship_next(c->data, c->data_len, &off, &e) == 1) {
         struct sv_cmd inner;
@@ -550,7 +595,8 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         if (e.index <= st.cursor)
             continue;
         if (e.type == SV_RAFT_ENTRY_NORMAL && !sv_cmd_decode(e.data, e.len, &inner) &&
-            inner.type != SV_CMD_MAP && inner.type != SV_CMD_SHIP && inner.type != SV_CMD_DR_MARK) {
+            inner.type != SV_CMD_MAP && inner.type != SV_CMD_SHIP && inner.type != SV_CMD_DR_MARK &&
+            inner.type != SV_CMD_SEED) {
             memset(&ir, 0, sizeof ir);
             a->sess_loaded = false;
             if ((rc = apply_cmd(a, e.index, &inner, &ir)))
@@ -562,10 +608,132 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         st.closed_ms = c->mtime_ms;
     if (c->size > st.commit)
         st.commit = c->size;
-    sv_put64(v, st.cursor);
-    sv_put64(v + 8, st.closed_ms);
-    sv_put64(v + 16, st.commit);
-    if ((rc = sv__sm_stage(a->sm, k, klen, v, sizeof v)))
+    if ((rc = ship_store(a, &st)))
+        return rc;
+    res->status = SV_ST_OK;
+    res->version = st.cursor;
+    return 0;
+}
+
+/* The records of a seed piece: whole, each a key of this group that is
+ * not this node's own ('a', 'c') nor a primary's shipping state ('d',
+ * 'D'). Returns the number of records, or -1 when malformed. */
+static long seed_check(const struct apply *a, const uint8_t *p, size_t len)
+{
+    uint8_t pfx[9] = {'S'};
+    sv_put64be(pfx + 1, a->group);
+    long n = 0;
+    for (size_t off = 0; off < len; n++) {
+        if (len - off < 4)
+            return -1;
+        uint32_t kl = sv_get32(p + off);
+        if (len - off - 4 < (uint64_t)kl + 4 || kl < PFX || memcmp(p + off + 4, pfx, 9))
+            return -1;
+        off += 4 + kl;
+        uint32_t vl = sv_get32(p + off);
+        if (len - off - 4 < vl)
+            return -1;
+        off += 4 + vl;
+    }
+    return n;
+}
+
+/* Stage the records of a checked piece, but the shipping states. */
+static int seed_put(struct apply *a, const uint8_t *p, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        uint32_t kl = sv_get32(p + off);
+        const uint8_t *k = p + off + 4;
+        off += 4 + kl;
+        uint32_t vl = sv_get32(p + off);
+        const uint8_t *v = p + off + 4;
+        off += 4 + vl;
+        char tag = kl == PFX ? (char)k[9] : 0;
+        if (tag == 'a' || tag == 'c' || tag == 'd' || tag == 'D')
+            continue;
+        int rc = sv__sm_stage(a->sm, k, kl, v, vl);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Remove every record of the group but the applied index and the copy
+ * marker, releasing the chunks they claim. The staged changes are
+ * committed first: what is in the database is then all there is. */
+static int seed_wipe(struct apply *a)
+{
+    int rc = sv_sm_commit(a->sm, a->seg, a->errmsg, a->errlen);
+    if (rc)
+        return rc;
+    uint8_t pfx[9] = {'S'};
+    sv_put64be(pfx + 1, a->group);
+    leveldb_iterator_t *it = leveldb_create_iterator(a->sm->db, a->sm->ropts);
+    for (leveldb_iter_seek(it, (const char *)pfx, sizeof pfx); leveldb_iter_valid(it) && !rc;
+         leveldb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
+        if (klen < sizeof pfx || memcmp(k, pfx, sizeof pfx))
+            break;
+        if (klen == PFX && (k[9] == 'a' || k[9] == 'c'))
+            continue;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+        if (klen > PFX && k[9] == 'o') {
+            struct sv_obj o;
+            if (!sv__sm_obj_decode(v, vlen, &o) && !o.deleted)
+                rc = delete_chunks(a, o.upload, o.n_chunks);
+        } else if (klen == PFX + 8 && k[9] == 'u') {
+            struct upload u;
+            if (!(rc = sv__sm_upload_decode(v, vlen, &u))) {
+                for (uint32_t i = 0; i < u.nbits && !rc; i++)
+                    if (u.bitmap[i / 8] >> (i % 8) & 1)
+                        rc = release_chunk(a, sv_get64be(k + PFX), i);
+                free(u.bitmap);
+            }
+        }
+        if (!rc)
+            rc = sv__sm_stage(a->sm, k, klen, NULL, 0);
+    }
+    int end = sv__sm_iter_end(it);
+    return rc ? rc : end;
+}
+
+static int apply_seed(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    struct sv_sm_ship st;
+    int rc = ship_load(a, &st);
+    if (rc)
+        return rc;
+    if (seed_check(a, c->data, c->data_len) < 0) {
+        res->status = SV_ST_BAD_REQUEST; /* every replica refuses it alike */
+        return 0;
+    }
+    if (c->chunk == 0) {
+        if ((rc = seed_wipe(a)))
+            return rc;
+        st = (struct sv_sm_ship){.epoch = c->session, .seed = c->upload, .seed_next = 0};
+    } else if (st.seed != c->upload || st.seed_next != c->chunk || st.epoch != c->session) {
+        res->status = SV_ST_VERSION_CONFLICT;
+        res->version = st.cursor;
+        return 0;
+    }
+    if ((rc = seed_put(a, c->data, c->data_len)))
+        return rc;
+    st.seed_next = c->chunk + 1;
+    if (c->n_chunks) {
+        /* The last piece: the image is whole. Its records may claim chunks
+         * no replica here holds yet: the copy marker says so from this
+         * write on. */
+        uint8_t k[PFX], v[8];
+        sv_put64(v, a->index);
+        if ((rc = sv__sm_stage(a->sm, k, key_pfx(k, a->group, 'c'), v, 8)))
+            return rc;
+        st.cursor = c->upload;
+        st.commit = c->size;
+        st.closed_ms = c->mtime_ms;
+        st.seed = st.seed_next = 0;
+    }
+    if ((rc = ship_store(a, &st)))
         return rc;
     res->status = SV_ST_OK;
     res->version = st.cursor;

@@ -8,7 +8,7 @@
 #include <string.h>
 
 enum {
-    CMD_FIXED = 1 + 8 + 2 + 2 + 8 + 4 + 4 + 1 + 8 + 8 + 8 + 8 + 8 + 8 + 32 + 4,
+    CMD_FIXED = 1 + 8 + 2 + 2 + 8 + 4 + 4 + 1 + 8 + 8 + 8 + 8 + 8 + 8 + 32 + 8 + 4,
 };
 
 size_t sv_cmd_encoded_len(const struct sv_cmd *c)
@@ -39,6 +39,7 @@ void sv_cmd_encode(const struct sv_cmd *c, uint8_t *p)
     sv_put64(p, c->mtime_ms), p += 8;
     sv_put64(p, c->size), p += 8;
     memcpy(p, c->sha256, 32), p += 32;
+    sv_put64(p, c->epoch), p += 8;
     sv_put32(p, c->data_len), p += 4;
     if (c->data_len && c->data)
         memcpy(p, c->data, c->data_len);
@@ -54,7 +55,7 @@ int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c)
     c->tenant = sv_get64(p), p += 8;
     c->bucket_len = get16(p), p += 2;
     c->key_len = get16(p), p += 2;
-    if (c->type < SV_CMD_PUT || c->type > SV_CMD_DR_MARK || c->bucket_len > SV_SM_NAME_MAX ||
+    if (c->type < SV_CMD_PUT || c->type > SV_CMD_SEED || c->bucket_len > SV_SM_NAME_MAX ||
         c->key_len > SV_SM_NAME_MAX ||
         (size_t)(end - p) < CMD_FIXED - 13u + c->bucket_len + c->key_len)
         return -EINVAL;
@@ -71,8 +72,10 @@ int sv_cmd_decode(const uint8_t *p, size_t len, struct sv_cmd *c)
     c->mtime_ms = sv_get64(p), p += 8;
     c->size = sv_get64(p), p += 8;
     memcpy(c->sha256, p, 32), p += 32;
+    c->epoch = sv_get64(p), p += 8;
     c->data_len = sv_get32(p), p += 4;
-    if (c->data_len > (c->type == SV_CMD_SHIP ? SV_SM_SHIP_MAX : SV_SM_DATA_MAX) ||
+    if (c->data_len >
+            (c->type == SV_CMD_SHIP || c->type == SV_CMD_SEED ? SV_SM_SHIP_MAX : SV_SM_DATA_MAX) ||
         (size_t)(end - p) != c->data_len)
         return -EINVAL;
     c->data = p;

@@ -12,8 +12,9 @@
 #include <string.h>
 
 enum {
-    OBJ_LEN = 8 * 4 + 4 + 1 + 32,
-    PFX = 1 + 8 + 1, /* 'S' group tag */
+    OBJ_LEN = 8 * 4 + 4 + 1 + 32 + 8 + 8,
+    OBJ_LEN_NO_INDEX = OBJ_LEN - 16, /* a record written before index and epoch were kept */
+    PFX = 1 + 8 + 1,                 /* 'S' group tag */
     OKEY_MAX = PFX + 8 + SV_SM_NAME_MAX + 1 + SV_SM_NAME_MAX,
 };
 

@@ -59,6 +59,47 @@ int sv_sm_list(struct sv_sm *sm, uint64_t group, uint64_t tenant, const uint8_t 
     return rc ? rc : end;
 }
 
+int sv_sm_diverged(struct sv_sm *sm, uint64_t group, uint64_t epoch, uint64_t after,
+                   const uint8_t *start, size_t slen, uint32_t limit, bool *more,
+                   sv_sm_diverged_cb cb, void *arg)
+{
+    uint8_t seek[PFX + 8 + 2 * SV_SM_NAME_MAX + 1];
+    *more = false;
+    if (slen > sizeof seek - PFX || !limit)
+        return -EINVAL;
+    size_t pl = key_pfx(seek, group, 'o'), sl = pl;
+    if (slen)
+        memcpy(seek + pl, start, slen), sl += slen;
+    leveldb_iterator_t *it = leveldb_create_iterator(sm->db, sm->ropts);
+    uint32_t n = 0;
+    int rc = 0;
+    for (leveldb_iter_seek(it, (const char *)seek, sl); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
+        if (klen < pl || memcmp(k, seek, pl))
+            break;
+        if (slen && klen == sl && !memcmp(k, seek, sl))
+            continue; /* start itself was reported */
+        struct sv_obj o;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+        if (sv__sm_obj_decode(v, vlen, &o)) {
+            rc = -EIO;
+            break;
+        }
+        if (o.epoch != epoch || o.index <= after)
+            continue;
+        if (n == limit) {
+            *more = true;
+            break;
+        }
+        cb(arg, k + pl, klen - pl, &o);
+        n++;
+    }
+    int end = sv__sm_iter_end(it);
+    return rc ? rc : end;
+}
+
 /* Iterate the records of group with tag; cb returns false to stop. */
 static int scan(struct sv_sm *sm, uint64_t group, char tag,
                 bool (*cb)(void *arg, const uint8_t *k, size_t klen, const uint8_t *v, size_t vlen),

@@ -21,6 +21,23 @@ void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v)
     free(v);
 }
 
+int sv_sm_view_applied(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
+                       uint64_t *index)
+{
+    uint8_t k[PFX];
+    size_t vlen = 0;
+    char *err = NULL;
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(ro, view->snap);
+    char *v = leveldb_get(sm->db, ro, (const char *)k, key_pfx(k, group, 'a'), &vlen, &err);
+    leveldb_readoptions_destroy(ro);
+    int rc = err || (v && vlen != 8) ? -EIO : 0;
+    *index = !rc && v ? sv_get64((const uint8_t *)v) : 0;
+    leveldb_free(err);
+    leveldb_free(v);
+    return rc;
+}
+
 int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group, size_t max,
                    uint8_t **out, size_t *len)
 {

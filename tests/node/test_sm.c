@@ -10,6 +10,7 @@
 #include "check.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1588,6 +1589,128 @@ static void test_ship(void)
     node_close(&s);
 }
 
+/* ---- SEED: a standby re-seeded from an image of the primary's ------------- */
+
+static struct sv_sm_result seed_apply(struct node *s, uint64_t at, uint64_t epoch, uint32_t piece,
+                                      bool last, const uint8_t *d, size_t len)
+{
+    struct sv_cmd c = {.type = SV_CMD_SEED,
+                       .session = epoch,
+                       .upload = at,
+                       .size = at,
+                       .mtime_ms = 7000,
+                       .chunk = piece,
+                       .n_chunks = last,
+                       .data = d,
+                       .data_len = (uint32_t)len};
+    return apply_in(s, SHIP_GROUP, &c);
+}
+
+static void check_seed_state(struct node *s, uint64_t cursor, uint64_t epoch, uint64_t seed,
+                             uint64_t next, int at)
+{
+    struct sv_sm_ship st;
+    CHECK_MSG(sv_sm_ship_state(s->sm, SHIP_GROUP, &st) == 0, "line %d", at);
+    CHECK_MSG(st.cursor == cursor && st.epoch == epoch && st.seed == seed && st.seed_next == next,
+              "line %d: (cursor %" PRIu64 ", epoch %" PRIu64 ", seed %" PRIu64 ", next %" PRIu64
+              ")",
+              at, st.cursor, st.epoch, st.seed, st.seed_next);
+}
+#define CHECK_SEED_STATE(s, cursor, epoch, seed, next)                                             \
+    check_seed_state((s), (cursor), (epoch), (seed), (next), __LINE__)
+
+static void count_diverged(void *arg, const uint8_t *okey, size_t klen, const struct sv_obj *o)
+{
+    (void)okey, (void)klen, (void)o;
+    ++*(int *)arg;
+}
+
+static void test_seed(void)
+{
+    struct node p, s;
+    struct sv_obj o;
+    struct sv_sm_result r;
+    uint8_t chunk[SHIP_READ_MAX];
+    char err[256] = "";
+    node_open(&p, "seed-primary");
+    node_open(&s, "seed-standby");
+    /* The primary: three objects written at site epoch 3. */
+    const char *keys[] = {"a", "b", "c"};
+    uint64_t index_a = next_index;
+    for (int i = 0; i < 3; i++) {
+        struct sv_cmd c = put_cmd(keys[i], 0, 0, keys[i]);
+        c.epoch = 3;
+        CHECK(apply_in(&p, SHIP_GROUP, &c).status == SV_ST_OK);
+    }
+    CHECK(ship_get(&p, "a", &o) == 0 && o.index == index_a && o.epoch == 3);
+    /* The standby holds an object of another log, wiped with its chunk. */
+    struct sv_cmd old = put_cmd("old", 0, 0, "stale");
+    CHECK(apply_in(&s, SHIP_GROUP, &old).status == SV_ST_OK);
+    CHECK(ship_chunk(&s, old.upload, 0, chunk) == 5);
+
+    uint8_t *img = NULL;
+    size_t len = 0;
+    CHECK(sv_sm_snapshot(p.sm, NULL, SHIP_GROUP, 1 << 20, &img, &len) == 0);
+    ASSERT(img && len > 0);
+    size_t first = 8 + sv_get32(img) + sv_get32(img + 4 + sv_get32(img)); /* one record */
+    CHECK(first < len);
+
+    /* Piece 0 wipes and opens the seed: no cursor yet. */
+    r = seed_apply(&s, 40, 3, 0, false, img, first);
+    CHECK(r.status == SV_ST_OK && r.version == 0);
+    CHECK(sv_sm_release(s.sm, s.seg, err, sizeof err) == 0);
+    CHECK(ship_get(&s, "old", &o) == -ENOENT);
+    CHECK(ship_chunk(&s, old.upload, 0, chunk) == -1);
+    CHECK_SEED_STATE(&s, 0, 3, 40, 1);
+    /* No SHIP during a seed; a piece out of order is refused. */
+    struct sv_cmd ship = ship_cmd(0, 50, 0, 0, NULL, 0);
+    ship.session = 3;
+    CHECK(apply_in(&s, SHIP_GROUP, &ship).status == SV_ST_VERSION_CONFLICT);
+    CHECK(seed_apply(&s, 40, 3, 2, true, img + first, len - first).status ==
+          SV_ST_VERSION_CONFLICT);
+    CHECK(seed_apply(&s, 41, 3, 1, true, img + first, len - first).status ==
+          SV_ST_VERSION_CONFLICT);
+    CHECK_SEED_STATE(&s, 0, 3, 40, 1);
+    /* A piece that is not this group's records: refused, nothing changed. */
+    uint8_t bad[64] = {0};
+    sv_put32(bad, 10);
+    memcpy(bad + 4, "S\0\0\0\0\0\0\0\x01o", 10);
+    CHECK(seed_apply(&s, 40, 3, 1, true, bad, 18).status == SV_ST_BAD_REQUEST);
+    CHECK_SEED_STATE(&s, 0, 3, 40, 1);
+    /* The last piece: the cursor at the image's index, the copy marker set. */
+    r = seed_apply(&s, 40, 3, 1, true, img + first, len - first);
+    CHECK(r.status == SV_ST_OK && r.version == 40);
+    CHECK_SEED_STATE(&s, 40, 3, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        struct sv_obj po;
+        CHECK(ship_get(&p, keys[i], &po) == 0 && ship_get(&s, keys[i], &o) == 0);
+        CHECK(o.version == po.version && o.index == po.index && o.epoch == 3 &&
+              o.upload == po.upload && !memcmp(o.sha256, po.sha256, 32));
+    }
+    bool pending = false;
+    CHECK(sv_sm_copy_pending(s.sm, NULL, SHIP_GROUP, &pending, NULL) == 0 && pending);
+    /* Another log's batch (another site epoch) is refused after the seed. */
+    ship.session = 4;
+    ship.upload = 40;
+    CHECK(apply_in(&s, SHIP_GROUP, &ship).status == SV_ST_VERSION_CONFLICT);
+
+    /* Divergence: the primary's records of epoch 3 above a's index. */
+    int n = 0;
+    bool more = true;
+    CHECK(sv_sm_diverged(p.sm, SHIP_GROUP, 3, index_a, NULL, 0, 10, &more, count_diverged, &n) ==
+          0);
+    CHECK(n == 2 && !more);
+    n = 0;
+    CHECK(sv_sm_diverged(p.sm, SHIP_GROUP, 3, index_a, NULL, 0, 1, &more, count_diverged, &n) == 0);
+    CHECK(n == 1 && more);
+    n = 0;
+    CHECK(sv_sm_diverged(p.sm, SHIP_GROUP, 2, 0, NULL, 0, 10, &more, count_diverged, &n) == 0);
+    CHECK(n == 0);
+    free(img);
+    node_close(&p);
+    node_close(&s);
+}
+
 static const struct sv_test tests[] = {
     {"codec", test_codec},
     {"sessions", t_sessions},
@@ -1604,6 +1727,7 @@ static const struct sv_test tests[] = {
     {"copy marker", test_copy_marker},
     {"ship codec", test_ship_codec},
     {"ship", test_ship},
+    {"seed", test_seed},
 };
 
 const struct sv_test_suite sv_test_suite = {
