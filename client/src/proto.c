@@ -144,6 +144,11 @@ static const struct field item_fields[SV_I_COUNT_] = {
     IF(SV_I_N_REPLICAS, KIND_UINT, 0, n_replicas_count),
     IF(SV_I_N_LEADERS, KIND_UINT, 0, n_leaders),
     IF(SV_I_AGE_MS, KIND_UINT, 0, age_ms),
+    IF(SV_I_BUCKET, KIND_STR, SV_MSG_NAME_MAX, bucket),
+    IF(SV_I_SHA256, KIND_SHA256, 32, sha256),
+    IF(SV_I_INDEX, KIND_UINT, 0, index),
+    IF(SV_I_CUT, KIND_UINT, 0, cut),
+    IF(SV_I_TENANT, KIND_UINT, 0, tenant),
 };
 #undef IF
 

@@ -122,7 +122,22 @@ enum sv_msg_type {
     SV_MSG_DR_DEMOTE = 21,   /* to the meta group's leader: fence this site (read-only, ships
                                 nothing) so that the peer site can be the primary. Answer once
                                 recorded: VERSION = the site epoch, EPOCH */
-    SV_MSG_CHUNK_FETCH = 64, /* node <-> node */
+    SV_MSG_DR_FAILBACK = 22, /* to the meta group's leader of a fenced site: VERSION = the
+                                peer's site epoch as the primary (above this site's). Makes
+                                this site the peer's standby (every shard is re-seeded from the
+                                primary). Answer once recorded: VERSION = the site epoch (the
+                                primary's), EPOCH; BAD_REQUEST when the site is not fenced or
+                                VERSION is not above its epoch; UNAVAILABLE while the leader has
+                                not heard the peer as the primary at VERSION (it asks every
+                                second) */
+    SV_MSG_DR_DIVERGED = 23, /* to a shard's leader: SHARD, VERSION = the cut (a primary index),
+                                START_AFTER = the object key to go on after (as answered),
+                                LIMIT. Answer: ITEMS per object record written above the cut
+                                (live or deleted, every tenant): TENANT, BUCKET, KEY, VERSION,
+                                SIZE, SHA256, MTIME_MS, INDEX, STATE (live|deleted);
+                                START_AFTER = where to go on (absent when done) */
+    SV_MSG_CHUNK_FETCH = 64, /* node <-> node, and from the peer site's nodes (a
+                                re-seeded standby copies the chunks from the primary) */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */
     SV_MSG_MAP_GET = 66,     /* node <-> node: the sender's map (DATA: map.h's encoding) */
     SV_MSG_CONF = 67,        /* node <-> node: to a shard's leader: SHARD, NODE, FLAGS = change
@@ -149,6 +164,13 @@ enum sv_msg_type {
                                 primary committed before it is in the batch or before it;
                                 absent when the batch stops short); NOT_FOUND when VERSION is
                                 below the primary's log (a reseed is needed) */
+    SV_MSG_DR_SEED = 71,     /* standby site -> primary site's shard leader: SHARD, VERSION = the
+                                image's index (0: a new image), UPLOAD = the byte offset to
+                                answer from. Answer: DATA = whole records of the shard's image
+                                (sm.h's snapshot format, at most about SV_MSG_CHUNK_MAX bytes),
+                                VERSION = the image's index, SIZE = the image's length, UPLOAD
+                                = the offset after DATA, MTIME_MS = the closed time; NOT_FOUND
+                                when the image asked for is gone (ask for a new one) */
     SV_MSG_RESP = 0x100,     /* OR-ed into a request type for its response */
 };
 
@@ -235,6 +257,11 @@ enum sv_item_field {
     SV_I_N_REPLICAS = 20, /* uint */
     SV_I_N_LEADERS = 21,  /* uint */
     SV_I_AGE_MS = 22,     /* uint: ms since a node's last heartbeat */
+    SV_I_BUCKET = 23,     /* str */
+    SV_I_SHA256 = 24,     /* 32 bytes */
+    SV_I_INDEX = 25,      /* uint: the Raft index that wrote an object */
+    SV_I_CUT = 26,        /* uint: a promoted site's shard: the primary index it was cut at */
+    SV_I_TENANT = 27,     /* uint */
     SV_I_COUNT_
 };
 
@@ -247,9 +274,10 @@ struct sv_bytes {
 
 struct sv_item {
     uint32_t fields; /* bit (1u << SV_I_*) set for each present field */
-    struct sv_bytes key, addr, zone, state, role, reason, text;
+    struct sv_bytes key, addr, zone, state, role, reason, text, bucket;
     uint64_t size, version, mtime_ms, id, leader, term, commit, applied, bytes, free, complete,
-        left, n_replicas_count, n_leaders, age_ms;
+        left, n_replicas_count, n_leaders, age_ms, index, cut, tenant;
+    uint8_t sha256[32];
     uint32_t n_replicas;
     uint64_t replicas[SV_MSG_REPLICAS_MAX];
 };

@@ -211,8 +211,8 @@ static void on_read_index(struct sv_node *n, struct group *g, uint64_t ctx, uint
         }
         *pp = w->next;
         w->read_index = index;
-        if (w->type == SV_MSG_DR_PULL) {
-            sv__dr_serve(n, g, w);
+        if (w->type == SV_MSG_DR_PULL || w->type == SV_MSG_DR_SEED) {
+            (w->type == SV_MSG_DR_PULL ? sv__dr_serve : sv__dr_seed_serve)(n, g, w);
             return;
         }
         w->next = g->ready_reads;
@@ -405,7 +405,14 @@ static void handle_dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv
                            const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
 {
     (void)body;
-    sv__dr_pull(n, c, f, ctx, m);
+    (f->type == SV_MSG_DR_PULL ? sv__dr_pull : sv__dr_seed)(n, c, f, ctx, m);
+}
+
+static void handle_dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                               const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+{
+    (void)ctx, (void)body;
+    sv__dr_diverged(n, c, f, m);
 }
 
 /* A handler gets the decoded body m; when its route keeps the body, m
@@ -432,7 +439,7 @@ static const struct route {
     {SV_MSG_GET_CHUNK, SV_ROLE_CLIENT, true, handle_object},
     {SV_MSG_STAT, SV_ROLE_CLIENT, true, handle_object},
     {SV_MSG_LIST, SV_ROLE_CLIENT, true, handle_object},
-    {SV_MSG_CHUNK_FETCH, SV_ROLE_NODE, true, handle_object},
+    {SV_MSG_CHUNK_FETCH, SV_ROLE_PEER, true, handle_object},
     {SV_MSG_MAP_GET, SV_ROLE_NODE, false, handle_map_get},
     {SV_MSG_CONF, SV_ROLE_NODE, false, handle_conf},
     {SV_MSG_HEARTBEAT, SV_ROLE_NODE, false, handle_heartbeat},
@@ -448,7 +455,10 @@ static const struct route {
     {SV_MSG_DR_STATUS, SV_ROLE_CLIENT, false, handle_dr_status},
     {SV_MSG_DR_PROMOTE, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_DR_DEMOTE, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_DR_FAILBACK, SV_ROLE_CLIENT, false, handle_sched},
+    {SV_MSG_DR_DIVERGED, SV_ROLE_CLIENT, false, handle_dr_diverged},
     {SV_MSG_DR_PULL, SV_ROLE_SITE, false, handle_dr_pull},
+    {SV_MSG_DR_SEED, SV_ROLE_SITE, false, handle_dr_pull},
 };
 
 /* Who connection c speaks for: another node when its certificate names a
@@ -462,10 +472,12 @@ static void authenticate(const struct sv_node *n, struct sv_conn *c, struct sv__
     ctx->role = node ? SV_ROLE_NODE : site ? SV_ROLE_SITE : SV_ROLE_CLIENT;
 }
 
-/* A client request is open to every connection; node requests to nodes only. */
+/* A client request is open to every connection; node requests to nodes
+ * only; peer requests to nodes of either site. */
 static bool permitted(const struct sv__ctx *ctx, enum sv__role need)
 {
-    return need == SV_ROLE_CLIENT || ctx->role == need;
+    return need == SV_ROLE_CLIENT || ctx->role == need ||
+           (need == SV_ROLE_PEER && (ctx->role == SV_ROLE_NODE || ctx->role == SV_ROLE_SITE));
 }
 
 static void on_request(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
@@ -498,10 +510,12 @@ static void on_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
     } else if (!rt) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, "unknown request type");
     } else if (!permitted(&ctx, rt->role)) {
-        sv_conn_close(c, rt->role == SV_ROLE_SITE ? "a site request from a connection without a "
-                                                    "node certificate of the peer site"
-                                                  : "a node request from a connection without a "
-                                                    "node certificate of this cluster");
+        sv_conn_close(c, rt->role == SV_ROLE_SITE   ? "a site request from a connection without a "
+                                                      "node certificate of the peer site"
+                         : rt->role == SV_ROLE_PEER ? "a node request from a connection without a "
+                                                      "node certificate of either site"
+                                                    : "a node request from a connection without a "
+                                                      "node certificate of this cluster");
     } else {
         rt->handle(n, c, f, &ctx, &m, &body);
     }
@@ -516,7 +530,8 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
     sv__stats_frame_in(n, c, f);
     if (f->type == SV_MSG_RAFT)
         sv__peers_on_raft(n, c, f);
-    else if (f->type == (SV_MSG_CHUNK_FETCH | SV_MSG_RESP) && sv__peer_id(n, c))
+    else if (f->type == (SV_MSG_CHUNK_FETCH | SV_MSG_RESP) &&
+             (sv__peer_id(n, c) || sv__dr_peer_id(n, c)))
         sv__repair_on_reply(n, f);
     else if (f->type == (SV_MSG_MAP_GET | SV_MSG_RESP) && sv__peer_id(n, c))
         sv__meta_on_map_reply(n, f);
@@ -524,7 +539,9 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
         sv__move_on_conf_reply(n, f);
     else if (f->type == (SV_MSG_HEARTBEAT | SV_MSG_RESP) && sv__peer_id(n, c))
         sv__health_on_reply(n, f);
-    else if (f->type == (SV_MSG_DR_PULL | SV_MSG_RESP) && sv__dr_peer_id(n, c))
+    else if ((f->type == (SV_MSG_DR_PULL | SV_MSG_RESP) ||
+              f->type == (SV_MSG_DR_SEED | SV_MSG_RESP)) &&
+             sv__dr_peer_id(n, c))
         sv__dr_on_pull_reply(n, c, f);
     else if (f->type == (SV_MSG_DR_STATUS | SV_MSG_RESP) && sv__dr_peer_id(n, c))
         sv__dr_on_peer_status(n, f);

@@ -19,15 +19,30 @@
  * The primary keeps its log for the standby: its leader records the
  * standby's cursor in the group (DR_MARK, at most once a second), and every
  * replica's snapshots keep the entries after it (at most DR_RETAIN_BYTES of
- * them), so a new leader can answer too. Past that bound the standby's
- * cursor falls below the primary's log: the primary answers NOT_FOUND and
- * the shard is stalled, reason log-compacted. Re-seeding a shard from a
- * snapshot is not built.
+ * them, in memory: a restarted replica keeps only its snapshot's trailing
+ * entries), so a new leader can answer too.
+ *
+ * Re-seeding. A cursor counts in one primary's log: the shipping state
+ * records the site epoch it belongs to (the standby's map epoch, which a
+ * failback sets to its new primary's). A standby leader whose shard has no
+ * cursor of its site epoch (a new standby, a site failed back), or whose
+ * cursor the primary's log no longer holds (NOT_FOUND: compacted past it),
+ * re-seeds the shard: it asks the primary's leader for an image of the
+ * shard's records (DR_SEED; taken at a read index, so its closed time
+ * holds like a batch's; the primary keeps it in memory, and its log from
+ * the image's index through DR_MARK) and commits it piece by piece (SEED
+ * commands, at most one message each). The last piece sets the cursor to
+ * the image's index and the copy marker: copy.c fetches the chunks the
+ * records claim, from this site's replicas or else from the primary site's
+ * nodes (CHUNK_FETCH is open to the peer site's certificates). Shipping
+ * then goes on from the image's index.
  *
  * A standby takes no writes (READ_ONLY, naming the active site) and runs no
  * write of its own (upload expiry: the primary's aborts are shipped). */
 #define _GNU_SOURCE
 #include "node_int.h"
+
+#include "sv_codec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -44,7 +59,16 @@ enum {
     DR_RETAIN_BYTES = 256u << 20, /* log a primary's replicas keep for its standby */
     DR_MARK_MS = 1000,            /* a primary leader records the standby's cursor this often */
     DR_PEER_ALIVE_MS = 3000,      /* a peer heard within this is up: no promotion unless forced */
+    DR_IMAGE_IDLE_MS = 60000,     /* a primary drops an image nobody asked for this long */
+    DR_DIVERGED_LIMIT = 256,      /* records in one DR_DIVERGED answer, by default */
 };
+
+static void image_drop(struct sv__ship *s);
+
+static void set_str(struct sv_bytes *b, const char *s)
+{
+    *b = (struct sv_bytes){(const uint8_t *)s, strlen(s)};
+}
 
 /* ---- the site ------------------------------------------------------------ */
 
@@ -71,7 +95,7 @@ static uint64_t open_ms(struct sv_node *n)
     return n->dr_open_ms;
 }
 
-static bool peer_newer(const struct sv_node *n)
+bool sv__dr_peer_newer(const struct sv_node *n)
 {
     uint64_t mine = n->map->site_epoch, theirs = n->dr_peer_epoch;
     return n->dr_peer_heard_ms && n->dr_peer_role == SV_MAP_PRIMARY &&
@@ -85,7 +109,7 @@ int sv__dr_refuse_write(struct sv_node *n, uint64_t conn, uint32_t type, uint64_
         /* A primary that is back after an outage takes no write before it
          * knows the peer site has not been promoted meanwhile (its meta
          * leader then fences the site; this node refuses already). */
-        if (peer_newer(n)) {
+        if (sv__dr_peer_newer(n)) {
             snprintf(text, sizeof text,
                      "site %s is fenced: site %s is the primary (site epoch %" PRIu64 ")",
                      n->cfg.site, n->cfg.peer_site, n->dr_peer_epoch);
@@ -159,12 +183,19 @@ static void peer_learn(struct sv_node *n, uint64_t id, const uint8_t *addr, size
     p->link.conn = 0;
 }
 
+struct sv_conn *sv__dr_peer_conn_at(struct sv_node *n, uint32_t i)
+{
+    if (i >= n->dr_n_peers)
+        return NULL;
+    return sv__peer_dial(n, &n->dr_peers[i].link, n->cfg.peer_site, n->dr_peers[i].addr);
+}
+
 /* A connection to the peer site's node id, dialled when there is none. */
 static struct sv_conn *peer_conn(struct sv_node *n, uint64_t id)
 {
     for (uint32_t i = 0; i < n->dr_n_peers; i++)
         if (n->dr_peers[i].link.id == id)
-            return sv__peer_dial(n, &n->dr_peers[i].link, n->cfg.peer_site, n->dr_peers[i].addr);
+            return sv__dr_peer_conn_at(n, i);
     return NULL;
 }
 
@@ -186,17 +217,38 @@ static uint64_t max64(uint64_t a, uint64_t b)
  * with what applied entries reported since (never older). */
 static void ship_load(struct sv_node *n, struct group *g)
 {
-    if (g->ship.loaded)
-        return;
     struct sv_sm_ship st;
     struct sv_sm_ship *m = &g->ship.st;
-    if (sv_sm_ship_state(n->sm, g->id, &st) == 0) {
-        m->cursor = max64(m->cursor, st.cursor);
-        m->closed_ms = max64(m->closed_ms, st.closed_ms);
-        m->commit = max64(m->commit, st.commit);
-        m->mark = max64(m->mark, st.mark);
-        g->ship.loaded = true;
+    if (g->ship.loaded || sv_sm_ship_state(n->sm, g->id, &st))
+        return;
+    g->ship.loaded = true;
+    if (st.epoch != m->epoch || st.seed) {
+        /* another primary's log, or a seed open: what the state machine
+         * holds, whatever was seen (a cursor may go down across logs) */
+        uint64_t mark = max64(m->mark, st.mark);
+        *m = st;
+        m->mark = mark;
+        return;
     }
+    m->cursor = max64(m->cursor, st.cursor);
+    m->closed_ms = max64(m->closed_ms, st.closed_ms);
+    m->commit = max64(m->commit, st.commit);
+    m->mark = max64(m->mark, st.mark);
+}
+
+/* The shard must be re-seeded before it ships: no cursor in the log of
+ * the primary this site follows, a seed open, or the primary's log no
+ * longer holds the cursor. */
+static bool seed_needed(const struct sv_node *n, const struct sv__ship *s)
+{
+    return s->seeding || s->st.seed || s->st.epoch != n->map->site_epoch;
+}
+
+static void seed_restart(struct sv__ship *s)
+{
+    s->seed_index = s->seed_off = 0;
+    s->seed_piece = 0;
+    s->seed_flight = false;
 }
 
 /* Where the next pull starts: after the last batch proposed, or the cursor. */
@@ -205,26 +257,24 @@ static uint64_t pull_from(const struct sv__ship *s)
     return s->n_flight ? s->flight[s->n_flight - 1] : s->st.cursor;
 }
 
-static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
+/* Send request m of type to the primary site's node that should lead the
+ * shard (the next one when none is known): the pull (or seed request) in
+ * flight. */
+static void ask_primary(struct sv_node *n, struct group *g, uint64_t now, uint32_t type,
+                        struct sv_msg *m)
 {
     struct sv__ship *s = &g->ship;
     if (!s->target || !peer_addr(n, s->target))
         s->target = n->dr_peers[s->rr++ % n->dr_n_peers].link.id;
-    struct sv_msg m = {0};
-    m.shard = g->id - 1;
-    m.version = pull_from(s);
-    m.upload = s->st.cursor; /* applied here: what the primary keeps its log for */
-    m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION | 1u << SV_F_UPLOAD;
     uint8_t *body;
     size_t len;
-    if (sv_msg_encode(&m, &body, &len))
+    if (sv_msg_encode(m, &body, &len))
         return;
     struct sv_conn *c = peer_conn(n, s->target);
     uint64_t id = ++n->next_fetch;
-    if (c && !sv_conn_send(c, SV_MSG_DR_PULL, id, body, len)) {
+    if (c && !sv_conn_send(c, type, id, body, len)) {
         s->pull_id = id;
         s->pull_ms = now;
-        s->asked = m.version;
     } else {
         char text[160];
         snprintf(text, sizeof text, "node %" PRIu64 " of site %s is unreachable", s->target,
@@ -237,6 +287,38 @@ static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
     free(body);
 }
 
+static void pull_send(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    struct sv_msg m = {0};
+    m.shard = g->id - 1;
+    m.version = pull_from(s);
+    m.upload = s->st.cursor; /* applied here: what the primary keeps its log for */
+    m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION | 1u << SV_F_UPLOAD;
+    s->asked = m.version;
+    ask_primary(n, g, now, SV_MSG_DR_PULL, &m);
+}
+
+/* A standby leader re-seeding: ask for the next piece of the image (a new
+ * image first), one at a time, each committed before the next is asked. */
+static void seed_tick(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (s->seed_flight) {
+        if (now < s->seed_ms + DR_APPLY_WAIT_MS)
+            return;
+        seed_restart(s); /* lost with a leader, or refused */
+    }
+    if (now < s->next_ms)
+        return;
+    struct sv_msg m = {0};
+    m.shard = g->id - 1;
+    m.version = s->seed_index;
+    m.upload = s->seed_off;
+    m.fields = 1u << SV_F_SHARD | 1u << SV_F_VERSION | 1u << SV_F_UPLOAD;
+    ask_primary(n, g, now, SV_MSG_DR_SEED, &m);
+}
+
 /* Pull now if nothing stops it: no pull in flight, room for one more
  * batch in flight, not waiting for a retry; with none in flight, nothing
  * committed here unapplied (it may hold what the pull would fetch again). */
@@ -244,7 +326,8 @@ static void pull_maybe(struct sv_node *n, struct group *g, uint64_t now)
 {
     struct sv__ship *s = &g->ship;
     if (!n->dr_n_peers || s->pull_id || s->n_flight == SV_DR_FLIGHT || now < s->next_ms ||
-        n->map->site_role != SV_MAP_STANDBY || (!s->n_flight && g->applied < g->commit))
+        n->map->site_role != SV_MAP_STANDBY || (!s->n_flight && g->applied < g->commit) ||
+        seed_needed(n, s))
         return;
     pull_send(n, g, now);
 }
@@ -258,6 +341,8 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
         /* read again when it leads: a snapshot installed meanwhile moves the
          * state machine's cursor past the one seen in applied entries */
         s->loaded = false;
+        s->seeding = false;
+        seed_restart(s);
         return;
     }
     ship_load(n, g);
@@ -268,6 +353,11 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
         s->target = 0;
         if (now >= s->contact_ms + DR_STALL_MS)
             stall(g, "primary-unreachable", "the primary site does not answer");
+    }
+    if (seed_needed(n, s)) {
+        s->n_flight = 0;
+        seed_tick(n, g, now);
+        return;
     }
     /* A batch proposed and never applied (lost with a leader, refused):
      * pull again from the cursor. */
@@ -311,7 +401,7 @@ void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f)
         n->dr_peer_epoch = r.version;
         n->dr_peer_heard_ms = uv_now(&n->loop);
         struct group *meta = sv__group(n, 0);
-        if (n->map->site_role == SV_MAP_PRIMARY && peer_newer(n) && meta &&
+        if (n->map->site_role == SV_MAP_PRIMARY && sv__dr_peer_newer(n) && meta &&
             meta->role == SV_RAFT_LEADER) {
             LOG_WARN("site %s was promoted (site epoch %" PRIu64 ", this site's %" PRIu64
                      "): fencing this site",
@@ -327,11 +417,29 @@ void sv__dr_tick(struct sv_node *n, uint64_t now_ms)
     if (!n->dr_n_peers)
         return;
     peer_ask(n, now_ms);
+    for (uint32_t id = 1; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (g && g->ship.img &&
+            (g->role != SV_RAFT_LEADER || now_ms >= g->ship.img_ms + DR_IMAGE_IDLE_MS))
+            image_drop(&g->ship);
+    }
     if (n->map->site_role != SV_MAP_STANDBY)
         return;
     for (uint32_t id = 1; id < n->n_group_ids; id++)
         if (n->groups[id])
             pull_tick(n, n->groups[id], now_ms);
+}
+
+/* Propose cmd in g (encoded here): false when out of memory. */
+static bool propose_cmd(struct sv_node *n, struct group *g, const struct sv_cmd *cmd)
+{
+    size_t len = sv_cmd_encoded_len(cmd);
+    uint8_t *buf = malloc(len);
+    if (!buf)
+        return false;
+    sv_cmd_encode(cmd, buf);
+    sv__host_propose(n, g, buf, len, NULL);
+    return true;
 }
 
 /* Propose the batch of reply r for g: one SHIP command. */
@@ -355,6 +463,7 @@ static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg
         return;
     }
     struct sv_cmd cmd = {.type = SV_CMD_SHIP,
+                         .session = n->map->site_epoch,
                          .upload = s->asked,
                          .size = r->version,
                          .mtime_ms = SV_MSG_HAS(r, SV_F_MTIME_MS) ? r->mtime_ms : 0,
@@ -371,14 +480,10 @@ static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg
         s->next_ms = now + DR_PULL_IDLE_MS;
         return;
     }
-    size_t len = sv_cmd_encoded_len(&cmd);
-    uint8_t *buf = malloc(len);
-    if (!buf) {
+    if (!propose_cmd(n, g, &cmd)) {
         s->next_ms = now + DR_RETRY_MS;
         return;
     }
-    sv_cmd_encode(&cmd, buf);
-    sv__host_propose(n, g, buf, len, NULL);
     if (!s->n_flight)
         s->flight_ms = now;
     s->flight[s->n_flight++] = last;
@@ -386,8 +491,46 @@ static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg
     pull_maybe(n, g, now); /* the next batch while this one commits */
 }
 
+/* Propose the piece of the image in answer r: one SEED command. */
+static void seed_propose(struct sv_node *n, struct group *g, const struct sv_msg *r, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (!SV_MSG_HAS(r, SV_F_VERSION) || !SV_MSG_HAS(r, SV_F_SIZE) || !SV_MSG_HAS(r, SV_F_UPLOAD) ||
+        !r->version || r->upload > r->size || (s->seed_index && r->version != s->seed_index) ||
+        r->upload < s->seed_off + r->data.len || r->data.len > SV_SM_SHIP_MAX) {
+        stall(g, "bad-batch", "the primary's image answer does not follow; asking again");
+        seed_restart(s);
+        s->next_ms = now + DR_RETRY_MS;
+        return;
+    }
+    bool last = r->upload == r->size;
+    struct sv_cmd cmd = {.type = SV_CMD_SEED,
+                         .session = n->map->site_epoch,
+                         .upload = r->version,
+                         .size = r->version,
+                         .mtime_ms = SV_MSG_HAS(r, SV_F_MTIME_MS) ? r->mtime_ms : 0,
+                         .chunk = s->seed_piece,
+                         .n_chunks = last,
+                         .data = r->data.p,
+                         .data_len = (uint32_t)r->data.len};
+    if (!propose_cmd(n, g, &cmd)) {
+        s->next_ms = now + DR_RETRY_MS;
+        return;
+    }
+    if (!s->seed_index)
+        LOG_INFO("dr: shard %" PRIu64 ": re-seeding from the primary's image at index %" PRIu64
+                 " (%" PRIu64 " bytes of records)",
+                 g->id - 1, r->version, r->size);
+    s->seed_index = r->version;
+    s->seed_off = r->upload;
+    s->seed_flight = true;
+    s->seed_ms = now;
+}
+
+/* The answer to a DR_PULL or a DR_SEED of a standby leader. */
 void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f)
 {
+    bool seed = f->type == (SV_MSG_DR_SEED | SV_MSG_RESP);
     struct group *g = NULL;
     for (uint32_t id = 1; id < n->n_group_ids && !g; id++)
         if (n->groups[id] && n->groups[id]->ship.pull_id == f->req_id)
@@ -413,8 +556,12 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
         if (s->reason[0])
             LOG_INFO("dr: shard %" PRIu64 ": the primary answers again", g->id - 1);
         s->reason[0] = s->text[0] = 0;
-        if (g->role == SV_RAFT_LEADER && s->asked == pull_from(s) && s->n_flight < SV_DR_FLIGHT &&
-            n->map->site_role == SV_MAP_STANDBY)
+        if (g->role != SV_RAFT_LEADER || n->map->site_role != SV_MAP_STANDBY)
+            break;
+        if (seed && seed_needed(n, s) && !s->seed_flight)
+            seed_propose(n, g, &r, now);
+        else if (!seed && !seed_needed(n, s) && s->asked == pull_from(s) &&
+                 s->n_flight < SV_DR_FLIGHT)
             ship_propose(n, g, &r, now);
         break;
     case SV_ST_NOT_LEADER:
@@ -423,10 +570,18 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
         s->next_ms = s->target ? now : now + DR_RETRY_MS;
         break;
     case SV_ST_NOT_FOUND:
-        stall(g, "log-compacted",
-              "the primary no longer holds the entries after this shard's cursor; "
-              "re-seeding from a snapshot is not built");
-        s->next_ms = now + DR_STALL_MS;
+        if (seed) { /* the image is gone (a new leader there): a new one */
+            seed_restart(s);
+            s->next_ms = now;
+        } else if (!s->seeding) {
+            LOG_WARN("dr: shard %" PRIu64 ": the primary no longer holds the entries after "
+                     "index %" PRIu64 ": re-seeding",
+                     g->id - 1, s->st.cursor);
+            s->seeding = true;
+            s->n_flight = 0;
+            seed_restart(s);
+            s->next_ms = now;
+        }
         break;
     default: {
         char why[250];
@@ -443,15 +598,58 @@ void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
     sv_msg_free(&r);
 }
 
+/* A SEED piece applied (every replica): the shipping state as the state
+ * machine now holds it; the leader asks for the next piece. */
+static void seed_applied(struct sv_node *n, struct group *g, const struct sv_cmd *c,
+                         const struct sv_sm_result *res)
+{
+    struct sv__ship *s = &g->ship;
+    uint64_t now = uv_now(&n->loop);
+    bool mine = s->seed_flight && c->upload == s->seed_index && c->chunk == s->seed_piece;
+    if (res->status != SV_ST_OK) {
+        if (mine)
+            seed_restart(s);
+        return;
+    }
+    uint64_t mark = s->st.mark;
+    if (c->n_chunks) {
+        s->st = (struct sv_sm_ship){
+            .cursor = c->upload, .closed_ms = c->mtime_ms, .commit = c->size, .epoch = c->session};
+        s->seeding = false;
+        s->idle_closed_ms = 0;
+        seed_restart(s);
+        sv__copy_installed(n, g); /* the records claim chunks to copy */
+        LOG_INFO("dr: shard %" PRIu64 ": re-seeded at the primary's index %" PRIu64
+                 "; copying its chunks",
+                 g->id - 1, c->upload);
+    } else {
+        s->st =
+            (struct sv_sm_ship){.epoch = c->session, .seed = c->upload, .seed_next = c->chunk + 1};
+        s->idle_closed_ms = 0;
+        if (mine) {
+            s->seed_piece++;
+            s->seed_flight = false;
+        }
+    }
+    s->st.mark = mark;
+    s->next_ms = now;
+    if (g->role == SV_RAFT_LEADER && !g->closing && n->map->site_role == SV_MAP_STANDBY)
+        pull_tick(n, g, now);
+}
+
 void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
                        const struct sv_sm_result *res)
 {
     struct sv_cmd c;
     if (e->type != SV_RAFT_ENTRY_NORMAL || e->len < 1 ||
-        (e->data[0] != SV_CMD_SHIP && e->data[0] != SV_CMD_DR_MARK) ||
+        (e->data[0] != SV_CMD_SHIP && e->data[0] != SV_CMD_DR_MARK && e->data[0] != SV_CMD_SEED) ||
         sv_cmd_decode(e->data, e->len, &c))
         return;
     struct sv__ship *s = &g->ship;
+    if (c.type == SV_CMD_SEED) {
+        seed_applied(n, g, &c, res);
+        return;
+    }
     if (c.type == SV_CMD_DR_MARK) {
         if (res->status == SV_ST_OK)
             s->st.mark = max64(s->st.mark, c.upload);
@@ -480,29 +678,69 @@ void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
 
 /* ---- the primary: answering pulls ----------------------------------------- */
 
-void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
-                 const struct sv__ctx *ctx, struct sv_msg *m)
+/* The group a DR_PULL or DR_SEED asks of, when this node is the primary's
+ * leader of it; otherwise the answer is sent and NULL returned. */
+static struct group *primary_leader(struct sv_node *n, struct sv_conn *c,
+                                    const struct sv_wire_frame *f, const struct sv_msg *m)
 {
     uint64_t conn = sv_conn_id(c);
-    if (sv__dr_standby(n)) {
+    /* A fenced site still ships what it committed (a switchover waits for
+     * its standby to have all of it); a standby ships nothing. */
+    if (n->map->site_role == SV_MAP_STANDBY) {
         char text[160];
-        snprintf(text, sizeof text, "site %s is %s: it ships nothing", n->cfg.site,
-                 sv__dr_role_name(n));
+        snprintf(text, sizeof text, "site %s is a standby: it ships nothing", n->cfg.site);
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_READ_ONLY, text);
-        return;
+        return NULL;
     }
     if (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_VERSION) ||
         m->shard >= n->map->n_shards) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
-                         "DR_PULL needs SHARD and VERSION (the cursor)");
-        return;
+                         "SHARD and VERSION are needed");
+        return NULL;
     }
     struct group *g = sv__group(n, m->shard + 1);
     if (!g || g->role != SV_RAFT_LEADER) {
         sv__reply_not_leader(n, conn, f->type, f->req_id,
                              g ? g->leader : sv_map_group(n->map, m->shard + 1)->ids[0]);
+        return NULL;
+    }
+    return g;
+}
+
+/* Every replica of g keeps its log from the standby's cursor on (DR_MARK):
+ * a new leader can still answer it. */
+static void mark_propose(struct sv_node *n, struct group *g, uint64_t cursor, uint64_t now)
+{
+    struct sv_cmd cmd = {.type = SV_CMD_DR_MARK, .upload = cursor};
+    if (propose_cmd(n, g, &cmd))
+        g->ship.mark_ms = now;
+}
+
+/* Ask g's read index for waiter-to-be of request f; the read-index event
+ * answers it. */
+static void read_then(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                      const struct sv__ctx *ctx, struct group *g, uint64_t version)
+{
+    struct waiter *w = sv__waiter_new(n, c, f, ctx, g->id);
+    if (!w) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
         return;
     }
+    w->m.version = version;
+    w->wall_ms = n->clock.wall_ms(n->clock.arg); /* before the read index is asked */
+    w->read_ctx = ++n->next_ctx;
+    w->next = g->reads;
+    g->reads = w;
+    sv__host_read_index(n, g, w->read_ctx);
+}
+
+void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                 const struct sv__ctx *ctx, struct sv_msg *m)
+{
+    uint64_t conn = sv_conn_id(c);
+    struct group *g = primary_leader(n, c, f, m);
+    if (!g)
+        return;
     if (m->version > g->commit) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
                          "the cursor is past this shard's commit index");
@@ -517,29 +755,9 @@ void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
     s->standby_cursor = applied;
     s->contact_ms = now;
     ship_load(n, g);
-    if (applied > s->st.mark && now >= s->mark_ms + DR_MARK_MS) {
-        /* Every replica keeps its log from the standby's cursor on: a new
-         * leader can still answer it. */
-        struct sv_cmd cmd = {.type = SV_CMD_DR_MARK, .upload = applied};
-        size_t len = sv_cmd_encoded_len(&cmd);
-        uint8_t *buf = malloc(len);
-        if (buf) {
-            sv_cmd_encode(&cmd, buf);
-            sv__host_propose(n, g, buf, len, NULL);
-            s->mark_ms = now;
-        }
-    }
-    struct waiter *w = sv__waiter_new(n, c, f, ctx, g->id);
-    if (!w) {
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
-        return;
-    }
-    w->m.version = m->version;
-    w->wall_ms = n->clock.wall_ms(n->clock.arg); /* before the read index is asked */
-    w->read_ctx = ++n->next_ctx;
-    w->next = g->reads;
-    g->reads = w;
-    sv__host_read_index(n, g, w->read_ctx);
+    if (applied > s->st.mark && now >= s->mark_ms + DR_MARK_MS)
+        mark_propose(n, g, applied, now);
+    read_then(n, c, f, ctx, g, m->version);
 }
 
 void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w)
@@ -588,11 +806,119 @@ void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w)
     sv__waiter_free(w);
 }
 
+/* Answer the image's records from byte off on, whole, at most about one
+ * chunk's worth. */
+static void seed_answer(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
+                        struct sv__ship *s, uint64_t off)
+{
+    if (off > s->img_len) {
+        sv__reply_status(n, conn, type, req_id, SV_ST_BAD_REQUEST,
+                         "the offset is past the image's end");
+        return;
+    }
+    size_t end = off;
+    while (end < s->img_len) {
+        size_t kl = sv_get32(s->img + end);
+        size_t vl = sv_get32(s->img + end + 4 + kl);
+        size_t rec = 8 + kl + vl;
+        if (end > off && end - off + rec > SV_MSG_CHUNK_MAX)
+            break;
+        end += rec;
+    }
+    struct sv_msg r = {0};
+    r.data = (struct sv_bytes){s->img ? s->img + off : (const uint8_t *)"", end - off};
+    r.version = s->img_index;
+    r.size = s->img_len;
+    r.upload = end;
+    r.mtime_ms = s->img_closed_ms;
+    r.fields = 1u << SV_F_DATA | 1u << SV_F_VERSION | 1u << SV_F_SIZE | 1u << SV_F_UPLOAD |
+               1u << SV_F_MTIME_MS;
+    sv__send_msg(n, conn, type, req_id, &r);
+}
+
+static void image_drop(struct sv__ship *s)
+{
+    free(s->img);
+    s->img = NULL;
+    s->img_len = 0;
+    s->img_index = 0;
+}
+
+void sv__dr_seed(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                 const struct sv__ctx *ctx, struct sv_msg *m)
+{
+    struct group *g = primary_leader(n, c, f, m);
+    if (!g)
+        return;
+    struct sv__ship *s = &g->ship;
+    uint64_t off = SV_MSG_HAS(m, SV_F_UPLOAD) ? m->upload : 0, now = uv_now(&n->loop);
+    s->contact_ms = now;
+    if (m->version && s->img_index == m->version) {
+        s->img_ms = now;
+        seed_answer(n, sv_conn_id(c), f->type, f->req_id, s, off);
+    } else if (m->version || off) {
+        sv__reply_status(n, sv_conn_id(c), f->type, f->req_id, SV_ST_NOT_FOUND,
+                         "this node no longer holds that image (a new leader, or idle for "
+                         "60 s): ask for a new one");
+    } else {
+        read_then(n, c, f, ctx, g, 0);
+    }
+}
+
+/* A new image for a standby, at the read index of w: every entry committed
+ * before w's wall time is in it, which makes that time its closed time. */
+void sv__dr_seed_serve(struct sv_node *n, struct group *g, struct waiter *w)
+{
+    struct sv__ship *s = &g->ship;
+    if (g->role != SV_RAFT_LEADER) {
+        sv__reply_not_leader(n, w->conn, w->type, w->req_id, g->leader);
+        sv__waiter_free(w);
+        return;
+    }
+    struct sv_sm_view *view = sv_sm_view(n->sm);
+    uint64_t at = 0;
+    uint8_t *img = NULL;
+    size_t len = 0;
+    int rc = view ? sv_sm_view_applied(n->sm, view, g->id, &at) : -ENOMEM;
+    if (!rc && at < w->read_index)
+        rc = -EAGAIN;
+    if (!rc)
+        rc = sv_sm_snapshot(n->sm, view, g->id, SV_LOG_SNAPSHOT_BYTES_MAX, &img, &len);
+    sv_sm_view_release(n->sm, view);
+    if (rc) {
+        sv__waiter_fail(w, rc == -EAGAIN ? SV_ST_UNAVAILABLE : SV_ST_INTERNAL,
+                        rc == -EAGAIN  ? "the shard has not applied its read index yet; retry"
+                        : rc == -EFBIG ? "the shard's image is larger than 256 MiB"
+                                       : "the shard's image could not be made");
+        return;
+    }
+    uint64_t now = uv_now(&n->loop);
+    image_drop(s);
+    s->img = img;
+    s->img_len = len;
+    s->img_index = at;
+    s->img_closed_ms = w->wall_ms;
+    s->img_ms = now;
+    /* the standby goes on from the image's index: keep the log from there */
+    s->standby_cursor = at;
+    if (at > s->st.mark)
+        mark_propose(n, g, at, now);
+    LOG_INFO("dr: shard %" PRIu64 ": an image at index %" PRIu64 " (%zu bytes) for the standby",
+             g->id - 1, at, len);
+    seed_answer(n, w->conn, w->type, w->req_id, s, 0);
+    sv__waiter_free(w);
+}
+
+void sv__dr_group_free(struct group *g)
+{
+    image_drop(&g->ship);
+}
+
 /* Entries a snapshot of g at index must keep behind it for the standby. */
 uint64_t sv__dr_trailing(struct sv_node *n, struct group *g, uint64_t index)
 {
     uint64_t keep = SNAPSHOT_TRAILING;
-    if (sv__dr_standby(n))
+    if (n->map->site_role == SV_MAP_STANDBY)
         return keep;
     ship_load(n, g);
     /* the lower of what DR_MARK recorded (every replica) and what the
@@ -614,37 +940,134 @@ uint64_t sv__dr_trailing(struct sv_node *n, struct group *g, uint64_t index)
     return index - i > keep ? index - i : keep;
 }
 
-/* ---- status ---------------------------------------------------------------- */
+/* ---- the divergence ledger's source ---------------------------------------- */
 
-static void set_str(struct sv_bytes *b, const char *s)
+/* Records of one DR_DIVERGED answer, copied out of the scan. */
+struct diverged {
+    struct sv_item *items;
+    uint8_t *keys; /* each record's object key, SV_SM_CURSOR_KEY_MAX bytes apart */
+    uint32_t n;
+    size_t last_len; /* the last record's key length */
+};
+
+static void diverged_cb(void *arg, const uint8_t *okey, size_t klen, const struct sv_obj *o)
 {
-    *b = (struct sv_bytes){(const uint8_t *)s, strlen(s)};
+    struct diverged *d = arg;
+    uint8_t *k = d->keys + (size_t)d->n * SV_SM_CURSOR_KEY_MAX;
+    memcpy(k, okey, klen);
+    const uint8_t *zero = klen > 8 ? memchr(k + 8, 0, klen - 8) : NULL;
+    if (!zero)
+        return; /* not an object key: never written so */
+    struct sv_item *it = &d->items[d->n++];
+    d->last_len = klen;
+    it->tenant = sv_get64be(k);
+    it->bucket = (struct sv_bytes){k + 8, (size_t)(zero - (k + 8))};
+    it->key = (struct sv_bytes){zero + 1, klen - (size_t)(zero + 1 - k)};
+    it->version = o->version;
+    it->size = o->size;
+    it->mtime_ms = o->mtime_ms;
+    it->index = o->index;
+    memcpy(it->sha256, o->sha256, 32);
+    set_str(&it->state, o->deleted ? "deleted" : "live");
+    it->fields = 1u << SV_I_TENANT | 1u << SV_I_BUCKET | 1u << SV_I_KEY | 1u << SV_I_VERSION |
+                 1u << SV_I_SIZE | 1u << SV_I_MTIME_MS | 1u << SV_I_INDEX | 1u << SV_I_STATE;
+    if (!o->deleted)
+        SV_ITEM_SET(it, SV_I_SHA256);
 }
+
+void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                     struct sv_msg *m)
+{
+    uint64_t conn = sv_conn_id(c);
+    if (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_VERSION) ||
+        m->shard >= n->map->n_shards ||
+        (SV_MSG_HAS(m, SV_F_DATA) && m->data.len > SV_SM_CURSOR_KEY_MAX)) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
+                         "DR_DIVERGED needs SHARD and VERSION (the cut); DATA is where to go on");
+        return;
+    }
+    struct group *g = sv__group(n, m->shard + 1);
+    if (!g || g->role != SV_RAFT_LEADER) {
+        sv__reply_not_leader(n, conn, f->type, f->req_id,
+                             g ? g->leader : sv_map_group(n->map, m->shard + 1)->ids[0]);
+        return;
+    }
+    if (n->map->site_role != SV_MAP_FENCED) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
+                         "only a fenced site has diverged from the primary (this site is not "
+                         "fenced)");
+        return;
+    }
+    uint32_t limit = SV_MSG_HAS(m, SV_F_LIMIT) && m->limit && m->limit < DR_DIVERGED_LIMIT
+                         ? (uint32_t)m->limit
+                         : DR_DIVERGED_LIMIT;
+    struct diverged d = {.items = calloc(limit, sizeof *d.items),
+                         .keys = malloc((size_t)limit * SV_SM_CURSOR_KEY_MAX)};
+    bool more = false;
+    int rc = d.items && d.keys ? 0 : -ENOMEM;
+    if (!rc)
+        rc = sv_sm_diverged(n->sm, g->id, n->map->site_epoch, m->version,
+                            SV_MSG_HAS(m, SV_F_DATA) ? m->data.p : NULL,
+                            SV_MSG_HAS(m, SV_F_DATA) ? m->data.len : 0, limit, &more, diverged_cb,
+                            &d);
+    if (rc) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL,
+                         "the shard's records could not be read");
+    } else {
+        struct sv_msg r = {0};
+        r.items = d.items;
+        r.n_items = d.n;
+        r.fields = 1u << SV_F_ITEMS;
+        if (more && d.n) {
+            r.data =
+                (struct sv_bytes){d.keys + (size_t)(d.n - 1) * SV_SM_CURSOR_KEY_MAX, d.last_len};
+            SV_MSG_SET(&r, SV_F_DATA);
+        }
+        sv__send_msg(n, conn, f->type, f->req_id, &r);
+    }
+    free(d.items);
+    free(d.keys);
+}
+
+/* ---- status ---------------------------------------------------------------- */
 
 /* What DR_STATUS and the metrics say of a group this node leads. */
 struct view {
     const char *state, *reason, *text;
     uint64_t frontier_ms; /* standby: 0 until known */
     uint64_t applied, commit;
+    uint64_t cut;  /* a site that was a standby: the primary index its shipping ended at */
+    uint64_t last; /* fenced: the leader's last log index (all that may still commit) */
 };
 
 static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct view *v)
 {
     struct sv__ship *s = &g->ship;
     memset(v, 0, sizeof *v);
+    ship_load(n, g);
+    if (n->map->site_role != SV_MAP_STANDBY && s->st.epoch)
+        v->cut = s->st.cursor;
     if (n->map->site_role == SV_MAP_FENCED) {
         /* an old primary: what its standby had asked for, its commit */
+        struct sv_raft_status rs;
+        sv_raft_status(g->r, &rs);
         v->state = "fenced";
         v->applied = s->standby_cursor;
         v->commit = g->commit;
+        v->last = rs.last_index;
         return;
     }
     if (sv__dr_standby(n)) {
-        ship_load(n, g);
         uint64_t closed = s->st.closed_ms > s->idle_closed_ms ? s->st.closed_ms : s->idle_closed_ms;
-        bool stalled = s->reason[0] &&
-                       (now >= s->contact_ms + DR_STALL_MS || !strcmp(s->reason, "log-compacted"));
-        v->state = stalled ? "stalled" : closed ? "streaming" : "initial-sync";
+        bool stalled = s->reason[0] && now >= s->contact_ms + DR_STALL_MS;
+        /* re-seeding until the image is whole and its chunks are here */
+        bool seeding = seed_needed(n, s) || g->copy_pending;
+        v->state = stalled   ? "stalled"
+                   : seeding ? (s->st.epoch || s->st.seed ? "reseeding" : "initial-sync")
+                   : closed  ? "streaming"
+                             : "initial-sync";
+        if (seeding)
+            closed = 0; /* no frontier: the shard is not whole */
         v->frontier_ms = closed;
         v->applied = s->st.cursor;
         v->commit = s->st.commit;
@@ -707,6 +1130,14 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
         if (g->ship.contact_ms) {
             it->age_ms = now - g->ship.contact_ms;
             SV_ITEM_SET(it, SV_I_AGE_MS);
+        }
+        if (v.cut) {
+            it->cut = v.cut;
+            SV_ITEM_SET(it, SV_I_CUT);
+        }
+        if (v.last) {
+            it->index = v.last;
+            SV_ITEM_SET(it, SV_I_INDEX);
         }
     }
     struct sv_msg m = {0};

@@ -343,6 +343,7 @@ void sv__group_free(struct sv_node *n, struct group *g)
     free(g->res);
     free(g->snap.data);
     free(g->copy);
+    sv__dr_group_free(g);
     sv__stats_group_remove(n, g);
     free(g);
 }

@@ -95,7 +95,8 @@ extern const struct sv__clock sv__clock_system;
 enum sv__role {
     SV_ROLE_CLIENT = 1, /* an application: object requests, MAP, STATUS */
     SV_ROLE_NODE,       /* another node (node certificate): Raft, chunk fetches */
-    SV_ROLE_SITE,       /* a node of the peer site (its certificate): DR_PULL */
+    SV_ROLE_SITE,       /* a node of the peer site (its certificate): DR_PULL, DR_SEED */
+    SV_ROLE_PEER,       /* a route's need only: a node of either site (CHUNK_FETCH) */
 };
 
 /* Who a request acts for, from dispatch to storage. Until tenants and tokens
@@ -164,6 +165,18 @@ struct sv__ship {
     uint64_t standby_cursor;    /* primary: the cursor the standby last asked from */
     uint64_t mark_ms;           /* primary leader: its last DR_MARK */
     char reason[32], text[256]; /* why it is stalled ("" when not) */
+    /* A standby leader re-seeding the shard from an image of the primary's
+     * (SEED): pull_id is then the DR_SEED in flight. */
+    bool seeding;        /* the primary's log no longer holds the cursor */
+    uint64_t seed_index; /* the image's primary index, 0 until the first answer */
+    uint64_t seed_off;   /* the image's next byte to ask for */
+    uint32_t seed_piece; /* the number of the next piece */
+    bool seed_flight;    /* a piece proposed and not applied yet */
+    uint64_t seed_ms;    /* when it was proposed */
+    /* A primary leader: the image a standby is re-seeded from. */
+    uint8_t *img;
+    size_t img_len;
+    uint64_t img_index, img_closed_ms, img_ms; /* img_ms: last asked */
 };
 
 /* A Raft group hosted here. host.c owns the Raft side, pipeline.c the batch
@@ -510,6 +523,8 @@ void sv__dr_tick(struct sv_node *n, uint64_t now_ms);
 void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f);
 /* The peer site answered as the primary within the last 3 s (meta leader). */
 bool sv__dr_primary_answers(const struct sv_node *n);
+/* The peer site answered as a primary newer than this site. */
+bool sv__dr_peer_newer(const struct sv_node *n);
 void sv__dr_on_pull_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 /* Entry e of g applied (every replica): a SHIP moves the cursor. */
 void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_entry *e,
@@ -519,6 +534,18 @@ void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
 void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                  const struct sv__ctx *ctx, struct sv_msg *m);
 void sv__dr_serve(struct sv_node *n, struct group *g, struct waiter *w);
+/* DR_SEED (a standby re-seeding a shard) and its answer at the read index. */
+void sv__dr_seed(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                 const struct sv__ctx *ctx, struct sv_msg *m);
+void sv__dr_seed_serve(struct sv_node *n, struct group *g, struct waiter *w);
+void sv__dr_on_seed_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
+/* DR_DIVERGED: the objects a shard wrote past a cut. */
+void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                     struct sv_msg *m);
+/* A connection to the peer site's i-th known node (dialled when none), or NULL. */
+struct sv_conn *sv__dr_peer_conn_at(struct sv_node *n, uint32_t i);
+/* What a group holds for the peer site (an image), freed with the group. */
+void sv__dr_group_free(struct group *g);
 /* Entries a snapshot of g at index keeps behind it (for the standby). */
 uint64_t sv__dr_trailing(struct sv_node *n, struct group *g, uint64_t index);
 void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);

@@ -18,7 +18,8 @@ struct fetch {
     uint64_t group;
     uint8_t chunk_id[SV_SEG_ID_BYTES];
     struct sv_crypto_chunk_ad ad;
-    uint32_t tried; /* replicas asked, by index in the group's replica list */
+    uint64_t tried; /* replicas asked, by index in the group's replica list; bits
+                     * 32 and up: the peer site's nodes (dr_peers), by index */
     uint64_t deadline_ms;
     void *arg;
     sv__repair_cb cb;
@@ -75,19 +76,39 @@ static void repair_after(uv_work_t *req, int status)
     free(r);
 }
 
-/* Ask the next replica not asked yet; false when none is left. */
-static bool fetch_next(struct sv_node *n, struct fetch *f)
+/* The connection to ask next for f's chunk: another replica of the group
+ * not asked yet, then, on a standby site (its chunks may exist nowhere in
+ * it: a shard re-seeded), a node of the primary site; NULL when none is
+ * left. */
+static struct sv_conn *fetch_source(struct sv_node *n, struct fetch *f)
 {
     struct group *g = sv__group(n, f->group);
     for (uint32_t i = 0; g && i < g->n_replicas; i++) {
         if (f->tried >> i & 1 || g->replicas[i] == n->me->id)
             continue;
-        f->tried |= 1u << i;
+        f->tried |= 1ull << i;
         struct sv_conn *c = sv__peer(n, g->replicas[i]);
-        if (!c)
+        if (c)
+            return c;
+    }
+    for (uint32_t i = 0; g && f->group && sv__dr_standby(n) && i < n->dr_n_peers && i < 32; i++) {
+        if (f->tried >> (32 + i) & 1)
             continue;
+        f->tried |= 1ull << (32 + i);
+        struct sv_conn *c = sv__dr_peer_conn_at(n, i);
+        if (c)
+            return c;
+    }
+    return NULL;
+}
+
+/* Ask the next source not asked yet; false when none is left. */
+static bool fetch_next(struct sv_node *n, struct fetch *f)
+{
+    struct sv_conn *c;
+    while ((c = fetch_source(n, f))) {
         struct sv_msg m = {0};
-        m.shard = g->id - 1;
+        m.shard = f->group - 1;
         m.upload = sv_get64be(f->chunk_id + 8);
         m.chunk = (uint64_t)f->chunk_id[16] << 24 | (uint64_t)f->chunk_id[17] << 16 |
                   (uint64_t)f->chunk_id[18] << 8 | f->chunk_id[19];

@@ -141,7 +141,8 @@ static void answer(struct sv_node *n, struct op *o, int status, const char *text
     m.status = status;
     m.epoch = n->map->epoch;
     m.fields = 1u << SV_F_STATUS | 1u << SV_F_EPOCH;
-    if (status == SV_ST_OK && (o->type == SV_MSG_DR_PROMOTE || o->type == SV_MSG_DR_DEMOTE)) {
+    if (status == SV_ST_OK && (o->type == SV_MSG_DR_PROMOTE || o->type == SV_MSG_DR_DEMOTE ||
+                               o->type == SV_MSG_DR_FAILBACK)) {
         m.version = n->map->site_epoch;
         SV_MSG_SET(&m, SV_F_VERSION);
     }
@@ -173,6 +174,8 @@ static bool recorded(const struct sv_map *map, const struct op *o)
         return map->site_role == SV_MAP_PRIMARY && map->site_epoch >= o->value;
     case SV_MSG_DR_DEMOTE:
         return map->site_role == SV_MAP_FENCED;
+    case SV_MSG_DR_FAILBACK:
+        return map->site_role == SV_MAP_STANDBY && map->site_epoch == o->value;
     default: /* CLUSTER_SET: the planner's settings are compared in set_value */
         return false;
     }
@@ -270,6 +273,17 @@ static int op_apply(struct sv_map *map, const struct op *o, char *err, size_t ca
             map->site_role = SV_MAP_FENCED;
             map->epoch++;
         }
+        return 0;
+    case SV_MSG_DR_FAILBACK:
+        /* the standby of the primary at epoch value: every shard's cursor
+         * counts in another log, so each is re-seeded (dr.c) */
+        if (map->site_role != SV_MAP_FENCED || map->site_epoch >= o->value) {
+            snprintf(err, cap, "only a fenced site fails back to a newer primary");
+            return SV_ST_BAD_REQUEST;
+        }
+        map->site_role = SV_MAP_STANDBY;
+        map->site_epoch = o->value;
+        map->epoch++;
         return 0;
     default: {
         const struct setting *st = setting(o->key);
@@ -537,6 +551,22 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
             missing = "the primary site still answers (within the last 3 s): promoting now "
                       "would make two primaries; fence it first (svctl dr demote on it), or "
                       "promote with --force";
+    } else if (f->type == SV_MSG_DR_FAILBACK) {
+        if (n->map->site_role != SV_MAP_FENCED)
+            missing = "only a fenced site fails back (this site is not fenced)";
+        else if (!SV_MSG_HAS(m, SV_F_VERSION) || m->version <= n->map->site_epoch)
+            missing = "DR_FAILBACK needs VERSION: the new primary's site epoch, above this "
+                      "site's";
+        else if (!sv__dr_peer_newer(n) || n->dr_peer_epoch < m->version) {
+            /* the peer is polled every second: the promotion may not be heard yet */
+            char text[160];
+            snprintf(text, sizeof text,
+                     "this site has not heard the peer site as the primary at site epoch "
+                     "%" PRIu64 " yet; retry",
+                     m->version);
+            sv__reply_status(n, conn, f->type, f->req_id, SV_ST_UNAVAILABLE, text);
+            return;
+        }
     } else if (f->type == SV_MSG_MOVE &&
                (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_NODE) ||
                 !SV_MSG_HAS(m, SV_F_LEADER) || m->shard >= n->map->n_shards))
@@ -571,6 +601,8 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
     if (f->type == SV_MSG_DR_PROMOTE) /* past any epoch the peer site answered */
         o->value =
             (n->map->site_epoch > n->dr_peer_epoch ? n->map->site_epoch : n->dr_peer_epoch) + 1;
+    if (f->type == SV_MSG_DR_FAILBACK)
+        o->value = m->version;
     if (f->type == SV_MSG_JOIN)
         sv__health_heard(n, o->node, uv_now(&n->loop));
     o->next = n->sched->ops;
