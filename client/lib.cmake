@@ -5,7 +5,8 @@ find_package(OpenSSL 3 REQUIRED)
 find_package(Threads REQUIRED)
 
 add_library(shardvault STATIC ${CMAKE_CURRENT_SOURCE_DIR}/src/client.c
-                       ${CMAKE_CURRENT_SOURCE_DIR}/src/admin.c ${CMAKE_CURRENT_SOURCE_DIR}/src/dr.c)
+                       ${CMAKE_CURRENT_SOURCE_DIR}/src/admin.c ${CMAKE_CURRENT_SOURCE_DIR}/src/dr.c
+                       ${CMAKE_CURRENT_SOURCE_DIR}/src/dr_failback.c)
 target_include_directories(shardvault PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
                            PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
 target_link_libraries(shardvault PUBLIC svproto svtls svwire OpenSSL::Crypto Threads::Threads)

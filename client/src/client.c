@@ -1201,6 +1201,21 @@ static int op_call(struct op *op, uint32_t shard, uint32_t type, struct sv_msg *
     }
 }
 
+static int status_fail(const struct sv__resp *r);
+
+int sv__shard_req(struct sv_client *c, uint32_t shard, uint32_t type, struct sv_msg *m,
+                  struct sv__resp *r)
+{
+    struct op op;
+    op_init(&op, c);
+    int rc = op_call(&op, shard, type, m, r);
+    if (rc == 0 && r->m.status != SV_ST_OK) {
+        rc = status_fail(r);
+        resp_free(r);
+    }
+    return rc;
+}
+
 /* Turn a non-OK status into an error with the server's message. */
 static int status_fail(const struct sv__resp *r)
 {

@@ -70,6 +70,13 @@ void sv__set_meta_leader(struct sv_client *c, const char *addr);
  * sentence in errmsg (BAD_REQUEST: SV_E_BAD_ARGUMENT). */
 int sv__meta_req(struct sv_client *c, uint32_t type, const struct sv_msg *m, struct sv__resp *r);
 
+/* Send m (type, borrowed) to shard's leader as object requests go
+ * (NOT_LEADER followed, UNAVAILABLE retried until c's deadline). 0: *r
+ * holds the OK answer (free it with sv__resp_free); otherwise the error,
+ * *r already freed. */
+int sv__shard_req(struct sv_client *c, uint32_t shard, uint32_t type, struct sv_msg *m,
+                  struct sv__resp *r);
+
 /* Called by sv_client_status once the map and every node's STATUS are in:
  * merges the meta leader's NODES and HEALTH into s (states, counts, shard
  * reasons, health_known), bounded by deadline. Returns 0 or SV_E_NOMEM;

@@ -101,6 +101,8 @@ int sv__dr_status_add(struct sv_dr_status *s, const struct sv_msg *m)
         sh->applied = it->applied;
         sh->commit = it->commit;
         sh->last_contact_ms = ms_or_unknown(SV_ITEM_HAS(it, SV_I_AGE_MS), it->age_ms);
+        sh->cut = SV_ITEM_HAS(it, SV_I_CUT) ? it->cut : 0;
+        sh->last_index = SV_ITEM_HAS(it, SV_I_INDEX) ? it->index : 0;
         copy_bytes(sh->reason, sizeof(sh->reason), it->reason);
         copy_bytes(sh->text, sizeof(sh->text), it->text);
     }

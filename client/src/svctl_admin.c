@@ -80,6 +80,10 @@ const char sv__dr_usage[] =
     "usage: svctl dr status\n"
     "       svctl dr promote [--force] [--wait S]\n"
     "       svctl dr demote\n"
+    "       svctl dr failback --peer ENDPOINTS\n"
+    "       svctl dr switchover --peer ENDPOINTS [--wait S]\n"
+    "       svctl dr diverged list\n"
+    "       svctl dr diverged get LEDGER-KEY [--out FILE]\n"
     "Disaster recovery: this site's part in it, how far it is behind, and the\n"
     "change of roles.\n"
     "\n"
@@ -116,15 +120,40 @@ const char sv__dr_usage[] =
     "         every entry it received, so shards ahead of the site frontier may\n"
     "         show writes after it (a cross-shard consistent cut is not built).\n"
     "         --force   promote although the primary site answered within the last\n"
-    "                   5 s (without it the leader refuses: exit 1, its reason)\n"
+    "                   3 s (without it the leader refuses: exit 1, its reason)\n"
     "         --wait S  wait at most S seconds for the nodes (default 30); then\n"
     "                   exit 5: the promotion is recorded, not every node follows\n"
     "         -o json prints {\"epoch\",\"cut_ms\",\"cut_max_ms\",\"last_contact_ms\"\n"
     "         (ms since the epoch),\"rpo_ms\",\"open_after_ms\"}; unknown numbers\n"
     "         are -1.\n"
-    "demote   fence this site: it takes no writes and ships nothing, so that the\n"
-    "         peer site can be the primary. Prints the site epoch (-o json:\n"
-    "         {\"epoch\"}).\n"
+    "demote   fence this site: it takes no writes, so that the peer site can be\n"
+    "         the primary (it still ships what it committed to its standby).\n"
+    "         Prints the site epoch (-o json: {\"epoch\"}).\n"
+    "failback run on a fenced old primary, ENDPOINTS naming the active site (the\n"
+    "         promoted one): every write this site accepted past the cut the\n"
+    "         active site was promoted at (acknowledged, never shipped) is copied\n"
+    "         into the divergence ledger on the active site (bucket sv-diverged:\n"
+    "         per key its last write past the cut, with its content; deletes\n"
+    "         too); then this site becomes the active site's standby and each of\n"
+    "         its shards is re-seeded from it (status: initial-sync, then\n"
+    "         streaming). Nothing is reverted without a trace. Run it again after\n"
+    "         a failure: it redoes the copy and goes on. -o json prints\n"
+    "         {\"epoch\",\"diverged\",\"deleted\",\"bytes\"}.\n"
+    "switchover  the planned move, run on the primary, ENDPOINTS naming its\n"
+    "         standby: fence this site (writes pause), wait until the standby has\n"
+    "         applied everything this site committed (at most --wait S seconds,\n"
+    "         default 60; else exit 5, this site stays fenced), promote the\n"
+    "         standby, wait until it takes writes, and fail this site back as its\n"
+    "         standby. Nothing is lost (RPO 0). Prints the pause. -o json prints\n"
+    "         {\"epoch\",\"paused_ms\",\"drain_ms\",\"diverged\"}.\n"
+    "diverged list   the divergence ledger, on the active site: per entry the\n"
+    "         failback's site epoch, shard, bucket, key, version, size, SHA-256,\n"
+    "         commit time (the old primary's clock), live or deleted and the\n"
+    "         ledger key of its content. -o json prints {\"entries\":[{\"epoch\",\n"
+    "         \"shard\",\"bucket\",\"key\",\"version\",\"size\",\"sha256\",\n"
+    "         \"commit_ms\",\"index\",\"deleted\",\"ledger_key\"}]}.\n"
+    "diverged get LEDGER-KEY   the content of an entry, on standard output or\n"
+    "         in FILE (--out).\n"
     "A standby or fenced site refuses writes: svctl put and rm exit 7 there.\n";
 
 /* "meta", "shard S" or "-" for a wire group id (-1: none). */
@@ -993,10 +1022,130 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
     return EXIT_UNAVAILABLE;
 }
 
+static bool parse_wait(const char *what, const char *v, double *wait_s)
+{
+    char *end = NULL;
+    *wait_s = strtod(v, &end);
+    if (*end != '\0' || !(*wait_s > 0) || *wait_s > DURATION_MAX_S) {
+        sv__usage_error("%s: --wait needs a number of seconds in (0, %d]", what, DURATION_MAX_S);
+        return false;
+    }
+    return true;
+}
+
+/* failback (c: the fenced site, peer: the active one) or switchover (c: the
+ * primary, peer: its standby). */
+static int dr_two_sites(struct sv_client *c, const struct global *g, bool switchover,
+                        const char *peer, double wait_s)
+{
+    const char *what = switchover ? "dr switchover" : "dr failback";
+    struct sv_client_options po = {
+        .endpoints = peer, .ca_file = g->ca, .token = g->token, .deadline_ms = g->deadline_ms};
+    struct sv_client *p = NULL;
+    int err = sv_client_open(&po, &p);
+    if (err != 0)
+        return sv__fail(what, peer, err);
+    if (switchover) {
+        struct sv_dr_switchover so;
+        err = sv_client_dr_switchover(c, p, wait_s, &so);
+        if (err == 0 && g->json)
+            printf("{\"epoch\":%" PRIu64 ",\"paused_ms\":%" PRIu64 ",\"drain_ms\":%" PRIu64
+                   ",\"diverged\":%zu}\n",
+                   so.site_epoch, so.paused_ms, so.drain_ms, so.diverged);
+        else if (err == 0)
+            printf("switched over: the peer site is the primary at site epoch %" PRIu64
+                   "; writes paused %" PRIu64 " ms (%" PRIu64 " ms draining the standby); "
+                   "this site is its standby (%zu writes diverged)\n",
+                   so.site_epoch, so.paused_ms, so.drain_ms, so.diverged);
+    } else {
+        struct sv_dr_failback fb;
+        err = sv_client_dr_failback(c, p, &fb);
+        if (err == 0 && g->json)
+            printf("{\"epoch\":%" PRIu64 ",\"diverged\":%zu,\"deleted\":%zu,\"bytes\":%" PRIu64
+                   "}\n",
+                   fb.site_epoch, fb.diverged, fb.deleted, fb.bytes);
+        else if (err == 0)
+            printf("failed back: %zu writes past the cut (%zu of them deletes, %" PRIu64
+                   " bytes) are in the divergence ledger on the active site (svctl dr "
+                   "diverged list there); this site is its standby at site epoch %" PRIu64
+                   ", re-seeding every shard from it\n",
+                   fb.diverged, fb.deleted, fb.bytes, fb.site_epoch);
+    }
+    sv_client_close(p);
+    return err == 0 ? EXIT_OK : sv__fail(what, NULL, err);
+}
+
+static int dr_diverged_list(struct sv_client *c, const struct global *g)
+{
+    struct sv_dr_ledger *l = NULL;
+    int err = sv_client_dr_ledger(c, &l);
+    if (err != 0)
+        return sv__fail("dr diverged list", NULL, err);
+    if (g->json)
+        printf("{\"entries\":[");
+    else
+        printf("%-6s %-5s %-20s %-24s %7s %10s %-16s %-24s %-7s %s\n", "EPOCH", "SHARD", "BUCKET",
+               "KEY", "VERSION", "SIZE", "SHA256", "COMMITTED", "STATE", "LEDGER-KEY");
+    for (size_t i = 0; i < l->n; i++) {
+        const struct sv_dr_diverged *d = &l->entries[i];
+        char sha[65], when[40];
+        for (int k = 0; k < 32; k++)
+            sprintf(sha + 2 * k, "%02x", d->sha256[k]);
+        sv__iso_time(d->commit_ms, when, sizeof(when));
+        if (g->json) {
+            printf("%s{\"epoch\":%" PRIu64 ",\"shard\":%" PRIu64 ",\"bucket\":", i ? "," : "",
+                   d->site_epoch, d->shard);
+            sv__json_str(stdout, d->bucket);
+            printf(",\"key\":");
+            sv__json_str(stdout, d->key);
+            printf(",\"version\":%" PRIu64 ",\"size\":%" PRIu64 ",\"sha256\":\"%s\","
+                   "\"commit_ms\":%" PRIu64 ",\"index\":%" PRIu64 ",\"deleted\":%s,"
+                   "\"ledger_key\":",
+                   d->version, d->size, d->deleted ? "" : sha, d->commit_ms, d->index,
+                   d->deleted ? "true" : "false");
+            sv__json_str(stdout, d->ledger_key);
+            printf("}");
+        } else {
+            printf("%-6" PRIu64 " %-5" PRIu64 " %-20s %-24s %7" PRIu64 " %10" PRIu64
+                   " %-16.16s %-24s %-7s %s\n",
+                   d->site_epoch, d->shard, d->bucket, d->key, d->version, d->size,
+                   d->deleted ? "-" : sha, when, d->deleted ? "deleted" : "live",
+                   d->deleted ? "-" : d->ledger_key);
+        }
+    }
+    if (g->json)
+        printf("]}\n");
+    else if (l->n == 0)
+        printf("(the ledger is empty: no failback moved a write into it)\n");
+    sv_client_dr_ledger_free(l);
+    return EXIT_OK;
+}
+
+static int write_out(void *arg, const void *buf, size_t len)
+{
+    return fwrite(buf, 1, len, arg) == len ? 0 : -1;
+}
+
+static int dr_diverged_get(struct sv_client *c, const char *key, const char *out)
+{
+    FILE *f = out ? fopen(out, "wb") : stdout;
+    if (f == NULL) {
+        fprintf(stderr, "svctl: dr diverged get: %s: %s\n", out, strerror(errno));
+        return EXIT_ERR;
+    }
+    int err =
+        sv_client_get_stream(c, SV_DR_LEDGER_BUCKET, key, SV_LINEARIZABLE, NULL, write_out, f);
+    if (out != NULL && fclose(f) != 0 && err == 0) {
+        fprintf(stderr, "svctl: dr diverged get: %s: %s\n", out, strerror(errno));
+        return EXIT_ERR;
+    }
+    return err == 0 ? EXIT_OK : sv__fail("dr diverged get", key, err);
+}
+
 int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv)
 {
     if (argc < 2) {
-        sv__usage_error("dr: missing status, promote or demote");
+        sv__usage_error("dr: missing status, promote, demote, failback, switchover or diverged");
         return EXIT_USAGE;
     }
     const char *sub = argv[1];
@@ -1059,6 +1208,41 @@ int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **arg
                    epoch);
         return EXIT_OK;
     }
-    sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote)", sub);
+    if (strcmp(sub, "failback") == 0 || strcmp(sub, "switchover") == 0) {
+        bool so = sub[0] == 's';
+        struct sub_opt o[] = {
+            {"--peer", true, false, NULL},
+            {"--wait", true, false, NULL},
+        };
+        int rc = parse_sub(so ? "dr switchover" : "dr failback", sv__dr_usage, argc, argv, 0, o,
+                           so ? 2 : 1, &a);
+        if (rc != 0)
+            return rc;
+        double wait_s = 60;
+        if (!o[0].set || !o[0].value[0]) {
+            sv__usage_error("dr %s: --peer ENDPOINTS (the %s site) is required", sub,
+                            so ? "standby" : "active");
+            return EXIT_USAGE;
+        }
+        if (o[1].set && !parse_wait("dr switchover", o[1].value, &wait_s))
+            return EXIT_USAGE;
+        return c == NULL ? 0 : dr_two_sites(c, g, so, o[0].value, wait_s);
+    }
+    if (strcmp(sub, "diverged") == 0) {
+        bool get = argc > 2 && strcmp(argv[2], "get") == 0;
+        if (argc < 3 || (!get && strcmp(argv[2], "list") != 0 && argv[2][0] != '-')) {
+            sv__usage_error("dr diverged: list or get LEDGER-KEY");
+            return EXIT_USAGE;
+        }
+        struct sub_opt o[] = {{"--out", true, false, NULL}};
+        int rc = parse_sub(get ? "dr diverged get" : "dr diverged list", sv__dr_usage, argc - 1,
+                           argv + 1, get ? 1 : 0, o, get ? 1 : 0, &a);
+        if (rc != 0 || c == NULL)
+            return rc;
+        return get ? dr_diverged_get(c, a.pos[0], o[0].value) : dr_diverged_list(c, g);
+    }
+    sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote, failback, "
+                    "switchover, diverged)",
+                    sub);
     return EXIT_USAGE;
 }

@@ -162,13 +162,14 @@ static int leader_of(const struct it_cluster *c, struct sv_client *cl, int k)
 }
 
 /* Every shard's standby cursor at the primary's commit index (both sites'
- * DR_STATUS agree), within CATCH_UP_MS: the time it took, or -1. */
-static int64_t caught_up(void)
+ * DR_STATUS agree: primary's client pc, standby's sc), within CATCH_UP_MS:
+ * the time it took, or -1. */
+static int64_t caught_up_from(struct sv_client *pc, struct sv_client *sc)
 {
     uint64_t t0 = it_now_ms();
     while (it_now_ms() < t0 + CATCH_UP_MS) {
         struct sv_dr_status *ps = NULL, *ss = NULL;
-        bool done = !sv_client_dr_status(cp_, &ps) && !sv_client_dr_status(cs_, &ss) &&
+        bool done = !sv_client_dr_status(pc, &ps) && !sv_client_dr_status(sc, &ss) &&
                     ps->n_shards == ss->n_shards;
         for (size_t i = 0; done && i < ps->n_shards; i++)
             done = !strcmp(ss->shards[i].state, "streaming") &&
@@ -183,8 +184,15 @@ static int64_t caught_up(void)
     return -1;
 }
 
-/* Both sites list the same entries of bucket dr, and serve the same bytes. */
-static void sites_equal(void)
+static int64_t caught_up(void)
+{
+    return caught_up_from(cp_, cs_);
+}
+
+/* Both sites list the same entries of bucket dr, and serve the same bytes;
+ * with check_log, each value is the last acknowledged write of its key or
+ * a later one (false once a failback moved writes into the ledger). */
+static void sites_equal_as(bool check_log)
 {
     struct sv_list *pl = NULL, *sl = NULL;
     CHECK_RC(sv_client_list(cp_, "dr", NULL, NULL, 1000, SV_LINEARIZABLE, &pl), 0);
@@ -213,8 +221,8 @@ static void sites_equal(void)
         /* the value is one the test wrote, not older than its last acknowledged one */
         int last = log_[k].n_acked ? log_[k].acked_seq[log_[k].n_acked - 1] : 0;
         if (prc == 0)
-            CHECK_MSG(value_seq(k, pd, plen, last) >= 0, "%s: not a write at or after %d", key,
-                      last);
+            CHECK_MSG(value_seq(k, pd, plen, check_log ? last : 1) >= 0,
+                      "%s: not a write at or after %d", key, check_log ? last : 1);
         else
             CHECK_MSG(last == 0, "%s: %s on the primary", key, sv_client_strerror(prc));
         free(pd);
@@ -224,6 +232,11 @@ static void sites_equal(void)
 out:
     sv_client_list_free(pl);
     sv_client_list_free(sl);
+}
+
+static void sites_equal(void)
+{
+    sites_equal_as(true);
 }
 
 static int set_up(void)
@@ -313,7 +326,9 @@ static struct sv_tls_ctx *tls_as(const char *site, int id)
     return ctx;
 }
 
-/* The peer site's certificates reach DR_PULL only; DR_PULL needs one. */
+/* The peer site's certificates reach DR_PULL, DR_SEED and CHUNK_FETCH
+ * only (a re-seeded standby copies its chunks from the primary, sealed);
+ * those need a node certificate. */
 static void test_link_certificates(void)
 {
     struct sv_msg pm = {0}, fm = {0};
@@ -328,10 +343,13 @@ static void test_link_certificates(void)
     const uint8_t empty_batch[] = {0x90};
     int primary = BASE_PORT + 1, standby = BASE_PORT + 101;
     struct sv_tls_ctx *dr = tls_as("dr", 1), *own = tls_as("primary", 2), *plain = tls_as("", 0);
-    /* a standby node's certificate at the primary: no Raft, no chunks, no map */
+    /* a standby node's certificate at the primary: no Raft, no map */
     CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_RAFT, 0, empty_batch, 1, 5000), 1);
-    CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_CHUNK_FETCH, 7, fetch, fetch_len, 5000), 1);
     CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_MAP_GET, 8, NULL, 0, 5000), 1);
+    /* chunks and images: a node certificate of either site, never a client */
+    CHECK_EQ_INT(it_frame_closes(plain, primary, SV_MSG_CHUNK_FETCH, 7, fetch, fetch_len, 5000), 1);
+    CHECK_EQ_INT(it_frame_closes(plain, primary, SV_MSG_DR_SEED, 13, pull, pull_len, 5000), 1);
+    CHECK_EQ_INT(it_frame_closes(dr, primary, SV_MSG_CHUNK_FETCH, 14, fetch, fetch_len, 1500), 0);
     /* DR_PULL from a plain client, from the primary's own node, and from a
      * standby node to its own site */
     CHECK_EQ_INT(it_frame_closes(plain, primary, SV_MSG_DR_PULL, 9, pull, pull_len, 5000), 1);
@@ -348,6 +366,8 @@ static void test_link_certificates(void)
 }
 
 static uint64_t outage_ms_, cut_ms_;
+static int promoted_seq_[KEYS];  /* each key's value on the standby right after the promotion */
+static int primary_acked_[KEYS]; /* each key's writes the old primary acknowledged */
 
 static void test_promote_after_site_outage(void)
 {
@@ -406,6 +426,8 @@ static void test_promote_after_site_outage(void)
         size_t len = 0;
         int grc = sv_client_get(cs_, "dr", key, SV_LINEARIZABLE, &d, &len, NULL);
         int seq = grc == 0 ? value_seq(k, d, len, 1) : 0;
+        promoted_seq_[k] = seq;
+        primary_acked_[k] = l->n_acked;
         if (before && seq < before)
             lost_before++;
         if (l->n_acked && seq < l->acked_seq[l->n_acked - 1])
@@ -502,6 +524,123 @@ static void test_old_primary_fenced(void)
     sv_client_dr_status_free(st);
 }
 
+/* The old primary's value of key k (its seq; 0: none). */
+static int old_primary_seq(int k)
+{
+    char key[16];
+    key_name(k, key, sizeof key);
+    void *d = NULL;
+    size_t len = 0;
+    int seq = sv_client_get(cp_, "dr", key, SV_LINEARIZABLE, &d, &len, NULL) == 0
+                  ? value_seq(k, d, len, 1)
+                  : 0;
+    free(d);
+    return seq;
+}
+
+/* Failback: every write the old primary holds past the cut (its value
+ * differs from what the promoted site had at the promotion) is in the
+ * ledger with its bytes, nothing else is; every key whose last acknowledged
+ * write the promotion lost is among them. Then the old primary is the
+ * standby, re-seeded, and both sites hold the same objects. */
+static void test_failback(void)
+{
+    int old_seq[KEYS], expected = 0, lost = 0;
+    for (int k = 0; k < KEYS; k++) {
+        old_seq[k] = old_primary_seq(k);
+        expected += old_seq[k] != promoted_seq_[k];
+        int n = primary_acked_[k];
+        lost += n && promoted_seq_[k] < log_[k].acked_seq[n - 1];
+    }
+    struct sv_dr_failback fb = {0};
+    uint64_t t0 = it_now_ms();
+    CHECK_RC(sv_client_dr_failback(cp_, cs_, &fb), 0);
+    printf("it-dr: failback in %llu ms: %zu writes past the cut into the ledger (%llu bytes); "
+           "%d keys had lost their last acknowledged write\n",
+           (unsigned long long)(it_now_ms() - t0), fb.diverged, (unsigned long long)fb.bytes, lost);
+    CHECK_EQ_U64(fb.site_epoch, 2);
+    CHECK_EQ_U64(fb.diverged, (uint64_t)expected);
+    CHECK_EQ_U64(fb.deleted, 0);
+    struct sv_dr_ledger *l = NULL;
+    CHECK_RC(sv_client_dr_ledger(cs_, &l), 0);
+    int in_ledger[KEYS] = {0}, wrong = 0;
+    for (size_t i = 0; l && i < l->n; i++) {
+        const struct sv_dr_diverged *d = &l->entries[i];
+        int k = -1;
+        if (strcmp(d->bucket, "dr") || sscanf(d->key, "k%d", &k) != 1 || k < 0 || k >= KEYS ||
+            d->site_epoch != 2 || d->deleted) {
+            wrong++;
+            continue;
+        }
+        in_ledger[k]++;
+        void *c = NULL;
+        size_t len = 0;
+        CHECK_RC(
+            sv_client_get(cs_, SV_DR_LEDGER_BUCKET, d->ledger_key, SV_LINEARIZABLE, &c, &len, NULL),
+            0);
+        if (!c || len != d->size || value_seq(k, c, len, 1) != old_seq[k])
+            wrong++;
+        free(c);
+    }
+    for (int k = 0; k < KEYS; k++) {
+        bool diverged = old_seq[k] != promoted_seq_[k];
+        CHECK_MSG(in_ledger[k] == (diverged ? 1 : 0), "k%03d: %d ledger entries, diverged %d", k,
+                  in_ledger[k], diverged);
+        /* the old primary's last acknowledged write, when the promotion lost it:
+         * in the ledger, or a later write of its key (committed, its
+         * acknowledgement lost in the outage) */
+        int n = primary_acked_[k], last = n ? log_[k].acked_seq[n - 1] : 0;
+        if (n && promoted_seq_[k] < last)
+            CHECK_MSG(in_ledger[k] == 1 && old_seq[k] >= last,
+                      "k%03d: its last acknowledged write %d is lost and not in the ledger", k,
+                      last);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    sv_client_dr_ledger_free(l);
+    /* The old primary follows the new one: re-seeded, then streaming. */
+    int64_t took = caught_up_from(cs_, cp_);
+    printf("it-dr: the old primary, re-seeded as the standby, caught up in %lld ms\n",
+           (long long)took);
+    CHECK(took >= 0);
+    sites_equal_as(false);
+    CHECK_RC(sv_client_put(cp_, "dr", "refused-standby", "x", 1, SV_IF_ANY, NULL), SV_E_READ_ONLY);
+}
+
+/* Switchover back: writes pause, nothing diverges, roles swap, both sites
+ * equal; the first site takes writes again. */
+static void test_switchover(void)
+{
+    struct sv_dr_switchover so = {0};
+    int before[KEYS];
+    for (int k = 0; k < KEYS; k++)
+        before[k] = log_[k].n_acked;
+    writers_start(&s_, 30000);
+    sleep(1);
+    int rc = sv_client_dr_switchover(cs_, cp_, 60, &so);
+    CHECK_MSG(rc == 0, "switchover: %s: %s", sv_client_strerror(rc), sv_client_errmsg());
+    writers_stop();
+    printf("it-dr: switchover: writes paused %llu ms (%llu ms draining), %zu diverged\n",
+           (unsigned long long)so.paused_ms, (unsigned long long)so.drain_ms, so.diverged);
+    CHECK_EQ_U64(so.site_epoch, 3);
+    CHECK_EQ_U64(so.diverged, 0);
+    CHECK_RC(sv_client_put(cp_, "dr", "after-switchover", "ok", 2, SV_IF_ANY, NULL), 0);
+    CHECK(caught_up() >= 0);
+    sites_equal_as(false);
+    /* every write acknowledged during the switchover is on both sites */
+    int lost = 0, acked = 0;
+    for (int k = 0; k < KEYS; k++) {
+        const struct key_log *kl = &log_[k];
+        if (kl->n_acked == before[k])
+            continue;
+        acked += kl->n_acked - before[k];
+        lost += old_primary_seq(k) < kl->acked_seq[kl->n_acked - 1];
+    }
+    printf("it-dr: %d writes acknowledged during the switchover, %d keys lost theirs\n", acked,
+           lost);
+    CHECK(acked > 0);
+    CHECK_EQ_INT(lost, 0);
+}
+
 static const struct sv_test tests[] = {
     {"shipping under faults", test_shipping_under_faults},
     {"the standby is read-only", test_standby_read_only},
@@ -509,6 +648,8 @@ static const struct sv_test tests[] = {
     {"promote after a site outage", test_promote_after_site_outage},
     {"the promoted site takes writes", test_promoted_site_takes_writes},
     {"the old primary is fenced", test_old_primary_fenced},
+    {"failback: the ledger holds what diverged", test_failback},
+    {"switchover back loses nothing", test_switchover},
 };
 
 const struct sv_test_suite sv_test_suite = {

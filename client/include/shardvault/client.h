@@ -303,6 +303,10 @@ struct sv_dr_shard {
                                 standby's cursor (0 unknown) */
     uint64_t commit;         /* the primary's commit index as last seen (0 unknown) */
     int64_t last_contact_ms; /* ms since the last contact with the peer site; -1 none */
+    uint64_t cut;            /* a promoted site: the primary index this shard was shipped to when it
+                                was promoted (0 unknown, or never a standby) */
+    uint64_t last_index;     /* a fenced site: its leader's last log index, all it may still
+                                commit (0 unknown) */
     char reason[SV_CLIENT_REASON_MAX + 1]; /* why it is stalled (a code), "" otherwise */
     char text[SV_CLIENT_TEXT_MAX + 1];     /* a sentence about it, "" when none */
 };
@@ -364,6 +368,91 @@ SV_CLIENT_API int sv_client_dr_promote(struct sv_client *c, bool force, struct s
  * epoch the leader answers. Returns once recorded: 0, SV_E_BAD_ARGUMENT with
  * the leader's sentence, SV_E_UNAVAILABLE, SV_E_TIMEOUT, SV_E_PROTOCOL, ... */
 SV_CLIENT_API int sv_client_dr_demote(struct sv_client *c, uint64_t *site_epoch);
+
+/* Failback, the divergence ledger, switchover. These take a client of each
+ * site (each opened with that site's endpoints only).
+ *
+ * The divergence ledger: every write a fenced old primary accepted past the
+ * cut its standby was promoted at (acknowledged, but never shipped), kept on
+ * the active site in bucket SV_DR_LEDGER_BUCKET: per failback at site epoch E,
+ * the object "eE/manifest" lists the entries (sv_client_dr_ledger reads
+ * them all), and each live one's content is the object "eE/sS/iI" (shard S,
+ * the old primary's index I that wrote it). Per key, the ledger holds the
+ * last write past the cut (an earlier one overwritten on the old primary
+ * past the cut is not kept: its state machine keeps live versions only). */
+#define SV_DR_LEDGER_BUCKET "sv-diverged"
+
+struct sv_dr_diverged {
+    uint64_t site_epoch; /* of the failback that recorded it (the new primary's epoch) */
+    uint64_t shard, tenant;
+    char bucket[SV_CLIENT_NAME_MAX + 1], key[SV_CLIENT_NAME_MAX + 1];
+    uint64_t version, size;
+    uint64_t commit_ms;  /* the old primary's leader clock when it was written */
+    uint64_t index;      /* the old primary's Raft index that wrote it */
+    bool deleted;        /* a delete: no content */
+    uint8_t sha256[32];  /* of the content (zeros for a delete) */
+    char ledger_key[64]; /* its content: SV_DR_LEDGER_BUCKET/ledger_key ("" for a delete) */
+};
+
+struct sv_dr_ledger {
+    size_t n;
+    struct sv_dr_diverged *entries; /* owned, by site epoch, shard, key */
+};
+
+struct sv_dr_failback {
+    uint64_t site_epoch; /* the epoch the old primary follows now (the new primary's) */
+    size_t diverged;     /* writes moved into the ledger, deletes included */
+    size_t deleted;      /* of those, deletes */
+    uint64_t bytes;      /* content bytes copied into the ledger */
+};
+
+/* Turn the fenced old primary (client fenced) into the standby of the
+ * active site (client active), losing nothing silently. Both sites' DR
+ * status is read first: fenced must be fenced, active the primary at a
+ * higher site epoch, and every shard's cut (the primary index the active
+ * site's shard was shipped to when it was promoted) known. Then, shard by
+ * shard, the object records the old primary wrote above the cut
+ * (DR_DIVERGED to its shard leader) are copied into the ledger on the
+ * active site, content read from the old primary (each object held in
+ * memory once); the manifest is written last. Only then DR_FAILBACK to the
+ * old primary's meta leader: it becomes a standby at the active site's
+ * epoch, and each of its shards is re-seeded from the active site (its own
+ * records and chunks replaced: the ledger is what is left of them). Run
+ * again after a failure, it redoes the copy (same keys) and goes on.
+ * Returns 0, SV_E_BAD_ARGUMENT (a site in the wrong role, with a
+ * sentence), SV_E_UNAVAILABLE (a cut unknown, a site unreachable), or the
+ * first error of a read or write, with sv_client_errmsg(). *out (may be
+ * NULL) receives what was done. */
+SV_CLIENT_API int sv_client_dr_failback(struct sv_client *fenced, struct sv_client *active,
+                                        struct sv_dr_failback *out);
+
+/* Every entry of the ledger on the active site. *out owns a new ledger (free
+ * it with sv_client_dr_ledger_free); an empty one when no failback recorded
+ * any. Returns 0, SV_E_NOMEM, SV_E_PROTOCOL (a manifest that does not parse),
+ * or a read's error. */
+SV_CLIENT_API int sv_client_dr_ledger(struct sv_client *active, struct sv_dr_ledger **out);
+SV_CLIENT_API void sv_client_dr_ledger_free(struct sv_dr_ledger *l);
+
+struct sv_dr_switchover {
+    uint64_t site_epoch; /* the new primary's */
+    uint64_t paused_ms;  /* from fencing the old primary until the new one took writes */
+    uint64_t drain_ms;   /* of that, waiting for the standby to apply what was committed */
+    size_t diverged;     /* writes the failback of the old primary moved into the ledger:
+                            0, since the standby had everything (RPO 0) */
+};
+
+/* The planned move: both sites up, primary (client) the primary and
+ * standby its standby. Fences primary (writes pause), waits until standby
+ * has applied every entry primary committed (lag zero) for at most wait_s
+ * seconds, promotes standby and waits until it takes writes, then fails
+ * primary back to be the new standby (as sv_client_dr_failback, which
+ * finds nothing diverged). Not drained in time: SV_E_TIMEOUT, the old
+ * primary stays fenced and the message says how to go on (promote either
+ * site; the old primary with force, to undo the pause). Returns 0,
+ * SV_E_BAD_ARGUMENT (a site in the wrong role), SV_E_TIMEOUT, or the error
+ * of a step, with sv_client_errmsg() naming the step. */
+SV_CLIENT_API int sv_client_dr_switchover(struct sv_client *primary, struct sv_client *standby,
+                                          double wait_s, struct sv_dr_switchover *out);
 
 /* Operator calls: to the meta group's leader.
  *
