@@ -11,7 +11,8 @@ target_include_directories(shardvault PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
 target_link_libraries(shardvault PUBLIC svproto svtls svwire OpenSSL::Crypto Threads::Threads)
 
 add_executable(svctl ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl.c
-                     ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl_admin.c)
+                     ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl_admin.c
+                     ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl_util.c)
 target_link_libraries(svctl PRIVATE shardvault)
 
 # The fake server speaks svtls, svwire and proto itself, with test certificates.
