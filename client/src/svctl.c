@@ -51,6 +51,9 @@ static const char main_usage[] =
     "  dr promote [--force] [--wait S]              make this standby site the primary; show\n"
     "                                               the cut and the RPO, wait for writes\n"
     "  dr demote                                    fence this site: read-only, ships nothing\n"
+    "  dr drill --primary EPS --standby EPS --outage-cmd CMD --restore-cmd CMD --out DIR\n"
+    "                                               a disaster-recovery drill under load:\n"
+    "                                               RPO, RTO, lag; a text, JSON, HTML report\n"
     "\n"
     "Global options:\n"
     "  --endpoints HOST:PORT,...   nodes to contact (env SV_ENDPOINTS)\n"
@@ -792,6 +795,9 @@ int main(int argc, char **argv)
     int rc = precheck(cmd, argc - i, argv + i);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
+    /* dr drill names both sites itself and opens clients of its own. */
+    if (strcmp(cmd->name, "dr") == 0 && argc - i > 1 && strcmp(argv[i + 1], "drill") == 0)
+        return sv__dr_drill(&g, argc - i, argv + i);
     if (g.endpoints == NULL || g.endpoints[0] == '\0' || g.ca == NULL || g.ca[0] == '\0') {
         sv__usage_error("%s: --endpoints (or SV_ENDPOINTS) and --ca (or SV_CA) are required",
                         cmd->name);

@@ -79,6 +79,10 @@ int sv__run_node(struct sv_client *c, const struct global *g, int argc, char **a
 int sv__run_cluster(struct sv_client *c, const struct global *g, int argc, char **argv);
 int sv__run_sched(struct sv_client *c, const struct global *g, int argc, char **argv);
 int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv);
+/* svctl dr drill (svctl_drill.c): with g NULL it only checks its arguments
+ * (0, -1 after --help, EXIT_USAGE); otherwise it runs the drill with clients
+ * of its own (--primary, --standby) and returns the exit code. */
+int sv__dr_drill(const struct global *g, int argc, char **argv);
 extern const char sv__node_usage[], sv__cluster_usage[], sv__sched_usage[], sv__dr_usage[];
 
 #endif

@@ -80,6 +80,8 @@ const char sv__dr_usage[] =
     "usage: svctl dr status\n"
     "       svctl dr promote [--force] [--wait S]\n"
     "       svctl dr demote\n"
+    "       svctl dr drill --primary EPS --standby EPS --outage-cmd CMD --restore-cmd CMD\n"
+    "                      --out DIR [...]   (svctl dr drill --help)\n"
     "Disaster recovery: this site's part in it, how far it is behind, and the\n"
     "change of roles.\n"
     "\n"
@@ -125,6 +127,10 @@ const char sv__dr_usage[] =
     "demote   fence this site: it takes no writes and ships nothing, so that the\n"
     "         peer site can be the primary. Prints the site epoch (-o json:\n"
     "         {\"epoch\"}).\n"
+    "drill    a disaster-recovery exercise against live load: the primary site's\n"
+    "         outage (your command), promotion, every acknowledged write checked,\n"
+    "         the old primary restored and fenced; RPO, RTO, lag; a report in text,\n"
+    "         JSON and HTML. svctl dr drill --help describes it.\n"
     "A standby or fenced site refuses writes: svctl put and rm exit 7 there.\n";
 
 /* "meta", "shard S" or "-" for a wire group id (-1: none). */
@@ -980,7 +986,7 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
 int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv)
 {
     if (argc < 2) {
-        sv__usage_error("dr: missing status, promote or demote");
+        sv__usage_error("dr: missing status, promote, demote or drill");
         return EXIT_USAGE;
     }
     const char *sub = argv[1];
@@ -1043,6 +1049,8 @@ int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **arg
                    epoch);
         return EXIT_OK;
     }
-    sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote)", sub);
+    if (strcmp(sub, "drill") == 0) /* main runs it: it opens clients of its own */
+        return c == NULL ? sv__dr_drill(NULL, argc, argv) : EXIT_USAGE;
+    sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote, drill)", sub);
     return EXIT_USAGE;
 }
