@@ -40,8 +40,9 @@ enum {
     POLL_MS = 200,             /* between two tries of preflight, promote, fence checks */
     CHECK_DEADLINE_MS = 10000, /* per read of verify */
     CHECK_THREADS_MAX = 16,
-    PROBE_DEADLINE_MS = 3000, /* per fence probe */
-    FENCE_PROBES = 8,         /* writes sent to the restored old primary */
+    PROBE_DEADLINE_MS = 3000,         /* per fence probe */
+    STAT_DEADLINE_MS_DEFAULT = 10000, /* dr status and promote, without --timeout */
+    FENCE_PROBES = 8,                 /* writes sent to the restored old primary */
     CMD_POLL_MS = 20,
     FDS_CLOSED_MAX = 4096, /* descriptors a command's child closes */
 };
@@ -118,6 +119,20 @@ struct opts {
 
 enum { PHASE_PRIMARY, PHASE_STANDBY, PHASE_STOP };
 
+/* The drill's clients: each of one site, with the deadline its use wants. */
+enum client_use { STAT_P, STAT_S, LOAD_P, LOAD_S, CHECK_S, PROBE_P, CLIENTS };
+static const struct {
+    bool standby;         /* of the standby's endpoints, else the primary's */
+    uint32_t deadline_ms; /* 0: the global --timeout, else 10 s */
+} client_uses[CLIENTS] = {
+    [STAT_P] = {false, 0},
+    [STAT_S] = {true, 0},
+    [LOAD_P] = {false, LOAD_DEADLINE_MS},
+    [LOAD_S] = {true, LOAD_DEADLINE_MS},
+    [CHECK_S] = {true, CHECK_DEADLINE_MS},
+    [PROBE_P] = {false, PROBE_DEADLINE_MS},
+};
+
 struct run;
 
 struct loader {
@@ -130,8 +145,8 @@ struct loader {
 struct run {
     struct sv__drill d;
     const struct global *g;
-    struct sv_client *stat_p, *stat_s, *load_p, *load_s, *check_s, *probe_p;
-    pthread_mutex_t mu; /* d.acks and the counters below */
+    struct sv_client *clients[CLIENTS]; /* enum client_use */
+    pthread_mutex_t mu;                 /* d.acks and the counters below */
     atomic_int phase;
     atomic_llong first_standby_ack_ms; /* -1 until the standby took a write */
     uint64_t primary_failed_early;     /* puts that failed before T_out */
@@ -314,13 +329,13 @@ static bool sites_ready(struct run *r, char *why, size_t cap)
 {
     struct sv_dr_status *p = NULL, *s = NULL;
     bool ok = false;
-    int err = sv_client_dr_status(r->stat_p, &p);
+    int err = sv_client_dr_status(r->clients[STAT_P], &p);
     if (err != 0) {
         snprintf(why, cap, "the primary (%s) does not answer dr status: %s: %s",
                  r->d.primary_endpoints, sv_client_strerror(err), sv_client_errmsg());
         return false;
     }
-    err = sv_client_dr_status(r->stat_s, &s);
+    err = sv_client_dr_status(r->clients[STAT_S], &s);
     if (err != 0) {
         snprintf(why, cap, "the standby (%s) does not answer dr status: %s: %s",
                  r->d.standby_endpoints, sv_client_strerror(err), sv_client_errmsg());
@@ -404,7 +419,7 @@ static void *load_main(void *arg)
         int phase = atomic_load(&r->phase);
         if (phase == PHASE_STOP)
             break;
-        struct sv_client *c = phase == PHASE_PRIMARY ? r->load_p : r->load_s;
+        struct sv_client *c = phase == PHASE_PRIMARY ? r->clients[LOAD_P] : r->clients[LOAD_S];
         sv__drill_key(r->d.run, l->id, seq, key, sizeof(key));
         sv__drill_payload(r->d.run, l->id, seq, buf, r->d.object_bytes);
         struct sv__drill_ack a = {
@@ -494,7 +509,7 @@ static bool step_lag(struct run *r)
     char last_err[256] = "";
     while (sv__mono_ms() < end) {
         struct sv_dr_status *s = NULL;
-        int err = sv_client_dr_status(r->stat_s, &s);
+        int err = sv_client_dr_status(r->clients[STAT_S], &s);
         if (err == 0 && s->lag_ms >= 0 && r->d.n_lag < SV__DRILL_LAG_SAMPLES_MAX) {
             r->d.lag_ms[r->d.n_lag++] = s->lag_ms;
         } else {
@@ -618,7 +633,7 @@ static bool step_promote(struct run *r)
     for (;;) {
         struct sv_dr_status *s = NULL;
         bool already = false;
-        if (sv_client_dr_status(r->stat_s, &s) == 0) {
+        if (sv_client_dr_status(r->clients[STAT_S], &s) == 0) {
             if (strcmp(s->role, "standby") == 0) {
                 cut = sv__dr_cut_of(s, sv__wall_ms());
             } else if (attempts > 0 && strcmp(s->role, "primary") == 0) {
@@ -631,7 +646,7 @@ static bool step_promote(struct run *r)
         if (already)
             break;
         attempts++;
-        int err = sv_client_dr_promote(r->stat_s, false, &p);
+        int err = sv_client_dr_promote(r->clients[STAT_S], false, &p);
         if (err == 0)
             break;
         if (err == SV_E_BAD_ARGUMENT)
@@ -650,8 +665,8 @@ static bool step_promote(struct run *r)
     char why[256];
     size_t answered = 0, nodes = 0;
     uint64_t open_at = 0;
-    if (!sv__dr_wait_open(r->stat_s, p.site_epoch, deadline, &open_at, &answered, &nodes, why,
-                          sizeof(why)))
+    if (!sv__dr_wait_open(r->clients[STAT_S], p.site_epoch, deadline, &open_at, &answered, &nodes,
+                          why, sizeof(why)))
         return done(r, SV__DRILL_PROMOTE, SV__DRILL_FAILED,
                     "promoted at site epoch %" PRIu64 " but not every node takes writes "
                     "within %" PRIu32 " s: %s",
@@ -700,7 +715,8 @@ static void check_one(struct run *r, struct sv__drill_ack *a, uint8_t *want)
     sv__drill_payload(r->d.run, a->client, a->seq, want, r->d.object_bytes);
     void *data = NULL;
     size_t len = 0;
-    int err = sv_client_get(r->check_s, r->d.bucket, key, SV_LINEARIZABLE, &data, &len, NULL);
+    int err =
+        sv_client_get(r->clients[CHECK_S], r->d.bucket, key, SV_LINEARIZABLE, &data, &len, NULL);
     if (err == 0)
         a->check = len == r->d.object_bytes && memcmp(data, want, len) == 0 ? SV__DRILL_PRESENT
                                                                             : SV__DRILL_DIFFERS;
@@ -801,8 +817,8 @@ static bool step_fenced(struct run *r)
     for (unsigned i = 0; i < FENCE_PROBES; i++) {
         snprintf(key, sizeof(key), "%s/fence-%u", r->d.run, i);
         for (;;) {
-            int err = sv_client_put(r->probe_p, r->d.bucket, key, body, sizeof(body) - 1, SV_IF_ANY,
-                                    NULL);
+            int err = sv_client_put(r->clients[PROBE_P], r->d.bucket, key, body, sizeof(body) - 1,
+                                    SV_IF_ANY, NULL);
             if (err == SV_E_READ_ONLY) {
                 refused++;
                 snprintf(sentence, sizeof(sentence), "%s", sv_client_errmsg());
@@ -826,7 +842,7 @@ static bool step_fenced(struct run *r)
     uint64_t epoch = 0;
     for (;;) {
         struct sv_dr_status *s = NULL;
-        if (sv_client_dr_status(r->stat_p, &s) == 0) {
+        if (sv_client_dr_status(r->clients[STAT_P], &s) == 0) {
             snprintf(role, sizeof(role), "%s", s->role);
             epoch = s->epoch;
         }
@@ -1008,13 +1024,15 @@ int sv__dr_drill(const struct global *g, int argc, char **argv)
     step_ledger(r);
 
     char why[512] = "";
-    uint32_t stat_ms = g->deadline_ms ? g->deadline_ms : 10000;
-    if (open_client(g, o.primary, stat_ms, &r->stat_p, why, sizeof(why)) != 0 ||
-        open_client(g, o.standby, stat_ms, &r->stat_s, why, sizeof(why)) != 0 ||
-        open_client(g, o.primary, LOAD_DEADLINE_MS, &r->load_p, why, sizeof(why)) != 0 ||
-        open_client(g, o.standby, LOAD_DEADLINE_MS, &r->load_s, why, sizeof(why)) != 0 ||
-        open_client(g, o.standby, CHECK_DEADLINE_MS, &r->check_s, why, sizeof(why)) != 0 ||
-        open_client(g, o.primary, PROBE_DEADLINE_MS, &r->probe_p, why, sizeof(why)) != 0) {
+    int err = 0;
+    for (int i = 0; i < CLIENTS && err == 0; i++) {
+        uint32_t ms = client_uses[i].deadline_ms ? client_uses[i].deadline_ms
+                      : g->deadline_ms           ? g->deadline_ms
+                                                 : STAT_DEADLINE_MS_DEFAULT;
+        err = open_client(g, client_uses[i].standby ? o.standby : o.primary, ms, &r->clients[i],
+                          why, sizeof(why));
+    }
+    if (err != 0) {
         begin(r, SV__DRILL_PREFLIGHT);
         done(r, SV__DRILL_PREFLIGHT, SV__DRILL_FAILED, "%s", why);
         skip(r, SV__DRILL_LOAD, SV__DRILL_FENCED, "preflight failed: nothing was done");
@@ -1034,12 +1052,8 @@ int sv__dr_drill(const struct global *g, int argc, char **argv)
         sv__drill_text(stdout, d);
     fflush(stdout);
 
-    sv_client_close(r->stat_p);
-    sv_client_close(r->stat_s);
-    sv_client_close(r->load_p);
-    sv_client_close(r->load_s);
-    sv_client_close(r->check_s);
-    sv_client_close(r->probe_p);
+    for (int i = 0; i < CLIENTS; i++)
+        sv_client_close(r->clients[i]);
     sv__drill_free(d);
     pthread_mutex_destroy(&r->mu);
     free(r);
