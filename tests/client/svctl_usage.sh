@@ -135,6 +135,7 @@ err "primary and --standby are required" "dr drill"
     err "load-clients needs a number in 1..64" "dr drill --load-clients 0"
 }
 # Valid arguments without a CA: a usage error (the drill opens its own clients: no --endpoints).
+# shellcheck disable=SC2086 # $d: the drill's other arguments
 SV_CA="" "$svctl" $d --outage-cmd true --restore-cmd true >/tmp/svctl-usage.$$.out 2>/tmp/svctl-usage.$$.err
 rc=$?
 [ "$rc" -eq 2 ] || { echo "FAIL: dr drill without --ca exited $rc, expected 2"; fails=$((fails + 1)); }
@@ -142,6 +143,7 @@ err "ca (or SV_CA) is required" "dr drill without --ca"
 # An unusable CA: preflight fails, nothing else runs (not the outage command), and the
 # report says so in every form; exit 1.
 rm -rf /tmp/svctl-usage.$$.d
+# shellcheck disable=SC2086 # $d: the drill's other arguments
 expect 1 --ca /nonexistent $d --outage-cmd "touch /tmp/svctl-usage.$$.d/outage-ran" --restore-cmd true
 [ ! -e /tmp/svctl-usage.$$.d/outage-ran ] || { echo "FAIL: dr drill ran the outage command after a failed preflight"; fails=$((fails + 1)); }
 grep -q "FAILED" /tmp/svctl-usage.$$.out || { echo "FAIL: dr drill: no FAILED on stdout"; fails=$((fails + 1)); }
