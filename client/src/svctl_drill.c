@@ -870,7 +870,7 @@ static void step_failback(struct run *r)
     r->d.steps[SV__DRILL_FAILBACK].status = SV__DRILL_NOT_BUILT;
     snprintf(r->d.steps[SV__DRILL_FAILBACK].text, SV__DRILL_TEXT_MAX,
              "not built: svctl dr failback (the old primary resynced as the standby from its "
-             "divergence point) does not exist yet; the old primary stays fenced");
+             "divergence point) does not exist yet");
 }
 
 /* Switch back: the roles exchanged again without loss (svctl dr switchover,
@@ -879,8 +879,8 @@ static void step_switchback(struct run *r)
 {
     r->d.steps[SV__DRILL_SWITCHBACK].status = SV__DRILL_NOT_BUILT;
     snprintf(r->d.steps[SV__DRILL_SWITCHBACK].text, SV__DRILL_TEXT_MAX,
-             "not built: svctl dr switchover does not exist yet; the standby site stays the "
-             "primary");
+             "not built: svctl dr switchover (the roles exchanged back, under load) does not "
+             "exist yet");
 }
 
 /* The ledger cross-check: every missing write listed in the divergence
@@ -975,7 +975,7 @@ static void drill(struct run *r)
     else
         skip(r, SV__DRILL_FENCED, SV__DRILL_FENCED,
              promoted ? "the old primary was not restored"
-                      : "no promotion: the old primary came back as the primary");
+                      : "no promotion: the old primary is the primary still");
 }
 
 /* Check the arguments (g NULL: only that; 0, -1 after --help, EXIT_USAGE), or
