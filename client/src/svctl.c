@@ -51,6 +51,9 @@ static const char main_usage[] =
     "  dr promote [--force] [--wait S]              make this standby site the primary; show\n"
     "                                               the cut and the RPO, wait for writes\n"
     "  dr demote                                    fence this site: read-only, ships nothing\n"
+    "  dr drill --primary EPS --standby EPS --outage-cmd CMD --restore-cmd CMD --out DIR\n"
+    "                                               a disaster-recovery drill under load:\n"
+    "                                               RPO, RTO, lag; a text, JSON, HTML report\n"
     "\n"
     "Global options:\n"
     "  --endpoints HOST:PORT,...   nodes to contact (env SV_ENDPOINTS)\n"
@@ -154,34 +157,10 @@ static bool split_target(const char *t, char *bucket, size_t bl, char *key, size
     return true;
 }
 
-/* JSON string output (bytes >= 0x80 pass through). */
-void sv__json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void hex(const uint8_t *p, size_t n, char *out)
 {
     for (size_t i = 0; i < n; i++)
         snprintf(out + 2 * i, 3, "%02x", p[i]);
-}
-
-void sv__iso_time(uint64_t ms, char *out, size_t cap)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, cap - n, ".%03uZ", (unsigned)(ms % 1000));
 }
 
 /* Progress bar on stderr for big transfers to or from a terminal. */
@@ -816,6 +795,9 @@ int main(int argc, char **argv)
     int rc = precheck(cmd, argc - i, argv + i);
     if (rc != 0)
         return rc < 0 ? EXIT_OK : rc;
+    /* dr drill names both sites itself and opens clients of its own. */
+    if (strcmp(cmd->name, "dr") == 0 && argc - i > 1 && strcmp(argv[i + 1], "drill") == 0)
+        return sv__dr_drill(&g, argc - i, argv + i);
     if (g.endpoints == NULL || g.endpoints[0] == '\0' || g.ca == NULL || g.ca[0] == '\0') {
         sv__usage_error("%s: --endpoints (or SV_ENDPOINTS) and --ca (or SV_CA) are required",
                         cmd->name);

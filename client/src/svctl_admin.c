@@ -84,6 +84,8 @@ const char sv__dr_usage[] =
     "       svctl dr switchover --peer ENDPOINTS [--wait S]\n"
     "       svctl dr diverged list\n"
     "       svctl dr diverged get LEDGER-KEY [--out FILE]\n"
+    "       svctl dr drill --primary EPS --standby EPS --outage-cmd CMD --restore-cmd CMD\n"
+    "                      --out DIR [...]   (svctl dr drill --help)\n"
     "Disaster recovery: this site's part in it, how far it is behind, and the\n"
     "change of roles.\n"
     "\n"
@@ -154,6 +156,10 @@ const char sv__dr_usage[] =
     "         \"commit_ms\",\"index\",\"deleted\",\"ledger_key\"}]}.\n"
     "diverged get LEDGER-KEY   the content of an entry, on standard output or\n"
     "         in FILE (--out).\n"
+    "drill    a disaster-recovery exercise against live load: the primary site's\n"
+    "         outage (your command), promotion, every acknowledged write checked,\n"
+    "         the old primary restored and fenced; RPO, RTO, lag; a report in text,\n"
+    "         JSON and HTML. svctl dr drill --help describes it.\n"
     "A standby or fenced site refuses writes: svctl put and rm exit 7 there.\n";
 
 /* "meta", "shard S" or "-" for a wire group id (-1: none). */
@@ -239,20 +245,6 @@ static bool parse_duration_s(const char *s, uint64_t *out)
         return false;
     *out = v * mul;
     return true;
-}
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void pause_ms(uint64_t ms)
-{
-    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* Argument parsing shared by the subcommands: --help, flags, options with
@@ -458,7 +450,7 @@ static int node_drain(struct sv_client *c, const struct global *g, uint64_t id, 
     if (!g->json)
         printf("node %" PRIu64 ": draining (Ctrl-C stops watching; the drain goes on)\n", id);
     fflush(stdout);
-    uint64_t t0 = mono_ms(), b0 = 0;
+    uint64_t t0 = sv__mono_ms(), b0 = 0;
     bool have_b0 = false;
     char *last_stuck = NULL;
     int rc = EXIT_OK;
@@ -494,7 +486,7 @@ static int node_drain(struct sv_client *c, const struct global *g, uint64_t id, 
                 rc = EXIT_ERR;
                 break;
             }
-            uint64_t now = mono_ms();
+            uint64_t now = sv__mono_ms();
             if (!have_b0) {
                 b0 = n->bytes;
                 have_b0 = true;
@@ -523,7 +515,7 @@ static int node_drain(struct sv_client *c, const struct global *g, uint64_t id, 
             show_stuck(c, g, id, &last_stuck);
         }
         fflush(stdout);
-        if (timeout_s > 0 && (double)(mono_ms() - t0) / 1000.0 >= timeout_s) {
+        if (timeout_s > 0 && (double)(sv__mono_ms() - t0) / 1000.0 >= timeout_s) {
             fprintf(stderr,
                     "svctl: node drain %s: not drained after %.0f s; the drain goes on "
                     "(svctl node list shows it)\n",
@@ -531,7 +523,7 @@ static int node_drain(struct sv_client *c, const struct global *g, uint64_t id, 
             rc = EXIT_UNAVAILABLE;
             break;
         }
-        pause_ms(DRAIN_POLL_MS);
+        sv__pause_ms(DRAIN_POLL_MS);
     }
     free(last_stuck);
     return rc;
@@ -856,28 +848,13 @@ static void dr_status_text(const struct sv_dr_status *s)
 
 /* dr promote */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The point in time a promotion keeps: what the standby holds of the primary. */
-struct dr_cut {
-    int64_t frontier_ms;     /* the site frontier, -1 unknown */
-    int64_t max_ms;          /* the highest shard frontier, -1 unknown */
-    int64_t last_contact_ms; /* wall clock of the most recent contact with the primary, -1 */
-    int64_t rpo_ms;          /* last contact minus frontier, -1 unknown */
-};
-
 /* The cut of s, read at the client's wall clock now_ms. A shard's last contact
  * is an age on the clock of the node that leads it: that clock was the frontier
  * plus the lag when it answered (the lag is measured against it). The client's
  * clock stands in when the node's is not known. */
-static struct dr_cut dr_cut_of(const struct sv_dr_status *s, int64_t now_ms)
+struct sv__dr_cut sv__dr_cut_of(const struct sv_dr_status *s, int64_t now_ms)
 {
-    struct dr_cut k = {s->frontier_ms, -1, -1, -1};
+    struct sv__dr_cut k = {s->frontier_ms, -1, -1, -1};
     const struct sv_dr_shard *nearest = NULL;
     for (size_t i = 0; i < s->n_shards; i++) {
         const struct sv_dr_shard *sh = &s->shards[i];
@@ -933,7 +910,34 @@ static bool dr_open(const struct sv_dr_status *s, uint64_t epoch, char *why, siz
     return true;
 }
 
-static void dr_promote_json(uint64_t epoch, const struct dr_cut *k, int64_t open_after_ms)
+bool sv__dr_wait_open(struct sv_client *c, uint64_t epoch, uint64_t deadline_ms, uint64_t *open_ms,
+                      size_t *answered, size_t *nodes, char *why, size_t cap)
+{
+    snprintf(why, cap, "no answer yet");
+    for (;;) {
+        struct sv_dr_status *s = NULL;
+        int err = sv_client_dr_status(c, &s);
+        uint64_t now = sv__mono_ms();
+        if (err == 0) {
+            bool open = dr_open(s, epoch, why, cap);
+            *answered = s->n_answered;
+            *nodes = s->n_nodes;
+            sv_client_dr_status_free(s);
+            if (open) {
+                *open_ms = now;
+                return true;
+            }
+        } else {
+            /* Nodes restarting their groups as they follow: keep looking. */
+            snprintf(why, cap, "dr status: %s: %s", sv_client_strerror(err), sv_client_errmsg());
+        }
+        if (now >= deadline_ms)
+            return false;
+        sv__pause_ms(deadline_ms - now < DR_POLL_MS ? deadline_ms - now : DR_POLL_MS);
+    }
+}
+
+static void dr_promote_json(uint64_t epoch, const struct sv__dr_cut *k, int64_t open_after_ms)
 {
     printf("{\"epoch\":%" PRIu64 ",\"cut_ms\":%" PRId64 ",\"cut_max_ms\":%" PRId64
            ",\"last_contact_ms\":%" PRId64 ",\"rpo_ms\":%" PRId64 ",\"open_after_ms\":%" PRId64
@@ -948,10 +952,10 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
     int err = sv_client_dr_status(c, &s);
     if (err != 0)
         return sv__fail("dr promote", NULL, err);
-    struct dr_cut k = dr_cut_of(s, wall_ms());
+    struct sv__dr_cut k = sv__dr_cut_of(s, sv__wall_ms());
     sv_client_dr_status_free(s);
 
-    uint64_t t0 = mono_ms();
+    uint64_t t0 = sv__mono_ms();
     struct sv_dr_promote p;
     err = sv_client_dr_promote(c, force, &p);
     if (err != 0)
@@ -985,33 +989,19 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
         fflush(stdout);
     }
 
-    char why[256] = "no answer yet";
-    uint64_t deadline = t0 + (uint64_t)(wait_s * 1000);
-    for (;;) {
-        err = sv_client_dr_status(c, &s);
-        uint64_t now = mono_ms();
-        if (err == 0) {
-            bool open = dr_open(s, p.site_epoch, why, sizeof(why));
-            size_t answered = s->n_answered, nodes = s->n_nodes;
-            sv_client_dr_status_free(s);
-            if (open) {
-                int64_t after = (int64_t)(now - t0);
-                if (g->json)
-                    dr_promote_json(p.site_epoch, &k, after);
-                else
-                    printf("writes open after %" PRId64 " ms: the %zu of %zu nodes that answered "
-                           "are primary at site epoch %" PRIu64 "\n",
-                           after, answered, nodes, p.site_epoch);
-                return EXIT_OK;
-            }
-        } else {
-            /* Nodes restarting their groups as they follow: keep looking. */
-            snprintf(why, sizeof(why), "dr status: %s: %s", sv_client_strerror(err),
-                     sv_client_errmsg());
-        }
-        if (now >= deadline)
-            break;
-        pause_ms(deadline - now < DR_POLL_MS ? deadline - now : DR_POLL_MS);
+    char why[256];
+    size_t answered = 0, nodes = 0;
+    uint64_t open_at = 0;
+    if (sv__dr_wait_open(c, p.site_epoch, t0 + (uint64_t)(wait_s * 1000), &open_at, &answered,
+                         &nodes, why, sizeof(why))) {
+        int64_t after = (int64_t)(open_at - t0);
+        if (g->json)
+            dr_promote_json(p.site_epoch, &k, after);
+        else
+            printf("writes open after %" PRId64 " ms: the %zu of %zu nodes that answered "
+                   "are primary at site epoch %" PRIu64 "\n",
+                   after, answered, nodes, p.site_epoch);
+        return EXIT_OK;
     }
     if (g->json)
         dr_promote_json(p.site_epoch, &k, -1);
@@ -1145,7 +1135,8 @@ static int dr_diverged_get(struct sv_client *c, const char *key, const char *out
 int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **argv)
 {
     if (argc < 2) {
-        sv__usage_error("dr: missing status, promote, demote, failback, switchover or diverged");
+        sv__usage_error("dr: missing status, promote, demote, failback, switchover, diverged "
+                        "or drill");
         return EXIT_USAGE;
     }
     const char *sub = argv[1];
@@ -1241,8 +1232,10 @@ int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **arg
             return rc;
         return get ? dr_diverged_get(c, a.pos[0], o[0].value) : dr_diverged_list(c, g);
     }
+    if (strcmp(sub, "drill") == 0) /* main runs it: it opens clients of its own */
+        return c == NULL ? sv__dr_drill(NULL, argc, argv) : EXIT_USAGE;
     sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote, failback, "
-                    "switchover, diverged)",
+                    "switchover, diverged, drill)",
                     sub);
     return EXIT_USAGE;
 }

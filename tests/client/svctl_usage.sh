@@ -99,6 +99,60 @@ expect 2 dr promote --wait 86401
 grep -q -- "--wait needs a number of seconds" /tmp/svctl-usage.$$.err || { echo "FAIL: dr promote --wait: no reason"; fails=$((fails + 1)); }
 expect 2 dr demote extra
 expect 2 dr demote --force
+# dr drill: help, and every argument error before anything runs.
+err() { grep -q -- "$1" /tmp/svctl-usage.$$.err || { echo "FAIL: $2: no \"$1\""; fails=$((fails + 1)); }; }
+expect 0 --help
+grep -q "  dr drill --primary EPS --standby EPS --outage-cmd CMD --restore-cmd CMD --out DIR" /tmp/svctl-usage.$$.out || { echo "FAIL: --help: dr drill"; fails=$((fails + 1)); }
+expect 0 dr --help
+grep -q "svctl dr drill --primary EPS" /tmp/svctl-usage.$$.out || { echo "FAIL: dr --help: drill"; fails=$((fails + 1)); }
+expect 0 dr drill --help
+for w in "usage: svctl dr drill --primary HOST:PORT" "first-write  the first write the standby accepts" \
+    "failback, switchback, ledger" "               not built" "DIR/drill.json" "self-contained" \
+    "Exit status: 0 when every built step passed, 1 when a step failed"; do
+    grep -qF -- "$w" /tmp/svctl-usage.$$.out || { echo "FAIL: dr drill --help: no \"$w\""; fails=$((fails + 1)); }
+done
+expect 0 dr drill --primary a:1 -h
+d="dr drill --primary a:1 --standby b:1 --out /tmp/svctl-usage.$$.d"
+expect 2 dr drill
+err "primary and --standby are required" "dr drill"
+# shellcheck disable=SC2086 # $d: the drill's other arguments
+{
+    expect 2 $d
+    err "outage-cmd and --restore-cmd are required: the drill cannot take a site down" "dr drill without commands"
+    expect 2 $d --outage-cmd true
+    expect 2 $d --restore-cmd true
+    expect 2 $d --outage-cmd "" --restore-cmd true
+    expect 2 dr drill --primary a:1 --standby b:1 --outage-cmd true --restore-cmd true
+    err "out DIR is required" "dr drill without --out"
+    expect 2 dr drill --standby b:1 --outage-cmd true --restore-cmd true --out x
+    for bad in "--load-clients 0" "--load-clients 65" "--load-clients x" "--warmup 0" "--warmup 601" \
+        "--object-bytes 0" "--object-bytes 1048577" "--max-lag-ms 0" "--step-timeout 0" \
+        "--step-timeout 3601" "--step-timeout" "--bucket Bad_Name" "--bucket -x" "--frob" "extra"; do
+        expect 2 $d --outage-cmd true --restore-cmd true $bad
+    done
+    err "unexpected argument" "dr drill extra"
+    expect 2 $d --outage-cmd true --restore-cmd true --load-clients 0
+    err "load-clients needs a number in 1..64" "dr drill --load-clients 0"
+}
+# Valid arguments without a CA: a usage error (the drill opens its own clients: no --endpoints).
+# shellcheck disable=SC2086 # $d: the drill's other arguments
+SV_CA="" "$svctl" $d --outage-cmd true --restore-cmd true >/tmp/svctl-usage.$$.out 2>/tmp/svctl-usage.$$.err
+rc=$?
+[ "$rc" -eq 2 ] || { echo "FAIL: dr drill without --ca exited $rc, expected 2"; fails=$((fails + 1)); }
+err "ca (or SV_CA) is required" "dr drill without --ca"
+# An unusable CA: preflight fails, nothing else runs (not the outage command), and the
+# report says so in every form; exit 1.
+rm -rf /tmp/svctl-usage.$$.d
+# shellcheck disable=SC2086 # $d: the drill's other arguments
+expect 1 --ca /nonexistent $d --outage-cmd "touch /tmp/svctl-usage.$$.d/outage-ran" --restore-cmd true
+[ ! -e /tmp/svctl-usage.$$.d/outage-ran ] || { echo "FAIL: dr drill ran the outage command after a failed preflight"; fails=$((fails + 1)); }
+grep -q "FAILED" /tmp/svctl-usage.$$.out || { echo "FAIL: dr drill: no FAILED on stdout"; fails=$((fails + 1)); }
+grep -q "^preflight    failed" /tmp/svctl-usage.$$.d/drill.txt || { echo "FAIL: dr drill: drill.txt"; fails=$((fails + 1)); }
+grep -q '"passed":false' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: drill.json"; fails=$((fails + 1)); }
+grep -q '"name":"outage","status":"skipped"' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: outage not skipped"; fails=$((fails + 1)); }
+grep -q '"name":"failback","status":"not built"' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: failback not 'not built'"; fails=$((fails + 1)); }
+grep -q "</html>" /tmp/svctl-usage.$$.d/drill.html || { echo "FAIL: dr drill: drill.html"; fails=$((fails + 1)); }
+rm -rf /tmp/svctl-usage.$$.d
 # Valid arguments get as far as needing a cluster (exit 2 for the missing --endpoints).
 for a in "node list" "node drain 3 --timeout 5" "node remove 3 --force" "cluster show" \
     "cluster set repair-rate 64MiB" "cluster set down-after 5m" "cluster set auto-evict off" "sched log" \

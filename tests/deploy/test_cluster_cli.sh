@@ -126,6 +126,22 @@ SVD
 cat >"$bin/svctl" <<'SVCTL'
 #!/usr/bin/env bash
 # Stand-in svctl: status succeeds unless FAKE_SVCTL_FAIL is set; echoes its environment.
+# dr drill writes its arguments (one a line) and SV_CA to $FAKE_SVCTL_LOG; with
+# FAKE_SVCTL_DRILL_RUN it runs the outage command, then the restore command, as
+# the drill would (the outage's output in OUT/outage-cmd.log); it exits
+# $FAKE_SVCTL_RC (default 0).
+if [[ ${1-} == dr && ${2-} == drill ]]; then
+    { printf '%s\n' "$@"; echo "SV_CA=$SV_CA"; } >"${FAKE_SVCTL_LOG:-/dev/null}"
+    if [[ -n ${FAKE_SVCTL_DRILL_RUN-} ]]; then
+        while (($#)); do
+            case $1 in --outage-cmd) outage=$2 ;; --restore-cmd) restore=$2 ;; --out) dir=$2 ;; esac
+            shift
+        done
+        mkdir -p "$dir"
+        sh -c "$outage" >"$dir/outage-cmd.log" 2>&1 && sh -c "$restore" || exit 1
+    fi
+    exit "${FAKE_SVCTL_RC:-0}"
+fi
 [[ ${1-} == status ]] || exit 2
 if [[ -n ${FAKE_SVCTL_FAIL-} ]]; then echo "svctl: cannot reach the cluster" >&2; exit 1; fi
 echo "{\"nodes\":[],\"shards\":[],\"endpoints\":\"$SV_ENDPOINTS\",\"ca\":\"$SV_CA\",\"token\":\"${SV_TOKEN-none}\"}"
@@ -531,7 +547,7 @@ for c in site-outage site-start; do
     ok "$c --help prints its usage" -- grep_out "usage: deploy/cluster $c SITE"
 done
 ok "up --help describes --dr" -- bash -c "'$cluster' up --help | grep -q 'site dr standby'"
-for c in "status" "env" "site-outage dr" "site-start dr" "kill 1 --site dr" "logs 1 --site dr"; do
+for c in "status" "env" "site-outage dr" "site-start dr" "kill 1 --site dr" "logs 1 --site dr" "drill"; do
     # shellcheck disable=SC2086 # split into command and arguments
     expect 1 "$c on a DIR without cluster.conf" -- "$cluster" $c --dir "$tmp/none"
 done
@@ -648,6 +664,52 @@ expect 0 "up --dr on the two-site deployment" -- "$cluster" up --dr --dr-nodes 3
 expect 2 "up --dr with another --dr-nodes" -- "$cluster" up --dr --dr-nodes 4 --bin "$bin" --dir "$d7"
 ok "another --dr-nodes explained" -- grep_err "dr-nodes 3, not 4"
 
+# drill: svctl dr drill with each site's endpoints, the deployment's CA, and the
+# deployment's own commands for the primary's outage and return.
+expect 0 "drill --help" -- "$cluster" drill --help
+ok "drill --help prints its usage" -- grep_out "usage: deploy/cluster drill"
+ok "drill --help: the outage command" -- grep_out "site-outage primary --dir DIR"
+expect 2 "drill with an unknown option" -- "$cluster" drill --frob --dir "$d7"
+expect 2 "drill with an argument" -- "$cluster" drill extra --dir "$d7"
+expect 2 "drill --warmup without a value" -- "$cluster" drill --dir "$d7" --warmup
+dlog=$tmp/drill-args
+expect 0 "drill" -- env FAKE_SVCTL_LOG="$dlog" "$cluster" drill --dir "$d7" --out "$tmp/drill-out" \
+    --warmup 2 --load-clients 3 --step-timeout 30 --bucket drills
+# arg_after NAME: the argument svctl got after NAME.
+arg_after() { awk -v n="$1" 'p { print; exit } $0 == n { p = 1 }' "$dlog"; }
+ok "drill: svctl dr drill" -- test "$(head -2 "$dlog" | paste -sd' ')" = "dr drill"
+want=""
+for i in 1 2 3 4 5 6; do want+="${want:+,}127.0.0.1:$((base + i))"; done
+ok "drill: --primary is the primary's 6 nodes" -- test "$(arg_after --primary)" = "$want"
+ok "drill: --standby is the standby's 3 nodes" -- test "$(arg_after --standby)" = \
+    "127.0.0.1:$((base + 101)),127.0.0.1:$((base + 102)),127.0.0.1:$((base + 103))"
+ok "drill: --outage-cmd is site-outage primary of DIR" -- test "$(arg_after --outage-cmd)" = \
+    "$repo/deploy/cluster site-outage primary --dir $d7"
+ok "drill: --restore-cmd is site-start primary of DIR with the bin" -- test "$(arg_after --restore-cmd)" = \
+    "$repo/deploy/cluster site-start primary --dir $d7 --bin $bin"
+ok "drill: --out" -- test "$(arg_after --out)" = "$tmp/drill-out"
+ok "drill: --warmup passed" -- test "$(arg_after --warmup)" = 2
+ok "drill: --load-clients passed" -- test "$(arg_after --load-clients)" = 3
+ok "drill: --step-timeout passed" -- test "$(arg_after --step-timeout)" = 30
+ok "drill: --bucket passed" -- test "$(arg_after --bucket)" = drills
+ok "drill: --object-bytes not given, not passed" -- bash -c "! grep -qx -- --object-bytes '$dlog'"
+ok "drill: the deployment's CA" -- grep -qx "SV_CA=$d7/ca/ca.pem" "$dlog"
+ok "drill: no outage, no word of roles changed" -- bash -c "! grep -q 'is the primary now' '$out'"
+expect 0 "drill with the default --out" -- env FAKE_SVCTL_LOG="$dlog" "$cluster" drill --dir "$d7"
+ok "drill: the default --out is beside DIR" -- bash -c "[[ \$(awk 'p { print; exit } \$0 == \"--out\" { p = 1 }' '$dlog') =~ ^$d7-drills/[0-9]{8}T[0-9]{6}Z\$ ]]"
+expect 1 "drill: svctl's exit status" -- env FAKE_SVCTL_RC=1 "$cluster" drill --dir "$d7"
+expect 2 "drill: svctl's usage error" -- env FAKE_SVCTL_RC=2 "$cluster" drill --dir "$d7"
+# The commands as given work: the primary's nodes die and start again; the standby's stay.
+expect 0 "drill running its commands" -- env FAKE_SVCTL_DRILL_RUN=1 "$cluster" drill --dir "$d7" --out "$tmp/drill-run"
+ok "drill: the outage's output" -- grep -q "site primary is down" "$tmp/drill-run/outage-cmd.log"
+ok "drill: says what comes next" -- grep_out "the standby site dr is the primary now \(failback is not built\)"
+for i in 1 2 3 4 5 6; do
+    ok "drill: primary node $i killed" -- dead "${ppid[$i]}"
+    ok "drill: primary node $i started again" -- alive "$(pid_of "$d7" "$i")"
+    ppid[$i]=$(pid_of "$d7" "$i")
+done
+for j in 1 2 3; do ok "drill: standby node $j untouched" -- test "$(pid_of "$dr" "$j")" = "${drpid[$j]}"; done
+
 # add and start --reset on the standby: the primary's peer_node lines follow.
 expect 2 "add --site dr with a primary zone" -- "$cluster" add --site dr --zone zone-a --dir "$d7"
 ok "add --site dr: zone explained" -- grep_err "dr-a \.\. dr-z"
@@ -712,6 +774,8 @@ expect 2 "up --dr on a deployment without a standby" -- "$cluster" up --dr --bin
 ok "up --dr on one site explained" -- grep_err "without a standby site"
 expect 1 "status --site dr without a standby" -- "$cluster" status --site dr --dir "$d8"
 ok "no standby explained" -- grep_err "no standby site dr"
+expect 1 "drill without a standby" -- "$cluster" drill --dir "$d8"
+ok "drill without a standby explained" -- grep_err "has no standby site: a drill needs one"
 expect 0 "down --purge (one site)" -- "$cluster" down --purge --dir "$d8"
 
 # pki.sh: the site in the certificate's name.
