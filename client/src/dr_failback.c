@@ -288,6 +288,13 @@ int sv_client_dr_failback(struct sv_client *fenced, struct sv_client *active,
     struct sv_dr_failback fb = {0};
     struct sv_dr_status *fs = NULL, *as = NULL;
     int rc = site_in_role(fenced, "fenced", "fenced", &fs);
+    /* every node of it: a shard leader still primary would not list its
+     * divergence (its meta leader records the fence, the nodes follow) */
+    if (rc == 0 && !fs->uniform) {
+        rc = wait_uniform(fenced, "fenced", fs->epoch, mono_ms() + UNIFORM_WAIT_MS);
+        if (rc != 0)
+            prefix_err("the fenced site");
+    }
     if (rc == 0)
         rc = site_in_role(active, "active", "primary", &as);
     if (rc == 0 && as->epoch <= fs->epoch) {

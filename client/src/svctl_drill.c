@@ -91,10 +91,14 @@ static const char drill_usage[] =
     "               (DIR/restore-cmd.log); it must exit 0.\n"
     "  fenced       8 writes sent to the old primary alone are each refused\n"
     "               READ_ONLY, and its nodes report the site fenced.\n"
-    "  failback, switchback, ledger\n"
-    "               not built: the old primary resynced as the standby (svctl dr\n"
-    "               failback), the roles switched back (svctl dr switchover), and\n"
-    "               the divergence ledger to cross-check the missing writes with.\n"
+    "  failback     svctl dr failback: the old primary's writes past the cut go\n"
+    "               into the divergence ledger, then it is the promoted site's\n"
+    "               standby, re-seeded and streaming (every shard at the primary's\n"
+    "               commit index).\n"
+    "  ledger       every write verify found missing is in the ledger of the\n"
+    "               promotion's site epoch, with its size.\n"
+    "  switchback   svctl dr switchover back: the first site the primary again,\n"
+    "               nothing diverged (RPO 0), the other streaming as its standby.\n"
     "A failed step ends the drill, except that the restore command runs whenever\n"
     "the outage command ran. Every wait is bounded by --step-timeout S (default\n"
     "60, at most 3600; verify's reads together too).\n"
@@ -103,10 +107,9 @@ static const char drill_usage[] =
     "standby nodes' clocks, acknowledgments by this host's: their skew adds in.\n"
     "Report: text on stdout (-o json: drill.json instead), DIR/drill.txt,\n"
     "DIR/drill.json, DIR/drill.html (one self-contained page: timeline, figures,\n"
-    "missing writes); progress on stderr. After a drill the standby site is the\n"
-    "primary and the old one fenced: until failback is built, a local deployment\n"
-    "is made anew for the next drill. Ctrl-C stops the drill where it is (run\n"
-    "the restore command by hand).\n"
+    "missing writes); progress on stderr. A drill that passed leaves the roles as\n"
+    "it found them (the ledger keeps what diverged, bucket sv-diverged). Ctrl-C\n"
+    "stops the drill where it is (run the restore command by hand).\n"
     "deploy/cluster drill runs it on the local deployment.\n"
     "Exit status: 0 when every built step passed, 1 when a step failed (the\n"
     "report says which), 2 for usage errors (--outage-cmd and --restore-cmd are\n"
@@ -860,37 +863,114 @@ static bool step_fenced(struct run *r)
                 accepted_key, unanswered, role, epoch);
 }
 
-/* ---- not built yet: one function each, to fill in ---- */
+/* ---- failback, the ledger, switch back ---- */
 
-/* Failback: the old primary resynced as the new standby from its divergence
- * point (svctl dr failback, being built), then shipping checked as in
- * preflight. */
-static void step_failback(struct run *r)
+/* Every shard of the standby site (client sc) streaming, at the primary's
+ * (pc) commit index, before deadline (monotonic): the time it took, or -1. */
+static int64_t wait_streaming(struct sv_client *pc, struct sv_client *sc, uint64_t deadline)
 {
-    r->d.steps[SV__DRILL_FAILBACK].status = SV__DRILL_NOT_BUILT;
-    snprintf(r->d.steps[SV__DRILL_FAILBACK].text, SV__DRILL_TEXT_MAX,
-             "not built: svctl dr failback (the old primary resynced as the standby from its "
-             "divergence point) does not exist yet");
+    uint64_t t0 = sv__mono_ms();
+    for (;;) {
+        struct sv_dr_status *ps = NULL, *ss = NULL;
+        bool ok = sv_client_dr_status(pc, &ps) == 0 && sv_client_dr_status(sc, &ss) == 0 &&
+                  !strcmp(ss->role, "standby") && ps->n_shards == ss->n_shards;
+        for (size_t i = 0; ok && i < ss->n_shards; i++)
+            ok = !strcmp(ss->shards[i].state, "streaming") &&
+                 ss->shards[i].applied >= ps->shards[i].commit;
+        sv_client_dr_status_free(ps);
+        sv_client_dr_status_free(ss);
+        if (ok)
+            return (int64_t)(sv__mono_ms() - t0);
+        if (sv__mono_ms() >= deadline)
+            return -1;
+        sv__pause_ms(POLL_MS);
+    }
 }
 
-/* Switch back: the roles exchanged again without loss (svctl dr switchover,
- * being built), under the same load and checks. */
-static void step_switchback(struct run *r)
+/* Failback: the old primary's writes past the cut into the ledger, then it
+ * is the standby of the promoted site, re-seeded and streaming. */
+static bool step_failback(struct run *r)
 {
-    r->d.steps[SV__DRILL_SWITCHBACK].status = SV__DRILL_NOT_BUILT;
-    snprintf(r->d.steps[SV__DRILL_SWITCHBACK].text, SV__DRILL_TEXT_MAX,
-             "not built: svctl dr switchover (the roles exchanged back, under load) does not "
-             "exist yet");
+    begin(r, SV__DRILL_FAILBACK);
+    struct sv_dr_failback fb;
+    int err = sv_client_dr_failback(r->clients[STAT_P], r->clients[STAT_S], &fb);
+    if (err != 0)
+        return done(r, SV__DRILL_FAILBACK, SV__DRILL_FAILED, "svctl dr failback: %s: %s",
+                    sv_client_strerror(err), sv_client_errmsg());
+    r->d.ledger_size = (int64_t)fb.diverged;
+    uint64_t deadline = sv__mono_ms() + (uint64_t)r->d.step_timeout_s * 1000;
+    int64_t took = wait_streaming(r->clients[STAT_S], r->clients[STAT_P], deadline);
+    return done(r, SV__DRILL_FAILBACK, took >= 0 ? SV__DRILL_OK : SV__DRILL_FAILED,
+                "%zu writes past the cut moved into the ledger (%zu deletes, %" PRIu64
+                " bytes); the old primary is the standby at site epoch %" PRIu64 "%s%" PRId64 "%s",
+                fb.diverged, fb.deleted, fb.bytes, fb.site_epoch,
+                took >= 0 ? ", re-seeded and streaming after " : ", not streaming within ",
+                took >= 0 ? took : (int64_t)r->d.step_timeout_s * 1000, " ms");
 }
 
-/* The ledger cross-check: every missing write listed in the divergence
- * ledger failback records, and nothing else. */
-static void step_ledger(struct run *r)
+/* The ledger cross-check: every write the drill found missing is in the
+ * ledger of the promotion's site epoch, with its size. */
+static bool step_ledger(struct run *r)
 {
-    r->d.steps[SV__DRILL_LEDGER].status = SV__DRILL_NOT_BUILT;
-    snprintf(r->d.steps[SV__DRILL_LEDGER].text, SV__DRILL_TEXT_MAX,
-             "not built: the divergence ledger comes with failback; the drill's own list of "
-             "missing writes is in the report, not cross-checked");
+    begin(r, SV__DRILL_LEDGER);
+    struct sv_dr_ledger *l = NULL;
+    int err = sv_client_dr_ledger(r->clients[STAT_S], &l);
+    if (err != 0)
+        return done(r, SV__DRILL_LEDGER, SV__DRILL_FAILED, "reading the ledger: %s: %s",
+                    sv_client_strerror(err), sv_client_errmsg());
+    size_t missing = 0, found = 0, sized = 0;
+    char key[SV__DRILL_KEY_MAX], first[SV__DRILL_KEY_MAX] = "";
+    for (size_t i = 0; i < r->d.n_acks; i++) {
+        const struct sv__drill_ack *a = &r->d.acks[i];
+        if (a->site != SV__DRILL_AT_PRIMARY || a->check == SV__DRILL_PRESENT ||
+            a->check == SV__DRILL_UNCHECKED)
+            continue;
+        missing++;
+        sv__drill_key(r->d.run, a->client, a->seq, key, sizeof(key));
+        const struct sv_dr_diverged *e = NULL;
+        for (size_t k = 0; k < l->n && !e; k++)
+            if (l->entries[k].site_epoch == r->d.site_epoch && !l->entries[k].deleted &&
+                !strcmp(l->entries[k].bucket, r->d.bucket) && !strcmp(l->entries[k].key, key))
+                e = &l->entries[k];
+        found += e != NULL;
+        sized += e && e->size == r->d.object_bytes;
+        if (!e && !first[0])
+            snprintf(first, sizeof(first), "%s", key);
+    }
+    size_t entries = 0;
+    for (size_t k = 0; k < l->n; k++)
+        entries += l->entries[k].site_epoch == r->d.site_epoch;
+    sv_client_dr_ledger_free(l);
+    r->d.ledger_matched = (int64_t)found;
+    bool ok = found == missing && sized == found;
+    return done(
+        r, SV__DRILL_LEDGER, ok ? SV__DRILL_OK : SV__DRILL_FAILED,
+        "%zu of the %zu missing writes are in the ledger (%zu of their size); it holds "
+        "%zu entries of site epoch %" PRIu64 " (writes past the cut, acknowledged or not)%s%s",
+        found, missing, sized, entries, r->d.site_epoch, first[0] ? "; not in it: " : "", first);
+}
+
+/* Switch back: the planned move, the promoted site back to standby and the
+ * first one primary, nothing lost (nothing diverges). */
+static bool step_switchback(struct run *r)
+{
+    begin(r, SV__DRILL_SWITCHBACK);
+    struct sv_dr_switchover so;
+    int err = sv_client_dr_switchover(r->clients[STAT_S], r->clients[STAT_P],
+                                      (double)r->d.step_timeout_s, &so);
+    if (err != 0)
+        return done(r, SV__DRILL_SWITCHBACK, SV__DRILL_FAILED, "svctl dr switchover: %s: %s",
+                    sv_client_strerror(err), sv_client_errmsg());
+    r->d.switchback_paused_ms = (int64_t)so.paused_ms;
+    uint64_t deadline = sv__mono_ms() + (uint64_t)r->d.step_timeout_s * 1000;
+    int64_t took = wait_streaming(r->clients[STAT_P], r->clients[STAT_S], deadline);
+    return done(
+        r, SV__DRILL_SWITCHBACK, so.diverged == 0 && took >= 0 ? SV__DRILL_OK : SV__DRILL_FAILED,
+        "the first site is the primary again at site epoch %" PRIu64 "; writes paused %" PRIu64
+        " ms (%" PRIu64 " ms draining); %zu writes diverged (0 expected); the other "
+        "site %s",
+        so.site_epoch, so.paused_ms, so.drain_ms, so.diverged,
+        took >= 0 ? "streams as its standby" : "is not streaming as its standby yet");
 }
 
 /* ---- report ---- */
@@ -970,12 +1050,22 @@ static void drill(struct run *r)
         skip(r, SV__DRILL_PROMOTE, SV__DRILL_VERIFY,
              outage ? "the standby was not promoted" : "the outage command failed");
     /* The old site comes back whenever the outage command ran. */
-    if (step_restore(r) && promoted)
-        step_fenced(r);
-    else
-        skip(r, SV__DRILL_FENCED, SV__DRILL_FENCED,
+    if (!(step_restore(r) && promoted)) {
+        skip(r, SV__DRILL_FENCED, SV__DRILL_SWITCHBACK,
              promoted ? "the old primary was not restored"
                       : "no promotion: the old primary is the primary still");
+        return;
+    }
+    if (!step_fenced(r) || !step_failback(r)) {
+        skip(r, SV__DRILL_LEDGER, SV__DRILL_SWITCHBACK,
+             "the old primary was not failed back as the standby");
+        return;
+    }
+    if (!step_ledger(r)) {
+        skip(r, SV__DRILL_SWITCHBACK, SV__DRILL_SWITCHBACK, "the ledger check failed");
+        return;
+    }
+    step_switchback(r);
 }
 
 /* Check the arguments (g NULL: only that; 0, -1 after --help, EXIT_USAGE), or
@@ -1019,10 +1109,6 @@ int sv__dr_drill(const struct global *g, int argc, char **argv)
     d->object_bytes = (uint32_t)o.object_bytes;
     d->step_timeout_s = (uint32_t)o.step_timeout_s;
     d->max_lag_ms = (int64_t)o.max_lag_ms;
-    step_failback(r);
-    step_switchback(r);
-    step_ledger(r);
-
     char why[512] = "";
     int err = 0;
     for (int i = 0; i < CLIENTS && err == 0; i++) {

@@ -32,8 +32,8 @@ enum sv__drill_step_id {
     SV__DRILL_RESTORE,
     SV__DRILL_FENCED,
     SV__DRILL_FAILBACK,
-    SV__DRILL_SWITCHBACK,
     SV__DRILL_LEDGER,
+    SV__DRILL_SWITCHBACK,
     SV__DRILL_STEPS
 };
 
@@ -100,6 +100,11 @@ struct sv__drill {
     int64_t promoted_ms; /* the promotion was recorded, -1 */
     int64_t open_ms;     /* every node of the promoted site took writes, -1 */
     uint64_t site_epoch; /* of the promotion, 0 none */
+
+    /* Failback, the ledger, switch back (-1: not known, the step did not run). */
+    int64_t ledger_size;          /* writes failback moved into the ledger */
+    int64_t ledger_matched;       /* of the drill's missing writes, found in the ledger */
+    int64_t switchback_paused_ms; /* writes paused by the switch back */
 };
 
 /* The figures of a drill, computed from its record. -1: unknown or none. */

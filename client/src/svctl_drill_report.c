@@ -30,8 +30,8 @@ const char *const sv__drill_step_names[SV__DRILL_STEPS] = {
     [SV__DRILL_RESTORE] = "restore",
     [SV__DRILL_FENCED] = "fenced",
     [SV__DRILL_FAILBACK] = "failback",
-    [SV__DRILL_SWITCHBACK] = "switchback",
     [SV__DRILL_LEDGER] = "ledger",
+    [SV__DRILL_SWITCHBACK] = "switchback",
 };
 
 const char *sv__drill_status_name(enum sv__drill_status s)
@@ -73,6 +73,7 @@ void sv__drill_init(struct sv__drill *d)
         d->steps[i].start_ms = d->steps[i].end_ms = -1;
     d->start_ms = d->end_ms = d->t_out_ms = -1;
     d->cut_ms = d->cut_max_ms = d->promoted_ms = d->open_ms = -1;
+    d->ledger_size = d->ledger_matched = d->switchback_paused_ms = -1;
 }
 
 void sv__drill_free(struct sv__drill *d)
@@ -290,10 +291,19 @@ void sv__drill_text(FILE *out, const struct sv__drill *d)
                 f.lag_p50_ms, f.lag_p99_ms, f.lag_max_ms, f.lag_last_ms, d->n_lag, d->lag_unknown);
     else
         fprintf(out, "lag before outage:   unknown (%zu samples, none known)\n", d->lag_unknown);
-    fprintf(out,
-            "ledger:              not built (the divergence ledger comes with failback); the "
-            "drill's own list: %zu writes\n",
-            f.missing + f.differs + f.unreadable);
+    if (d->ledger_size >= 0)
+        fprintf(out,
+                "ledger:              %" PRId64 " writes moved into it by failback; %" PRId64
+                " of the drill's %zu missing writes in it\n",
+                d->ledger_size, d->ledger_matched, f.missing + f.differs + f.unreadable);
+    else
+        fprintf(out,
+                "ledger:              unknown (failback %s); the drill's own list: %zu writes\n",
+                sv__drill_status_name(d->steps[SV__DRILL_FAILBACK].status),
+                f.missing + f.differs + f.unreadable);
+    if (d->switchback_paused_ms >= 0)
+        fprintf(out, "switch back:         writes paused %" PRId64 " ms\n",
+                d->switchback_paused_ms);
     fprintf(out,
             "load:                %zu writes on the primary (%" PRIu64 " failed), %zu on the "
             "promoted site (%" PRIu64 " refused read-only before it opened, %" PRIu64
@@ -371,8 +381,14 @@ void sv__drill_json(FILE *out, const struct sv__drill *d)
             f.primary_acks, f.primary_late, f.present, f.differs, f.unreadable, f.unchecked,
             f.standby_acks, d->primary_failed, d->standby_refused, d->standby_failed,
             d->acks_full ? "true" : "false");
-    fprintf(out, "\"ledger\":{\"status\":\"not built\",\"size\":null,\"drill_list\":%zu},\n",
-            f.missing + f.differs + f.unreadable);
+    fprintf(out, "\"ledger\":{\"status\":\"%s\",\"size\":",
+            sv__drill_status_name(d->steps[SV__DRILL_LEDGER].status));
+    if (d->ledger_size >= 0)
+        fprintf(out, "%" PRId64 ",\"matched\":%" PRId64, d->ledger_size, d->ledger_matched);
+    else
+        fputs("null,\"matched\":null", out);
+    fprintf(out, ",\"drill_list\":%zu,\"switchback_paused_ms\":%" PRId64 "},\n",
+            f.missing + f.differs + f.unreadable, d->switchback_paused_ms);
     fputs("\"missing\":[", out);
     size_t shown = 0;
     for (size_t i = 0; i < d->n_acks && shown < SV__DRILL_MISSING_LISTED_MAX; i++) {
@@ -607,10 +623,20 @@ void sv__drill_html(FILE *out, const struct sv__drill *d)
     row_ms(out, "RTO", f.rto_ms, "the outage to the first write the standby accepted");
     row_ms(out, "lag before the outage, p50", f.lag_p50_ms, "the standby's, sampled under load");
     row_ms(out, "lag before the outage, max", f.lag_max_ms, "");
-    fprintf(out,
-            "<tr><th>ledger</th><td>not built</td><td>the divergence ledger comes with "
-            "failback; the drill's own list: %zu writes</td></tr>\n",
-            f.missing + f.differs + f.unreadable);
+    if (d->ledger_size >= 0)
+        fprintf(out,
+                "<tr><th>ledger</th><td>%" PRId64 "</td><td>writes failback moved into the "
+                "divergence ledger; %" PRId64
+                " of the drill's %zu missing writes in it</td></tr>\n",
+                d->ledger_size, d->ledger_matched, f.missing + f.differs + f.unreadable);
+    else
+        fprintf(out,
+                "<tr><th>ledger</th><td>unknown</td><td>failback %s; the drill's own list: %zu "
+                "writes</td></tr>\n",
+                sv__drill_status_name(d->steps[SV__DRILL_FAILBACK].status),
+                f.missing + f.differs + f.unreadable);
+    row_ms(out, "switch back: writes paused", d->switchback_paused_ms,
+           "the planned move back (RPO 0)");
     fprintf(out,
             "<tr><th>load</th><td>%zu + %zu</td><td>writes acknowledged by the primary, then by "
             "the promoted site (%" PRIu64 " refused read-only before it opened)</td></tr>\n",

@@ -48,12 +48,10 @@ static void make(struct sv__drill *d)
     memcpy(d->lag_ms, lag, sizeof(lag));
     d->n_lag = 4;
     d->lag_unknown = 1;
+    d->ledger_size = 3;
+    d->ledger_matched = 2;
+    d->switchback_paused_ms = 1500;
     for (int i = 0; i < SV__DRILL_STEPS; i++) {
-        if (i >= SV__DRILL_FAILBACK) {
-            d->steps[i].status = SV__DRILL_NOT_BUILT;
-            snprintf(d->steps[i].text, sizeof(d->steps[i].text), "not built");
-            continue;
-        }
         sv__drill_step_end(d, i, SV__DRILL_OK, 2000 + 1000 * i, "step %d <ok> & \"fine\"", i);
         d->steps[i].start_ms = 1500 + 1000 * i;
     }
@@ -189,8 +187,8 @@ static void test_json(void)
               (int)strlen(want_json), j);
     CHECK(strstr(j, "{\"name\":\"fenced\",\"status\":\"failed\",\"start_ms\":9500,"
                     "\"end_ms\":10000,\"text\":") != NULL);
-    CHECK(strstr(j, "{\"name\":\"failback\",\"status\":\"not built\",\"start_ms\":-1,"
-                    "\"end_ms\":-1,\"text\":\"not built\"}") != NULL);
+    CHECK(strstr(j, "{\"name\":\"failback\",\"status\":\"ok\",\"start_ms\":10500,"
+                    "\"end_ms\":11000,\"text\":") != NULL);
     CHECK(strstr(j, "\"figures\":{\"t_out_ms\":10000,\"cut_ms\":9800,\"cut_max_ms\":9900,"
                     "\"rpo_window_ms\":200,\"missing_writes\":2,\"missing_before_cut\":1,"
                     "\"rto_ms\":3400,\"first_standby_ack_ms\":13400,\"promoted_ms\":13000,"
@@ -199,8 +197,8 @@ static void test_json(void)
                     "\"p99_ms\":300,\"max_ms\":300,\"last_ms\":250}") != NULL);
     CHECK(strstr(j, "\"primary_acks\":4,\"primary_acks_in_flight_at_outage\":1,\"present\":2,"
                     "\"differs\":0,\"unreadable\":0,\"unchecked\":0,\"standby_acks\":2,") != NULL);
-    CHECK(strstr(j, "\"ledger\":{\"status\":\"not built\",\"size\":null,\"drill_list\":2}") !=
-          NULL);
+    CHECK(strstr(j, "\"ledger\":{\"status\":\"ok\",\"size\":3,\"matched\":2,\"drill_list\":2,"
+                    "\"switchback_paused_ms\":1500}") != NULL);
     const char *missing = "\"missing\":[\n"
                           "{\"key\":\"drill-1000/c1-2\",\"sent_ms\":9840,\"ack_ms\":9850,"
                           "\"found\":\"missing\"},\n"
@@ -245,7 +243,9 @@ static void test_text(void)
     CHECK(strstr(t, "\nRTO:                 3400 ms ") != NULL);
     CHECK(strstr(t, "\nlag before outage:   p50 200 ms, p99 300 ms, max 300 ms, last 250 ms (4 "
                     "samples, 1 unknown)\n") != NULL);
-    CHECK(strstr(t, "\nfailback     not built          -         -  not built\n") != NULL);
+    CHECK(strstr(t, "\nledger:              3 writes moved into it by failback; 2 of the "
+                    "drill's 2 missing writes in it\n") != NULL);
+    CHECK(strstr(t, "\nswitch back:         writes paused 1500 ms\n") != NULL);
     CHECK(strstr(t, "\npreflight    ok             0.50s     0.50s  step 0") != NULL);
     CHECK(strstr(t, "\n  drill/drill-1000/c2-1  1970-01-01T00:00:09.700Z  missing\n") != NULL);
     CHECK(strstr(t, "report: /tmp/out/drill.txt, /tmp/out/drill.json, /tmp/out/drill.html") !=
@@ -274,7 +274,7 @@ static void test_html(void)
     CHECK(strstr(h, "<td>drill/drill-1000/c1-2</td><td>1970-01-01T00:00:09.850Z</td>"
                     "<td>missing</td>") != NULL);
     CHECK(strstr(h, "<tr><th>RTO</th><td>3400 ms</td>") != NULL);
-    CHECK(strstr(h, "<tr><th>ledger</th><td>not built</td>") != NULL);
+    CHECK(strstr(h, "<tr><th>ledger</th><td>3</td>") != NULL);
     free(h);
     sv__drill_free(&d);
 }
