@@ -641,6 +641,55 @@ static void test_switchover(void)
     CHECK_EQ_INT(lost, 0);
 }
 
+/* Lines of the standby site's node logs that match pattern. */
+static int standby_log_count(const char *pattern)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cat '%s'/dr/node*/svd.log | grep -c '%s'", p_.dir, pattern);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = 0;
+        pclose(f);
+    }
+    return n;
+}
+
+/* The standby down for longer than the primary keeps its log: large puts
+ * make the primary snapshot past the standby's cursor, and a restart of the
+ * primary site drops the entries it kept in memory. The standby, back,
+ * re-seeds the shard from an image and copies its chunks from the primary
+ * site; then both sites hold the same objects. */
+static void test_reseed_after_compaction(void)
+{
+    int before = standby_log_count("re-seeding");
+    site_sh("site-outage", "dr");
+    uint8_t *buf = malloc(BIG);
+    enum { BULK = 24 }; /* 36 MiB in one shard: past its snapshot threshold (32 MiB of log) */
+    for (int i = 0; i < BULK; i++) {
+        it_fill(buf, BIG, 7000 + (uint64_t)i);
+        CHECK_RC(sv_client_put(cp_, "dr", "bulk", buf, BIG, SV_IF_ANY, NULL), 0);
+    }
+    site_sh("site-outage", "primary");
+    site_sh("site-start", "primary");
+    site_sh("site-start", "dr");
+    int64_t took = caught_up();
+    printf("it-dr: the standby, down while %d MiB were put in one shard and the primary "
+           "restarted, caught up in %lld ms\n",
+           BULK * 3 / 2, (long long)took);
+    CHECK(took >= 0);
+    CHECK(standby_log_count("re-seeding") > before);
+    sites_equal_as(false);
+    void *d = NULL;
+    size_t len = 0;
+    CHECK_RC(sv_client_get(cs_, "dr", "bulk", SV_LINEARIZABLE, &d, &len, NULL), 0);
+    it_fill(buf, BIG, 7000 + BULK - 1);
+    CHECK(d && len == BIG && !memcmp(d, buf, BIG));
+    free(d);
+    free(buf);
+}
+
 static const struct sv_test tests[] = {
     {"shipping under faults", test_shipping_under_faults},
     {"the standby is read-only", test_standby_read_only},
@@ -650,6 +699,7 @@ static const struct sv_test tests[] = {
     {"the old primary is fenced", test_old_primary_fenced},
     {"failback: the ledger holds what diverged", test_failback},
     {"switchover back loses nothing", test_switchover},
+    {"a shard compacted past the standby is re-seeded", test_reseed_after_compaction},
 };
 
 const struct sv_test_suite sv_test_suite = {
