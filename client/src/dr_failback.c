@@ -421,6 +421,76 @@ int sv_client_dr_ledger(struct sv_client *active, struct sv_dr_ledger **out)
     return 0;
 }
 
+void sv_client_dr_verify_free(struct sv_dr_verify *v)
+{
+    if (v == NULL)
+        return;
+    free(v->shards);
+    free(v);
+}
+
+/* Shard's digest on c's site: 0 and *at, or an error. */
+static int shard_digest(struct sv_client *c, uint64_t shard, uint8_t out[32], uint64_t *at)
+{
+    struct sv_msg m = {0};
+    struct sv__resp r;
+    int rc = sv__shard_req(c, (uint32_t)shard, SV_MSG_DR_DIGEST, &m, &r);
+    if (rc != 0)
+        return rc;
+    if (!SV_MSG_HAS(&r.m, SV_F_SHA256) || !SV_MSG_HAS(&r.m, SV_F_VERSION)) {
+        sv__resp_free(&r);
+        sv__set_err("a DR_DIGEST answer without its digest or index");
+        return SV_E_PROTOCOL;
+    }
+    memcpy(out, r.m.sha256, 32);
+    *at = r.m.version;
+    sv__resp_free(&r);
+    return 0;
+}
+
+int sv_client_dr_verify(struct sv_client *a, struct sv_client *b, double wait_s,
+                        struct sv_dr_verify **out)
+{
+    struct sv_dr_status *sa = NULL;
+    int rc = sv_client_dr_status(a, &sa);
+    if (rc != 0)
+        return rc;
+    struct sv_dr_verify *v = calloc(1, sizeof(*v));
+    if (v != NULL)
+        v->shards = calloc(sa->n_shards ? sa->n_shards : 1, sizeof(*v->shards));
+    if (v == NULL || v->shards == NULL) {
+        sv_client_dr_status_free(sa);
+        sv_client_dr_verify_free(v);
+        return SV_E_NOMEM;
+    }
+    v->n_shards = sa->n_shards;
+    sv_client_dr_status_free(sa);
+    uint64_t until = mono_ms() + (uint64_t)(wait_s * 1000);
+    for (size_t i = 0; i < v->n_shards; i++) {
+        struct sv_dr_verify_shard *s = &v->shards[i];
+        s->id = i;
+        for (;;) {
+            bool known = shard_digest(a, i, s->digest_a, &s->index_a) == 0 &&
+                         shard_digest(b, i, s->digest_b, &s->index_b) == 0;
+            const char *st = !known                                 ? "unknown"
+                             : s->index_a != s->index_b             ? "behind"
+                             : memcmp(s->digest_a, s->digest_b, 32) ? "mismatch"
+                                                                    : "match";
+            snprintf(s->state, sizeof(s->state), "%s", st);
+            if ((known && s->index_a == s->index_b) || mono_ms() >= until)
+                break;
+            sleep_ms(POLL_MS / 2);
+        }
+        v->match += !strcmp(s->state, "match");
+        v->mismatch += !strcmp(s->state, "mismatch");
+        v->behind += !strcmp(s->state, "behind");
+        v->unknown += !strcmp(s->state, "unknown");
+    }
+    sv__clear_err();
+    *out = v;
+    return 0;
+}
+
 /* Every shard of the standby applied all the fenced primary committed, or
  * may still commit: an entry its leaders appended before they learned of
  * the fence (the last log index). */

@@ -136,6 +136,11 @@ enum sv_msg_type {
                                 (live or deleted, every tenant): TENANT, BUCKET, KEY, VERSION,
                                 SIZE, SHA256, MTIME_MS, INDEX, STATE (live|deleted);
                                 START_AFTER = where to go on (absent when done) */
+    SV_MSG_DR_DIGEST = 24,   /* to a shard's leader: SHARD. Answer: SHA256 = the digest of the
+                                shard's objects and open uploads (sm.h, sv_sm_digest), VERSION
+                                = the primary index it stands at (a standby's cursor, a
+                                primary's or fenced site's applied index): two sites' digests
+                                at one VERSION are equal when they hold the same */
     SV_MSG_CHUNK_FETCH = 64, /* node <-> node, and from the peer site's nodes (a
                                 re-seeded standby copies the chunks from the primary) */
     SV_MSG_RAFT = 65,        /* node <-> node: body by raftwire.h, not by this file */

@@ -82,6 +82,7 @@ const char sv__dr_usage[] =
     "       svctl dr demote\n"
     "       svctl dr failback --peer ENDPOINTS\n"
     "       svctl dr switchover --peer ENDPOINTS [--wait S]\n"
+    "       svctl dr verify --peer ENDPOINTS [--wait S]\n"
     "       svctl dr diverged list\n"
     "       svctl dr diverged get LEDGER-KEY [--out FILE]\n"
     "       svctl dr drill --primary EPS --standby EPS --outage-cmd CMD --restore-cmd CMD\n"
@@ -148,6 +149,17 @@ const char sv__dr_usage[] =
     "         standby, wait until it takes writes, and fail this site back as its\n"
     "         standby. Nothing is lost (RPO 0). Prints the pause. -o json prints\n"
     "         {\"epoch\",\"paused_ms\",\"drain_ms\",\"diverged\"}.\n"
+    "verify   compare every shard of this site and the peer site (ENDPOINTS): each\n"
+    "         site's shard leader digests the shard's objects and open uploads\n"
+    "         (SHA-256) and says at which primary index; digests at one index\n"
+    "         must be equal. A shard whose digests stand at different indexes (the\n"
+    "         standby behind, writes going on) is asked again for at most --wait S\n"
+    "         seconds (default 10). Per shard: SHARD, STATE (match, mismatch,\n"
+    "         behind, unknown), the two indexes and digests. Exit 0 when every\n"
+    "         shard matches, 1 on a mismatch, 5 when one is behind or unknown.\n"
+    "         -o json prints {\"match\",\"mismatch\",\"behind\",\"unknown\",\n"
+    "         \"shards\":[{\"id\",\"state\",\"index\",\"peer_index\",\"digest\",\n"
+    "         \"peer_digest\"}]}.\n"
     "diverged list   the divergence ledger, on the active site: per entry the\n"
     "         failback's site epoch, shard, bucket, key, version, size, SHA-256,\n"
     "         commit time (the old primary's clock), live or deleted and the\n"
@@ -1065,6 +1077,54 @@ static int dr_two_sites(struct sv_client *c, const struct global *g, bool switch
     return err == 0 ? EXIT_OK : sv__fail(what, NULL, err);
 }
 
+static void hex32(const uint8_t *d, char out[65])
+{
+    for (int k = 0; k < 32; k++)
+        sprintf(out + 2 * k, "%02x", d[k]);
+}
+
+static int dr_verify(struct sv_client *c, const struct global *g, const char *peer, double wait_s)
+{
+    struct sv_client_options po = {
+        .endpoints = peer, .ca_file = g->ca, .token = g->token, .deadline_ms = g->deadline_ms};
+    struct sv_client *p = NULL;
+    int err = sv_client_open(&po, &p);
+    if (err != 0)
+        return sv__fail("dr verify", peer, err);
+    struct sv_dr_verify *v = NULL;
+    err = sv_client_dr_verify(c, p, wait_s, &v);
+    sv_client_close(p);
+    if (err != 0)
+        return sv__fail("dr verify", NULL, err);
+    if (g->json)
+        printf("{\"match\":%zu,\"mismatch\":%zu,\"behind\":%zu,\"unknown\":%zu,\"shards\":[",
+               v->match, v->mismatch, v->behind, v->unknown);
+    else
+        printf("%-5s %-8s %12s %12s %-16s %-16s\n", "SHARD", "STATE", "INDEX", "PEER-INDEX",
+               "DIGEST", "PEER-DIGEST");
+    for (size_t i = 0; i < v->n_shards; i++) {
+        const struct sv_dr_verify_shard *s = &v->shards[i];
+        char da[65], db[65];
+        hex32(s->digest_a, da);
+        hex32(s->digest_b, db);
+        if (g->json)
+            printf("%s{\"id\":%" PRIu64 ",\"state\":\"%s\",\"index\":%" PRIu64
+                   ",\"peer_index\":%" PRIu64 ",\"digest\":\"%s\",\"peer_digest\":\"%s\"}",
+                   i ? "," : "", s->id, s->state, s->index_a, s->index_b, da, db);
+        else
+            printf("%-5" PRIu64 " %-8s %12" PRIu64 " %12" PRIu64 " %-16.16s %-16.16s\n", s->id,
+                   s->state, s->index_a, s->index_b, da, db);
+    }
+    if (g->json)
+        printf("]}\n");
+    else
+        printf("%zu of %zu shards match; %zu mismatch, %zu behind, %zu unknown\n", v->match,
+               v->n_shards, v->mismatch, v->behind, v->unknown);
+    int rc = v->mismatch ? EXIT_ERR : v->behind || v->unknown ? EXIT_UNAVAILABLE : EXIT_OK;
+    sv_client_dr_verify_free(v);
+    return rc;
+}
+
 static int dr_diverged_list(struct sv_client *c, const struct global *g)
 {
     struct sv_dr_ledger *l = NULL;
@@ -1199,6 +1259,23 @@ int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **arg
                    epoch);
         return EXIT_OK;
     }
+    if (strcmp(sub, "verify") == 0) {
+        struct sub_opt o[] = {
+            {"--peer", true, false, NULL},
+            {"--wait", true, false, NULL},
+        };
+        int rc = parse_sub("dr verify", sv__dr_usage, argc, argv, 0, o, 2, &a);
+        if (rc != 0)
+            return rc;
+        double wait_s = 10;
+        if (!o[0].set || !o[0].value[0]) {
+            sv__usage_error("dr verify: --peer ENDPOINTS (the other site) is required");
+            return EXIT_USAGE;
+        }
+        if (o[1].set && !parse_wait("dr verify", o[1].value, &wait_s))
+            return EXIT_USAGE;
+        return c == NULL ? 0 : dr_verify(c, g, o[0].value, wait_s);
+    }
     if (strcmp(sub, "failback") == 0 || strcmp(sub, "switchover") == 0) {
         bool so = sub[0] == 's';
         struct sub_opt o[] = {
@@ -1235,7 +1312,7 @@ int sv__run_dr(struct sv_client *c, const struct global *g, int argc, char **arg
     if (strcmp(sub, "drill") == 0) /* main runs it: it opens clients of its own */
         return c == NULL ? sv__dr_drill(NULL, argc, argv) : EXIT_USAGE;
     sv__usage_error("dr: unknown subcommand \"%s\" (status, promote, demote, failback, "
-                    "switchover, diverged, drill)",
+                    "switchover, verify, diverged, drill)",
                     sub);
     return EXIT_USAGE;
 }

@@ -98,7 +98,8 @@ static const char drill_usage[] =
     "  ledger       every write verify found missing is in the ledger of the\n"
     "               promotion's site epoch, with its size.\n"
     "  switchback   svctl dr switchover back: the first site the primary again,\n"
-    "               nothing diverged (RPO 0), the other streaming as its standby.\n"
+    "               nothing diverged (RPO 0), the other streaming as its standby,\n"
+    "               every shard's digest alike on both sites (svctl dr verify).\n"
     "A failed step ends the drill, except that the restore command runs whenever\n"
     "the outage command ran. Every wait is bounded by --step-timeout S (default\n"
     "60, at most 3600; verify's reads together too).\n"
@@ -964,13 +965,24 @@ static bool step_switchback(struct run *r)
     r->d.switchback_paused_ms = (int64_t)so.paused_ms;
     uint64_t deadline = sv__mono_ms() + (uint64_t)r->d.step_timeout_s * 1000;
     int64_t took = wait_streaming(r->clients[STAT_P], r->clients[STAT_S], deadline);
-    return done(
-        r, SV__DRILL_SWITCHBACK, so.diverged == 0 && took >= 0 ? SV__DRILL_OK : SV__DRILL_FAILED,
-        "the first site is the primary again at site epoch %" PRIu64 "; writes paused %" PRIu64
-        " ms (%" PRIu64 " ms draining); %zu writes diverged (0 expected); the other "
-        "site %s",
-        so.site_epoch, so.paused_ms, so.drain_ms, so.diverged,
-        took >= 0 ? "streams as its standby" : "is not streaming as its standby yet");
+    /* then every shard's digest alike on both sites */
+    struct sv_dr_verify *v = NULL;
+    size_t shards = 0, match = 0;
+    if (took >= 0 && sv_client_dr_verify(r->clients[STAT_P], r->clients[STAT_S],
+                                         (double)r->d.step_timeout_s, &v) == 0) {
+        shards = v->n_shards;
+        match = v->match;
+    }
+    sv_client_dr_verify_free(v);
+    bool ok = so.diverged == 0 && took >= 0 && shards > 0 && match == shards;
+    return done(r, SV__DRILL_SWITCHBACK, ok ? SV__DRILL_OK : SV__DRILL_FAILED,
+                "the first site is the primary again at site epoch %" PRIu64
+                "; writes paused %" PRIu64 " ms (%" PRIu64
+                " ms draining); %zu writes diverged (0 expected); the other "
+                "site %s; %zu of %zu shards alike on both sites (svctl dr verify)",
+                so.site_epoch, so.paused_ms, so.drain_ms, so.diverged,
+                took >= 0 ? "streams as its standby" : "is not streaming as its standby yet", match,
+                shards);
 }
 
 /* ---- report ---- */
@@ -1019,20 +1031,20 @@ static void drill(struct run *r)
 {
     char why[SV__DRILL_TEXT_MAX];
     if (!step_preflight(r)) {
-        skip(r, SV__DRILL_LOAD, SV__DRILL_FENCED, "preflight failed: nothing was done");
+        skip(r, SV__DRILL_LOAD, SV__DRILL_SWITCHBACK, "preflight failed: nothing was done");
         return;
     }
     begin(r, SV__DRILL_LOAD);
     if (!start_load(r, why, sizeof(why))) {
         stop_load(r);
         done(r, SV__DRILL_LOAD, SV__DRILL_FAILED, "%s", why);
-        skip(r, SV__DRILL_LAG, SV__DRILL_FENCED, "the load did not start: nothing was done");
+        skip(r, SV__DRILL_LAG, SV__DRILL_SWITCHBACK, "the load did not start: nothing was done");
         return;
     }
     if (!step_lag(r)) {
         stop_load(r);
         end_load(r);
-        skip(r, SV__DRILL_OUTAGE, SV__DRILL_FENCED,
+        skip(r, SV__DRILL_OUTAGE, SV__DRILL_SWITCHBACK,
              "the standby's lag was not known or above the bound: no outage was caused");
         return;
     }
@@ -1121,7 +1133,7 @@ int sv__dr_drill(const struct global *g, int argc, char **argv)
     if (err != 0) {
         begin(r, SV__DRILL_PREFLIGHT);
         done(r, SV__DRILL_PREFLIGHT, SV__DRILL_FAILED, "%s", why);
-        skip(r, SV__DRILL_LOAD, SV__DRILL_FENCED, "preflight failed: nothing was done");
+        skip(r, SV__DRILL_LOAD, SV__DRILL_SWITCHBACK, "preflight failed: nothing was done");
     } else {
         drill(r);
     }

@@ -408,11 +408,11 @@ static void handle_dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv
     (f->type == SV_MSG_DR_PULL ? sv__dr_pull : sv__dr_seed)(n, c, f, ctx, m);
 }
 
-static void handle_dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
-                               const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
+static void handle_dr_shard(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                            const struct sv__ctx *ctx, struct sv_msg *m, uint8_t **body)
 {
     (void)ctx, (void)body;
-    sv__dr_diverged(n, c, f, m);
+    (f->type == SV_MSG_DR_DIVERGED ? sv__dr_diverged : sv__dr_digest)(n, c, f, m);
 }
 
 /* A handler gets the decoded body m; when its route keeps the body, m
@@ -456,7 +456,8 @@ static const struct route {
     {SV_MSG_DR_PROMOTE, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_DR_DEMOTE, SV_ROLE_CLIENT, false, handle_sched},
     {SV_MSG_DR_FAILBACK, SV_ROLE_CLIENT, false, handle_sched},
-    {SV_MSG_DR_DIVERGED, SV_ROLE_CLIENT, false, handle_dr_diverged},
+    {SV_MSG_DR_DIVERGED, SV_ROLE_CLIENT, false, handle_dr_shard},
+    {SV_MSG_DR_DIGEST, SV_ROLE_CLIENT, false, handle_dr_shard},
     {SV_MSG_DR_PULL, SV_ROLE_SITE, false, handle_dr_pull},
     {SV_MSG_DR_SEED, SV_ROLE_SITE, false, handle_dr_pull},
 };

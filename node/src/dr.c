@@ -64,6 +64,7 @@ enum {
 };
 
 static void image_drop(struct sv__ship *s);
+static bool leads(const struct group *g);
 
 static void set_str(struct sv_bytes *b, const char *s)
 {
@@ -755,7 +756,9 @@ void sv__dr_pull(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
     s->standby_cursor = applied;
     s->contact_ms = now;
     ship_load(n, g);
-    if (applied > s->st.mark && now >= s->mark_ms + DR_MARK_MS)
+    /* (not for the standby having applied the last mark alone: that would
+     * propose a mark a second for ever) */
+    if (applied > s->st.mark + 1 && now >= s->mark_ms + DR_MARK_MS)
         mark_propose(n, g, applied, now);
     read_then(n, c, f, ctx, g, m->version);
 }
@@ -1027,6 +1030,79 @@ void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_
     }
     free(d.items);
     free(d.keys);
+}
+
+/* ---- digests: a shard compared across the sites ---------------------------- */
+
+struct digest_job {
+    uv_work_t w;
+    struct sv_node *n;
+    struct sv_sm_view *view;
+    uint64_t group, conn, req_id;
+    uint32_t type;
+    bool standby;
+    uint8_t out[32];
+    uint64_t applied, cursor;
+    int rc;
+};
+
+static void digest_work(uv_work_t *req)
+{
+    struct digest_job *j = req->data;
+    j->rc = sv_sm_digest(j->n->sm, j->view, j->group, j->out, &j->applied, &j->cursor);
+}
+
+static void digest_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct digest_job *j = req->data;
+    struct sv_node *n = j->n;
+    n->jobs_in_pool--;
+    sv_sm_view_release(n->sm, j->view);
+    if (j->rc) {
+        sv__reply_status(n, j->conn, j->type, j->req_id, SV_ST_INTERNAL,
+                         "the shard's records could not be read");
+    } else {
+        struct sv_msg r = {0};
+        memcpy(r.sha256, j->out, 32);
+        /* the primary index the digest stands at: a standby's cursor, a
+         * primary's own applied index */
+        r.version = j->standby ? j->cursor : j->applied;
+        r.fields = 1u << SV_F_SHA256 | 1u << SV_F_VERSION;
+        sv__send_msg(n, j->conn, j->type, j->req_id, &r);
+    }
+    free(j);
+}
+
+void sv__dr_digest(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                   struct sv_msg *m)
+{
+    uint64_t conn = sv_conn_id(c);
+    if (!SV_MSG_HAS(m, SV_F_SHARD) || m->shard >= n->map->n_shards) {
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, "DR_DIGEST needs SHARD");
+        return;
+    }
+    struct group *g = sv__group(n, m->shard + 1);
+    if (!leads(g)) {
+        sv__reply_not_leader(n, conn, f->type, f->req_id,
+                             g ? g->leader : sv_map_group(n->map, m->shard + 1)->ids[0]);
+        return;
+    }
+    struct digest_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->view = sv_sm_view(n->sm))) {
+        free(j);
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    j->n = n;
+    j->group = g->id;
+    j->conn = conn;
+    j->req_id = f->req_id;
+    j->type = f->type;
+    j->standby = n->map->site_role == SV_MAP_STANDBY;
+    j->w.data = j;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &j->w, digest_work, digest_after);
 }
 
 /* ---- status ---------------------------------------------------------------- */

@@ -542,6 +542,9 @@ void sv__dr_on_seed_reply(struct sv_node *n, struct sv_conn *c, const struct sv_
 /* DR_DIVERGED: the objects a shard wrote past a cut. */
 void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                      struct sv_msg *m);
+/* DR_DIGEST: a shard's digest (sv_sm_digest), computed in the pool. */
+void sv__dr_digest(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
+                   struct sv_msg *m);
 /* A connection to the peer site's i-th known node (dialled when none), or NULL. */
 struct sv_conn *sv__dr_peer_conn_at(struct sv_node *n, uint32_t i);
 /* What a group holds for the peer site (an image), freed with the group. */

@@ -318,6 +318,15 @@ int sv_sm_snapshot(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t gro
  * was committed meanwhile. NULL when out of memory. Any thread. */
 struct sv_sm_view *sv_sm_view(struct sv_sm *sm);
 void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
+/* The digest of group's objects and open uploads as of view (NULL: now):
+ * SHA-256 over each 'o' and 'u' record's key and value, in key order
+ * (what two sites that applied the same entries hold alike: shipped
+ * records keep the primary's index, epoch and upload ids). *applied and
+ * *cursor (may be NULL) get the applied index and the shipping cursor in
+ * that view. 0, -ENOMEM or -EIO. Any thread. */
+int sv_sm_digest(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
+                 uint8_t out[32], uint64_t *applied, uint64_t *cursor);
+
 /* group's applied index as of view (0 when none). 0 or -EIO. */
 int sv_sm_view_applied(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
                        uint64_t *index);

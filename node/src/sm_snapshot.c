@@ -2,6 +2,7 @@
 #include "sm_internal.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,54 @@ int sv_sm_view_applied(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t
     *index = !rc && v ? sv_get64((const uint8_t *)v) : 0;
     leveldb_free(err);
     leveldb_free(v);
+    return rc;
+}
+
+int sv_sm_digest(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group, uint8_t out[32],
+                 uint64_t *applied, uint64_t *cursor)
+{
+    uint8_t pfx[9] = {'S'};
+    sv_put64be(pfx + 1, group);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return -ENOMEM;
+    }
+    uint64_t a = 0, c = 0;
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    if (view)
+        leveldb_readoptions_set_snapshot(ro, view->snap);
+    leveldb_iterator_t *it = leveldb_create_iterator(sm->db, ro);
+    leveldb_readoptions_destroy(ro);
+    for (leveldb_iter_seek(it, (const char *)pfx, sizeof pfx); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
+        if (klen < PFX || memcmp(k, pfx, sizeof pfx))
+            break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+        if (klen == PFX && k[9] == 'a' && vlen == 8)
+            a = sv_get64(v);
+        else if (klen == PFX && k[9] == 'd' && vlen >= 8)
+            c = sv_get64(v);
+        if (k[9] != 'o' && k[9] != 'u')
+            continue;
+        uint8_t len[8];
+        sv_put32(len, (uint32_t)klen);
+        sv_put32(len + 4, (uint32_t)vlen);
+        EVP_DigestUpdate(md, len, 8);
+        EVP_DigestUpdate(md, k, klen);
+        EVP_DigestUpdate(md, v, vlen);
+    }
+    int rc = sv__sm_iter_end(it);
+    unsigned int n = 0;
+    if (!rc && EVP_DigestFinal_ex(md, out, &n) != 1)
+        rc = -EIO;
+    EVP_MD_CTX_free(md);
+    if (applied)
+        *applied = a;
+    if (cursor)
+        *cursor = c;
     return rc;
 }
 

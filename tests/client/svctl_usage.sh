@@ -99,6 +99,26 @@ expect 2 dr promote --wait 86401
 grep -q -- "--wait needs a number of seconds" /tmp/svctl-usage.$$.err || { echo "FAIL: dr promote --wait: no reason"; fails=$((fails + 1)); }
 expect 2 dr demote extra
 expect 2 dr demote --force
+for sub in failback switchover verify; do
+    expect 0 dr $sub --help
+    grep -q "svctl dr $sub --peer ENDPOINTS" /tmp/svctl-usage.$$.out || { echo "FAIL: dr $sub --help"; fails=$((fails + 1)); }
+    expect 2 dr $sub
+    grep -q -- "--peer ENDPOINTS" /tmp/svctl-usage.$$.err || { echo "FAIL: dr $sub: no --peer reason"; fails=$((fails + 1)); }
+    expect 2 dr $sub --peer
+    expect 2 dr $sub --peer 127.0.0.1:1 extra
+    expect 2 dr $sub --peer 127.0.0.1:1 --bogus
+done
+expect 2 dr failback --peer 127.0.0.1:1 --wait 5
+expect 2 dr switchover --peer 127.0.0.1:1 --wait 0
+expect 2 dr verify --peer 127.0.0.1:1 --wait x
+grep -q -- "--wait needs a number of seconds" /tmp/svctl-usage.$$.err || { echo "FAIL: dr verify --wait: no reason"; fails=$((fails + 1)); }
+expect 2 dr diverged
+expect 2 dr diverged frob
+expect 2 dr diverged get
+expect 2 dr diverged get a b
+expect 2 dr diverged list extra
+expect 0 dr diverged list --help
+grep -q "svctl dr diverged get LEDGER-KEY" /tmp/svctl-usage.$$.out || { echo "FAIL: dr diverged --help"; fails=$((fails + 1)); }
 # dr drill: help, and every argument error before anything runs.
 err() { grep -q -- "$1" /tmp/svctl-usage.$$.err || { echo "FAIL: $2: no \"$1\""; fails=$((fails + 1)); }; }
 expect 0 --help
@@ -107,7 +127,7 @@ expect 0 dr --help
 grep -q "svctl dr drill --primary EPS" /tmp/svctl-usage.$$.out || { echo "FAIL: dr --help: drill"; fails=$((fails + 1)); }
 expect 0 dr drill --help
 for w in "usage: svctl dr drill --primary HOST:PORT" "first-write  the first write the standby accepts" \
-    "failback, switchback, ledger" "               not built" "DIR/drill.json" "self-contained" \
+    "failback     svctl dr failback" "switchback   svctl dr switchover back" "DIR/drill.json" "self-contained" \
     "Exit status: 0 when every built step passed, 1 when a step failed"; do
     grep -qF -- "$w" /tmp/svctl-usage.$$.out || { echo "FAIL: dr drill --help: no \"$w\""; fails=$((fails + 1)); }
 done
@@ -150,7 +170,7 @@ grep -q "FAILED" /tmp/svctl-usage.$$.out || { echo "FAIL: dr drill: no FAILED on
 grep -q "^preflight    failed" /tmp/svctl-usage.$$.d/drill.txt || { echo "FAIL: dr drill: drill.txt"; fails=$((fails + 1)); }
 grep -q '"passed":false' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: drill.json"; fails=$((fails + 1)); }
 grep -q '"name":"outage","status":"skipped"' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: outage not skipped"; fails=$((fails + 1)); }
-grep -q '"name":"failback","status":"not built"' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: failback not 'not built'"; fails=$((fails + 1)); }
+grep -q '"name":"failback","status":"skipped"' /tmp/svctl-usage.$$.d/drill.json || { echo "FAIL: dr drill: failback not skipped"; fails=$((fails + 1)); }
 grep -q "</html>" /tmp/svctl-usage.$$.d/drill.html || { echo "FAIL: dr drill: drill.html"; fails=$((fails + 1)); }
 rm -rf /tmp/svctl-usage.$$.d
 # Valid arguments get as far as needing a cluster (exit 2 for the missing --endpoints).

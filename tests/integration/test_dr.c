@@ -239,6 +239,19 @@ static void sites_equal(void)
     sites_equal_as(true);
 }
 
+/* Every shard's digest alike on both sites (sites_equal's objects, and the
+ * open uploads, record by record). */
+static void digests_equal(void)
+{
+    struct sv_dr_verify *v = NULL;
+    CHECK_RC(sv_client_dr_verify(cp_, cs_, 10, &v), 0);
+    if (v)
+        CHECK_MSG(v->n_shards > 0 && v->match == v->n_shards,
+                  "%zu of %zu shards alike (%zu mismatch, %zu behind, %zu unknown)", v->match,
+                  v->n_shards, v->mismatch, v->behind, v->unknown);
+    sv_client_dr_verify_free(v);
+}
+
 static int set_up(void)
 {
     log_ = calloc(KEYS, sizeof *log_);
@@ -293,6 +306,7 @@ static void test_shipping_under_faults(void)
     CHECK(atomic_load(&acked_total_) > 200);
     CHECK_MSG(took >= 0, "the standby did not catch up within %d ms", CATCH_UP_MS);
     sites_equal();
+    digests_equal();
 }
 
 static void test_standby_read_only(void)
@@ -603,6 +617,7 @@ static void test_failback(void)
            (long long)took);
     CHECK(took >= 0);
     sites_equal_as(false);
+    digests_equal();
     CHECK_RC(sv_client_put(cp_, "dr", "refused-standby", "x", 1, SV_IF_ANY, NULL), SV_E_READ_ONLY);
 }
 
@@ -681,6 +696,7 @@ static void test_reseed_after_compaction(void)
     CHECK(took >= 0);
     CHECK(standby_log_count("re-seeding") > before);
     sites_equal_as(false);
+    digests_equal();
     void *d = NULL;
     size_t len = 0;
     CHECK_RC(sv_client_get(cs_, "dr", "bulk", SV_LINEARIZABLE, &d, &len, NULL), 0);

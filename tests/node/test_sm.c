@@ -1689,6 +1689,15 @@ static void test_seed(void)
     }
     bool pending = false;
     CHECK(sv_sm_copy_pending(s.sm, NULL, SHIP_GROUP, &pending, NULL) == 0 && pending);
+    /* Both hold the same objects: the same digest, at the primary's index. */
+    uint8_t dp[32], ds[32];
+    uint64_t pa = 0, sc = 0;
+    CHECK(sv_sm_digest(p.sm, NULL, SHIP_GROUP, dp, &pa, NULL) == 0);
+    CHECK(sv_sm_digest(s.sm, NULL, SHIP_GROUP, ds, NULL, &sc) == 0);
+    CHECK(!memcmp(dp, ds, 32) && sc == 40 && pa == index_a + 2);
+    struct sv_cmd extra = put_cmd("d", 0, 0, "d");
+    CHECK(apply_in(&p, SHIP_GROUP, &extra).status == SV_ST_OK);
+    CHECK(sv_sm_digest(p.sm, NULL, SHIP_GROUP, dp, NULL, NULL) == 0 && memcmp(dp, ds, 32));
     /* Another log's batch (another site epoch) is refused after the seed. */
     ship.session = 4;
     ship.upload = 40;

@@ -441,6 +441,34 @@ struct sv_dr_switchover {
                             0, since the standby had everything (RPO 0) */
 };
 
+/* A shard compared across the two sites. */
+struct sv_dr_verify_shard {
+    uint64_t id;
+    char state[SV_CLIENT_STATE_MAX + 1]; /* match, mismatch, behind (the sites' digests never
+                                            stood at one primary index within the wait),
+                                            unknown (a site's leader did not answer) */
+    uint64_t index_a, index_b;           /* the primary index of each site's last digest */
+    uint8_t digest_a[32], digest_b[32];
+};
+
+struct sv_dr_verify {
+    size_t n_shards;
+    size_t match, mismatch, behind, unknown;
+    struct sv_dr_verify_shard *shards; /* owned */
+};
+
+/* Compare every shard of the two sites (a and b; one the primary, the other
+ * its standby): each site's shard leader digests the shard's objects and
+ * open uploads (DR_DIGEST) and says at which primary index; digests taken at
+ * one index must be equal. A shard whose digests stand at different indexes
+ * (the standby behind, or writes going on) is asked again until wait_s has
+ * passed. *out owns a new report (free it with sv_client_dr_verify_free).
+ * Returns 0 (whatever the shards' states), SV_E_NOMEM, or the error of
+ * reading either site's map. */
+SV_CLIENT_API int sv_client_dr_verify(struct sv_client *a, struct sv_client *b, double wait_s,
+                                      struct sv_dr_verify **out);
+SV_CLIENT_API void sv_client_dr_verify_free(struct sv_dr_verify *v);
+
 /* The planned move: both sites up, primary (client) the primary and
  * standby its standby. Fences primary (writes pause), waits until standby
  * has applied every entry primary committed (lag zero) for at most wait_s
