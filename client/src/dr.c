@@ -206,8 +206,33 @@ static int site_epoch_of(struct sv__resp *r, const char *what, uint64_t *site_ep
     return 0;
 }
 
+/* A shard of the standby that is not whole yet (its image or its chunks
+ * still coming): promoting would serve it incomplete. */
+static int refuse_incomplete(struct sv_client *c)
+{
+    struct sv_dr_status *s = NULL;
+    int rc = sv_client_dr_status(c, &s);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < s->n_shards && rc == 0; i++)
+        if (!strcmp(s->shards[i].state, "reseeding") ||
+            !strcmp(s->shards[i].state, "initial-sync")) {
+            sv__set_err("shard %zu is %s (its image or its chunks are still coming from the "
+                        "primary): promoting now would serve it incomplete; wait, or force",
+                        i, s->shards[i].state);
+            rc = SV_E_BAD_ARGUMENT;
+        }
+    sv_client_dr_status_free(s);
+    return rc;
+}
+
 int sv_client_dr_promote(struct sv_client *c, bool force, struct sv_dr_promote *out)
 {
+    if (!force) {
+        int rc = refuse_incomplete(c);
+        if (rc != 0)
+            return rc;
+    }
     struct sv_msg m = {0};
     m.flags = force ? 1u : 0u;
     SV_MSG_SET(&m, SV_F_FLAGS);

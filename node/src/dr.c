@@ -868,48 +868,97 @@ void sv__dr_seed(struct sv_node *n, struct sv_conn *c, const struct sv_wire_fram
     }
 }
 
+/* An image being made in the pool for waiter w of group id. */
+struct image_job {
+    uv_work_t w;
+    struct sv_node *n;
+    struct waiter *wt;
+    struct sv_sm_view *view;
+    uint64_t group, at;
+    uint8_t *img;
+    size_t len;
+    int rc;
+};
+
+static void image_work(uv_work_t *req)
+{
+    struct image_job *j = req->data;
+    j->rc =
+        sv_sm_snapshot(j->n->sm, j->view, j->group, SV_LOG_SNAPSHOT_BYTES_MAX, &j->img, &j->len);
+}
+
+static void image_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct image_job *j = req->data;
+    struct sv_node *n = j->n;
+    struct waiter *w = j->wt;
+    n->jobs_in_pool--;
+    sv_sm_view_release(n->sm, j->view);
+    struct group *g = sv__group(n, j->group);
+    if (j->rc) {
+        sv__waiter_fail(w, SV_ST_INTERNAL,
+                        j->rc == -EFBIG ? "the shard's image is larger than 256 MiB"
+                                        : "the shard's image could not be made");
+    } else if (!g || g->role != SV_RAFT_LEADER) {
+        sv__reply_not_leader(n, w->conn, w->type, w->req_id, g ? g->leader : 0);
+        sv__waiter_free(w);
+    } else {
+        struct sv__ship *s = &g->ship;
+        uint64_t now = uv_now(&n->loop);
+        image_drop(s);
+        s->img = j->img;
+        j->img = NULL;
+        s->img_len = j->len;
+        s->img_index = j->at;
+        s->img_closed_ms = w->wall_ms;
+        s->img_ms = now;
+        if (j->at > s->st.mark)
+            mark_propose(n, g, j->at, now);
+        LOG_INFO("dr: shard %" PRIu64 ": an image at index %" PRIu64 " (%zu bytes) for the "
+                 "standby",
+                 g->id - 1, j->at, s->img_len);
+        seed_answer(n, w->conn, w->type, w->req_id, s, 0);
+        sv__waiter_free(w);
+    }
+    free(j->img);
+    free(j);
+}
+
 /* A new image for a standby, at the read index of w: every entry committed
- * before w's wall time is in it, which makes that time its closed time. */
+ * before w's wall time is in it, which makes that time its closed time. The
+ * view is frozen here, the image made from it in the pool. */
 void sv__dr_seed_serve(struct sv_node *n, struct group *g, struct waiter *w)
 {
-    struct sv__ship *s = &g->ship;
     if (g->role != SV_RAFT_LEADER) {
         sv__reply_not_leader(n, w->conn, w->type, w->req_id, g->leader);
         sv__waiter_free(w);
         return;
     }
-    struct sv_sm_view *view = sv_sm_view(n->sm);
-    uint64_t at = 0;
-    uint8_t *img = NULL;
-    size_t len = 0;
-    int rc = view ? sv_sm_view_applied(n->sm, view, g->id, &at) : -ENOMEM;
-    if (!rc && at < w->read_index)
-        rc = -EAGAIN;
+    struct image_job *j = calloc(1, sizeof *j);
+    int rc = j && (j->view = sv_sm_view(n->sm)) ? 0 : -ENOMEM;
     if (!rc)
-        rc = sv_sm_snapshot(n->sm, view, g->id, SV_LOG_SNAPSHOT_BYTES_MAX, &img, &len);
-    sv_sm_view_release(n->sm, view);
+        rc = sv_sm_view_applied(n->sm, j->view, g->id, &j->at);
+    if (!rc && j->at < w->read_index)
+        rc = -EAGAIN;
     if (rc) {
+        if (j)
+            sv_sm_view_release(n->sm, j->view);
+        free(j);
         sv__waiter_fail(w, rc == -EAGAIN ? SV_ST_UNAVAILABLE : SV_ST_INTERNAL,
-                        rc == -EAGAIN  ? "the shard has not applied its read index yet; retry"
-                        : rc == -EFBIG ? "the shard's image is larger than 256 MiB"
-                                       : "the shard's image could not be made");
+                        rc == -EAGAIN ? "the shard has not applied its read index yet; retry"
+                                      : "the shard's image could not be made");
         return;
     }
-    uint64_t now = uv_now(&n->loop);
-    image_drop(s);
-    s->img = img;
-    s->img_len = len;
-    s->img_index = at;
-    s->img_closed_ms = w->wall_ms;
-    s->img_ms = now;
-    /* the standby goes on from the image's index: keep the log from there */
-    s->standby_cursor = at;
-    if (at > s->st.mark)
-        mark_propose(n, g, at, now);
-    LOG_INFO("dr: shard %" PRIu64 ": an image at index %" PRIu64 " (%zu bytes) for the standby",
-             g->id - 1, at, len);
-    seed_answer(n, w->conn, w->type, w->req_id, s, 0);
-    sv__waiter_free(w);
+    /* the standby goes on from the image's index: its log is kept from
+     * there on from now (the mark follows once the image is made) */
+    g->ship.standby_cursor = j->at;
+    j->n = n;
+    j->wt = w;
+    j->group = g->id;
+    j->w.data = j;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &j->w, image_work, image_after);
 }
 
 void sv__dr_group_free(struct group *g)
@@ -978,6 +1027,52 @@ static void diverged_cb(void *arg, const uint8_t *okey, size_t klen, const struc
         SV_ITEM_SET(it, SV_I_SHA256);
 }
 
+/* A DR_DIVERGED page read in the pool (a scan of the whole shard, at worst). */
+struct diverged_job {
+    uv_work_t w;
+    struct sv_node *n;
+    uint64_t group, epoch, after, conn, req_id;
+    uint32_t type, limit;
+    uint8_t start[SV_SM_CURSOR_KEY_MAX];
+    size_t start_len;
+    struct diverged d;
+    bool more;
+    int rc;
+};
+
+static void diverged_work(uv_work_t *req)
+{
+    struct diverged_job *j = req->data;
+    j->rc = sv_sm_diverged(j->n->sm, j->group, j->epoch, j->after, j->start_len ? j->start : NULL,
+                           j->start_len, j->limit, &j->more, diverged_cb, &j->d);
+}
+
+static void diverged_after(uv_work_t *req, int status)
+{
+    (void)status;
+    struct diverged_job *j = req->data;
+    struct sv_node *n = j->n;
+    n->jobs_in_pool--;
+    if (j->rc) {
+        sv__reply_status(n, j->conn, j->type, j->req_id, SV_ST_INTERNAL,
+                         "the shard's records could not be read");
+    } else {
+        struct sv_msg r = {0};
+        r.items = j->d.items;
+        r.n_items = j->d.n;
+        r.fields = 1u << SV_F_ITEMS;
+        if (j->more && j->d.n) {
+            r.data = (struct sv_bytes){j->d.keys + (size_t)(j->d.n - 1) * SV_SM_CURSOR_KEY_MAX,
+                                       j->d.last_len};
+            SV_MSG_SET(&r, SV_F_DATA);
+        }
+        sv__send_msg(n, j->conn, j->type, j->req_id, &r);
+    }
+    free(j->d.items);
+    free(j->d.keys);
+    free(j);
+}
+
 void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                      struct sv_msg *m)
 {
@@ -1004,32 +1099,35 @@ void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_
     uint32_t limit = SV_MSG_HAS(m, SV_F_LIMIT) && m->limit && m->limit < DR_DIVERGED_LIMIT
                          ? (uint32_t)m->limit
                          : DR_DIVERGED_LIMIT;
-    struct diverged d = {.items = calloc(limit, sizeof *d.items),
-                         .keys = malloc((size_t)limit * SV_SM_CURSOR_KEY_MAX)};
-    bool more = false;
-    int rc = d.items && d.keys ? 0 : -ENOMEM;
-    if (!rc)
-        rc = sv_sm_diverged(n->sm, g->id, n->map->site_epoch, m->version,
-                            SV_MSG_HAS(m, SV_F_DATA) ? m->data.p : NULL,
-                            SV_MSG_HAS(m, SV_F_DATA) ? m->data.len : 0, limit, &more, diverged_cb,
-                            &d);
-    if (rc) {
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL,
-                         "the shard's records could not be read");
-    } else {
-        struct sv_msg r = {0};
-        r.items = d.items;
-        r.n_items = d.n;
-        r.fields = 1u << SV_F_ITEMS;
-        if (more && d.n) {
-            r.data =
-                (struct sv_bytes){d.keys + (size_t)(d.n - 1) * SV_SM_CURSOR_KEY_MAX, d.last_len};
-            SV_MSG_SET(&r, SV_F_DATA);
-        }
-        sv__send_msg(n, conn, f->type, f->req_id, &r);
+    struct diverged_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->d.items = calloc(limit, sizeof *j->d.items);
+        j->d.keys = malloc((size_t)limit * SV_SM_CURSOR_KEY_MAX);
     }
-    free(d.items);
-    free(d.keys);
+    if (!j || !j->d.items || !j->d.keys) {
+        if (j) {
+            free(j->d.items);
+            free(j->d.keys);
+        }
+        free(j);
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
+        return;
+    }
+    j->n = n;
+    j->group = g->id;
+    j->epoch = n->map->site_epoch;
+    j->after = m->version;
+    j->limit = limit;
+    j->conn = conn;
+    j->req_id = f->req_id;
+    j->type = f->type;
+    if (SV_MSG_HAS(m, SV_F_DATA)) {
+        memcpy(j->start, m->data.p, m->data.len);
+        j->start_len = m->data.len;
+    }
+    j->w.data = j;
+    n->jobs_in_pool++;
+    uv_queue_work(&n->loop, &j->w, diverged_work, diverged_after);
 }
 
 /* ---- digests: a shard compared across the sites ---------------------------- */

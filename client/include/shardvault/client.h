@@ -354,7 +354,10 @@ struct sv_dr_promote {
  * it follows that map, which sv_client_dr_status shows (role "primary" at
  * the new epoch, uniform). The leader refuses (SV_E_BAD_ARGUMENT, its
  * sentence in sv_client_errmsg) when this site is not a standby, or when the
- * primary site answered within the last 3 s and force is false. *out (may
+ * primary site answered within the last 3 s and force is false. Without
+ * force, this library first reads the site's status (sv_client_dr_status)
+ * and refuses (SV_E_BAD_ARGUMENT) while a shard is initial-sync or
+ * reseeding: its image or chunks are still coming. *out (may
  * be NULL) receives the epochs. Failures are retried as for every operator
  * call: a retry after a lost answer may find the promotion recorded and be
  * refused (not a standby); sv_client_dr_status then shows the new epoch.
