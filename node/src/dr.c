@@ -1340,6 +1340,7 @@ void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out)
         group_view(n, g, now, &v);
         out->led++;
         out->stalled += v.reason != NULL;
+        out->seeding += !strcmp(v.state, "reseeding") || !strcmp(v.state, "initial-sync");
         out->behind += v.commit > v.applied ? v.commit - v.applied : 0;
         if (n->map->site_role != SV_MAP_STANDBY)
             continue;

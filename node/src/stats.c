@@ -314,6 +314,13 @@ static double dr_stalled(void *arg)
     return s.stalled;
 }
 
+static double dr_seeding(void *arg)
+{
+    struct sv__dr_summary s;
+    sv__dr_summary(arg, &s);
+    return s.seeding;
+}
+
 static double dr_behind(void *arg)
 {
     struct sv__dr_summary s;
@@ -541,6 +548,11 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
     d.help = "Shards this node leads whose shipping is stalled (standby: no answer or a refusal "
              "from the primary; primary: no pull from the standby for 5 s).";
     TRY(fn_family(s, &d, NULL, dr_stalled, n, errmsg, errlen));
+    d.name = "sv_dr_reseeding_shards";
+    d.help = "Standby shards this node leads that are not whole yet: their image from the "
+             "primary or its chunks still coming (initial-sync or reseeding); the site is not "
+             "fit to promote while any is.";
+    TRY(fn_family(s, &d, NULL, dr_seeding, n, errmsg, errlen));
     d.name = "sv_dr_entries_behind";
     d.help = "Entries the standby lacks over the shards this node leads (the primary's commit "
              "index minus the standby's cursor, as last exchanged).";

@@ -1647,6 +1647,20 @@ static void test_seed(void)
     struct sv_cmd old = put_cmd("old", 0, 0, "stale");
     CHECK(apply_in(&s, SHIP_GROUP, &old).status == SV_ST_OK);
     CHECK(ship_chunk(&s, old.upload, 0, chunk) == 5);
+    /* ... and an open upload with one chunk received, wiped the same way. */
+    struct sv_cmd ub = {.type = SV_CMD_BEGIN,
+                        .bucket = (const uint8_t *)"b",
+                        .bucket_len = 1,
+                        .key = (const uint8_t *)"up",
+                        .key_len = 2,
+                        .upload = 9077};
+    CHECK(apply_in(&s, SHIP_GROUP, &ub).status == SV_ST_OK);
+    struct sv_cmd uc = ub;
+    uc.type = SV_CMD_CHUNK;
+    uc.data = (const uint8_t *)"u0";
+    uc.data_len = 2;
+    CHECK(apply_in(&s, SHIP_GROUP, &uc).status == SV_ST_OK);
+    CHECK(ship_chunk(&s, 9077, 0, chunk) == 2);
 
     uint8_t *img = NULL;
     size_t len = 0;
@@ -1661,6 +1675,9 @@ static void test_seed(void)
     CHECK(sv_sm_release(s.sm, s.seg, err, sizeof err) == 0);
     CHECK(ship_get(&s, "old", &o) == -ENOENT);
     CHECK(ship_chunk(&s, old.upload, 0, chunk) == -1);
+    CHECK(ship_chunk(&s, 9077, 0, chunk) == -1);
+    uc.chunk = 1; /* the upload is gone: its next chunk is refused */
+    CHECK(apply_in(&s, SHIP_GROUP, &uc).status == SV_ST_NOT_FOUND);
     CHECK_SEED_STATE(&s, 0, 3, 40, 1);
     /* No SHIP during a seed; a piece out of order is refused. */
     struct sv_cmd ship = ship_cmd(0, 50, 0, 0, NULL, 0);
