@@ -491,9 +491,9 @@ int sv_client_dr_verify(struct sv_client *a, struct sv_client *b, double wait_s,
     return 0;
 }
 
-/* Every shard of the standby applied all the fenced primary committed, or
- * may still commit: an entry its leaders appended before they learned of
- * the fence (the last log index). */
+/* Every shard of the standby streaming and applied all the fenced primary
+ * committed, or may still commit: an entry its leaders appended before they
+ * learned of the fence (the last log index). */
 static bool drained(const struct sv_dr_status *p, const struct sv_dr_status *s)
 {
     if (p->n_shards != s->n_shards)
@@ -501,7 +501,9 @@ static bool drained(const struct sv_dr_status *p, const struct sv_dr_status *s)
     for (size_t i = 0; i < p->n_shards; i++) {
         const struct sv_dr_shard *ps = &p->shards[i];
         uint64_t end = ps->last_index > ps->commit ? ps->last_index : ps->commit;
-        if (!strcmp(ps->state, "unknown") || !strcmp(s->shards[i].state, "unknown") ||
+        /* streaming: not still copying a seed's chunks (promoted, it would
+         * serve the shard without them) */
+        if (!strcmp(ps->state, "unknown") || strcmp(s->shards[i].state, "streaming") ||
             ps->last_index == 0 || s->shards[i].applied < end)
             return false;
     }
