@@ -556,8 +556,8 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
 struct sv__dr_summary {
     uint32_t led, stalled;
     uint32_t seeding; /* standby shards in initial-sync or reseeding */
-    uint64_t behind; /* entries: the primary's commit index minus the standby's cursor */
-    int64_t lag_ms;  /* standby: the largest lag (wall clock minus frontier); -1 unknown */
+    uint64_t behind;  /* entries: the primary's commit index minus the standby's cursor */
+    int64_t lag_ms;   /* standby: the largest lag (wall clock minus frontier); -1 unknown */
 };
 void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out);
 

@@ -324,8 +324,8 @@ void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
  * records keep the primary's index, epoch and upload ids). *applied and
  * *cursor (may be NULL) get the applied index and the shipping cursor in
  * that view. 0, -ENOMEM or -EIO. Any thread. */
-int sv_sm_digest(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
-                 uint8_t out[32], uint64_t *applied, uint64_t *cursor);
+int sv_sm_digest(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group, uint8_t out[32],
+                 uint64_t *applied, uint64_t *cursor);
 
 /* group's applied index as of view (0 when none). 0 or -EIO. */
 int sv_sm_view_applied(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group,
