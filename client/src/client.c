@@ -904,13 +904,17 @@ static int map_take(struct op *op, const char *addr, struct sv__resp *r)
     return 0;
 }
 
+static bool map_inactive(const struct sv_msg *m);
+static bool op_other_site(struct op *op, bool want_primary);
+
 /* Fetch MAP, once each, from the endpoints that are nodes of the loaded map
  * (every endpoint while none is loaded), then from the map's nodes, then
  * from the other endpoints. The endpoints may name the nodes of two sites,
  * and a node answers its own site's map: asking the loaded map's site first
  * keeps the client on the site it holds (the one a READ_ONLY was followed
  * to, op_follow_site); the other site's map is taken only when no node of
- * this one answers. */
+ * this one answers, or when the map taken is a standby's and the other
+ * site's says it is the primary. */
 static int op_refresh_map(struct op *op)
 {
     struct sv_client *c = op->c;
@@ -943,8 +947,17 @@ static int op_refresh_map(struct op *op)
             if (now_ms() >= op->deadline)
                 return SV_E_UNAVAILABLE;
             struct sv__resp r;
-            if (map_fetch(op, addr, &r) == 0 && map_take(op, addr, &r) == 0)
+            if (map_fetch(op, addr, &r) != 0)
+                continue;
+            /* A standby's (or fenced site's) map: the other site's, when
+             * the endpoints name one and it is the primary, serves reads of
+             * the active site and takes the writes. */
+            bool inactive = map_inactive(&r.m);
+            if (map_take(op, addr, &r) == 0) {
+                if (inactive)
+                    op_other_site(op, true);
                 return 0;
+            }
         }
     }
     return SV_E_UNAVAILABLE;
@@ -965,23 +978,22 @@ static bool map_shares_node_locked(const struct sv_client *c, const struct sv_ms
     return false;
 }
 
-/* A write was answered READ_ONLY by the node at addr: its site is not the
- * active one. When addr is a node of the loaded map, look for the other
- * site: the endpoints that are not nodes of the map are asked for MAP in
- * their configured order, and the first map that names none of the loaded
- * map's nodes (an endpoint spelled otherwise than the map spells it may be
- * of this very site) is installed: later calls go there too. When addr is
- * not a node of the loaded map, another call already moved the client:
- * nothing to fetch. Returns true when the write is to go again on the loaded
- * map; false when no other site's map was found (the READ_ONLY is final). */
-static bool op_follow_site(struct op *op, const char *addr)
+/* A MAP answer from a site that takes no writes (KEY: its role, when the
+ * node has a peer site). */
+static bool map_inactive(const struct sv_msg *m)
+{
+    return SV_MSG_HAS(m, SV_F_KEY) && !(m->key.len == 7 && !memcmp(m->key.p, "primary", 7));
+}
+
+/* The map of the other site than the loaded map's: the endpoints that are
+ * not nodes of the loaded map are asked for MAP in their configured order,
+ * and the first map that names none of the loaded map's nodes (an endpoint
+ * spelled otherwise than the map spells it may be of this very site), and
+ * with want_primary says its site is the primary, is installed: later calls
+ * go there too. True when one was. */
+static bool op_other_site(struct op *op, bool want_primary)
 {
     struct sv_client *c = op->c;
-    pthread_mutex_lock(&c->lock);
-    bool moved = !addr_in_map_locked(c, addr);
-    pthread_mutex_unlock(&c->lock);
-    if (moved)
-        return true;
     for (size_t i = 0; i < c->n_endpoints && now_ms() < op->deadline; i++) {
         const char *e = c->endpoints[i];
         pthread_mutex_lock(&c->lock);
@@ -993,7 +1005,7 @@ static bool op_follow_site(struct op *op, const char *addr)
         pthread_mutex_lock(&c->lock);
         bool same = map_shares_node_locked(c, &r.m);
         pthread_mutex_unlock(&c->lock);
-        if (same) {
+        if (same || (want_primary && map_inactive(&r.m))) {
             resp_free(&r);
             continue;
         }
@@ -1001,6 +1013,21 @@ static bool op_follow_site(struct op *op, const char *addr)
             return true;
     }
     return false;
+}
+
+/* A write was answered READ_ONLY by the node at addr: its site is not the
+ * active one. When addr is a node of the loaded map, the other site's map
+ * is installed (op_other_site). When addr is not a node of the loaded map,
+ * another call already moved the client: nothing to fetch. Returns true
+ * when the write is to go again on the loaded map; false when no other
+ * site's map was found (the READ_ONLY is final). */
+static bool op_follow_site(struct op *op, const char *addr)
+{
+    struct sv_client *c = op->c;
+    pthread_mutex_lock(&c->lock);
+    bool moved = !addr_in_map_locked(c, addr);
+    pthread_mutex_unlock(&c->lock);
+    return moved || op_other_site(op, false);
 }
 
 static int op_ensure_map(struct op *op)

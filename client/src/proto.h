@@ -65,7 +65,9 @@ enum {
 
 /* Frame types (wire.h type field). */
 enum sv_msg_type {
-    SV_MSG_MAP = 1,
+    SV_MSG_MAP = 1, /* Answer: N_SHARDS, EPOCH, NODE (the answering node), ITEMS (the nodes:
+                       ID, ADDR, ZONE, STATE; the shards: ID, REPLICAS, LEADER when known),
+                       KEY = the site's role (primary|standby|fenced) when it has a peer site */
     SV_MSG_PUT = 2,
     SV_MSG_PUT_BEGIN = 3,
     SV_MSG_PUT_CHUNK = 4,

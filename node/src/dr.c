@@ -60,6 +60,7 @@ enum {
     DR_MARK_MS = 1000,            /* a primary leader records the standby's cursor this often */
     DR_PEER_ALIVE_MS = 3000,      /* a peer heard within this is up: no promotion unless forced */
     DR_IMAGE_IDLE_MS = 60000,     /* a primary drops an image nobody asked for this long */
+    DR_ASK_TIMEOUT_MS = 1500,     /* a DR_STATUS to the peer unanswered this long: redial */
     DR_DIVERGED_LIMIT = 256,      /* records in one DR_DIVERGED answer, by default */
 };
 
@@ -189,6 +190,20 @@ struct sv_conn *sv__dr_peer_conn_at(struct sv_node *n, uint32_t i)
     if (i >= n->dr_n_peers)
         return NULL;
     return sv__peer_dial(n, &n->dr_peers[i].link, n->cfg.peer_site, n->dr_peers[i].addr);
+}
+
+/* Close the connection to the peer site's i-th node, if any: one a cut
+ * black-holed keeps requests queued until TCP gives up, long after the
+ * link is back; the next request dials afresh. */
+static void peer_hang_up(struct sv_node *n, uint32_t i, const char *why)
+{
+    struct sv_conn *c =
+        i < n->dr_n_peers && n->dr_peers[i].link.conn ? sv_tp_conn(n->tp, n->dr_peers[i].link.conn)
+                                                      : NULL;
+    if (c)
+        sv_conn_close(c, why);
+    if (i < n->dr_n_peers)
+        n->dr_peers[i].link.conn = 0;
 }
 
 /* A connection to the peer site's node id, dialled when there is none. */
@@ -351,6 +366,9 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
         if (now < s->pull_ms + DR_PULL_TIMEOUT_MS)
             return;
         s->pull_id = 0;
+        for (uint32_t i = 0; i < n->dr_n_peers; i++)
+            if (n->dr_peers[i].link.id == s->target)
+                peer_hang_up(n, i, "a pull of the peer site went unanswered for 5 s");
         s->target = 0;
         if (now >= s->contact_ms + DR_STALL_MS)
             stall(g, "primary-unreachable", "the primary site does not answer");
@@ -367,24 +385,33 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
     pull_maybe(n, g, now);
 }
 
-/* The meta leader asks a node of the peer site for its role and epoch
- * every second; every node asks every 300 ms after its start until it hears
- * an answer (its primary writes wait for it, DR_PEER_ALIVE_MS at most). */
+/* The meta leader, and every node of a primary, asks a node of the peer
+ * site for its role and epoch every second; every node asks every 300 ms
+ * after its start until it hears an answer (its primary writes wait for it,
+ * DR_PEER_ALIVE_MS at most). An ask unanswered for DR_ASK_TIMEOUT_MS hangs
+ * up that connection (a cut may have black-holed it). */
 static void peer_ask(struct sv_node *n, uint64_t now)
 {
     struct group *meta = sv__group(n, 0);
-    bool leads_meta = meta && meta->role == SV_RAFT_LEADER;
+    /* every node of a primary too: each refuses writes the moment it hears
+     * of a newer primary, before the fence reaches it through the map */
+    bool asks = (meta && meta->role == SV_RAFT_LEADER) || n->map->site_role == SV_MAP_PRIMARY;
     bool starting = !n->dr_peer_heard_ms && now < open_ms(n) + DR_PEER_ALIVE_MS;
-    if (!(leads_meta && now >= n->dr_peer_ms + 1000) && !(starting && now >= n->dr_peer_ms + 300))
+    if (!(asks && now >= n->dr_peer_ms + 1000) && !(starting && now >= n->dr_peer_ms + 300))
         return;
     n->dr_peer_ms = now;
-    uint64_t id = n->dr_peers[n->dr_rr++ % n->dr_n_peers].link.id;
-    struct sv_conn *c = peer_conn(n, id);
+    if (n->dr_ask_ms && now >= n->dr_ask_ms + DR_ASK_TIMEOUT_MS)
+        peer_hang_up(n, n->dr_ask_i, "the peer site did not answer DR_STATUS within 1.5 s");
+    uint32_t i = n->dr_rr++ % n->dr_n_peers;
+    struct sv_conn *c = sv__dr_peer_conn_at(n, i);
     struct sv_msg m = {0};
     uint8_t *body;
     size_t len;
     if (c && !sv_msg_encode(&m, &body, &len)) {
-        sv_conn_send(c, SV_MSG_DR_STATUS, ++n->next_fetch, body, len);
+        if (!sv_conn_send(c, SV_MSG_DR_STATUS, ++n->next_fetch, body, len) && !n->dr_ask_ms) {
+            n->dr_ask_ms = now;
+            n->dr_ask_i = i;
+        }
         free(body);
     }
 }
@@ -401,6 +428,7 @@ void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f)
         n->dr_peer_role = primary ? SV_MAP_PRIMARY : fenced ? SV_MAP_FENCED : SV_MAP_STANDBY;
         n->dr_peer_epoch = r.version;
         n->dr_peer_heard_ms = uv_now(&n->loop);
+        n->dr_ask_ms = 0;
         struct group *meta = sv__group(n, 0);
         if (n->map->site_role == SV_MAP_PRIMARY && sv__dr_peer_newer(n) && meta &&
             meta->role == SV_RAFT_LEADER) {

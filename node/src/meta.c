@@ -399,6 +399,11 @@ void sv__meta_reply_map(struct sv_node *n, struct sv_conn *c, const struct sv_wi
     SV_MSG_SET(&m, SV_F_N_SHARDS);
     SV_MSG_SET(&m, SV_F_ITEMS);
     SV_MSG_SET(&m, SV_F_NODE);
+    if (n->cfg.peer_site[0]) { /* a client given both sites' endpoints picks the primary */
+        const char *role = sv__dr_role_name(n);
+        m.key = (struct sv_bytes){(const uint8_t *)role, strlen(role)};
+        SV_MSG_SET(&m, SV_F_KEY);
+    }
     sv__send_msg(n, sv_conn_id(c), f->type, f->req_id, &m);
     free(items);
 }

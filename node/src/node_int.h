@@ -403,6 +403,8 @@ struct sv_node {
     uint32_t dr_rr;            /* the peer node the meta leader asks next */
     uint64_t dr_peer_ms;       /* the meta leader's last DR_STATUS to the peer site */
     uint64_t dr_peer_heard_ms; /* ... and its last answer (0: none) */
+    uint64_t dr_ask_ms;        /* a DR_STATUS to the peer unanswered since (0: none) */
+    uint32_t dr_ask_i;         /* ... to dr_peers[dr_ask_i] */
     uint32_t dr_peer_role;     /* enum sv_map_site_role, as the peer answered */
     uint64_t dr_peer_epoch;
     uint64_t dr_open_ms; /* when this node started (its primary writes wait for the peer) */

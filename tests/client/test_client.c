@@ -133,6 +133,7 @@ struct fake {
      * the session and seq of the last write. */
     enum read_only read_only_b;
     bool map_down_b; /* site B answers MAP UNAVAILABLE */
+    bool map_roles;  /* MAP answers carry the site's role (standby when its writes are read-only) */
     int site_req[SITES][32];
     uint64_t site_session[SITES], site_seq[SITES];
 
@@ -672,6 +673,12 @@ static int handle(struct sconn *s, uint32_t type, struct sv_msg *m, struct sv_ms
         r->items = items;
         r->n_shards = N_SHARDS;
         r->fields |= 1u << SV_F_ITEMS | 1u << SV_F_N_SHARDS;
+        if (F.map_roles) {
+            const char *role =
+                (s->site == 0 ? F.read_only : F.read_only_b) == RO_WRITES ? "standby" : "primary";
+            r->key = (struct sv_bytes){(const uint8_t *)role, strlen(role)};
+            r->fields |= 1u << SV_F_KEY;
+        }
         return 1;
     }
     if (type == SV_MSG_STATUS) {
@@ -1935,6 +1942,33 @@ static bool same_write_both_sites(void)
  * seq; the client stays on B (later writes, refreshes after an UNAVAILABLE);
  * a READ_ONLY there switches back; both sites read-only is final after one
  * write to each; with site A's endpoints only, READ_ONLY is final as before. */
+/* Both sites' endpoints, A a standby and B the primary, their MAP answers
+ * saying so: whichever site's map a new client asks first, its first read
+ * goes to B (a standby's linearizable read is of its own, older, state). */
+static void test_dr_prefer_primary(void)
+{
+    char ep[256];
+    snprintf(ep, sizeof(ep), "127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u,127.0.0.1:%u", F.port[0],
+             F.port[1], F.port[2], F.port[3]);
+    KNOB(F.read_only = RO_WRITES; F.read_only_b = RO_NONE; F.map_roles = true);
+    for (int i = 0; i < 8; i++) { /* each asks a random endpoint first: A half the time */
+        struct sv_client *c = client_at(ep, 3000);
+        int stats_a = site_req(0, SV_MSG_STAT), stats_b = site_req(1, SV_MSG_STAT);
+        CHECK_RC(sv_client_stat(c, "fo", "pp", SV_LINEARIZABLE, &(struct sv_stat){0}),
+                 SV_E_NOT_FOUND);
+        CHECK_MSG(site_req(0, SV_MSG_STAT) == stats_a && site_req(1, SV_MSG_STAT) - stats_b == 1,
+                  "A %d->%d B %d->%d", stats_a, site_req(0, SV_MSG_STAT), stats_b,
+                  site_req(1, SV_MSG_STAT));
+        sv_client_close(c);
+    }
+    /* Both standby (no primary named): the first map taken is kept. */
+    KNOB(F.read_only_b = RO_WRITES);
+    struct sv_client *c = client_at(ep, 3000);
+    CHECK_RC(sv_client_stat(c, "fo", "pp", SV_LINEARIZABLE, &(struct sv_stat){0}), SV_E_NOT_FOUND);
+    sv_client_close(c);
+    KNOB(F.read_only = RO_NONE; F.read_only_b = RO_NONE; F.map_roles = false);
+}
+
 static void test_dr_follow(void)
 {
     const char *said_a = "site dr-b is a standby: writes go to site dr-a";
@@ -2848,6 +2882,7 @@ static const struct sv_test tests[] = {
     {"admin_unavailable", test_admin_unavailable},
     {"read_only", test_read_only},
     {"dr_follow", test_dr_follow},
+    {"dr_prefer_primary", test_dr_prefer_primary},
     {"dr_fold", test_dr_fold},
     {"dr_status", test_dr_status},
     {"dr_promote", test_dr_promote},
