@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# tests/jepsen/site_test.sh RUN BIN WORK SECONDS: one short jepsen/run with the
+# site nemesis (ctest jepsen-site-test): register, seed 2 (the primary site cut
+# off by iptables, then the standby promoted, then the old primary unblocked).
+# It must be valid, within 60 s of wall time in all (setup included), with a
+# promotion, a cut and the fence check refused READ_ONLY; site with another
+# nemesis and a --time too short must be refused. Not root: skipped (exit 77).
+set -uo pipefail
+run=$1 bin=$2 work=$3 secs=$4
+
+if ((EUID != 0)); then
+    echo "jepsen-site-test: SKIPPED: jepsen/run needs root (network namespaces, veth, iptables)"
+    exit 77
+fi
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+rm -rf "$work"
+mkdir -p "$work"
+dir=$work/register-site
+
+"$run" --nemesis site,kill >/dev/null 2>&1
+(($? == 2)) || fail "site with another nemesis must be refused (exit 2)"
+"$run" --nemesis site --time 10 >/dev/null 2>&1
+(($? == 2)) || fail "site with --time 10 must be refused (exit 2)"
+"$run" --help | grep -q 'site (alone)' || fail "--help does not describe the site nemesis"
+
+echo "== jepsen/run --workload register --nemesis site --time $secs --seed 2"
+start=$SECONDS
+"$run" --bin "$bin" --out "$dir" --workload register --nemesis site --time "$secs" --seed 2 2>&1 |
+    sed 's/^/   /'
+rc=${PIPESTATUS[0]} took=$((SECONDS - start))
+echo "== exit $rc after $took s"
+((rc == 0)) || fail "exit $rc, expected 0 (see $dir)"
+((took <= 60)) || fail "took $took s, more than 60 s"
+grep -q '"valid": *true' "$dir/results.json" || fail "$dir/results.json is not valid"
+grep -q '"lost_after_cut": {"count": [0-9]' "$dir/results.json" || fail "results.json has no lost_after_cut"
+grep -q '"acked_promoted": [1-9]' "$dir/results.json" || fail "no write acknowledged by the promoted site"
+grep -q '"nemesis": "site", "event": "start", "detail": "primary site cut off' "$dir/nemesis.jsonl" ||
+    fail "seed 2 must cut the primary site off (see $dir/nemesis.jsonl)"
+grep -q '"nemesis": "site-promote", "event": "stop", "detail": "promoted' "$dir/nemesis.jsonl" ||
+    fail "no promotion (see $dir/nemesis.jsonl)"
+grep -q '"fence": "refused"' "$dir/site.json" || fail "the fence check did not see READ_ONLY (see $dir/site.json)"
+cut=$(jq '.cut_ns' "$dir/site.json") fault=$(jq '.fault_ns' "$dir/site.json")
+[[ $cut =~ ^[0-9]+$ && $fault =~ ^[0-9]+$ ]] && ((cut <= fault)) ||
+    fail "the cut ($cut ns) must be known and not after the fault ($fault ns)"
+
+((fails == 0)) || { echo "jepsen-site-test: $fails failure(s)"; exit 1; }
+echo "jepsen-site-test: OK ($took s)"
