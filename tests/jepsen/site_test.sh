@@ -3,8 +3,10 @@
 # site nemesis (ctest jepsen-site-test): register, seed 2 (the primary site cut
 # off by iptables, then the standby promoted, then the old primary unblocked).
 # It must be valid, within 60 s of wall time in all (setup included), with a
-# promotion, a cut and the fence check refused READ_ONLY; site with another
-# nemesis and a --time too short must be refused. Not root: skipped (exit 77).
+# promotion, a cut and the fence check refused READ_ONLY; when writes
+# acknowledged after the cut are missing, the same history with the cut moved
+# to the fault must be invalid; site with another nemesis and a --time too
+# short must be refused. Not root: skipped (exit 77).
 set -uo pipefail
 run=$1 bin=$2 work=$3 secs=$4
 
@@ -43,6 +45,20 @@ grep -q '"fence": "refused"' "$dir/site.json" || fail "the fence check did not s
 cut=$(jq '.cut_ns' "$dir/site.json") fault=$(jq '.fault_ns' "$dir/site.json")
 [[ $cut =~ ^[0-9]+$ && $fault =~ ^[0-9]+$ ]] && ((cut <= fault)) ||
     fail "the cut ($cut ns) must be known and not after the fault ($fault ns)"
+
+# Teeth: the writes the old primary acknowledged after the cut and the
+# promoted site lacks are missing from the history for real; with the cut
+# moved to the fault (as if the standby had everything before the fault), the
+# same history must be found invalid.
+lost=$(jq '.lost_after_cut.count' "$dir/results.json")
+if [[ $lost =~ ^[1-9][0-9]*$ ]]; then
+    "$bin/sv-check" --cut "$fault" --promote "$(jq '.promote_ns' "$dir/site.json")" \
+        --open "$(jq '.open_ns' "$dir/site.json")" "$dir/history.jsonl" >"$work/moved.json" 2>/dev/null
+    (($? == 1)) || fail "$lost writes lost after the cut, but with the cut at the fault the history is not invalid"
+    echo "== $lost writes acknowledged after the cut are missing; with the cut at the fault: $(jq -c '.anomalies' "$work/moved.json")"
+else
+    echo "== no write acknowledged after the cut is missing (lost_after_cut: ${lost:-none}): no teeth check this time"
+fi
 
 ((fails == 0)) || { echo "jepsen-site-test: $fails failure(s)"; exit 1; }
 echo "jepsen-site-test: OK ($took s)"
