@@ -10,20 +10,13 @@
 set -uo pipefail
 run=$1 bin=$2 work=$3 secs=$4
 
-if ((EUID != 0)); then
-    echo "jepsen-site-test: SKIPPED: jepsen/run needs root (network namespaces, veth, iptables)"
-    exit 77
-fi
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-rm -rf "$work"
-mkdir -p "$work"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+jepsen_test_begin jepsen-site-test "$work"
 dir=$work/register-site
 
-"$run" --nemesis site,kill >/dev/null 2>&1
-(($? == 2)) || fail "site with another nemesis must be refused (exit 2)"
-"$run" --nemesis site --time 10 >/dev/null 2>&1
-(($? == 2)) || fail "site with --time 10 must be refused (exit 2)"
+refused "site with another nemesis" "$run" --nemesis site,kill
+refused "site with --time 10" "$run" --nemesis site --time 10
 "$run" --help | grep -q 'site (alone)' || fail "--help does not describe the site nemesis"
 
 echo "== jepsen/run --workload register --nemesis site --time $secs --seed 2"
@@ -60,5 +53,4 @@ else
     echo "== no write acknowledged after the cut is missing (lost_after_cut: ${lost:-none}): no teeth check this time"
 fi
 
-((fails == 0)) || { echo "jepsen-site-test: $fails failure(s)"; exit 1; }
-echo "jepsen-site-test: OK ($took s)"
+jepsen_test_end "$took s"
