@@ -1,22 +1,30 @@
-# jepsen-run-test: jepsen/run end to end in network namespaces (root only;
-# skipped otherwise). Runs of 60 s each, 30 s under the sanitizers.
+# The tests of jepsen/run end to end in network namespaces (root only;
+# skipped otherwise), each a script tests/jepsen/SCRIPT given jepsen/run, the
+# programs' directory, its work directory (NAME without "jepsen-") and the
+# workload phase's length.
+function(sv_jepsen_run_test name script seconds timeout cost)
+    string(REGEX REPLACE "^jepsen-" "" work ${name})
+    add_test(NAME ${name}
+             COMMAND bash ${PROJECT_SOURCE_DIR}/tests/jepsen/${script}
+                     ${CMAKE_CURRENT_SOURCE_DIR}/run $<TARGET_FILE_DIR:svd>
+                     ${CMAKE_CURRENT_BINARY_DIR}/${work} ${seconds})
+    set_tests_properties(${name} PROPERTIES TIMEOUT ${timeout} SKIP_RETURN_CODE 77
+                         RESOURCE_LOCK cluster COST ${cost})
+endfunction()
+
+# jepsen-run-test: runs of 60 s each, 30 s under the sanitizers.
 if(SV_SANITIZE)
     set(SV_JEPSEN_SECONDS 30)
 else()
     set(SV_JEPSEN_SECONDS 60)
 endif()
-add_test(NAME jepsen-run-test
-         COMMAND bash ${PROJECT_SOURCE_DIR}/tests/jepsen/run_test.sh
-                 ${CMAKE_CURRENT_SOURCE_DIR}/run $<TARGET_FILE_DIR:svd>
-                 ${CMAKE_CURRENT_BINARY_DIR}/run-test ${SV_JEPSEN_SECONDS})
-set_tests_properties(jepsen-run-test PROPERTIES TIMEOUT 1500 SKIP_RETURN_CODE 77
-                     RESOURCE_LOCK cluster COST 1000)
+sv_jepsen_run_test(jepsen-run-test run_test.sh ${SV_JEPSEN_SECONDS} 1500 1000)
 
 # jepsen-membership-test: one register run of 45 s under the membership
 # nemesis (about 60 s of wall time; longer runs: jepsen/README.md).
-add_test(NAME jepsen-membership-test
-         COMMAND bash ${PROJECT_SOURCE_DIR}/tests/jepsen/membership_test.sh
-                 ${CMAKE_CURRENT_SOURCE_DIR}/run $<TARGET_FILE_DIR:svd>
-                 ${CMAKE_CURRENT_BINARY_DIR}/membership-test 45)
-set_tests_properties(jepsen-membership-test PROPERTIES TIMEOUT 150 SKIP_RETURN_CODE 77
-                     RESOURCE_LOCK cluster COST 900)
+sv_jepsen_run_test(jepsen-membership-test membership_test.sh 45 150 900)
+
+# jepsen-site-test: one register run of 25 s under the site nemesis (a primary
+# site cut off, the standby promoted, the old primary fenced), seed 2; at most
+# 60 s of wall time in all (the script checks it).
+sv_jepsen_run_test(jepsen-site-test site_test.sh 25 120 600)

@@ -1,5 +1,6 @@
 /* sv-check: checks a history.jsonl: a register history for linearizability (lin.c), a set
- * history with Jepsen's set checker (every acknowledged add is in the final read). */
+ * history with Jepsen's set checker (every acknowledged add is in the final read); with
+ * --cut/--promote/--open, a history that a site failover (jepsen/run --nemesis site) split. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "history.h"
@@ -41,6 +42,101 @@ static void count_ops(const struct hist *h, struct stats *st)
     }
 }
 
+/* ---- Site failover (--nemesis site) ----
+ *
+ * The history ran against a primary site until it was cut off or killed, then
+ * against the standby site promoted in its place. Three times split it (ns,
+ * the history's clock: the promotion's cut is the standby's frontier on the
+ * same machine clock):
+ *   cut      every write the primary committed before it is on the standby;
+ *            an ack seen before it was committed before it: must be present
+ *   promote  the first `dr promote` was sent: the primary was unreachable
+ *            since the fault (at least 3 s before), so an ack seen after it
+ *            came from the promoted site: must be present
+ *   open     the promotion returned: every node of the promoted site takes
+ *            writes; reads before it may have been served by the standby
+ *            (its own, older state) or by the old primary
+ * A write acknowledged between cut and promote was acknowledged by the old
+ * primary after the cut: it may be missing (the standby may not have received
+ * it) and is taken as indeterminate; the ones that are missing are listed
+ * (lost_after_cut: the divergence ledger that will account for them is not
+ * built). A read that completed between cut and open is left out: it may have
+ * seen writes of the old primary that the promoted site never got, or the
+ * standby's older state. */
+struct site {
+    bool on;
+    int64_t cut, promote, open;
+};
+
+enum site_class {
+    SITE_KEEP,      /* checked as it completed */
+    SITE_AFTER_CUT, /* a write acked by the old primary after the cut: indeterminate */
+    SITE_DROPPED,   /* a read of the old primary after the cut or of the standby */
+};
+
+/* What the site split made of the acknowledged writes and reads. */
+struct site_result {
+    size_t before_cut, after_cut, promoted, dropped_reads, undetermined;
+    const struct hist_op **lost; /* acked after the cut and missing, in file order */
+    size_t n_lost;
+};
+
+static enum site_class site_class_of(const struct site *site, const struct hist_op *o)
+{
+    const struct event *done = o->done;
+    if (!site->on || done == NULL || done->type != EV_OK)
+        return SITE_KEEP;
+    if (o->inv->f == F_READ)
+        return done->time > site->cut && done->time <= site->open ? SITE_DROPPED : SITE_KEEP;
+    return done->time > site->cut && done->time < site->promote ? SITE_AFTER_CUT : SITE_KEEP;
+}
+
+/* Counts an acknowledged write (add, write, cas) by when it was acknowledged. */
+static void site_count_write(const struct site *site, struct site_result *sr, int64_t acked)
+{
+    if (!site->on)
+        return;
+    if (acked <= site->cut)
+        sr->before_cut++;
+    else if (acked < site->promote)
+        sr->after_cut++;
+    else
+        sr->promoted++;
+}
+
+static int lost_line_cmp(const void *pa, const void *pb)
+{
+    const struct hist_op *a = *(const struct hist_op *const *)pa;
+    const struct hist_op *b = *(const struct hist_op *const *)pb;
+    return a->inv->line < b->inv->line ? -1 : a->inv->line > b->inv->line;
+}
+
+/* lost_after_cut (a top-level field): count and the first ANOMALY_ELEMS_MAX writes. */
+static void print_lost_after_cut(const struct hist *h, const struct site_result *sr, FILE *out)
+{
+    fprintf(out, "\"lost_after_cut\": {\"count\": %zu, \"writes\": [", sr->n_lost);
+    for (size_t i = 0; i < sr->n_lost && i < ANOMALY_ELEMS_MAX; i++) {
+        const struct event *inv = sr->lost[i]->inv;
+        fprintf(out, "%s{\"line\": %" PRIu32 ", \"f\": \"%s\", \"key\": ", i ? ", " : "", inv->line,
+                sv__hist_f_names[inv->f]);
+        sv__intern_print(&h->keys, inv->key, out);
+        fprintf(out, ", \"value\": ");
+        if (inv->f == F_ADD) {
+            fprintf(out, "%" PRId64, inv->elem);
+        } else if (inv->f == F_CAS) {
+            fprintf(out, "[");
+            sv__intern_print(&h->values, inv->v1, out);
+            fprintf(out, ", ");
+            sv__intern_print(&h->values, inv->v2, out);
+            fprintf(out, "]");
+        } else {
+            sv__intern_print(&h->values, inv->v1, out);
+        }
+        fprintf(out, ", \"acked\": %" PRId64 "}", sr->lost[i]->done->time);
+    }
+    fprintf(out, "]%s}, ", sr->n_lost > ANOMALY_ELEMS_MAX ? ", \"truncated\": true" : "");
+}
+
 /* ---- Register histories: linearizability, key by key ---- */
 
 static void to_lin_op(struct lin_op *o, const struct event *inv, const struct event *done)
@@ -78,22 +174,70 @@ static int op_key_cmp(const void *pa, const void *pb)
     return a->ret < b->ret ? -1 : a->ret > b->ret ? 1 : 0;
 }
 
+/* Whether the after-cut write o of key range ops[0..n) (where it is
+ * indeterminate) is missing: the history is not linearizable once o is taken
+ * as acknowledged when it was (the other after-cut writes still
+ * indeterminate). Adds it to sr->lost, or counts it undetermined when the
+ * search gave up. -1 when memory ran out. */
+static int site_probe(struct lin_op *ops, size_t n, const struct hist_op *o, struct site_result *sr,
+                      uint64_t *explored)
+{
+    struct lin_op want;
+    to_lin_op(&want, o->inv, NULL);
+    size_t j = 0;
+    while (j < n && !(ops[j].call == want.call && !ops[j].done && ops[j].kind == want.kind &&
+                      ops[j].arg == want.arg && ops[j].arg2 == want.arg2))
+        j++;
+    if (j == n) { /* check_register put every after-cut write among its key's ops */
+        fprintf(stderr, "sv-check: line %" PRIu32 ": after-cut write not found\n", o->inv->line);
+        abort();
+    }
+    ops[j].done = true;
+    ops[j].ret = (uint64_t)o->done->time;
+    struct lin_report rep;
+    int verdict = sv__lin_check(ops, n, 0, &rep);
+    *explored += rep.explored;
+    ops[j].done = false;
+    ops[j].ret = 0;
+    if (verdict < 0)
+        return -1;
+    if (verdict == LIN_VIOLATION)
+        sr->lost[sr->n_lost++] = o;
+    sr->undetermined += verdict == LIN_UNKNOWN;
+    return 0;
+}
+
 /* Writes the anomalies (the JSON array's elements) to out. Returns the exit
  * code, or -1 with msg. */
-static int check_register(const struct hist *h, FILE *out, uint64_t *explored, char *msg,
-                          size_t msg_len)
+static int check_register(const struct hist *h, const struct site *site, struct site_result *sr,
+                          FILE *out, uint64_t *explored, char *msg, size_t msg_len)
 {
     struct lin_op *ops = malloc((h->n_ops + 1) * sizeof(*ops));
-    if (ops == NULL) {
+    const struct hist_op **after = malloc((h->n_ops + 1) * sizeof(*after));
+    sr->lost = malloc((h->n_ops + 1) * sizeof(*sr->lost));
+    if (ops == NULL || after == NULL || sr->lost == NULL) {
+        free(ops);
+        free(after);
         snprintf(msg, msg_len, "out of memory");
         return -1;
     }
-    size_t n = 0;
+    size_t n = 0, n_after = 0;
     for (size_t i = 0; i < h->n_ops; i++) {
-        const struct event *done = h->ops[i].done;
+        const struct hist_op *o = &h->ops[i];
+        const struct event *done = o->done;
         if (done != NULL && done->type == EV_FAIL)
             continue; /* did not happen */
-        to_lin_op(&ops[n++], h->ops[i].inv, done != NULL && done->type == EV_OK ? done : NULL);
+        enum site_class sc = site_class_of(site, o);
+        if (sc == SITE_DROPPED) {
+            sr->dropped_reads++;
+            continue;
+        }
+        if (done != NULL && done->type == EV_OK && o->inv->f != F_READ)
+            site_count_write(site, sr, done->time);
+        if (sc == SITE_AFTER_CUT)
+            after[n_after++] = o;
+        to_lin_op(&ops[n++], o->inv,
+                  sc == SITE_KEEP && done != NULL && done->type == EV_OK ? done : NULL);
     }
     qsort(ops, n, sizeof(*ops), op_key_cmp);
     /* One call per key so that every failing key is reported; lin.c is
@@ -106,8 +250,15 @@ static int check_register(const struct hist *h, FILE *out, uint64_t *explored, c
         struct lin_report rep;
         int verdict = sv__lin_check(&ops[i], k - i, 0, &rep);
         *explored += rep.explored;
+        /* A key that holds together with its after-cut writes indeterminate:
+         * which of them are missing. */
+        for (size_t a = 0; verdict == LIN_OK && a < n_after; a++)
+            if (after[a]->inv->key == ops[i].key &&
+                site_probe(&ops[i], k - i, after[a], sr, explored) != 0)
+                verdict = -1;
         if (verdict < 0) {
             free(ops);
+            free(after);
             snprintf(msg, msg_len, "out of memory while checking");
             return -1;
         }
@@ -123,6 +274,8 @@ static int check_register(const struct hist *h, FILE *out, uint64_t *explored, c
         i = k;
     }
     free(ops);
+    free(after);
+    qsort(sr->lost, sr->n_lost, sizeof(*sr->lost), lost_line_cmp);
     return invalid ? EXIT_INVALID : unknown ? EXIT_BROKEN : EXIT_VALID;
 }
 
@@ -132,9 +285,11 @@ enum add_outcome { ADD_OK, ADD_FAIL, ADD_INFO };
 
 struct add {
     int64_t elem;
-    int64_t done_time; /* ADD_OK: when it was acknowledged */
-    uint32_t line;     /* of the invocation */
-    uint8_t outcome;   /* enum add_outcome; never completed = info */
+    int64_t done_time;       /* ADD_OK: when it was acknowledged */
+    const struct hist_op *o; /* the add */
+    uint32_t line;           /* of the invocation */
+    uint8_t outcome;         /* enum add_outcome; never completed = info */
+    bool after_cut;          /* site: acknowledged by the old primary after the cut */
 };
 
 struct set_result {
@@ -181,13 +336,15 @@ static const char *const list_kinds[L_N] = {"lost", "unexpected", "duplicated",
 
 /* Writes the anomalies to out and the counts to *r. Returns the exit code,
  * or -1 with msg (a history error: exit 2). */
-static int check_set(const struct hist *h, FILE *out, struct set_result *r, struct elems lists[L_N],
-                     char *msg, size_t msg_len)
+static int check_set(const struct hist *h, const struct site *site, struct site_result *sr,
+                     FILE *out, struct set_result *r, struct elems lists[L_N], char *msg,
+                     size_t msg_len)
 {
     const struct hist_set *s = &h->set;
     int rc = -1;
     struct add *adds = malloc((h->n_ops + 1) * sizeof(*adds));
-    if (adds == NULL)
+    sr->lost = malloc((h->n_ops + 1) * sizeof(*sr->lost));
+    if (adds == NULL || sr->lost == NULL)
         goto err_oom;
     size_t n_adds = 0;
     const struct hist_op *final = NULL;
@@ -205,6 +362,10 @@ static int check_set(const struct hist *h, FILE *out, struct set_result *r, stru
                      : o->done->type == EV_OK                    ? ADD_OK
                                                                  : ADD_FAIL;
         a->done_time = o->done != NULL ? o->done->time : INT64_MAX;
+        a->o = o;
+        a->after_cut = site_class_of(site, o) == SITE_AFTER_CUT;
+        if (a->outcome == ADD_OK)
+            site_count_write(site, sr, a->done_time);
         r->attempted++;
         r->acknowledged += a->outcome == ADD_OK;
     }
@@ -231,18 +392,27 @@ static int check_set(const struct hist *h, FILE *out, struct set_result *r, stru
     for (size_t i = 0; i < s->duplicated.n; i++)
         if (sv__elems_push(&lists[L_DUPLICATED], s->duplicated.v[i]) != 0)
             goto err_oom;
+    /* site: the final read must be the promoted site's. */
+    if (final != NULL && site->on && final->inv->time <= site->open)
+        final = NULL;
     if (final != NULL) {
         /* The final read: every add acknowledged before it began must be in
-         * it; an add acknowledged while it ran may or may not be. */
+         * it; an add acknowledged while it ran may or may not be (site: one
+         * acknowledged by the old primary after the cut may be missing, and
+         * is listed). */
         r->has_final = true;
         r->final = s->final.n;
         for (size_t k = 0; k < n_adds; k++) {
             bool in = sv__elems_has(&s->final, adds[k].elem);
-            if (adds[k].outcome == ADD_OK && !in && adds[k].done_time < final->inv->time &&
-                sv__elems_push(&lists[L_LOST], adds[k].elem) != 0)
-                goto err_oom;
+            if (adds[k].outcome == ADD_OK && !in && adds[k].done_time < final->inv->time) {
+                if (adds[k].after_cut)
+                    sr->lost[sr->n_lost++] = adds[k].o;
+                else if (sv__elems_push(&lists[L_LOST], adds[k].elem) != 0)
+                    goto err_oom;
+            }
             r->recovered += adds[k].outcome == ADD_INFO && in;
         }
+        qsort(sr->lost, sr->n_lost, sizeof(*sr->lost), lost_line_cmp);
     }
     bool first = true;
     for (int k = 0; k < L_N; k++) {
@@ -307,13 +477,15 @@ static double now_ms(void)
 }
 
 /* Writes the verdict JSON (one line) to out; returns the exit code, or -1 with msg. */
-static int verdict(const struct hist *h, FILE *out, char *msg, size_t msg_len)
+static int verdict(const struct hist *h, const struct site *site, FILE *out, char *msg,
+                   size_t msg_len)
 {
+    struct site_result sr = {0};
     struct stats st = {0};
     count_ops(h, &st);
     double t0 = now_ms();
     uint64_t explored = 0;
-    struct set_result sr = {0};
+    struct set_result set = {0};
     struct elems lists[L_N] = {{0}};
     char *anomalies = NULL;
     size_t anomalies_len = 0;
@@ -322,8 +494,8 @@ static int verdict(const struct hist *h, FILE *out, char *msg, size_t msg_len)
         snprintf(msg, msg_len, "out of memory");
         return -1;
     }
-    int rc = h->kind == HIST_SET ? check_set(h, a, &sr, lists, msg, msg_len)
-                                 : check_register(h, a, &explored, msg, msg_len);
+    int rc = h->kind == HIST_SET ? check_set(h, site, &sr, a, &set, lists, msg, msg_len)
+                                 : check_register(h, site, &sr, a, &explored, msg, msg_len);
     if (rc >= 0) {
         fflush(a);
         if (check_corrupt(h, a, anomalies_len == 0) > 0 && rc == EXIT_VALID)
@@ -349,13 +521,30 @@ static int verdict(const struct hist *h, FILE *out, char *msg, size_t msg_len)
                     "\"set\": {\"attempted\": %zu, \"acknowledged\": %zu, \"final\": %zu, "
                     "\"lost\": %zu, \"unexpected\": %zu, \"duplicated\": %zu, \"recovered\": %zu, "
                     "\"failed_visible\": %zu}, ",
-                    sr.attempted, sr.acknowledged, sr.final, lists[L_LOST].n, lists[L_UNEXPECTED].n,
-                    lists[L_DUPLICATED].n, sr.recovered, lists[L_FAILED_VISIBLE].n);
+                    set.attempted, set.acknowledged, set.final, lists[L_LOST].n,
+                    lists[L_UNEXPECTED].n, lists[L_DUPLICATED].n, set.recovered,
+                    lists[L_FAILED_VISIBLE].n);
+        if (site->on) {
+            fprintf(out,
+                    "\"site\": {\"cut\": %" PRId64 ", \"promote\": %" PRId64 ", \"open\": %" PRId64
+                    ", \"acked_before_cut\": %zu, \"acked_after_cut\": %zu, \"acked_promoted\": "
+                    "%zu, \"reads_left_out\": %zu, \"undetermined\": %zu}, ",
+                    site->cut, site->promote, site->open, sr.before_cut, sr.after_cut, sr.promoted,
+                    sr.dropped_reads, sr.undetermined);
+            print_lost_after_cut(h, &sr, out);
+        }
         fprintf(out, "\"anomalies\": [%s], \"explored\": %" PRIu64 ", \"checked_ms\": %.0f}\n",
                 anomalies, explored, checked_ms);
     }
+    if (rc >= 0 && site->on && sr.n_lost > 0)
+        fprintf(stderr,
+                "sv-check: %zu of %zu writes acknowledged after the cut (by the old primary) are "
+                "missing from the promoted site (lost_after_cut; the divergence ledger is not "
+                "built)\n",
+                sr.n_lost, sr.after_cut);
     for (int k = 0; k < L_N; k++)
         free(lists[k].v);
+    free(sr.lost);
     free(anomalies);
     return rc;
 }
@@ -363,6 +552,7 @@ static int verdict(const struct hist *h, FILE *out, char *msg, size_t msg_len)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sv-check [--out RESULTS] FILE\n"
+                 "       sv-check [--out RESULTS] --cut T --promote T --open T FILE\n"
                  "Check a history (history.jsonl; FILE - reads stdin). One JSON object per\n"
                  "line: process (int), type (invoke|ok|fail|info), f, key, value, time (int),\n"
                  "and optionally error (string). The f values decide the workload:\n"
@@ -378,20 +568,60 @@ static void usage(FILE *out)
                  "\"fail\", \"info\", \"keys\": K, \"counts\": {...}, [\"set\": {...},]\n"
                  "\"anomalies\": [...], \"explored\", \"checked_ms\": T} on stdout.\n"
                  "  --out RESULTS  also write that JSON to the file RESULTS\n"
+                 "  --cut T --promote T --open T  (together; ns in the history's clock) a\n"
+                 "            history split by a site failover (jepsen/run --nemesis site): T\n"
+                 "            of the promotion's cut, of the first promote sent, of its return.\n"
+                 "            Acknowledged before the cut or after the promote: must be\n"
+                 "            present. A write acknowledged in between (by the old primary\n"
+                 "            after the cut) may be missing: indeterminate; the missing ones\n"
+                 "            are listed in lost_after_cut (register: those the history cannot\n"
+                 "            hold as acknowledged). Reads completed between cut and open are\n"
+                 "            left out (old primary or not yet promoted standby). The set's\n"
+                 "            final read must begin after open. Adds \"site\" and\n"
+                 "            \"lost_after_cut\" to the JSON.\n"
                  "Exit status: 0 valid, 1 not valid, 2 unreadable or malformed file, or the\n"
                  "search gave up (unknown).\n");
+}
+
+/* A signed decimal int64 (a time): true when s is one. */
+static bool parse_time(const char *s, int64_t *out)
+{
+    char *end;
+    if (*s == '\0')
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *out = v;
+    return true;
 }
 
 int main(int argc, char **argv)
 {
     const char *path = NULL, *out_path = NULL;
+    struct site site = {0};
+    int site_opts = 0; /* bit per --cut, --promote, --open */
+    static const char *const site_names[] = {"--cut", "--promote", "--open"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return EXIT_VALID;
         }
-        if (strcmp(a, "--out") == 0 && i + 1 < argc && out_path == NULL) {
+        int t = 0;
+        while (t < 3 && strcmp(a, site_names[t]) != 0)
+            t++;
+        if (t < 3) {
+            int64_t *dst = t == 0 ? &site.cut : t == 1 ? &site.promote : &site.open;
+            if (i + 1 >= argc || (site_opts >> t & 1) || !parse_time(argv[i + 1], dst)) {
+                fprintf(stderr, "sv-check: %s needs one integer time (ns)\n", a);
+                usage(stderr);
+                return EXIT_BROKEN;
+            }
+            site_opts |= 1 << t;
+            i++;
+        } else if (strcmp(a, "--out") == 0 && i + 1 < argc && out_path == NULL) {
             out_path = argv[++i];
         } else if ((a[0] != '-' || a[1] == '\0') && path == NULL) {
             path = a;
@@ -404,6 +634,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_BROKEN;
     }
+    if (site_opts != 0 && (site_opts != 7 || site.cut > site.promote || site.promote > site.open)) {
+        fprintf(stderr, "sv-check: --cut, --promote and --open go together, in that order of time "
+                        "(cut <= promote <= open)\n");
+        return EXIT_BROKEN;
+    }
+    site.on = site_opts == 7;
     int status = EXIT_BROKEN;
     char msg[MSG_MAX] = "";
     struct hist h = {0};
@@ -426,7 +662,7 @@ int main(int argc, char **argv)
         snprintf(msg, sizeof(msg), "out of memory");
         goto err_after_history;
     }
-    status = verdict(&h, mem, msg, sizeof(msg));
+    status = verdict(&h, &site, mem, msg, sizeof(msg));
     if (fclose(mem) != 0 && status >= 0) {
         snprintf(msg, sizeof(msg), "out of memory");
         status = -1;

@@ -7,18 +7,12 @@
 set -uo pipefail
 run=$1 bin=$2 work=$3 secs=$4
 
-if ((EUID != 0)); then
-    echo "jepsen-membership-test: SKIPPED: jepsen/run needs root (network namespaces, veth, iptables)"
-    exit 77
-fi
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-rm -rf "$work"
-mkdir -p "$work"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+jepsen_test_begin jepsen-membership-test "$work"
 dir=$work/register-membership
 
-"$run" --nemesis membership,kill >/dev/null 2>&1
-(($? == 2)) || fail "membership with another nemesis must be refused (exit 2)"
+refused "membership with another nemesis" "$run" --nemesis membership,kill
 
 echo "== jepsen/run --workload register --nemesis membership --time $secs --seed 41"
 "$run" --bin "$bin" --out "$dir" --workload register --nemesis membership --time "$secs" --seed 41 2>&1 |
@@ -31,5 +25,4 @@ grep -q -E '"detail": "(n[0-9]+ drained, removed, stopped|n[0-9]+ evicted, its r
     "$dir/nemesis.jsonl" || fail "no drain or eviction was carried through (see $dir/nemesis.jsonl)"
 grep -q -E '"detail": "n([6-9]|[1-9][0-9]) up"' "$dir/nemesis.jsonl" || fail "no added node came up"
 
-((fails == 0)) || { echo "jepsen-membership-test: $fails failure(s)"; exit 1; }
-echo "jepsen-membership-test: OK"
+jepsen_test_end

@@ -10,15 +10,9 @@
 set -uo pipefail
 run=$1 bin=$2 work=$3 secs=$4
 
-if ((EUID != 0)); then
-    echo "jepsen-run-test: SKIPPED: jepsen/run needs root (network namespaces, veth, iptables)"
-    exit 77
-fi
-
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-rm -rf "$work"
-mkdir -p "$work"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+jepsen_test_begin jepsen-run-test "$work"
 
 # expect CODE NAME ARGS...: one run; its exit code must be CODE.
 expect()
@@ -45,15 +39,12 @@ check_results()
 }
 
 # Usage errors and the non-root message need no cluster.
-"$run" --nemesis bogus >/dev/null 2>&1
-(($? == 2)) || fail "an unknown nemesis must exit 2"
+refused "an unknown nemesis" "$run" --nemesis bogus
 "$run" --help | grep -q 'power' || fail "--help does not name the power nemesis"
 for bad in 100 0 x; do
-    "$run" --nemesis power --disk-mib "$bad" >/dev/null 2>&1
-    (($? == 2)) || fail "--disk-mib $bad must exit 2"
+    refused "--disk-mib $bad" "$run" --nemesis power --disk-mib "$bad"
 done
-"$bin/sv-jepsen-godown" >/dev/null 2>&1
-(($? == 2)) || fail "sv-jepsen-godown without a mount point must exit 2"
+refused "sv-jepsen-godown without a mount point" "$bin/sv-jepsen-godown"
 "$bin/sv-jepsen-godown" "$work/no-such-dir" >/dev/null 2>&1
 (($? == 1)) || fail "sv-jepsen-godown of a missing directory must exit 1"
 # Never the file system a directory merely sits on (an unmounted disk's mount point).
@@ -124,5 +115,4 @@ for _ in $(seq 30); do
 done
 pgrep -f -- "--out $work/crash " >/dev/null && fail "harness processes outlive the killed harness"
 
-((fails == 0)) || { echo "jepsen-run-test: $fails failure(s)"; exit 1; }
-echo "jepsen-run-test: OK"
+jepsen_test_end
