@@ -35,6 +35,8 @@ grep -q '"nemesis": "site", "event": "start", "detail": "primary site cut off' "
 grep -q '"nemesis": "site-promote", "event": "stop", "detail": "promoted' "$dir/nemesis.jsonl" ||
     fail "no promotion (see $dir/nemesis.jsonl)"
 grep -q '"fence": "refused"' "$dir/site.json" || fail "the fence check did not see READ_ONLY (see $dir/site.json)"
+jq -e '.ledger == "ok"' "$dir/ledger-check.json" >/dev/null 2>&1 ||
+    fail "the failback's divergence ledger does not hold every write lost after the cut (see $dir/ledger-check.json)"
 cut=$(jq '.cut_ns' "$dir/site.json") fault=$(jq '.fault_ns' "$dir/site.json")
 [[ $cut =~ ^[0-9]+$ && $fault =~ ^[0-9]+$ ]] && ((cut <= fault)) ||
     fail "the cut ($cut ns) must be known and not after the fault ($fault ns)"
