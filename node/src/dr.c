@@ -197,9 +197,9 @@ struct sv_conn *sv__dr_peer_conn_at(struct sv_node *n, uint32_t i)
  * link is back; the next request dials afresh. */
 static void peer_hang_up(struct sv_node *n, uint32_t i, const char *why)
 {
-    struct sv_conn *c =
-        i < n->dr_n_peers && n->dr_peers[i].link.conn ? sv_tp_conn(n->tp, n->dr_peers[i].link.conn)
-                                                      : NULL;
+    struct sv_conn *c = i < n->dr_n_peers && n->dr_peers[i].link.conn
+                            ? sv_tp_conn(n->tp, n->dr_peers[i].link.conn)
+                            : NULL;
     if (c)
         sv_conn_close(c, why);
     if (i < n->dr_n_peers)
