@@ -58,8 +58,10 @@ status_is 2 "$svctl" frobnicate
 status_is 0 "$svctl" put --help
 check "status json lists 6 nodes up" sh -c "'$svctl' -o json status | grep -o '\"state\": *\"up\"' | wc -l | grep -qx 6"
 check "status json has shard leaders" sh -c "'$svctl' -o json status | grep -q '\"leader\"'"
-check "status json has the map epoch" sh -c "'$svctl' -o json status | grep -q '^{\"epoch\":1,'"
-check "status text has the map epoch" sh -c "'$svctl' status | grep -qx 'cluster map epoch 1'"
+# (1 at the start, more once the scheduler moved a replica for balance: a
+# slow start, the sanitizer build, let it begin before this line in CI)
+check "status json has the map epoch" sh -c "'$svctl' -o json status | grep -q '^{\"epoch\":[1-9][0-9]*,'"
+check "status text has the map epoch" sh -c "'$svctl' status | grep -qx 'cluster map epoch [1-9][0-9]*'"
 
 # The meta group recorded the cluster map and its members checked their
 # configuration against it (nodes 1-3: the first node of each zone).
