@@ -240,7 +240,9 @@ int sv_client_dr_promote(struct sv_client *c, bool force, struct sv_dr_promote *
     int rc = sv__meta_req(c, SV_MSG_DR_PROMOTE, &m, &r);
     if (rc != 0)
         return rc;
-    struct sv_dr_promote p = {0};
+    struct sv_dr_promote p = {.cut_ms = -1};
+    if (SV_MSG_HAS(&r.m, SV_F_MTIME_MS) && r.m.mtime_ms <= INT64_MAX)
+        p.cut_ms = (int64_t)r.m.mtime_ms;
     rc = site_epoch_of(&r, "DR_PROMOTE", &p.site_epoch, &p.map_epoch);
     if (rc == 0 && out != NULL)
         *out = p;

@@ -62,6 +62,8 @@ struct sv__dr_cut {
 
 /* The cut of a standby's report s, read at the client's wall clock now_ms. */
 struct sv__dr_cut sv__dr_cut_of(const struct sv_dr_status *s, int64_t now_ms);
+/* k with the cut the promotion made (-1: none), its RPO bound with it. */
+void sv__dr_cut_at(struct sv__dr_cut *k, int64_t cut_ms);
 
 /* Ask every node of c's site (sv_client_dr_status, every 100 ms) until each
  * that answers is primary at site epoch and every shard is led by one of

@@ -107,24 +107,28 @@ const char sv__dr_usage[] =
     "         \"lag_ms\",\"frontier_ms\",\"applied\",\"commit\",\"last_contact_ms\"\n"
     "         and, when there is one, \"reason\"}]}; unknown numbers are -1.\n"
     "promote  make this standby site the primary, then wait until it accepts\n"
-    "         writes. First it reads the cut it promotes at (as status does): the\n"
-    "         site frontier (every write the primary committed before it is here;\n"
-    "         the lowest shard frontier), the highest shard frontier, and the last\n"
-    "         contact with the primary (the most recent of the shards', by the\n"
-    "         clock of the node that leads the shard). Then it asks the meta\n"
-    "         group's leader to promote (a new site epoch in the cluster map), and\n"
-    "         asks every node (as status) until each that answers is primary at\n"
-    "         that epoch and every shard is led by one of them. It prints the new\n"
-    "         site epoch; the cut (UTC and ms since the epoch); \"RPO at most N\n"
-    "         ms\": the last contact minus the frontier, \"unknown\" when either is\n"
-    "         (a bound only if the primary took no write after that contact; the\n"
-    "         two sites' clocks add their skew); and \"writes open after N ms\",\n"
-    "         from sending the promotion. The cut is per shard: each shard holds\n"
-    "         every entry it received, so shards ahead of the site frontier may\n"
-    "         show writes after it (a cross-shard consistent cut is not built).\n"
+    "         writes. First it reads (as status does) the highest shard frontier\n"
+    "         and the last contact with the primary (the most recent of the\n"
+    "         shards', by the clock of the node that leads the shard). Then it\n"
+    "         asks the meta group's leader to promote: a new site epoch in the\n"
+    "         cluster map, and the cut, the site frontier as the leader knows it\n"
+    "         (every write the primary committed before it is here). Every shard\n"
+    "         is cut there: each write the primary stamped before it is kept,\n"
+    "         each later one dropped (a failback of the old primary lists them\n"
+    "         in its divergence ledger); a shard takes writes once cut. It asks\n"
+    "         every node (as status) until each that answers is primary at that\n"
+    "         epoch and every shard is led by one of them and cut. It prints the\n"
+    "         new site epoch; the cut (UTC and ms since the epoch; none for a\n"
+    "         forced promotion while the frontier was not known: every shard\n"
+    "         keeps all it received); \"RPO at most N ms\": the last contact minus\n"
+    "         the cut, \"unknown\" when either is (a bound only if the primary\n"
+    "         took no write after that contact; the two sites' clocks add their\n"
+    "         skew); and \"writes open after N ms\", from sending the promotion.\n"
     "         --force   promote although the primary site answered within the last\n"
-    "                   3 s, or a shard is initial-sync or reseeding (its image or\n"
-    "                   chunks still coming); without it: exit 1, the reason\n"
+    "                   3 s, a shard is initial-sync or reseeding (its image or\n"
+    "                   chunks still coming), or the site's frontier is not known\n"
+    "                   yet; without it: exit 1, the reason (exit 5 for the\n"
+    "                   frontier: retry)\n"
     "         --wait S  wait at most S seconds for the nodes (default 30); then\n"
     "                   exit 5: the promotion is recorded, not every node follows\n"
     "         -o json prints {\"epoch\",\"cut_ms\",\"cut_max_ms\",\"last_contact_ms\"\n"
@@ -865,6 +869,14 @@ static void dr_status_text(const struct sv_dr_status *s)
  * is an age on the clock of the node that leads it: that clock was the frontier
  * plus the lag when it answered (the lag is measured against it). The client's
  * clock stands in when the node's is not known. */
+void sv__dr_cut_at(struct sv__dr_cut *k, int64_t cut_ms)
+{
+    k->frontier_ms = cut_ms;
+    k->rpo_ms = cut_ms >= 0 && k->last_contact_ms >= 0
+                    ? (k->last_contact_ms > cut_ms ? k->last_contact_ms - cut_ms : 0)
+                    : -1;
+}
+
 struct sv__dr_cut sv__dr_cut_of(const struct sv_dr_status *s, int64_t now_ms)
 {
     struct sv__dr_cut k = {s->frontier_ms, -1, -1, -1};
@@ -917,6 +929,10 @@ static bool dr_open(const struct sv_dr_status *s, uint64_t epoch, char *why, siz
         if (strcmp(s->shards[i].state, "unknown") == 0) {
             snprintf(why, cap, "shard %" PRIu64 ": no node that answered leads it",
                      s->shards[i].id);
+            return false;
+        }
+        if (strcmp(s->shards[i].state, "cutting") == 0) {
+            snprintf(why, cap, "shard %" PRIu64 ": its cut is not applied yet", s->shards[i].id);
             return false;
         }
     }
@@ -973,6 +989,7 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
     err = sv_client_dr_promote(c, force, &p);
     if (err != 0)
         return sv__fail(force ? "dr promote --force" : "dr promote", NULL, err);
+    sv__dr_cut_at(&k, p.cut_ms);
     if (!g->json) {
         char cut[96], max[96], contact[96];
         time_or_unknown(k.frontier_ms, cut, sizeof(cut));
@@ -982,10 +999,13 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
                p.map_epoch);
         if (k.frontier_ms >= 0)
             printf("cut:           %s\n"
-                   "               every write the primary committed before it is here\n",
+                   "               on every shard: each write the primary stamped before it\n"
+                   "               is kept, each later one dropped (svctl dr failback on the\n"
+                   "               old primary lists them in its divergence ledger)\n",
                    cut);
         else
-            printf("cut:           unknown: a shard's frontier is not known\n");
+            printf("cut:           none: the site's frontier was not known (--force); every\n"
+                   "               shard keeps all it received\n");
         printf("shards up to:  %s\n", max);
         printf("last contact:  %s\n", contact);
         if (k.rpo_ms >= 0)
@@ -995,9 +1015,6 @@ static int dr_promote(struct sv_client *c, const struct global *g, bool force, d
         else
             printf("RPO unknown: %s\n", k.frontier_ms < 0 ? "a shard's frontier is not known"
                                                           : "no contact with the primary known");
-        printf("The cut is per shard: each shard holds every entry it received, so shards\n"
-               "ahead of the site frontier may show writes after it (a cross-shard\n"
-               "consistent cut is not built).\n");
         printf("waiting for every node to take writes (at most %g s)\n", wait_s);
         fflush(stdout);
     }

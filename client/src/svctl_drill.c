@@ -634,9 +634,9 @@ static bool step_promote(struct run *r)
     struct sv_dr_promote p = {0};
     unsigned attempts = 0, refused = 0;
     char last[SV__DRILL_TEXT_MAX / 2] = "";
+    bool already = false;
     for (;;) {
         struct sv_dr_status *s = NULL;
-        bool already = false;
         if (sv_client_dr_status(r->clients[STAT_S], &s) == 0) {
             if (strcmp(s->role, "standby") == 0) {
                 cut = sv__dr_cut_of(s, sv__wall_ms());
@@ -664,6 +664,8 @@ static bool step_promote(struct run *r)
     }
     r->d.promoted_ms = sv__wall_ms();
     r->d.site_epoch = p.site_epoch;
+    if (!already)
+        sv__dr_cut_at(&cut, p.cut_ms); /* the cut the promotion made */
     r->d.cut_ms = cut.frontier_ms;
     r->d.cut_max_ms = cut.max_ms;
     char why[256];

@@ -185,6 +185,8 @@ static void on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
 {
     if (fresh)
         sv__dr_on_applied(n, g, e, res);
+    if (res->stamp > n->hlc_ms) /* the hybrid logical clock keeps up (objects.c) */
+        n->hlc_ms = res->stamp;
     struct waiter *w;
     while ((w = g->waiting) && w->index <= e->index) {
         g->waiting = w->next;

@@ -62,10 +62,15 @@ enum {
     DR_IMAGE_IDLE_MS = 60000,     /* a primary drops an image nobody asked for this long */
     DR_ASK_TIMEOUT_MS = 1500,     /* a DR_STATUS to the peer unanswered this long: redial */
     DR_DIVERGED_LIMIT = 256,      /* records in one DR_DIVERGED answer, by default */
+    DR_RELEASE_MS = 100,          /* a standby leader proposes a release at most this often */
+    DR_CUT_RETRY_MS = 1000,       /* a promoted leader proposes its cut again after */
+    DR_HELD_MAX = 64u << 20,      /* held bytes past which a standby shard may stop pulling */
+    DR_HELD_AHEAD_MS = 2000,      /* ... when its closed time is this far past the release */
 };
 
 static void image_drop(struct sv__ship *s);
 static bool leads(const struct group *g);
+static bool propose_cmd(struct sv_node *n, struct group *g, const struct sv_cmd *cmd);
 
 static void set_str(struct sv_bytes *b, const char *s)
 {
@@ -250,6 +255,12 @@ static void ship_load(struct sv_node *n, struct group *g)
     m->closed_ms = max64(m->closed_ms, st.closed_ms);
     m->commit = max64(m->commit, st.commit);
     m->mark = max64(m->mark, st.mark);
+    /* what a release or a cut changed: only the state machine knows */
+    m->applied = st.applied;
+    m->release_ms = st.release_ms;
+    m->held = st.held;
+    m->held_bytes = st.held_bytes;
+    m->cut_epoch = st.cut_epoch;
 }
 
 /* The shard must be re-seeded before it ships: no cursor in the log of
@@ -335,6 +346,15 @@ static void seed_tick(struct sv_node *n, struct group *g, uint64_t now)
     ask_primary(n, g, now, SV_MSG_DR_SEED, &m);
 }
 
+/* A shard holding DR_HELD_MAX bytes for a release far behind its closed
+ * time waits for the other shards (the release is their lowest closed
+ * time) before it pulls more; one near it pulls on: it may be the shard
+ * the release waits for. */
+static bool holds_too_much(const struct sv__ship *s)
+{
+    return s->st.held_bytes >= DR_HELD_MAX && s->st.closed_ms > s->st.release_ms + DR_HELD_AHEAD_MS;
+}
+
 /* Pull now if nothing stops it: no pull in flight, room for one more
  * batch in flight, not waiting for a retry; with none in flight, nothing
  * committed here unapplied (it may hold what the pull would fetch again). */
@@ -343,9 +363,101 @@ static void pull_maybe(struct sv_node *n, struct group *g, uint64_t now)
     struct sv__ship *s = &g->ship;
     if (!n->dr_n_peers || s->pull_id || s->n_flight == SV_DR_FLIGHT || now < s->next_ms ||
         n->map->site_role != SV_MAP_STANDBY || (!s->n_flight && g->applied < g->commit) ||
-        seed_needed(n, s))
+        seed_needed(n, s) || holds_too_much(s))
         return;
     pull_send(n, g, now);
+}
+
+/* ---- the consistent cut ----------------------------------------------------
+ *
+ * Every write command carries its stamp: the primary leader's hybrid
+ * logical clock when it proposed it (mtime_ms; objects.c), never below a
+ * stamp that leader applied. A batch's closed time T says that every entry
+ * the primary committed before T is in it; each standby node's heartbeat
+ * tells the meta leader the closed time of each shard it leads, and the
+ * lowest over all shards is the site's frontier F (health.c): every entry
+ * committed anywhere before F is committed here. A write acknowledged
+ * before another began has the lower stamp, so "every entry stamped below
+ * F" is a consistent cut: a write in it has every write it could have seen
+ * in it too. The heartbeat's answer brings F back as the release; a shard
+ * runs a shipped entry once its stamp is below the release and nothing
+ * before it is held, and holds it ('h' records, sm.h) until then. So a
+ * standby's shards show the site as of one instant, the release, and
+ * promote cuts every shard at the frontier: the held entries below it run,
+ * the rest are dropped (a failback of the old primary lists them in its
+ * divergence ledger), and the shard takes writes only then. The limit:
+ * stamps are the primary nodes' clocks, so the cut is consistent as far as
+ * those clocks agree (a write made within the clock skew after another was
+ * acknowledged, on another node, may fall on the other side of the cut). */
+
+/* Propose an empty SHIP carrying the release when it passes held entries. */
+static void release_maybe(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (s->release_flight && now < s->release_sent_ms + DR_APPLY_WAIT_MS)
+        return;
+    s->release_flight = false;
+    if (!s->st.held || n->dr_release_epoch != n->map->site_epoch ||
+        n->dr_release_ms <= s->st.release_ms || now < s->release_sent_ms + DR_RELEASE_MS)
+        return;
+    struct sv_cmd cmd = {.type = SV_CMD_SHIP,
+                         .session = n->map->site_epoch,
+                         .upload = s->st.cursor,
+                         .seq = n->dr_release_ms};
+    if (propose_cmd(n, g, &cmd)) {
+        s->release_flight = true;
+        s->release_sent_ms = now;
+    }
+}
+
+uint64_t sv__dr_closed(struct sv_node *n, struct group *g)
+{
+    struct sv__ship *s = &g->ship;
+    if (n->map->site_role != SV_MAP_STANDBY || !g->id)
+        return 0;
+    ship_load(n, g);
+    /* A shard copying its chunks still counts: its records are whole, and
+     * the entries the release lets run are what may stop claiming the
+     * chunks it cannot find (the primary deleted them, overwritten). */
+    if (seed_needed(n, s))
+        return 0;
+    return max64(s->st.closed_ms, s->idle_closed_ms);
+}
+
+/* A promoted site's shard that shipped from a primary before: not cut at
+ * this site epoch yet. */
+static bool cut_pending(struct sv_node *n, struct group *g)
+{
+    if (n->map->site_role != SV_MAP_PRIMARY || !g->id)
+        return false;
+    ship_load(n, g);
+    const struct sv_sm_ship *st = &g->ship.st;
+    return (st->epoch || st->cursor) && st->cut_epoch < n->map->site_epoch;
+}
+
+bool sv__dr_cutting(struct sv_node *n, struct group *g)
+{
+    return cut_pending(n, g);
+}
+
+/* A promoted site's leader: propose the cut (again, until applied). */
+static void cut_tick(struct sv_node *n, struct group *g, uint64_t now)
+{
+    struct sv__ship *s = &g->ship;
+    if (!cut_pending(n, g) || (s->release_sent_ms && now < s->release_sent_ms + DR_CUT_RETRY_MS))
+        return;
+    uint64_t cut = n->map->site_cut_ms ? n->map->site_cut_ms : UINT64_MAX;
+    struct sv_cmd cmd = {.type = SV_CMD_SHIP,
+                         .session = n->map->site_epoch,
+                         .upload = s->st.cursor,
+                         .chunk = 1,
+                         .seq = cut};
+    if (propose_cmd(n, g, &cmd)) {
+        s->release_sent_ms = now;
+        LOG_INFO("dr: shard %" PRIu64 ": cutting at the promotion's frontier (%" PRIu64
+                 " entries held past index %" PRIu64 ")",
+                 g->id - 1, s->st.held, s->st.applied);
+    }
 }
 
 static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
@@ -382,6 +494,7 @@ static void pull_tick(struct sv_node *n, struct group *g, uint64_t now)
      * pull again from the cursor. */
     if (s->n_flight && now >= s->flight_ms + DR_APPLY_WAIT_MS)
         s->n_flight = 0;
+    release_maybe(n, g, now);
     pull_maybe(n, g, now);
 }
 
@@ -452,11 +565,13 @@ void sv__dr_tick(struct sv_node *n, uint64_t now_ms)
             (g->role != SV_RAFT_LEADER || now_ms >= g->ship.img_ms + DR_IMAGE_IDLE_MS))
             image_drop(&g->ship);
     }
-    if (n->map->site_role != SV_MAP_STANDBY)
-        return;
-    for (uint32_t id = 1; id < n->n_group_ids; id++)
-        if (n->groups[id])
-            pull_tick(n, n->groups[id], now_ms);
+    for (uint32_t id = 1; id < n->n_group_ids; id++) {
+        struct group *g = n->groups[id];
+        if (g && n->map->site_role == SV_MAP_STANDBY)
+            pull_tick(n, g, now_ms);
+        else if (g && n->map->site_role == SV_MAP_PRIMARY && leads(g))
+            cut_tick(n, g, now_ms);
+    }
 }
 
 /* Propose cmd in g (encoded here): false when out of memory. */
@@ -497,6 +612,7 @@ static void ship_propose(struct sv_node *n, struct group *g, const struct sv_msg
                          .size = r->version,
                          .mtime_ms = SV_MSG_HAS(r, SV_F_MTIME_MS) ? r->mtime_ms : 0,
                          .n_chunks = count,
+                         .seq = n->dr_release_epoch == n->map->site_epoch ? n->dr_release_ms : 0,
                          .data = r->data.p,
                          .data_len = (uint32_t)r->data.len};
     if (!count) {
@@ -685,6 +801,8 @@ void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
         return;
     }
     if (res->status == SV_ST_OK) {
+        s->loaded = false; /* a release or a cut moved what ran: read it again */
+        s->release_flight = false;
         s->st.cursor = max64(s->st.cursor, res->version);
         if (c.mtime_ms > s->st.closed_ms && s->st.cursor >= c.size)
             s->st.closed_ms = c.mtime_ms;
@@ -692,6 +810,10 @@ void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
     } else if (res->status == SV_ST_VERSION_CONFLICT) {
         s->n_flight = 0; /* a batch before it was lost: pull again from the cursor */
     }
+    if (c.chunk == 1 && res->status == SV_ST_OK)
+        LOG_INFO("dr: shard %" PRIu64 ": cut at site epoch %" PRIu64 ": entries up to the "
+                 "primary's index %" PRIu64 " ran, the rest were dropped",
+                 g->id - 1, c.session, res->version);
     /* the batches in flight that are applied now */
     uint32_t k = 0;
     while (k < s->n_flight && s->flight[k] <= s->st.cursor)
@@ -1191,8 +1313,8 @@ static void digest_after(uv_work_t *req, int status)
     } else {
         struct sv_msg r = {0};
         memcpy(r.sha256, j->out, 32);
-        /* the primary index the digest stands at: a standby's cursor, a
-         * primary's own applied index */
+        /* the primary index the digest stands at: the last a standby ran,
+         * a primary's own applied index */
         r.version = j->standby ? j->cursor : j->applied;
         r.fields = 1u << SV_F_SHA256 | 1u << SV_F_VERSION;
         sv__send_msg(n, j->conn, j->type, j->req_id, &r);
@@ -1248,7 +1370,7 @@ static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct 
     memset(v, 0, sizeof *v);
     ship_load(n, g);
     if (n->map->site_role != SV_MAP_STANDBY && s->st.epoch)
-        v->cut = s->st.cursor;
+        v->cut = s->st.applied;
     if (n->map->site_role == SV_MAP_FENCED) {
         /* an old primary: what its standby had asked for, its commit */
         struct sv_raft_status rs;
@@ -1271,12 +1393,18 @@ static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct 
         if (seeding)
             closed = 0; /* no frontier: the shard is not whole */
         v->frontier_ms = closed;
-        v->applied = s->st.cursor;
+        v->applied = s->st.applied;
         v->commit = s->st.commit;
         if (stalled) {
             v->reason = s->reason;
             v->text = s->text;
         }
+        return;
+    }
+    if (cut_pending(n, g)) {
+        v->state = "cutting"; /* a promoted site's shard: no write until cut */
+        v->applied = s->st.applied;
+        v->commit = g->commit;
         return;
     }
     bool pulled = s->contact_ms && now < s->contact_ms + DR_SHIP_CONTACT_MS;

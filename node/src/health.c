@@ -97,6 +97,8 @@ static void take_group(struct sv_node *n, struct sv__hnode *hn, const struct sv_
     if (progress)
         r->progress_ms = now_ms;
     bool leads = it->role.len == 6 && !memcmp(it->role.p, "leader", 6);
+    if (leads && SV_ITEM_HAS(it, SV_I_MTIME_MS) && it->mtime_ms > hg->closed_ms)
+        hg->closed_ms = it->mtime_ms;
     if (leads && it->term >= hg->term) {
         hg->leader = hn->id;
         hg->term = it->term;
@@ -165,6 +167,8 @@ static int make(struct sv_node *n, struct sv_msg *m)
         it->left = chunks_left;
         it->fields = 1u << SV_I_ID | 1u << SV_I_ROLE | 1u << SV_I_TERM | 1u << SV_I_APPLIED |
                      1u << SV_I_COMMIT | 1u << SV_I_LEADER | 1u << SV_I_COMPLETE | 1u << SV_I_LEFT;
+        if (id && g->role == SV_RAFT_LEADER && (it->mtime_ms = sv__dr_closed(n, g)))
+            SV_ITEM_SET(it, SV_I_MTIME_MS);
     }
     sv__disk_full(n, 0); /* refreshes n->disk_free */
     m->node = n->me->id;
@@ -174,6 +178,43 @@ static int make(struct sv_node *n, struct sv_msg *m)
     m->n_items = k;
     m->fields = 1u << SV_F_NODE | 1u << SV_F_SIZE | 1u << SV_F_FREE | 1u << SV_F_ITEMS;
     return 0;
+}
+
+uint64_t sv__health_frontier(struct sv_node *n)
+{
+    struct sv__health *h = n->health;
+    if (!sv__health_leading(n) || n->map->site_role != SV_MAP_STANDBY)
+        return 0;
+    if (h->closed_epoch != n->map->site_epoch) {
+        /* another primary's log: its times start again */
+        for (uint32_t g = 0; g <= SV_CFG_SHARDS_MAX; g++)
+            h->groups[g].closed_ms = 0;
+        h->closed_epoch = n->map->site_epoch;
+        return 0;
+    }
+    uint64_t f = UINT64_MAX;
+    for (uint32_t g = 1; g <= n->map->n_shards; g++)
+        if (h->groups[g].closed_ms < f)
+            f = h->groups[g].closed_ms;
+    return f == UINT64_MAX ? 0 : f;
+}
+
+/* The release a heartbeat's answer brings (a standby's meta leader's frontier). */
+static void release_heard(struct sv_node *n, uint64_t frontier_ms)
+{
+    if (n->dr_release_epoch != n->map->site_epoch) {
+        n->dr_release_epoch = n->map->site_epoch;
+        n->dr_release_ms = 0;
+    }
+    if (frontier_ms > n->dr_release_ms)
+        n->dr_release_ms = frontier_ms;
+}
+
+/* How often this node beats: a standby's more often, as its beats carry
+ * the closed times the site's frontier (the release) is made of. */
+static uint64_t beat_ms(const struct sv_node *n)
+{
+    return n->map->site_role == SV_MAP_STANDBY ? DR_BEAT_MS : HEARTBEAT_MS;
 }
 
 /* Where the heartbeat goes: the node a NOT_LEADER answer named (or that
@@ -195,7 +236,7 @@ static uint64_t target(struct sv_node *n)
      * so) and the hint and the group's idea name it still. Ask a member in
      * turn: its answer names the leader. Unanswered, the other nodes were
      * judged down (and evicted) alive until the old leader came back. */
-    if (n->health->unanswered >= BEATS_UNANSWERED_MAX) {
+    if (n->health->unanswered >= BEATS_UNANSWERED_MAX * HEARTBEAT_MS / beat_ms(n)) {
         n->health->hint = 0;
         n->health->unanswered = 0;
         if (mg->n)
@@ -215,9 +256,10 @@ static void send_beat(struct sv_node *n, uint64_t now_ms)
         return;
     uint64_t to = target(n);
     if (to == n->me->id) {
-        if (sv__health_leading(n))
+        if (sv__health_leading(n)) {
             take(n, &m, now_ms);
-        else
+            release_heard(n, sv__health_frontier(n));
+        } else
             n->health->hint = 0; /* it led once: ask the others again */
     } else if (to) {
         uint8_t *body;
@@ -251,7 +293,7 @@ void sv__health_tick(struct sv_node *n, uint64_t now_ms)
         table_clear(h);
         h->leader_term = 0;
     }
-    if (now_ms - h->sent_ms < HEARTBEAT_MS || n->stopping || n->joining || !sv__host_serves(n))
+    if (now_ms - h->sent_ms < beat_ms(n) || n->stopping || n->joining || !sv__host_serves(n))
         return;
     h->sent_ms = now_ms;
     send_beat(n, now_ms);
@@ -272,7 +314,12 @@ void sv__health_on_beat(struct sv_node *n, struct sv_conn *c, const struct sv_wi
         return;
     }
     take(n, m, uv_now(&n->loop));
-    sv__reply_status(n, conn, f->type, f->req_id, SV_ST_OK, "");
+    struct sv_msg r = {0};
+    r.status = SV_ST_OK;
+    r.fields = 1u << SV_F_STATUS;
+    if ((r.mtime_ms = sv__health_frontier(n)))
+        SV_MSG_SET(&r, SV_F_MTIME_MS);
+    sv__send_msg(n, conn, f->type, f->req_id, &r);
 }
 
 void sv__health_on_reply(struct sv_node *n, const struct sv_wire_frame *f)
@@ -283,9 +330,11 @@ void sv__health_on_reply(struct sv_node *n, const struct sv_wire_frame *f)
     n->health->unanswered = 0;
     if (m.status == SV_ST_NOT_LEADER && SV_MSG_HAS(&m, SV_F_LEADER))
         n->health->hint = m.leader;
-    else if (m.status == SV_ST_OK)
+    else if (m.status == SV_ST_OK) {
         n->health->hint = n->health->sent_to; /* it leads: keep sending there */
-    else
+        if (SV_MSG_HAS(&m, SV_F_MTIME_MS))
+            release_heard(n, m.mtime_ms);
+    } else
         n->health->hint = 0;
     sv_msg_free(&m);
 }

@@ -13,7 +13,8 @@
 static const char MAGIC_V1[6] = "svmap1"; /* config.h's bootstrap record */
 static const char MAGIC_V2[6] = "svmap2"; /* no settings, no replacement in progress */
 static const char MAGIC_V3[6] = "svmap3"; /* no site role and epoch */
-static const char MAGIC_V4[6] = "svmap4";
+static const char MAGIC_V4[6] = "svmap4"; /* no promotion's cut */
+static const char MAGIC_V5[6] = "svmap5";
 
 void sv_map_from_cfg(const struct sv_cfg *c, struct sv_map *out)
 {
@@ -85,7 +86,7 @@ static void put_str(struct wbuf *b, const char *s)
 int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
 {
     struct wbuf b = {0};
-    put(&b, MAGIC_V4, sizeof MAGIC_V4);
+    put(&b, MAGIC_V5, sizeof MAGIC_V5);
     put_u64(&b, m->epoch);
     put_u64(&b, m->n_shards);
     put_u64(&b, m->replicas);
@@ -110,6 +111,7 @@ int sv_map_encode(const struct sv_map *m, uint8_t **out, size_t *len)
     }
     put_u64(&b, m->site_role);
     put_u64(&b, m->site_epoch);
+    put_u64(&b, m->site_cut_ms);
     if (b.failed) {
         free(b.p);
         return -ENOMEM;
@@ -153,7 +155,8 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
     if (len < sizeof MAGIC_V2)
         return SV_MAP_E_MALFORMED;
     bool v1 = !memcmp(p, MAGIC_V1, sizeof MAGIC_V1);
-    bool v4 = !memcmp(p, MAGIC_V4, sizeof MAGIC_V4);
+    bool v5 = !memcmp(p, MAGIC_V5, sizeof MAGIC_V5);
+    bool v4 = v5 || !memcmp(p, MAGIC_V4, sizeof MAGIC_V4);
     bool v3 = v4 || !memcmp(p, MAGIC_V3, sizeof MAGIC_V3);
     if (!v1 && !v3 && memcmp(p, MAGIC_V2, sizeof MAGIC_V2))
         return SV_MAP_E_MALFORMED;
@@ -211,6 +214,7 @@ int sv_map_decode(const uint8_t *p, size_t len, struct sv_map *out)
         if (role > SV_MAP_FENCED || out->site_epoch == 0)
             r.bad = true;
         out->site_role = (uint32_t)role;
+        out->site_cut_ms = v5 ? get_u64(&r) : 0;
     }
     if (r.bad || r.p != r.end)
         return SV_MAP_E_MALFORMED;

@@ -75,6 +75,10 @@ struct sv_map {
     struct sv_map_settings set;
     uint32_t site_role;  /* enum sv_map_site_role */
     uint64_t site_epoch; /* grows with every promotion (1: the first primary's) */
+    /* The last promotion's consistent cut (dr.c): the site's frontier when
+     * it was promoted, in ms since the epoch; UINT64_MAX: forced with none
+     * known (every entry received runs); 0: none recorded. */
+    uint64_t site_cut_ms;
     struct sv_map_node nodes[SV_CFG_NODES_MAX];
     struct sv_map_group groups[SV_CFG_SHARDS_MAX + 1]; /* 0 = meta, s + 1 = shard s */
 };

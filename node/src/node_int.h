@@ -56,6 +56,7 @@ enum {
     UPLOAD_SCAN_MS = 5000,      /* leaders look for expired uploads this often */
     MAP_CHECK_MS = 1000,        /* until the meta group's map is recorded and checked */
     HEARTBEAT_MS = 1000,        /* every node to the meta leader */
+    DR_BEAT_MS = 250,           /* ... a standby site's node (its closed times: health.c) */
     SCHED_MS = 1000,            /* the meta leader plans this often */
     SEG_COMPACT_MS = 30000,     /* segments with mostly deleted chunks are compacted this often */
     EXPIRED_BATCH = 64,         /* uploads aborted per scan */
@@ -165,6 +166,8 @@ struct sv__ship {
     uint64_t standby_cursor;    /* primary: the cursor the standby last asked from */
     uint64_t mark_ms;           /* primary leader: its last DR_MARK */
     char reason[32], text[256]; /* why it is stalled ("" when not) */
+    bool release_flight;        /* a standby leader: a release proposed, not applied yet */
+    uint64_t release_sent_ms;   /* ... when (and a promoted site's leader: its cut's) */
     /* A standby leader re-seeding the shard from an image of the primary's
      * (SEED): pull_id is then the DR_SEED in flight. */
     bool seeding;        /* the primary's log no longer holds the cursor */
@@ -311,15 +314,17 @@ struct sv__hnode {
 
 struct sv__hgroup { /* what the group's leader said */
     uint64_t leader, term, commit, bytes;
+    uint64_t closed_ms; /* a standby's shard: its closed time (the highest heard) */
 };
 
 struct sv__health {
-    uint64_t leader_term; /* the meta group's term this table belongs to, 0: not leading */
-    uint64_t since_ms;    /* when this node took over as the meta leader */
-    uint64_t sent_ms;     /* this node's last heartbeat */
-    uint64_t hint;        /* the meta leader as answers named it (0: unknown) */
-    uint64_t sent_to;     /* where this node's last heartbeat went */
-    uint32_t unanswered;  /* heartbeats sent to a peer since the last answer */
+    uint64_t leader_term;  /* the meta group's term this table belongs to, 0: not leading */
+    uint64_t since_ms;     /* when this node took over as the meta leader */
+    uint64_t sent_ms;      /* this node's last heartbeat */
+    uint64_t hint;         /* the meta leader as answers named it (0: unknown) */
+    uint64_t sent_to;      /* where this node's last heartbeat went */
+    uint64_t closed_epoch; /* the site epoch of the groups' closed times */
+    uint32_t unanswered;   /* heartbeats sent to a peer since the last answer */
     uint32_t rr;
     uint32_t n_nodes;
     struct sv__hnode nodes[SV_CFG_NODES_MAX];
@@ -408,6 +413,10 @@ struct sv_node {
     uint32_t dr_peer_role;     /* enum sv_map_site_role, as the peer answered */
     uint64_t dr_peer_epoch;
     uint64_t dr_open_ms; /* when this node started (its primary writes wait for the peer) */
+    /* A standby: the site's frontier as the meta leader last answered a
+     * heartbeat (dr.c: the release), and the site epoch it belongs to. */
+    uint64_t dr_release_ms, dr_release_epoch;
+    uint64_t hlc_ms; /* the stamp of the last command this node made or applied (objects.c) */
     struct sv__dr_peer dr_peers[SV_CFG_NODES_MAX];
 };
 
@@ -522,6 +531,11 @@ uint64_t sv__dr_peer_id(const struct sv_node *n, struct sv_conn *c);
  * epoch every second (and fences this site when the peer is a newer
  * primary). */
 void sv__dr_tick(struct sv_node *n, uint64_t now_ms);
+/* A standby: group g's closed time, for the heartbeat (0: none, or the
+ * shard is not whole). */
+uint64_t sv__dr_closed(struct sv_node *n, struct group *g);
+/* A promoted site: group g's cut is not applied yet (it takes no write). */
+bool sv__dr_cutting(struct sv_node *n, struct group *g);
 void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f);
 /* The peer site answered as the primary within the last 3 s (meta leader). */
 bool sv__dr_primary_answers(const struct sv_node *n);
@@ -645,6 +659,9 @@ const struct sv__hnode *sv__health_node(const struct sv_node *n, uint64_t id);
 void sv__health_on_beat(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                         const struct sv_msg *m);
 void sv__health_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
+/* A standby's meta leader: the site's frontier, the lowest closed time its
+ * shards' leaders reported (0: a shard's is not known). */
+uint64_t sv__health_frontier(struct sv_node *n);
 
 /* ---- sched_run.c --------------------------------------------------------- */
 

@@ -352,10 +352,30 @@ static uint8_t *build_cmd(struct sv_node *n, struct sv_cmd *cmd, const struct sv
     return buf;
 }
 
+/* A new command's stamp (dr.c, the consistent cut): the wall clock, never
+ * below a stamp this node made or applied: a hybrid logical clock, at the
+ * grain of a millisecond. */
+static uint64_t stamp_now(struct sv_node *n)
+{
+    uint64_t wall = n->clock.wall_ms(n->clock.arg);
+    if (wall > n->hlc_ms)
+        n->hlc_ms = wall;
+    return n->hlc_ms;
+}
+
 void sv__objects_write(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                        const struct sv__ctx *ctx, const struct sv_msg *m, struct group *g)
 {
     uint64_t conn = sv_conn_id(c);
+    if (sv__dr_cutting(n, g)) {
+        char t[160];
+        snprintf(t, sizeof t,
+                 "shard %" PRIu64 " is applying the promotion's cut (site epoch %" PRIu64
+                 "); retry",
+                 g->id - 1, n->map->site_epoch);
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_UNAVAILABLE, t);
+        return;
+    }
     struct sv_cmd cmd = {0};
     cmd.tenant = ctx->tenant;
     cmd.bucket = m->bucket.p;
@@ -367,7 +387,7 @@ void sv__objects_write(struct sv_node *n, struct sv_conn *c, const struct sv_wir
     cmd.ack_below = m->ack_below;
     cmd.has_if_version = SV_MSG_HAS(m, SV_F_IF_VERSION);
     cmd.if_version = m->if_version;
-    cmd.mtime_ms = n->clock.wall_ms(n->clock.arg);
+    cmd.mtime_ms = stamp_now(n);
     cmd.size = m->size;
     memcpy(cmd.sha256, m->sha256, 32);
     const struct sv_bytes *plain = NULL;

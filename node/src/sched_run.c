@@ -38,6 +38,7 @@ struct op {
     uint64_t flags;
     char key[32];
     uint64_t value;
+    uint64_t cut_ms; /* DR_PROMOTE: the consistent cut (map.h, site_cut_ms) */
     char zone[SV_CFG_NAME_MAX], addr[SV_CFG_ADDR_MAX];
     uint64_t deadline_ms;
 };
@@ -145,6 +146,10 @@ static void answer(struct sv_node *n, struct op *o, int status, const char *text
                                o->type == SV_MSG_DR_FAILBACK)) {
         m.version = n->map->site_epoch;
         SV_MSG_SET(&m, SV_F_VERSION);
+        if (o->type == SV_MSG_DR_PROMOTE && n->map->site_cut_ms) {
+            m.mtime_ms = n->map->site_cut_ms;
+            SV_MSG_SET(&m, SV_F_MTIME_MS);
+        }
     }
     if (text && text[0]) {
         m.msg = (struct sv_bytes){(const uint8_t *)text, strlen(text)};
@@ -264,6 +269,8 @@ static int op_apply(struct sv_map *map, const struct op *o, char *err, size_t ca
                      map->site_epoch);
             return SV_ST_BAD_REQUEST;
         }
+        if (map->site_role == SV_MAP_STANDBY)
+            map->site_cut_ms = o->cut_ms;
         map->site_role = SV_MAP_PRIMARY;
         map->site_epoch = o->value;
         map->epoch++;
@@ -545,12 +552,21 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
              !SV_MSG_HAS(m, SV_F_NODE))
         missing = "NODE is missing";
     else if (f->type == SV_MSG_DR_PROMOTE) {
+        bool force = SV_MSG_HAS(m, SV_F_FLAGS) && (m->flags & 1);
         if (n->map->site_role == SV_MAP_PRIMARY)
             missing = "this site is the primary already";
-        else if (!(SV_MSG_HAS(m, SV_F_FLAGS) && (m->flags & 1)) && sv__dr_primary_answers(n))
+        else if (!force && sv__dr_primary_answers(n))
             missing = "the primary site still answers (within the last 3 s): promoting now "
                       "would make two primaries; fence it first (svctl dr demote on it), or "
                       "promote with --force";
+        else if (!force && n->map->site_role == SV_MAP_STANDBY && !sv__health_frontier(n)) {
+            sv__reply_status(n, conn, f->type, f->req_id, SV_ST_UNAVAILABLE,
+                             "the site's frontier is not known yet (a shard's leader has not "
+                             "reported it to this meta leader): retry, or promote with --force "
+                             "(a forced promotion with no frontier cuts no shard: each keeps "
+                             "every entry it received)");
+            return;
+        }
     } else if (f->type == SV_MSG_DR_FAILBACK) {
         if (n->map->site_role != SV_MAP_FENCED)
             missing = "only a fenced site fails back (this site is not fenced)";
@@ -598,9 +614,13 @@ void sv__sched_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         snprintf(o->zone, sizeof o->zone, "%.*s", (int)m->zone.len, (const char *)m->zone.p);
         snprintf(o->addr, sizeof o->addr, "%.*s", (int)m->addr.len, (const char *)m->addr.p);
     }
-    if (f->type == SV_MSG_DR_PROMOTE) /* past any epoch the peer site answered */
+    if (f->type == SV_MSG_DR_PROMOTE) { /* past any epoch the peer site answered */
         o->value =
             (n->map->site_epoch > n->dr_peer_epoch ? n->map->site_epoch : n->dr_peer_epoch) + 1;
+        o->cut_ms = sv__health_frontier(n);
+        if (!o->cut_ms)
+            o->cut_ms = UINT64_MAX;
+    }
     if (f->type == SV_MSG_DR_FAILBACK)
         o->value = m->version;
     if (f->type == SV_MSG_JOIN)

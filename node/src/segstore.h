@@ -193,6 +193,10 @@ SV_SEG_API int sv_seg_put(struct sv_seg_store *s, const uint8_t *id, const void 
  * sv_seg_compact must not be called inside a batch. */
 SV_SEG_API void sv_seg_batch_begin(struct sv_seg_store *s);
 SV_SEG_API int sv_seg_batch_end(struct sv_seg_store *s);
+/* Write the puts queued so far (a batch stays open): the caller may then
+ * change or free their data. Outside a batch nothing is queued: 0. Errors
+ * as sv_seg_batch_end's. */
+SV_SEG_API int sv_seg_batch_flush(struct sv_seg_store *s);
 
 /* Make every put and delete made so far durable (see the contract at top).
  * If an fsync fails, the puts and deletes since the previous sync are

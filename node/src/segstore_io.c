@@ -383,6 +383,13 @@ void sv_seg_batch_begin(struct sv_seg_store *s)
     s->batching = true;
 }
 
+int sv_seg_batch_flush(struct sv_seg_store *s)
+{
+    ASSERT(s != NULL);
+    s->errmsg[0] = 0;
+    return s->n_q ? sv__seg_flush(s) : 0;
+}
+
 int sv_seg_batch_end(struct sv_seg_store *s)
 {
     ASSERT(s != NULL && s->batching);

@@ -39,8 +39,15 @@
  *                                       SEED): the cursor, closed time,
  *                                       primary commit, the primary's site
  *                                       epoch, the open seed's index and
- *                                       next piece (u64 LE each); in
+ *                                       next piece, then (absent in older
+ *                                       records) the applied primary index,
+ *                                       release, held entries and bytes,
+ *                                       cut epoch (u64 LE each); in
  *                                       snapshot images
+ *   'h' index(BE)                    -> a standby's held entry (SHIP): the
+ *                                       primary's command at that index,
+ *                                       committed here, run once the
+ *                                       release passes its stamp
  *   'D'                              -> a primary's DR_MARK: its standby's
  *                                       cursor (u64 LE)
  *   'c'                              -> chunk copy pending: the applied index
@@ -106,7 +113,14 @@ enum sv_cmd_type {
      * exactly once per primary index: entries at or below the group's cursor
      * are skipped, a batch that would leave a gap is refused whole
      * (VERSION_CONFLICT, version = the cursor); each command inside is
-     * applied as the primary applied it, at the primary's index. */
+     * applied as the primary applied it, at the primary's index.
+     * seq = the release: the site's frontier as the standby's meta leader
+     * last knew it (0: none). A command runs when its stamp (mtime_ms) is
+     * below the release and nothing before it is held; otherwise it is
+     * held ('h') until a later SHIP's release passes it. With chunk = 1
+     * (a cut: the promoted site's cut, session = its new site epoch) the
+     * held commands below the release run, the rest are dropped, and the
+     * shard is cut at that epoch; n_chunks is then 0. */
     SV_CMD_SHIP = 8,
     /* A primary's shard: upload = the cursor its standby reached. Every
      * replica keeps its log from there on (dr.c), so that a new leader can
@@ -177,13 +191,21 @@ int sv_ship_next(const uint8_t *data, size_t len, size_t *off, struct sv_raft_en
 
 /* A standby shard's shipping state (SHIP commands keep it). */
 struct sv_sm_ship {
-    uint64_t cursor;    /* the last primary index applied */
-    uint64_t closed_ms; /* every entry the primary committed before this is applied */
+    uint64_t cursor;    /* the last primary index committed here (applied or held) */
+    uint64_t closed_ms; /* every entry the primary committed before this is committed here */
     uint64_t commit;    /* the primary's commit index, as last shipped */
     uint64_t mark;      /* a primary: its standby's cursor, as DR_MARK recorded it */
     uint64_t epoch;     /* the primary site's epoch the cursor counts in (0: none yet) */
     uint64_t seed;      /* a seed open (SEED): the image's primary index; 0: none */
     uint64_t seed_next; /* ... the number of the piece it expects next */
+    /* The consistent cut (dr.c): an entry runs once the site's release
+     * passed its stamp (the primary leader's HLC when it was proposed);
+     * until then it is held, and so is every entry after it. */
+    uint64_t applied;    /* the last primary index run: every entry up to it ran */
+    uint64_t release_ms; /* entries stamped before it run */
+    uint64_t held;       /* entries committed here, not run yet ('h' records) */
+    uint64_t held_bytes; /* ... their size */
+    uint64_t cut_epoch;  /* the site epoch whose promotion cut the shard (0: none) */
 };
 struct sv_sm;
 /* Group's shipping state (zeros when nothing was shipped). 0 or -EIO. */
@@ -210,6 +232,7 @@ struct sv_sm_result {
     int status;       /* enum sv_status (proto.h) */
     uint64_t version; /* PUT/COMMIT: new version; DELETE: deleted version */
     uint64_t upload;  /* BEGIN: the upload id */
+    uint64_t stamp;   /* the command's stamp (mtime_ms): the node's HLC keeps up with it */
 };
 
 struct sv_sm;
@@ -322,8 +345,9 @@ void sv_sm_view_release(struct sv_sm *sm, struct sv_sm_view *v);
  * SHA-256 over each 'o' and 'u' record's key and value, in key order
  * (what two sites that applied the same entries hold alike: shipped
  * records keep the primary's index, epoch and upload ids). *applied and
- * *cursor (may be NULL) get the applied index and the shipping cursor in
- * that view. 0, -ENOMEM or -EIO. Any thread. */
+ * *cursor (may be NULL) get the applied index and, for a standby, the last
+ * primary index that ran (held entries are not in the records) in that
+ * view. 0, -ENOMEM or -EIO. Any thread. */
 int sv_sm_digest(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group, uint8_t out[32],
                  uint64_t *applied, uint64_t *cursor);
 

@@ -491,24 +491,33 @@ static size_t key_ship(uint8_t *k, uint64_t group)
     return key_pfx(k, group, 'd');
 }
 
-enum { SHIP_LEN_V1 = 24, SHIP_LEN = 48 };
+enum { SHIP_LEN_V1 = 24, SHIP_LEN_V2 = 48, SHIP_LEN = 88 };
 
-/* A record of SHIP_LEN_V1 bytes (written before epochs and seeds) has epoch 0. */
-static int ship_decode(const char *v, size_t vlen, struct sv_sm_ship *st)
+/* A record of SHIP_LEN_V1 bytes (written before epochs and seeds) has epoch
+ * 0; one of either older length held nothing: all it shipped ran. */
+int sv__sm_ship_decode(const char *v, size_t vlen, struct sv_sm_ship *st)
 {
     memset(st, 0, sizeof *st);
     if (!v)
         return 0;
-    if (vlen != SHIP_LEN_V1 && vlen != SHIP_LEN)
+    if (vlen != SHIP_LEN_V1 && vlen != SHIP_LEN_V2 && vlen != SHIP_LEN)
         return -EIO;
     const uint8_t *p = (const uint8_t *)v;
     st->cursor = sv_get64(p);
     st->closed_ms = sv_get64(p + 8);
     st->commit = sv_get64(p + 16);
-    if (vlen == SHIP_LEN) {
+    st->applied = st->cursor;
+    if (vlen >= SHIP_LEN_V2) {
         st->epoch = sv_get64(p + 24);
         st->seed = sv_get64(p + 32);
         st->seed_next = sv_get64(p + 40);
+    }
+    if (vlen == SHIP_LEN) {
+        st->applied = sv_get64(p + 48);
+        st->release_ms = sv_get64(p + 56);
+        st->held = sv_get64(p + 64);
+        st->held_bytes = sv_get64(p + 72);
+        st->cut_epoch = sv_get64(p + 80);
     }
     return 0;
 }
@@ -522,6 +531,11 @@ static int ship_store(struct apply *a, const struct sv_sm_ship *st)
     sv_put64(v + 24, st->epoch);
     sv_put64(v + 32, st->seed);
     sv_put64(v + 40, st->seed_next);
+    sv_put64(v + 48, st->applied);
+    sv_put64(v + 56, st->release_ms);
+    sv_put64(v + 64, st->held);
+    sv_put64(v + 72, st->held_bytes);
+    sv_put64(v + 80, st->cut_epoch);
     return sv__sm_stage(a->sm, k, key_ship(k, a->group), v, sizeof v);
 }
 
@@ -533,7 +547,7 @@ static int ship_load(struct apply *a, struct sv_sm_ship *st)
     size_t cur_len = 0;
     int rc = sv__sm_db_get_at(a->sm, true, k, key_ship(k, a->group), &cur, &cur_len);
     if (!rc)
-        rc = ship_decode(cur, cur_len, st);
+        rc = sv__sm_ship_decode(cur, cur_len, st);
     free(cur);
     return rc;
 }
@@ -545,7 +559,7 @@ int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out)
     size_t vlen = 0;
     int rc = sv__sm_db_get_at(sm, false, k, key_ship(k, group), &v, &vlen);
     if (!rc)
-        rc = ship_decode(v, vlen, out);
+        rc = sv__sm_ship_decode(v, vlen, out);
     free(v);
     v = NULL;
     if (!rc)
@@ -556,12 +570,111 @@ int sv_sm_ship_state(struct sv_sm *sm, uint64_t group, struct sv_sm_ship *out)
     return rc;
 }
 
+/* Whether a shipped command runs: the primary's object commands do; its
+ * MAP, SHIP, DR_MARK and SEED (a shard's log never holds them), entries
+ * that are not commands, and what does not decode change nothing. */
+static bool ship_runs(const uint8_t *data, size_t len, struct sv_cmd *inner)
+{
+    return len && !sv_cmd_decode(data, len, inner) && inner->type != SV_CMD_MAP &&
+           inner->type != SV_CMD_SHIP && inner->type != SV_CMD_DR_MARK &&
+           inner->type != SV_CMD_SEED;
+}
+
+/* Run the shipped command data[0..len) at the primary's index. */
+static int ship_run(struct apply *a, uint64_t index, const uint8_t *data, size_t len)
+{
+    struct sv_cmd inner;
+    struct sv_sm_result ir;
+    if (!ship_runs(data, len, &inner))
+        return 0;
+    memset(&ir, 0, sizeof ir);
+    a->sess_loaded = false;
+    return apply_cmd(a, index, &inner, &ir);
+}
+
+/* Whether the entry data[0..len) may run at release: its stamp is below it
+ * (one that changes nothing has none). */
+static bool ship_released(const uint8_t *data, size_t len, uint64_t release_ms)
+{
+    struct sv_cmd inner;
+    return !ship_runs(data, len, &inner) || inner.mtime_ms < release_ms;
+}
+
+static size_t key_held(uint8_t *k, uint64_t group, uint64_t index)
+{
+    size_t n = key_pfx(k, group, 'h');
+    sv_put64be(k + n, index);
+    return n + 8;
+}
+
+/* Run the held entries, in index order, while the release passes them; a
+ * cut (drop) removes the rest. The staged changes are committed first: the
+ * held records are then all in the database. */
+static int held_walk(struct apply *a, struct sv_sm_ship *st, bool drop)
+{
+    int rc = sv_sm_commit(a->sm, a->seg, a->errmsg, a->errlen);
+    if (rc)
+        return rc;
+    uint8_t pfx[PFX];
+    key_pfx(pfx, a->group, 'h');
+    bool running = true;
+    leveldb_iterator_t *it = leveldb_create_iterator(a->sm->db, a->sm->ropts);
+    for (leveldb_iter_seek(it, (const char *)pfx, sizeof pfx); leveldb_iter_valid(it) && !rc;
+         leveldb_iter_next(it)) {
+        size_t klen, vlen;
+        const uint8_t *k = (const uint8_t *)leveldb_iter_key(it, &klen);
+        if (klen != PFX + 8 || memcmp(k, pfx, PFX))
+            break;
+        const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
+        running = running && ship_released(v, vlen, st->release_ms);
+        if (!running && !drop)
+            break;
+        uint64_t index = sv_get64be(k + PFX);
+        /* A chunk put in a segment batch is written at its end, from the
+         * caller's bytes: these are the iterator's, gone at its next step. */
+        if (running && !(rc = ship_run(a, index, v, vlen))) {
+            int frc = sv_seg_batch_flush(a->seg);
+            rc = frc ? seg_fail(a, frc, "write") : 0;
+            st->applied = index;
+        }
+        if (!rc)
+            rc = sv__sm_stage(a->sm, k, klen, NULL, 0);
+        st->held -= st->held ? 1 : 0;
+        st->held_bytes -= st->held_bytes > vlen ? vlen : st->held_bytes;
+    }
+    int end = sv__sm_iter_end(it);
+    if (!rc && !end && drop)
+        st->held = st->held_bytes = 0;
+    return rc ? rc : end;
+}
+
+/* A promoted site's cut (c->chunk == 1): the held entries below the release
+ * run, the rest go (they are past the cut: a failback of the old primary
+ * puts them in its ledger), once per site epoch. */
+static int apply_cut(struct apply *a, const struct sv_cmd *c, struct sv_sm_ship *st,
+                     struct sv_sm_result *res)
+{
+    res->status = SV_ST_OK;
+    if (st->cut_epoch >= c->session) {
+        res->version = st->applied;
+        return 0;
+    }
+    if (c->seq > st->release_ms)
+        st->release_ms = c->seq;
+    int rc = held_walk(a, st, true);
+    if (rc)
+        return rc;
+    st->cut_epoch = c->session;
+    res->version = st->applied;
+    return ship_store(a, st);
+}
+
 /* The whole batch is checked before anything in it is applied: its
  * entries follow each other from c->upload + 1. Entries at or below the
  * cursor were applied by an earlier batch (a proposal repeated by a new
  * leader) and are skipped; a batch starting past cursor + 1 would leave a
- * gap and is refused whole. Shipped MAP and SHIP commands (a shard's log
- * never holds them) change nothing. */
+ * gap and is refused whole. Each entry runs or is held (sm.h, SV_CMD_SHIP);
+ * the release first runs what it passes of the entries held before. */
 static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
 {
     struct sv_sm_ship st;
@@ -574,10 +687,12 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
     uint32_t count = 0;
     while ((rc = sv_ship_next(c->data, c->data_len, &off, &e)) == 1 && e.index == next)
         next++, count++;
-    if (rc || count != c->n_chunks) {
+    if (rc || count != c->n_chunks || (c->chunk && count)) {
         res->status = SV_ST_BAD_REQUEST; /* only a bug ships this: every replica skips it */
         return 0;
     }
+    if (c->chunk)
+        return apply_cut(a, c, &st, res);
     /* A cursor counts in one primary's log: a batch of another (a site
      * epoch not the cursor's) or one during a seed would mix two logs. A
      * shard that never shipped takes the first epoch it is given. */
@@ -588,19 +703,28 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         return 0;
     }
     st.epoch = c->session;
+    if (c->seq > st.release_ms) {
+        st.release_ms = c->seq;
+        if (st.held && (rc = held_walk(a, &st, false)))
+            return rc;
+    }
     off = 0;
     while (sv_ship_next(c->data, c->data_len, &off, &e) == 1) {
-        struct sv_cmd inner;
-        struct sv_sm_result ir;
         if (e.index <= st.cursor)
             continue;
-        if (e.type == SV_RAFT_ENTRY_NORMAL && !sv_cmd_decode(e.data, e.len, &inner) &&
-            inner.type != SV_CMD_MAP && inner.type != SV_CMD_SHIP && inner.type != SV_CMD_DR_MARK &&
-            inner.type != SV_CMD_SEED) {
-            memset(&ir, 0, sizeof ir);
-            a->sess_loaded = false;
-            if ((rc = apply_cmd(a, e.index, &inner, &ir)))
+        /* an entry that is not a command is held as an empty record */
+        const uint8_t *d = e.type == SV_RAFT_ENTRY_NORMAL && e.len ? e.data : (const uint8_t *)"";
+        size_t dlen = e.type == SV_RAFT_ENTRY_NORMAL ? e.len : 0;
+        if (!st.held && ship_released(d, dlen, st.release_ms)) {
+            if ((rc = ship_run(a, e.index, d, dlen)))
                 return rc;
+            st.applied = e.index;
+        } else {
+            uint8_t k[PFX + 8];
+            if ((rc = sv__sm_stage(a->sm, k, key_held(k, a->group, e.index), d, dlen)))
+                return rc;
+            st.held++;
+            st.held_bytes += dlen;
         }
         st.cursor = e.index;
     }
@@ -648,8 +772,10 @@ static int seed_put(struct apply *a, const uint8_t *p, size_t len)
         uint32_t vl = sv_get32(p + off);
         const uint8_t *v = p + off + 4;
         off += 4 + vl;
-        char tag = kl == PFX ? (char)k[9] : 0;
-        if (tag == 'a' || tag == 'c' || tag == 'd' || tag == 'D')
+        char tag = kl >= PFX ? (char)k[9] : 0;
+        if (kl == PFX && (tag == 'a' || tag == 'c' || tag == 'd' || tag == 'D'))
+            continue;
+        if (tag == 'h') /* a held entry of a site the image's primary once followed */
             continue;
         int rc = sv__sm_stage(a->sm, k, kl, v, vl);
         if (rc)
@@ -728,7 +854,7 @@ static int apply_seed(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         sv_put64(v, a->index);
         if ((rc = sv__sm_stage(a->sm, k, key_pfx(k, a->group, 'c'), v, 8)))
             return rc;
-        st.cursor = c->upload;
+        st.cursor = st.applied = c->upload;
         st.commit = c->size;
         st.closed_ms = c->mtime_ms;
         st.seed = st.seed_next = 0;
@@ -753,8 +879,8 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
             /* Only a bug can put a malformed command in the log: every
              * replica skips it the same way. */
             res->status = SV_ST_INTERNAL;
-        else
-            rc = apply_cmd(&a, e->index, &c, res);
+        else if (!(rc = apply_cmd(&a, e->index, &c, res)) && c.type <= SV_CMD_ABORT)
+            res->stamp = c.mtime_ms;
     }
     if (rc == 0) {
         uint8_t k[PFX], v[8];

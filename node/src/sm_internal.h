@@ -115,6 +115,9 @@ static inline size_t key_session(uint8_t *k, uint64_t group, uint64_t session, u
 
 /* ---- records and the staged changes (sm.c) ------------------------------ */
 
+/* A shipping state record ('d', v NULL: none) into *st. 0 or -EIO. */
+int sv__sm_ship_decode(const char *v, size_t vlen, struct sv_sm_ship *st);
+
 void sv__sm_obj_encode(const struct sv_obj *o, uint8_t *v);
 /* 0 or -EIO (not an object record). */
 int sv__sm_obj_decode(const uint8_t *v, size_t len, struct sv_obj *o);

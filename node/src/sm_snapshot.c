@@ -64,8 +64,10 @@ int sv_sm_digest(struct sv_sm *sm, const struct sv_sm_view *view, uint64_t group
         const uint8_t *v = (const uint8_t *)leveldb_iter_value(it, &vlen);
         if (klen == PFX && k[9] == 'a' && vlen == 8)
             a = sv_get64(v);
-        else if (klen == PFX && k[9] == 'd' && vlen >= 8)
-            c = sv_get64(v);
+        else if (klen == PFX && k[9] == 'd') {
+            struct sv_sm_ship st; /* what ran: held entries are not in the records */
+            c = sv__sm_ship_decode((const char *)v, vlen, &st) ? 0 : st.applied;
+        }
         if (k[9] != 'o' && k[9] != 'u')
             continue;
         uint8_t len[8];

@@ -46,7 +46,7 @@ grep -q '"last_contact_ms"' /tmp/svctl-usage.$$.out || { echo "FAIL: dr status -
 expect 0 dr promote --help
 grep -q "usage: svctl dr status" /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help"; fails=$((fails + 1)); }
 grep -q '"rpo_ms","open_after_ms"' /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help: JSON keys"; fails=$((fails + 1)); }
-grep -q "The cut is per shard" /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help: per-shard cut"; fails=$((fails + 1)); }
+grep -q "Every shard$" /tmp/svctl-usage.$$.out && grep -q "is cut there: each write the primary stamped before it is kept," /tmp/svctl-usage.$$.out || { echo "FAIL: dr promote --help: the consistent cut"; fails=$((fails + 1)); }
 expect 0 dr promote --force -h
 expect 0 dr demote --help
 grep -q "svctl dr demote" /tmp/svctl-usage.$$.out || { echo "FAIL: dr demote --help"; fails=$((fails + 1)); }

@@ -151,6 +151,7 @@ struct fake {
      * how many DR_STATUS answers each node gives before it follows (-1: never). */
     bool dr_primary_answers; /* the primary answered lately: promote only with force */
     bool dr_no_epoch;        /* answer them without VERSION */
+    uint64_t dr_cut_ms;      /* a promotion's answer: its cut (MTIME_MS), 0: none */
     int64_t dr_flags_seen;   /* FLAGS of the last DR_PROMOTE, -1 none */
     const char *dr_next_role;
     uint64_t dr_next_epoch;
@@ -386,6 +387,10 @@ static int handle_dr_change(int node, uint32_t type, struct sv_msg *m, struct sv
     if (!F.dr_no_epoch) {
         r->version = epoch;
         r->fields |= 1u << SV_F_VERSION;
+    }
+    if (type == SV_MSG_DR_PROMOTE && F.dr_cut_ms) {
+        r->mtime_ms = F.dr_cut_ms;
+        r->fields |= 1u << SV_F_MTIME_MS;
     }
     return 1;
 }
@@ -1160,6 +1165,7 @@ static void dr_reset(void)
     }
     F.dr_primary_answers = false;
     F.dr_no_epoch = false;
+    F.dr_cut_ms = 1700000097500u; /* the meta leader's frontier, newer than a status read */
     F.dr_flags_seen = -1;
     F.dr_next_role = NULL;
     F.dr_next_epoch = 0;
@@ -2732,9 +2738,9 @@ static void test_svctl_dr(void)
 }
 
 /* svctl dr promote and demote against the fake site dr-b (dr_reset's
- * defaults: cut 1700000097000 (shard 2), highest shard frontier
- * 1700000198000 (shard 1), the most recent contact shard 0's: 100 ms before
- * node 1's clock, 1700000100000). */
+ * defaults: site frontier 1700000097000 (shard 2), the promotion's cut
+ * 1700000097500, highest shard frontier 1700000198000 (shard 1), the most
+ * recent contact shard 0's: 100 ms before node 1's clock, 1700000100000). */
 static void test_svctl_dr_promote(void)
 {
     if (svctl_path == NULL) {
@@ -2743,8 +2749,8 @@ static void test_svctl_dr_promote(void)
     }
     KNOB(meta_reset(); dr_reset());
     CHECK(svctl("-o json", "dr promote") == 0);
-    const char *want = "{\"epoch\":5,\"cut_ms\":1700000097000,\"cut_max_ms\":1700000198000,"
-                       "\"last_contact_ms\":1700000099900,\"rpo_ms\":2900,\"open_after_ms\":";
+    const char *want = "{\"epoch\":5,\"cut_ms\":1700000097500,\"cut_max_ms\":1700000198000,"
+                       "\"last_contact_ms\":1700000099900,\"rpo_ms\":2400,\"open_after_ms\":";
     CHECK(starts_with(sv_out, want));
     long long after = starts_with(sv_out, want) ? atoll(sv_out + strlen(want)) : -1;
     CHECK(after >= 0 && after < 3000);
@@ -2759,19 +2765,21 @@ static void test_svctl_dr_promote(void)
     CHECK(svctl("", "dr promote") == 0);
     CHECK(knob_get(&F.n_req[SV_MSG_DR_STATUS]) - looks >= 2 * 5 + 2); /* cut, then 5 rounds */
     CHECK(starts_with(sv_out, "promoted: site epoch 5 (cluster map epoch 7)\n"
-                              "cut:           2023-11-14T22:14:57.000Z (1700000097000 ms since "
+                              "cut:           2023-11-14T22:14:57.500Z (1700000097500 ms since "
                               "the epoch)\n"
-                              "               every write the primary committed before it is "
-                              "here\n"
+                              "               on every shard: each write the primary stamped "
+                              "before it\n"
+                              "               is kept, each later one dropped (svctl dr "
+                              "failback on the\n"
+                              "               old primary lists them in its divergence "
+                              "ledger)\n"
                               "shards up to:  2023-11-14T22:16:38.000Z (1700000198000 ms since "
                               "the epoch)\n"
                               "last contact:  2023-11-14T22:14:59.900Z (1700000099900 ms since "
                               "the epoch)\n"
-                              "RPO at most 2900 ms (if the primary took no write after the last "
+                              "RPO at most 2400 ms (if the primary took no write after the last "
                               "contact)\n"
-                              "The cut is per shard: each shard holds every entry it received, "
-                              "so shards\n"));
-    CHECK(strstr(sv_out, "(a cross-shard\nconsistent cut is not built).\n") != NULL);
+                              "waiting for every node to take writes (at most 30 s)\n"));
     CHECK(strstr(sv_out, "\nwrites open after ") != NULL &&
           strstr(sv_out, " ms: the 2 of 2 nodes that answered are primary at site epoch 5\n"));
 
@@ -2794,21 +2802,22 @@ static void test_svctl_dr_promote(void)
     uint64_t t0 = now_ms();
     CHECK(svctl("-o json", "dr promote --wait 0.5") == 5);
     CHECK(now_ms() - t0 < 4000);
-    CHECK(strstr(sv_out, "\"rpo_ms\":2900,\"open_after_ms\":-1}\n") != NULL);
+    CHECK(strstr(sv_out, "\"rpo_ms\":2400,\"open_after_ms\":-1}\n") != NULL);
     CHECK(starts_with(sv_err, "svctl: dr promote: the promotion is recorded (site epoch 5) but "
                               "not every node follows it yet after 0.5 s: not every node that "
                               "answered (2 of 2) is primary at site epoch 5"));
-    /* A shard no answering node leads: not open either; its frontier unknown: so is the cut. */
-    KNOB(dr_reset(); F.dr_unled[3] = true);
+    /* A shard no answering node leads: not open either. A promotion with no
+     * cut (forced while the frontier was not known): none reported. */
+    KNOB(dr_reset(); F.dr_unled[3] = true; F.dr_cut_ms = 0);
     CHECK(svctl("-o json", "dr promote --wait 0.3") == 5);
     CHECK(strcmp(sv_out, "{\"epoch\":5,\"cut_ms\":-1,\"cut_max_ms\":1700000198000,"
                          "\"last_contact_ms\":1700000099900,\"rpo_ms\":-1,\"open_after_ms\":-1}"
                          "\n") == 0);
     CHECK(strstr(sv_err, "shard 3: no node that answered leads it") != NULL);
-    KNOB(dr_reset(); F.dr_unled[3] = true);
+    KNOB(dr_reset(); F.dr_unled[3] = true; F.dr_cut_ms = 0);
     CHECK(svctl("", "dr promote --wait 0.3") == 5);
-    CHECK(strstr(sv_out, "cut:           unknown: a shard's frontier is not known\nshards") !=
-          NULL);
+    CHECK(strstr(sv_out, "cut:           none: the site's frontier was not known (--force); "
+                         "every\n               shard keeps all it received\nshards") != NULL);
     CHECK(strstr(sv_out, "RPO unknown: a shard's frontier is not known\n") != NULL);
 
     /* No meta leader: unavailable, exit 5, nothing recorded. */

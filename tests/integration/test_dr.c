@@ -44,6 +44,7 @@ struct key_log {
     int n_acked;
     int acked_seq[WRITES_MAX];
     uint64_t acked_ms[WRITES_MAX];
+    uint64_t invoked_ms[WRITES_MAX + 1]; /* by seq: when its put was called */
 };
 static struct key_log *log_; /* KEYS of them */
 static atomic_bool stop_;
@@ -115,6 +116,8 @@ static void *writer(void *arg)
             int seq = ++l->attempted;
             value_fill(k, seq, buf);
             key_name(k, key, sizeof key);
+            if (seq <= WRITES_MAX)
+                l->invoked_ms[seq] = wall_ms();
             int rc = sv_client_put(a->c, "dr", key, buf, value_len(k, seq), SV_IF_ANY, NULL);
             if (rc == 0 && l->n_acked < WRITES_MAX) {
                 l->acked_seq[l->n_acked] = seq;
@@ -411,12 +414,21 @@ static void test_promote_after_site_outage(void)
     }
     CHECK_RC(rc, 0);
     CHECK_EQ_U64(pr.site_epoch, 2);
+    /* The promotion cut every shard at one instant, the site's frontier as
+     * its meta leader knew it: at or past the one read above. */
+    CHECK_MSG(pr.cut_ms >= (int64_t)cut_ms_, "the promotion's cut %lld, the frontier read %llu",
+              (long long)pr.cut_ms, (unsigned long long)cut_ms_);
+    if (pr.cut_ms > 0)
+        cut_ms_ = (uint64_t)pr.cut_ms;
     /* Open once every node follows the map that makes it the primary. */
     uint64_t open_ms = 0;
     for (uint64_t end = it_now_ms() + 20000; !open_ms && it_now_ms() < end;) {
         struct sv_dr_status *ds = NULL;
-        if (!sv_client_dr_status(cs_, &ds) && ds->uniform && !strcmp(ds->role, "primary") &&
-            ds->epoch == 2 && ds->n_answered == ds->n_nodes)
+        bool open = !sv_client_dr_status(cs_, &ds) && ds->uniform && !strcmp(ds->role, "primary") &&
+                    ds->epoch == 2 && ds->n_answered == ds->n_nodes;
+        for (size_t i = 0; open && i < ds->n_shards; i++)
+            open = strcmp(ds->shards[i].state, "cutting") != 0;
+        if (open)
             open_ms = wall_ms();
         else
             usleep(50000);
@@ -424,8 +436,10 @@ static void test_promote_after_site_outage(void)
     }
     CHECK(open_ms != 0);
     CHECK_RC(sv_client_put(cs_, "dr", "first-after", "ok", 2, SV_IF_ANY, NULL), 0);
-    /* Every write acknowledged before the cut is on the promoted site. */
-    int lost_before = 0, lost_after = 0, acked_after = 0;
+    /* Every write acknowledged before the cut is on the promoted site, and
+     * none made after it (a put called after the cut is stamped after it:
+     * one clock here), on any shard. */
+    int lost_before = 0, lost_after = 0, acked_after = 0, past_cut = 0;
     for (int k = 0; k < KEYS; k++) {
         const struct key_log *l = &log_[k];
         int before = 0; /* the last seq acknowledged before the cut */
@@ -444,6 +458,11 @@ static void test_promote_after_site_outage(void)
         primary_acked_[k] = l->n_acked;
         if (before && seq < before)
             lost_before++;
+        if (seq > 0 && seq <= WRITES_MAX && l->invoked_ms[seq] > cut_ms_) {
+            past_cut++;
+            printf("it-dr: %s holds write %d, made %llu ms after the cut\n", key, seq,
+                   (unsigned long long)(l->invoked_ms[seq] - cut_ms_));
+        }
         if (l->n_acked && seq < l->acked_seq[l->n_acked - 1])
             lost_after++;
         free(d);
@@ -456,6 +475,7 @@ static void test_promote_after_site_outage(void)
         (long long)outage_ms_ - (long long)cut_ms_, (unsigned long long)(open_ms - outage_ms_),
         acked_after, lost_after);
     CHECK_EQ_INT(lost_before, 0);
+    CHECK_EQ_INT(past_cut, 0);
 }
 
 static void test_promoted_site_takes_writes(void)

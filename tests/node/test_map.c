@@ -224,7 +224,7 @@ static bool maps_eq(const struct sv_map *a, const struct sv_map *b)
     return a->epoch == b->epoch && a->n_shards == b->n_shards && a->replicas == b->replicas &&
            a->n_nodes == b->n_nodes && settings_eq(&a->set, &b->set) &&
            a->site_role == b->site_role && a->site_epoch == b->site_epoch &&
-           !memcmp(a->nodes, b->nodes, sizeof a->nodes) &&
+           a->site_cut_ms == b->site_cut_ms && !memcmp(a->nodes, b->nodes, sizeof a->nodes) &&
            !memcmp(a->groups, b->groups, sizeof a->groups);
 }
 
@@ -247,17 +247,24 @@ static void test_codec_v3(void)
     CHECK_RC(sv_map_node_state(m, from, SV_MAP_DRAINING, err, sizeof err), 0);
     m->site_role = SV_MAP_FENCED;
     m->site_epoch = 7;
+    m->site_cut_ms = 1765000000123;
     uint8_t *buf;
     size_t len;
     CHECK_RC(sv_map_encode(m, &buf, &len), 0);
-    CHECK(len > 6 && !memcmp(buf, "svmap4", 6));
+    CHECK(len > 6 && !memcmp(buf, "svmap5", 6));
     CHECK_RC(sv_map_decode(buf, len, d), 0);
     CHECK(d->site_role == SV_MAP_FENCED && d->site_epoch == 7);
+    CHECK(d->site_cut_ms == 1765000000123);
+    /* svmap4 is svmap5 without the cut */
+    memcpy(buf, "svmap4", 6);
+    CHECK_RC(sv_map_decode(buf, len - 8, d), 0);
+    CHECK(d->site_role == SV_MAP_FENCED && d->site_epoch == 7 && d->site_cut_ms == 0);
+    CHECK(sv_map_decode(buf, len, d) == SV_MAP_E_MALFORMED);
     /* svmap3 is svmap4 without the site: a primary at site epoch 1 */
     memcpy(buf, "svmap3", 6);
-    CHECK_RC(sv_map_decode(buf, len - 16, d), 0);
+    CHECK_RC(sv_map_decode(buf, len - 24, d), 0);
     CHECK(d->site_role == SV_MAP_PRIMARY && d->site_epoch == 1);
-    memcpy(buf, "svmap4", 6);
+    memcpy(buf, "svmap5", 6);
     CHECK_RC(sv_map_decode(buf, len, d), 0);
     CHECK(settings_eq(&d->set, &m->set));
     CHECK(d->set.down_after_ms == 5000 && d->set.evict_after_ms == 7000);

@@ -1142,6 +1142,7 @@ static struct sv_cmd ship_cmd(uint64_t after, uint64_t commit, uint64_t closed_m
                        .upload = after,
                        .size = commit,
                        .mtime_ms = closed_ms,
+                       .seq = UINT64_MAX, /* a release past every stamp: all runs at once */
                        .n_chunks = n,
                        .data = data,
                        .data_len = (uint32_t)len};
@@ -1589,6 +1590,154 @@ static void test_ship(void)
     node_close(&s);
 }
 
+/* The held entries ('h' records) in s's image of SHIP_GROUP. */
+static size_t held_records(struct node *s)
+{
+    uint8_t *img;
+    size_t len, n = 0;
+    CHECK(sv_sm_snapshot(s->sm, NULL, SHIP_GROUP, 1 << 20, &img, &len) == 0);
+    for (size_t off = 0; off + 4 <= len;) {
+        uint32_t kl = sv_get32(img + off);
+        n += kl == 10 + 8 && img[off + 4 + 9] == 'h';
+        off += 4 + kl;
+        off += 4 + sv_get32(img + off);
+    }
+    free(img);
+    return n;
+}
+
+static void check_held(struct node *s, uint64_t applied, uint64_t release, uint64_t held,
+                       uint64_t cut_epoch, int at)
+{
+    struct sv_sm_ship st;
+    CHECK_MSG(sv_sm_ship_state(s->sm, SHIP_GROUP, &st) == 0, "line %d", at);
+    CHECK_MSG(st.applied == applied && st.release_ms == release && st.held == held &&
+                  st.cut_epoch == cut_epoch && held_records(s) == held &&
+                  (held == 0) == (st.held_bytes == 0),
+              "line %d: (applied %" PRIu64 ", release %" PRIu64 ", held %" PRIu64
+              "/%zu, cut %" PRIu64 ")",
+              at, st.applied, st.release_ms, st.held, held_records(s), st.cut_epoch);
+}
+#define CHECK_HELD(s, applied, release, held, cut)                                                 \
+    check_held((s), (applied), (release), (held), (cut), __LINE__)
+
+/* The consistent cut (dr.c): an entry runs once the release passed its
+ * stamp and nothing before it is held; a release runs what it passes of
+ * the held ones, in order; a cut runs those below it and drops the rest,
+ * once. The primary's log stamps its entries 1001..1012 (6: a NOOP). */
+static void test_ship_cut(void)
+{
+    struct node p, s;
+    struct ship_log log = {0};
+    struct sv_obj o;
+    uint8_t chunk[SHIP_READ_MAX];
+    node_open(&p, "cut-primary");
+    node_open(&s, "cut-standby");
+    build_primary(&p, &log);
+    size_t len = 0;
+    uint8_t *d = ship_data(&log, 1, 12, &len);
+    struct sv_cmd c = ship_cmd(0, 12, 9000, 12, d, len);
+    c.session = 4;
+
+    /* Release 1004: 1..3 run; 4 (stamped 1004) is held and all after it. */
+    c.seq = 1004;
+    CHECK(standby_apply(&s, &c).status == SV_ST_OK);
+    free(d);
+    CHECK_SHIP_STATE(&s, 12, 9000, 12);
+    CHECK_HELD(&s, 3, 1004, 9, 0);
+    CHECK(ship_get(&s, "keep", &o) == 0 && o.version == 1);
+    CHECK(ship_get(&s, "gone", &o) == 0 && !o.deleted);
+    CHECK(ship_get(&s, "over", &o) == 0 && o.version == 1);
+    CHECK(ship_get(&s, "late", &o) == -ENOENT);
+    CHECK(ship_chunk(&s, SHIP_MULTI, 0, chunk) == -1);
+
+    /* An older release changes nothing; 1008 runs 4..7 (the NOOP has no
+     * stamp: it goes with its neighbours), 8 (1008) stays held. */
+    struct standby_image im;
+    image_take(&s, &im);
+    struct sv_cmd rel = {.type = SV_CMD_SHIP, .upload = 12, .session = 4, .seq = 1003};
+    CHECK(standby_apply(&s, &rel).status == SV_ST_OK);
+    CHECK_UNCHANGED(&s, &im);
+    /* Applied as svd applies (pipeline.c): inside a segment batch, which
+     * writes a put's bytes at its end. The held entries' bytes are the
+     * database iterator's: each chunk is written before the next step. */
+    rel.seq = 1008;
+    size_t rlen = sv_cmd_encoded_len(&rel);
+    uint8_t *rbuf = malloc(rlen);
+    ASSERT(rbuf);
+    sv_cmd_encode(&rel, rbuf);
+    struct sv_raft_entry re = {.term = 1,
+                               .index = ++standby_index,
+                               .type = SV_RAFT_ENTRY_NORMAL,
+                               .len = (uint32_t)rlen,
+                               .data = rbuf};
+    struct sv_sm_result rr;
+    char err[256] = "";
+    sv_seg_batch_begin(s.seg);
+    CHECK(sv_sm_apply(s.sm, s.seg, SHIP_GROUP, &re, &rr, err, sizeof err) == 0);
+    CHECK(sv_seg_batch_end(s.seg) == 0);
+    CHECK(sv_sm_commit(s.sm, s.seg, err, sizeof err) == 0);
+    free(rbuf);
+    CHECK(rr.status == SV_ST_OK);
+    CHECK_HELD(&s, 7, 1008, 5, 0);
+    CHECK(ship_get(&s, "gone", &o) == 0 && o.deleted);
+    CHECK(ship_get(&s, "over", &o) == 0 && o.version == 2);
+    CHECK(ship_chunk(&s, 5, 0, chunk) == 14 && !memcmp(chunk, "second version", 14));
+    CHECK(ship_chunk(&s, SHIP_MULTI, 0, chunk) == -1); /* the upload began, no chunk yet */
+    uint64_t ids[4];
+    size_t k = 0;
+    CHECK(sv_sm_expired_uploads(s.sm, SHIP_GROUP, UINT64_MAX, ids, 4, &k) == 0 && k == 1 &&
+          ids[0] == SHIP_MULTI);
+
+    /* Durable. */
+    node_close(&s);
+    node_open(&s, "cut-standby");
+    CHECK_HELD(&s, 7, 1008, 5, 0);
+
+    /* A batch while entries are held: held too, whatever its stamps. */
+    struct sv_cmd map = {.type = SV_CMD_MAP, .data = (const uint8_t *)"a map", .data_len = 5};
+    log_append(&p, &log, SV_RAFT_ENTRY_NORMAL, &map, false);
+    d = ship_data(&log, 13, 13, &len);
+    c = ship_cmd(12, 13, 9500, 1, d, len);
+    c.session = 4;
+    c.seq = 1008;
+    CHECK(standby_apply(&s, &c).status == SV_ST_OK);
+    free(d);
+    CHECK_SHIP_STATE(&s, 13, 9500, 13);
+    CHECK_HELD(&s, 7, 1008, 6, 0);
+
+    /* The cut at 1010 (site epoch 5): 8 and 9 run, 10..13 are dropped; the
+     * upload keeps the two chunks it had, late never comes. */
+    struct sv_cmd cut = {.type = SV_CMD_SHIP, .upload = 13, .session = 5, .chunk = 1, .seq = 1010};
+    struct sv_sm_result r = standby_apply(&s, &cut);
+    CHECK(r.status == SV_ST_OK && r.version == 9);
+    CHECK_HELD(&s, 9, 1010, 0, 5);
+    CHECK_SHIP_STATE(&s, 13, 9500, 13);
+    CHECK(ship_chunk(&s, SHIP_MULTI, 1, chunk) == SHIP_PART_BYTES);
+    CHECK(ship_chunk(&s, SHIP_MULTI, 2, chunk) == -1);
+    CHECK(ship_get(&s, "multi", &o) == -ENOENT);
+    CHECK(ship_get(&s, "late", &o) == -ENOENT);
+    CHECK(ship_get(&s, "over", &o) == 0 && o.version == 2);
+
+    /* Once per epoch: again, or an older one, changes nothing. */
+    image_take(&s, &im);
+    CHECK(standby_apply(&s, &cut).status == SV_ST_OK);
+    cut.session = 4;
+    cut.seq = UINT64_MAX;
+    CHECK(standby_apply(&s, &cut).status == SV_ST_OK);
+    CHECK_UNCHANGED(&s, &im);
+    /* A cut with entries is malformed. */
+    d = ship_data(&log, 13, 13, &len);
+    c = ship_cmd(12, 13, 9500, 1, d, len);
+    c.chunk = 1;
+    CHECK(standby_apply(&s, &c).status == SV_ST_BAD_REQUEST);
+    free(d);
+
+    log_free(&log);
+    node_close(&p);
+    node_close(&s);
+}
+
 /* ---- SEED: a standby re-seeded from an image of the primary's ------------- */
 
 static struct sv_sm_result seed_apply(struct node *s, uint64_t at, uint64_t epoch, uint32_t piece,
@@ -1753,6 +1902,7 @@ static const struct sv_test tests[] = {
     {"copy marker", test_copy_marker},
     {"ship codec", test_ship_codec},
     {"ship", test_ship},
+    {"ship-cut", test_ship_cut},
     {"seed", test_seed},
 };
 

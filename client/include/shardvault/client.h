@@ -346,6 +346,12 @@ SV_CLIENT_API void sv_client_dr_status_free(struct sv_dr_status *s);
 struct sv_dr_promote {
     uint64_t site_epoch; /* the site's new epoch */
     uint64_t map_epoch;  /* of the cluster map that records it */
+    /* The consistent cut, in ms since the epoch: every write the primary
+     * stamped before it is kept, every later one dropped on every shard
+     * (the failback's ledger lists them); -1 when none was made (a forced
+     * promotion while the site's frontier was not known: every shard keeps
+     * all it received). */
+    int64_t cut_ms;
 };
 
 /* Make this standby site the primary (DR_PROMOTE to the meta group's
@@ -361,6 +367,11 @@ struct sv_dr_promote {
  * be NULL) receives the epochs. Failures are retried as for every operator
  * call: a retry after a lost answer may find the promotion recorded and be
  * refused (not a standby); sv_client_dr_status then shows the new epoch.
+ * The leader cuts at the site's frontier as the standby's heartbeats last
+ * told it; it answers SV_E_UNAVAILABLE (retry) while a shard's is not known
+ * and force is false. Each shard takes writes once its cut is applied
+ * (sv_client_dr_status shows it "cutting" until then; writes meanwhile get
+ * SV_E_UNAVAILABLE).
  * Returns once recorded: 0, SV_E_BAD_ARGUMENT, SV_E_UNAVAILABLE,
  * SV_E_TIMEOUT, SV_E_PROTOCOL (an answer without the site epoch), ... */
 SV_CLIENT_API int sv_client_dr_promote(struct sv_client *c, bool force, struct sv_dr_promote *out);
