@@ -1500,6 +1500,7 @@ void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out)
         out->behind += v.commit > v.applied ? v.commit - v.applied : 0;
         if (n->map->site_role != SV_MAP_STANDBY)
             continue;
+        out->held_bytes += g->ship.st.held_bytes;
         int64_t lag = v.frontier_ms ? (int64_t)(wall - v.frontier_ms) : -1;
         if (out->led == 1 || out->lag_ms >= 0)
             out->lag_ms = lag < 0 ? -1 : lag > out->lag_ms ? lag : out->lag_ms;

@@ -571,9 +571,10 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
 /* Over the shards this node leads (metrics). */
 struct sv__dr_summary {
     uint32_t led, stalled;
-    uint32_t seeding; /* standby shards in initial-sync or reseeding */
-    uint64_t behind;  /* entries: the primary's commit index minus the standby's cursor */
-    int64_t lag_ms;   /* standby: the largest lag (wall clock minus frontier); -1 unknown */
+    uint32_t seeding;    /* standby shards in initial-sync or reseeding */
+    uint64_t behind;     /* entries: the primary's commit index minus the last one that ran */
+    uint64_t held_bytes; /* standby: shipped entries held until the release passes them */
+    int64_t lag_ms;      /* standby: the largest lag (wall clock minus frontier); -1 unknown */
 };
 void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out);
 

@@ -811,11 +811,10 @@ static int seed_wipe(struct apply *a)
         } else if (klen == PFX + 8 && k[9] == 'u') {
             struct upload u;
             if (!(rc = sv__sm_upload_decode(v, vlen, &u))) {
-                for (uint32_t i = 0; i < u.nbits && !rc; i++)
-                    if (u.bitmap[i / 8] >> (i % 8) & 1)
-                        rc = release_chunk(a, sv_get64be(k + PFX), i);
+                rc = drop_upload(a, sv_get64be(k + PFX), &u, 0);
                 free(u.bitmap);
             }
+            continue; /* drop_upload removed the record */
         }
         if (!rc)
             rc = sv__sm_stage(a->sm, k, klen, NULL, 0);

@@ -328,6 +328,13 @@ static double dr_behind(void *arg)
     return (double)s.behind;
 }
 
+static double dr_held(void *arg)
+{
+    struct sv__dr_summary s;
+    sv__dr_summary(arg, &s);
+    return (double)s.held_bytes;
+}
+
 /* ---- open, start, stop, free --------------------------------------------- */
 
 /* One family whose single series (no labels, or the given values) is a
@@ -554,9 +561,14 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
              "fit to promote while any is.";
     TRY(fn_family(s, &d, NULL, dr_seeding, n, errmsg, errlen));
     d.name = "sv_dr_entries_behind";
-    d.help = "Entries the standby lacks over the shards this node leads (the primary's commit "
-             "index minus the standby's cursor, as last exchanged).";
+    d.help = "Entries the standby has not run over the shards this node leads (the primary's "
+             "commit index, as last exchanged, minus the last index that ran: entries not "
+             "received yet and entries held for the consistent cut).";
     TRY(fn_family(s, &d, NULL, dr_behind, n, errmsg, errlen));
+    d.name = "sv_dr_held_bytes";
+    d.help = "Standby: bytes of shipped entries the shards this node leads hold until the "
+             "site's release (its lowest shard frontier) passes their stamp.";
+    TRY(fn_family(s, &d, NULL, dr_held, n, errmsg, errlen));
     d = (struct sv_metrics_desc){
         .type = SV_METRIC_COUNTER,
         .name = "sv_sched_decisions_total",

@@ -292,15 +292,18 @@ SV_CLIENT_API void sv_client_status_free(struct sv_cluster_status *s);
 struct sv_dr_shard {
     uint64_t id;                         /* shard index */
     char state[SV_CLIENT_STATE_MAX + 1]; /* on a standby: initial-sync, streaming, reseeding,
-                                            stalled; on a primary: shipping, stalled;
+                                            stalled; on a primary: shipping, stalled, cutting
+                                            (promoted, its cut not applied: no writes);
                                             "unknown": no node that answered leads it */
     int64_t frontier_ms;                 /* every entry the primary committed before this wall
-                                            clock time (ms since the epoch) is applied on the
-                                            standby; -1 unknown (not yet, or on a primary) */
+                                            clock time (ms since the epoch) is committed on the
+                                            standby (run once the site's release passes it);
+                                            -1 unknown (not yet, or on a primary) */
     int64_t lag_ms;          /* the leader's own clock when it answered minus frontier_ms (0 when
                                 its clock is behind the frontier); -1 unknown */
-    uint64_t applied;        /* on a standby, the last primary index applied; on a primary, the
-                                standby's cursor (0 unknown) */
+    uint64_t applied;        /* on a standby, the last primary index that ran (entries held for
+                                the consistent cut wait); on a primary, the standby's cursor
+                                (0 unknown) */
     uint64_t commit;         /* the primary's commit index as last seen (0 unknown) */
     int64_t last_contact_ms; /* ms since the last contact with the peer site; -1 none */
     uint64_t cut;            /* a promoted site: the primary index this shard was shipped to when it
