@@ -664,8 +664,10 @@ static bool step_promote(struct run *r)
     }
     r->d.promoted_ms = sv__wall_ms();
     r->d.site_epoch = p.site_epoch;
-    if (!already)
+    if (!already) {
         sv__dr_cut_at(&cut, p.cut_ms); /* the cut the promotion made */
+        r->d.cut_made = p.cut_ms >= 0;
+    }
     r->d.cut_ms = cut.frontier_ms;
     r->d.cut_max_ms = cut.max_ms;
     char why[256];
@@ -783,8 +785,14 @@ static bool step_verify(struct run *r)
                 r->standby_bad++;
         }
     bool ok = f.differs == 0 && f.unreadable == 0 && f.unchecked == 0 &&
-              f.missing_before_cut == 0 && r->standby_bad == 0 && r->d.cut_ms >= 0;
-    char extra[SV__DRILL_TEXT_MAX] = "";
+              f.missing_before_cut == 0 && f.present_after_cut == 0 && r->standby_bad == 0 &&
+              r->d.cut_ms >= 0;
+    char extra[SV__DRILL_TEXT_MAX] = "", after[160] = "";
+    if (f.present_after_cut > 0)
+        snprintf(after, sizeof(after),
+                 "; %zu written more than %d ms after the cut read back (the promotion drops "
+                 "them)",
+                 f.present_after_cut, SV__DRILL_SKEW_MS);
     if (f.differs + f.unreadable + f.unchecked > 0)
         snprintf(extra, sizeof(extra),
                  "; NOT READ BACK: %zu with other bytes, %zu unreadable%s%s, %zu unchecked "
@@ -794,10 +802,10 @@ static bool step_verify(struct run *r)
     return done(r, SV__DRILL_VERIFY, ok ? SV__DRILL_OK : SV__DRILL_FAILED,
                 "%zu of the %zu writes the primary acknowledged read back byte-equal from the "
                 "promoted site; %zu missing (the RPO loss), %zu of them acknowledged before the "
-                "cut%s; %zu of the %zu writes the promoted site acknowledged read back%s",
+                "cut%s%s; %zu of the %zu writes the promoted site acknowledged read back%s",
                 f.present, f.primary_acks, f.missing, f.missing_before_cut,
-                f.missing_before_cut ? " (the cut promised them)" : "", standby_ok, f.standby_acks,
-                extra);
+                f.missing_before_cut ? " (the cut promised them)" : "", after, standby_ok,
+                f.standby_acks, extra);
 }
 
 /* ---- restore, fenced ---- */

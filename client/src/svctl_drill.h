@@ -54,6 +54,10 @@ struct sv__drill_step {
 enum sv__drill_site { SV__DRILL_AT_PRIMARY = 0, SV__DRILL_AT_STANDBY = 1 };
 
 /* What reading an acknowledged write back from the promoted site found. */
+/* The clock skew allowed between this client and the primary's nodes: a
+ * write sent this long after the cut was stamped after it. */
+enum { SV__DRILL_SKEW_MS = 250 };
+
 enum sv__drill_check {
     SV__DRILL_UNCHECKED = 0,
     SV__DRILL_PRESENT,    /* byte-equal */
@@ -95,7 +99,9 @@ struct sv__drill {
     size_t lag_unknown; /* samples where the lag was unknown or status failed */
 
     int64_t t_out_ms;    /* the outage command started: the load stops going to the primary */
-    int64_t cut_ms;      /* the standby's site frontier read before the promotion, -1 */
+    int64_t cut_ms;      /* the promotion's cut (else the standby's site frontier read
+                            before the promotion), -1 */
+    bool cut_made;       /* cut_ms is the cut the promotion made (not a frontier read) */
     int64_t cut_max_ms;  /* its highest shard frontier, -1 */
     int64_t promoted_ms; /* the promotion was recorded, -1 */
     int64_t open_ms;     /* every node of the promoted site took writes, -1 */
@@ -114,6 +120,8 @@ struct sv__drill_figures {
     size_t standby_acks; /* writes the promoted site acknowledged */
     size_t present, missing, differs, unreadable, unchecked; /* of the primary's */
     size_t missing_before_cut; /* missing writes acknowledged before the cut: a broken promise */
+    size_t present_after_cut;  /* present writes sent SV__DRILL_SKEW_MS past the cut the
+                                  promotion made: it drops every later write (a broken promise) */
     int64_t rpo_window_ms;     /* T_out minus the cut */
     int64_t rto_ms;            /* first write the standby acknowledged minus T_out */
     int64_t first_standby_ack_ms, last_primary_ack_ms, first_missing_ack_ms;

@@ -179,6 +179,10 @@ void sv__drill_figures(const struct sv__drill *d, struct sv__drill_figures *f)
         switch (a->check) {
         case SV__DRILL_PRESENT:
             f->present++;
+            /* The promotion dropped every write stamped after its cut (the
+             * leader stamps a write after it was sent). */
+            if (d->cut_made && d->cut_ms >= 0 && a->sent_ms > d->cut_ms + SV__DRILL_SKEW_MS)
+                f->present_after_cut++;
             break;
         case SV__DRILL_MISSING:
             f->missing++;
@@ -278,6 +282,11 @@ void sv__drill_text(FILE *out, const struct sv__drill *d)
             "missing writes:      %zu of the %zu the primary acknowledged (%zu acknowledged "
             "before the cut; %zu in flight at the outage)\n",
             f.missing, f.primary_acks, f.missing_before_cut, f.primary_late);
+    if (d->cut_made)
+        fprintf(out,
+                "after the cut:       %zu written more than %d ms after the cut read back (the "
+                "promotion drops them: 0 expected)\n",
+                f.present_after_cut, SV__DRILL_SKEW_MS);
     if (f.differs + f.unreadable + f.unchecked > 0)
         fprintf(out, "not read back:       %zu with other bytes, %zu unreadable, %zu unchecked\n",
                 f.differs, f.unreadable, f.unchecked);
@@ -365,10 +374,12 @@ void sv__drill_json(FILE *out, const struct sv__drill *d)
     fprintf(out,
             "],\n\"figures\":{\"t_out_ms\":%" PRId64 ",\"cut_ms\":%" PRId64
             ",\"cut_max_ms\":%" PRId64 ",\"rpo_window_ms\":%" PRId64 ",\"missing_writes\":%zu"
-            ",\"missing_before_cut\":%zu,\"rto_ms\":%" PRId64 ",\"first_standby_ack_ms\":%" PRId64
-            ",\"promoted_ms\":%" PRId64 ",\"open_ms\":%" PRId64 ",\"site_epoch\":%" PRIu64,
+            ",\"missing_before_cut\":%zu,\"present_after_cut\":%zu,\"cut_made\":%s"
+            ",\"rto_ms\":%" PRId64 ",\"first_standby_ack_ms\":%" PRId64 ",\"promoted_ms\":%" PRId64
+            ",\"open_ms\":%" PRId64 ",\"site_epoch\":%" PRIu64,
             d->t_out_ms, d->cut_ms, d->cut_max_ms, f.rpo_window_ms, f.missing, f.missing_before_cut,
-            f.rto_ms, f.first_standby_ack_ms, d->promoted_ms, d->open_ms, d->site_epoch);
+            f.present_after_cut, d->cut_made ? "true" : "false", f.rto_ms, f.first_standby_ack_ms,
+            d->promoted_ms, d->open_ms, d->site_epoch);
     fprintf(out,
             ",\n\"lag_before_outage\":{\"samples\":%zu,\"unknown\":%zu,\"p50_ms\":%" PRId64
             ",\"p99_ms\":%" PRId64 ",\"max_ms\":%" PRId64 ",\"last_ms\":%" PRId64 "}",
@@ -614,12 +625,19 @@ void sv__drill_html(FILE *out, const struct sv__drill *d)
 
     fputs("<h2>Figures</h2>\n<table>\n", out);
     row_ms(out, "RPO window", f.rpo_window_ms,
-           "the outage minus the cut (the standby's site frontier read before the promotion)");
+           "the outage minus the cut (the promotion's; else the standby's site frontier read "
+           "before it)");
     fprintf(out,
             "<tr><th>missing writes</th><td>%zu of %zu</td><td>acknowledged by the primary, "
             "not on the promoted site; %zu acknowledged before the cut (each one a broken "
             "promise); %zu in flight at the outage</td></tr>\n",
             f.missing, f.primary_acks, f.missing_before_cut, f.primary_late);
+    if (d->cut_made)
+        fprintf(out,
+                "<tr><th>after the cut</th><td>%zu</td><td>written more than %d ms after the "
+                "cut and read back (the promotion drops them: each one a broken promise)"
+                "</td></tr>\n",
+                f.present_after_cut, SV__DRILL_SKEW_MS);
     row_ms(out, "RTO", f.rto_ms, "the outage to the first write the standby accepted");
     row_ms(out, "lag before the outage, p50", f.lag_p50_ms, "the standby's, sampled under load");
     row_ms(out, "lag before the outage, max", f.lag_max_ms, "");

@@ -30,6 +30,7 @@ static void make(struct sv__drill *d)
     d->end_ms = 20000;
     d->t_out_ms = 10000;
     d->cut_ms = 9800;
+    d->cut_made = true;
     d->cut_max_ms = 9900;
     d->promoted_ms = 13000;
     d->open_ms = 13300;
@@ -69,6 +70,7 @@ static void test_figures(void)
     CHECK_EQ_U64(f.present, 2);
     CHECK_EQ_U64(f.missing, 2);
     CHECK_EQ_U64(f.missing_before_cut, 1);
+    CHECK_EQ_U64(f.present_after_cut, 0); /* c2-2 sent 190 ms after the cut: within the skew */
     CHECK_EQ_U64(f.differs + f.unreadable + f.unchecked, 0);
     CHECK(f.rpo_window_ms == 200);
     CHECK(f.first_standby_ack_ms == 13400);
@@ -79,6 +81,19 @@ static void test_figures(void)
     CHECK(f.lag_p99_ms == 300);
     CHECK(f.lag_max_ms == 300);
     CHECK(f.lag_last_ms == 250);
+
+    /* A write sent past the cut plus the skew, read back: the promotion
+     * should have dropped it. Not when the cut is a frontier read (a
+     * promotion whose answer was lost), which the real cut may pass. */
+    struct sv__drill_ack late = {3, 1, SV__DRILL_AT_PRIMARY, SV__DRILL_PRESENT, 10051, 10060};
+    ASSERT(sv__drill_add_ack(&d, &late));
+    sv__drill_figures(&d, &f);
+    CHECK_EQ_U64(f.present_after_cut, 1);
+    d.cut_made = false;
+    sv__drill_figures(&d, &f);
+    CHECK_EQ_U64(f.present_after_cut, 0);
+    d.cut_made = true;
+    d.acks[--d.n_acks] = (struct sv__drill_ack){0};
 
     /* Unknown cut: no RPO window, no write can be said to precede it; no
      * write on the standby: no RTO; no samples: no lag. */
@@ -191,7 +206,8 @@ static void test_json(void)
                     "\"end_ms\":11000,\"text\":") != NULL);
     CHECK(strstr(j, "\"figures\":{\"t_out_ms\":10000,\"cut_ms\":9800,\"cut_max_ms\":9900,"
                     "\"rpo_window_ms\":200,\"missing_writes\":2,\"missing_before_cut\":1,"
-                    "\"rto_ms\":3400,\"first_standby_ack_ms\":13400,\"promoted_ms\":13000,"
+                    "\"present_after_cut\":0,\"cut_made\":true,\"rto_ms\":3400,\"first_standby_ack_"
+                    "ms\":13400,\"promoted_ms\":13000,"
                     "\"open_ms\":13300,\"site_epoch\":2,\n") != NULL);
     CHECK(strstr(j, "\"lag_before_outage\":{\"samples\":4,\"unknown\":1,\"p50_ms\":200,"
                     "\"p99_ms\":300,\"max_ms\":300,\"last_ms\":250}") != NULL);
@@ -240,6 +256,8 @@ static void test_text(void)
                     "the cut 1970-01-01T00:00:09.800Z)\n") != NULL);
     CHECK(strstr(t, "\nmissing writes:      2 of the 4 the primary acknowledged (1 acknowledged "
                     "before the cut; 1 in flight at the outage)\n") != NULL);
+    CHECK(strstr(t, "\nafter the cut:       0 written more than 250 ms after the cut read back "
+                    "(the promotion drops them: 0 expected)\n") != NULL);
     CHECK(strstr(t, "\nRTO:                 3400 ms ") != NULL);
     CHECK(strstr(t, "\nlag before outage:   p50 200 ms, p99 300 ms, max 300 ms, last 250 ms (4 "
                     "samples, 1 unknown)\n") != NULL);
