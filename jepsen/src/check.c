@@ -62,7 +62,14 @@ static void count_ops(const struct hist *h, struct stats *st)
  * (lost_after_cut: the divergence ledger that will account for them is not
  * built). A read that completed between cut and open is left out: it may have
  * seen writes of the old primary that the promoted site never got, or the
- * standby's older state. */
+ * standby's older state.
+ * A write invoked between cut and promote went to the old primary (the
+ * harness moves the workload to the promoted site only after open), whose
+ * leader stamped it after the cut (a stamp is never before the invocation):
+ * the promotion drops it on every shard, whether the client heard ok, fail or
+ * nothing. A read completed after open that returns it (register: a value no
+ * other write may have written; cas: the value it would set; set: its
+ * element) makes the history not valid (seen_after_cut). */
 struct site {
     bool on;
     int64_t cut, promote, open;
@@ -74,11 +81,20 @@ enum site_class {
     SITE_DROPPED,   /* a read of the old primary after the cut or of the standby */
 };
 
+/* A write sent to the old primary after the cut that the promoted site showed. */
+struct seen_write {
+    const struct hist_op *o;
+    int64_t seen_at; /* completion of a read after open that returned it */
+};
+
 /* What the site split made of the acknowledged writes and reads. */
 struct site_result {
     size_t before_cut, after_cut, promoted, dropped_reads, undetermined;
     const struct hist_op **lost; /* acked after the cut and missing, in file order */
     size_t n_lost;
+    struct seen_write *seen; /* sent after the cut and seen after open, in file order */
+    size_t n_seen;
+    size_t sent_after_cut; /* writes invoked between cut and promote, any outcome */
 };
 
 static enum site_class site_class_of(const struct site *site, const struct hist_op *o)
@@ -89,6 +105,15 @@ static enum site_class site_class_of(const struct site *site, const struct hist_
     if (o->inv->f == F_READ)
         return done->time > site->cut && done->time <= site->open ? SITE_DROPPED : SITE_KEEP;
     return done->time > site->cut && done->time < site->promote ? SITE_AFTER_CUT : SITE_KEEP;
+}
+
+/* Whether o is a write (add, write, cas) invoked after the cut and before the
+ * first promote: the old primary's, stamped after the cut, so dropped by the
+ * promotion whatever its outcome. */
+static bool site_sent_after_cut(const struct site *site, const struct hist_op *o)
+{
+    return site->on && o->inv->f != F_READ && o->inv->time > site->cut &&
+           o->inv->time < site->promote;
 }
 
 /* Counts an acknowledged write (add, write, cas) by when it was acknowledged. */
@@ -111,30 +136,59 @@ static int lost_line_cmp(const void *pa, const void *pb)
     return a->inv->line < b->inv->line ? -1 : a->inv->line > b->inv->line;
 }
 
+static int seen_line_cmp(const void *pa, const void *pb)
+{
+    const struct seen_write *a = pa, *b = pb;
+    return a->o->inv->line < b->o->inv->line ? -1 : a->o->inv->line > b->o->inv->line;
+}
+
+/* A write's members "line", "f", "key" and "value" (cas: [expected, new]). */
+static void print_write_members(const struct hist *h, const struct event *inv, FILE *out)
+{
+    fprintf(out, "\"line\": %" PRIu32 ", \"f\": \"%s\", \"key\": ", inv->line,
+            sv__hist_f_names[inv->f]);
+    sv__intern_print(&h->keys, inv->key, out);
+    fprintf(out, ", \"value\": ");
+    if (inv->f == F_ADD) {
+        fprintf(out, "%" PRId64, inv->elem);
+    } else if (inv->f == F_CAS) {
+        fprintf(out, "[");
+        sv__intern_print(&h->values, inv->v1, out);
+        fprintf(out, ", ");
+        sv__intern_print(&h->values, inv->v2, out);
+        fprintf(out, "]");
+    } else {
+        sv__intern_print(&h->values, inv->v1, out);
+    }
+}
+
 /* lost_after_cut (a top-level field): count and the first ANOMALY_ELEMS_MAX writes. */
 static void print_lost_after_cut(const struct hist *h, const struct site_result *sr, FILE *out)
 {
     fprintf(out, "\"lost_after_cut\": {\"count\": %zu, \"writes\": [", sr->n_lost);
     for (size_t i = 0; i < sr->n_lost && i < ANOMALY_ELEMS_MAX; i++) {
-        const struct event *inv = sr->lost[i]->inv;
-        fprintf(out, "%s{\"line\": %" PRIu32 ", \"f\": \"%s\", \"key\": ", i ? ", " : "", inv->line,
-                sv__hist_f_names[inv->f]);
-        sv__intern_print(&h->keys, inv->key, out);
-        fprintf(out, ", \"value\": ");
-        if (inv->f == F_ADD) {
-            fprintf(out, "%" PRId64, inv->elem);
-        } else if (inv->f == F_CAS) {
-            fprintf(out, "[");
-            sv__intern_print(&h->values, inv->v1, out);
-            fprintf(out, ", ");
-            sv__intern_print(&h->values, inv->v2, out);
-            fprintf(out, "]");
-        } else {
-            sv__intern_print(&h->values, inv->v1, out);
-        }
+        fprintf(out, "%s{", i ? ", " : "");
+        print_write_members(h, sr->lost[i]->inv, out);
         fprintf(out, ", \"acked\": %" PRId64 "}", sr->lost[i]->done->time);
     }
     fprintf(out, "]%s}, ", sr->n_lost > ANOMALY_ELEMS_MAX ? ", \"truncated\": true" : "");
+}
+
+/* seen_after_cut (a top-level field): count and the first ANOMALY_ELEMS_MAX
+ * writes, each with its invocation time, outcome (never completed: info) and
+ * when a read after open that returned it completed. */
+static void print_seen_after_cut(const struct hist *h, const struct site_result *sr, FILE *out)
+{
+    fprintf(out, "\"seen_after_cut\": {\"count\": %zu, \"writes\": [", sr->n_seen);
+    for (size_t i = 0; i < sr->n_seen && i < ANOMALY_ELEMS_MAX; i++) {
+        const struct hist_op *o = sr->seen[i].o;
+        fprintf(out, "%s{", i ? ", " : "");
+        print_write_members(h, o->inv, out);
+        fprintf(out, ", \"invoked\": %" PRId64 ", \"outcome\": \"%s\", \"seen_at\": %" PRId64 "}",
+                o->inv->time, o->done != NULL ? sv__hist_type_names[o->done->type] : "info",
+                sr->seen[i].seen_at);
+    }
+    fprintf(out, "]%s}, ", sr->n_seen > ANOMALY_ELEMS_MAX ? ", \"truncated\": true" : "");
 }
 
 /* ---- Register histories: linearizability, key by key ---- */
@@ -207,6 +261,92 @@ static int site_probe(struct lin_op *ops, size_t n, const struct hist_op *o, str
     return 0;
 }
 
+/* site_seen_register's view of one operation: a (key, value) written or read. */
+enum kv_kind {
+    KV_SOURCE, /* written by a write that did not fail and was not sent after the cut */
+    KV_READ,   /* returned by an ok read completed after open */
+    KV_SENT,   /* written by a write sent to the old primary after the cut */
+};
+
+struct kv_use {
+    uint32_t key, value;
+    uint8_t kind; /* enum kv_kind */
+    int64_t time; /* KV_READ: its completion; else the invocation */
+    const struct hist_op *o;
+};
+
+/* By key, value, kind, time, line: a (key, value)'s sources first, then its
+ * reads, the earliest first. */
+static int kv_use_cmp(const void *pa, const void *pb)
+{
+    const struct kv_use *a = pa, *b = pb;
+    if (a->key != b->key)
+        return a->key < b->key ? -1 : 1;
+    if (a->value != b->value)
+        return a->value < b->value ? -1 : 1;
+    if (a->kind != b->kind)
+        return a->kind < b->kind ? -1 : 1;
+    if (a->time != b->time)
+        return a->time < b->time ? -1 : 1;
+    return a->o->inv->line < b->o->inv->line ? -1 : a->o->inv->line > b->o->inv->line;
+}
+
+/* site: fills sr->seen with the writes (write, cas) sent to the old primary
+ * after the cut whose value (a cas: the one it would set) a read completed
+ * after open returned, when no other write may have written that value to that
+ * key (one that did not fail, invoked before the cut or after the promote).
+ * Values are never null, so a null read is no write's. 0 or -ENOMEM. */
+static int site_seen_register(const struct hist *h, const struct site *site, struct site_result *sr)
+{
+    struct kv_use *u = malloc((h->n_ops + 1) * sizeof(*u));
+    sr->seen = malloc((h->n_ops + 1) * sizeof(*sr->seen));
+    if (u == NULL || sr->seen == NULL) {
+        free(u);
+        return -ENOMEM;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < h->n_ops; i++) {
+        const struct hist_op *o = &h->ops[i];
+        const struct event *inv = o->inv, *done = o->done;
+        struct kv_use *x = &u[n];
+        x->key = inv->key;
+        x->time = inv->time;
+        x->o = o;
+        if (inv->f == F_READ) {
+            if (done == NULL || done->type != EV_OK || done->time <= site->open)
+                continue;
+            x->kind = KV_READ;
+            x->value = done->v1;
+            x->time = done->time;
+        } else {
+            x->value = inv->f == F_CAS ? inv->v2 : inv->v1;
+            if (site_sent_after_cut(site, o)) {
+                x->kind = KV_SENT;
+                sr->sent_after_cut++;
+            } else if (done != NULL && done->type == EV_FAIL) {
+                continue; /* did not happen */
+            } else {
+                x->kind = KV_SOURCE;
+            }
+        }
+        n++;
+    }
+    qsort(u, n, sizeof(*u), kv_use_cmp);
+    for (size_t i = 0; i < n;) {
+        size_t k = i;
+        while (k < n && u[k].key == u[i].key && u[k].value == u[i].value)
+            k++;
+        /* u[i] is a source when the (key, value) has one, else its earliest read. */
+        for (size_t j = i; u[i].kind == KV_READ && j < k; j++)
+            if (u[j].kind == KV_SENT)
+                sr->seen[sr->n_seen++] = (struct seen_write){.o = u[j].o, .seen_at = u[i].time};
+        i = k;
+    }
+    free(u);
+    qsort(sr->seen, sr->n_seen, sizeof(*sr->seen), seen_line_cmp);
+    return 0;
+}
+
 /* Writes the anomalies (the JSON array's elements) to out. Returns the exit
  * code, or -1 with msg. */
 static int check_register(const struct hist *h, const struct site *site, struct site_result *sr,
@@ -215,7 +355,8 @@ static int check_register(const struct hist *h, const struct site *site, struct 
     struct lin_op *ops = malloc((h->n_ops + 1) * sizeof(*ops));
     const struct hist_op **after = malloc((h->n_ops + 1) * sizeof(*after));
     sr->lost = malloc((h->n_ops + 1) * sizeof(*sr->lost));
-    if (ops == NULL || after == NULL || sr->lost == NULL) {
+    if (ops == NULL || after == NULL || sr->lost == NULL ||
+        (site->on && site_seen_register(h, site, sr) != 0)) {
         free(ops);
         free(after);
         snprintf(msg, msg_len, "out of memory");
@@ -318,6 +459,20 @@ static const struct add *find_add(const struct add *adds, size_t n, int64_t elem
     return lo < n && adds[lo].elem == elem ? &adds[lo] : NULL;
 }
 
+/* When the last ok read holding elem completed; INT64_MIN when none held it. */
+static int64_t set_last_seen(const struct hist_set *s, int64_t elem)
+{
+    size_t lo = 0, hi = s->seen.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->seen.v[mid] < elem)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->seen.n && s->seen.v[lo] == elem ? s->seen_last.v[lo] : INT64_MIN;
+}
+
 static void print_anomaly(FILE *out, bool *first, const char *kind, const struct elems *l)
 {
     if (l->n == 0)
@@ -344,7 +499,8 @@ static int check_set(const struct hist *h, const struct site *site, struct site_
     int rc = -1;
     struct add *adds = malloc((h->n_ops + 1) * sizeof(*adds));
     sr->lost = malloc((h->n_ops + 1) * sizeof(*sr->lost));
-    if (adds == NULL || sr->lost == NULL)
+    sr->seen = malloc((h->n_ops + 1) * sizeof(*sr->seen));
+    if (adds == NULL || sr->lost == NULL || sr->seen == NULL)
         goto err_oom;
     size_t n_adds = 0;
     const struct hist_op *final = NULL;
@@ -366,6 +522,14 @@ static int check_set(const struct hist *h, const struct site *site, struct site_
         a->after_cut = site_class_of(site, o) == SITE_AFTER_CUT;
         if (a->outcome == ADD_OK)
             site_count_write(site, sr, a->done_time);
+        /* site: an add sent to the old primary after the cut (its element is
+         * its own: elements are unique) that a read after open held. */
+        if (site_sent_after_cut(site, o)) {
+            int64_t last = set_last_seen(s, a->elem);
+            sr->sent_after_cut++;
+            if (last > site->open)
+                sr->seen[sr->n_seen++] = (struct seen_write){.o = o, .seen_at = last};
+        }
         r->attempted++;
         r->acknowledged += a->outcome == ADD_OK;
     }
@@ -496,6 +660,14 @@ static int verdict(const struct hist *h, const struct site *site, FILE *out, cha
     }
     int rc = h->kind == HIST_SET ? check_set(h, site, &sr, a, &set, lists, msg, msg_len)
                                  : check_register(h, site, &sr, a, &explored, msg, msg_len);
+    /* site: a write the promotion must have dropped is there, whatever else
+     * the check found (seen_after_cut lists them). */
+    if (rc >= 0 && sr.n_seen > 0) {
+        fflush(a);
+        fprintf(a, "%s{\"kind\": \"seen-after-cut\", \"count\": %zu}",
+                anomalies_len == 0 ? "" : ", ", sr.n_seen);
+        rc = EXIT_INVALID;
+    }
     if (rc >= 0) {
         fflush(a);
         if (check_corrupt(h, a, anomalies_len == 0) > 0 && rc == EXIT_VALID)
@@ -532,6 +704,7 @@ static int verdict(const struct hist *h, const struct site *site, FILE *out, cha
                     site->cut, site->promote, site->open, sr.before_cut, sr.after_cut, sr.promoted,
                     sr.dropped_reads, sr.undetermined);
             print_lost_after_cut(h, &sr, out);
+            print_seen_after_cut(h, &sr, out);
         }
         fprintf(out, "\"anomalies\": [%s], \"explored\": %" PRIu64 ", \"checked_ms\": %.0f}\n",
                 anomalies, explored, checked_ms);
@@ -542,9 +715,15 @@ static int verdict(const struct hist *h, const struct site *site, FILE *out, cha
                 "missing from the promoted site (lost_after_cut; the divergence ledger is not "
                 "built)\n",
                 sr.n_lost, sr.after_cut);
+    if (rc >= 0 && sr.n_seen > 0)
+        fprintf(stderr,
+                "sv-check: %zu of %zu writes invoked after the cut (sent to the old primary: the "
+                "promotion drops them) are visible on the promoted site (seen_after_cut)\n",
+                sr.n_seen, sr.sent_after_cut);
     for (int k = 0; k < L_N; k++)
         free(lists[k].v);
     free(sr.lost);
+    free(sr.seen);
     free(anomalies);
     return rc;
 }
@@ -577,8 +756,13 @@ static void usage(FILE *out)
                  "            are listed in lost_after_cut (register: those the history cannot\n"
                  "            hold as acknowledged). Reads completed between cut and open are\n"
                  "            left out (old primary or not yet promoted standby). The set's\n"
-                 "            final read must begin after open. Adds \"site\" and\n"
-                 "            \"lost_after_cut\" to the JSON.\n"
+                 "            final read must begin after open. A write invoked between cut\n"
+                 "            and promote (sent to the old primary, stamped after the cut:\n"
+                 "            the promotion drops it), acknowledged or not, must not be seen\n"
+                 "            by a read completed after open (register: a value no other\n"
+                 "            write may have written; cas: the one it would set; set: its\n"
+                 "            element): listed in seen_after_cut, not valid. Adds \"site\",\n"
+                 "            \"lost_after_cut\" and \"seen_after_cut\" to the JSON.\n"
                  "Exit status: 0 valid, 1 not valid, 2 unreadable or malformed file, or the\n"
                  "search gave up (unknown).\n");
 }

@@ -597,24 +597,34 @@ static int summarise_read(struct hist *h, const struct event *e)
         r->v[n++] = r->v[i];
     }
     r->n = n;
-    /* seen := seen | read, by merging two sorted lists. */
-    if (elems_reserve(&s->merged, s->seen.n + r->n) != 0)
+    /* seen := seen | read, by merging two sorted lists; an element of this
+     * read was last seen when it completed (completions come in any order). */
+    if (elems_reserve(&s->merged, s->seen.n + r->n) != 0 ||
+        elems_reserve(&s->merged_last, s->seen.n + r->n) != 0)
         return -ENOMEM;
     size_t i = 0, k = 0, m = 0;
     while (i < s->seen.n || k < r->n) {
-        int64_t x;
-        if (k == r->n || (i < s->seen.n && s->seen.v[i] < r->v[k]))
+        int64_t x, last;
+        if (k == r->n || (i < s->seen.n && s->seen.v[i] < r->v[k])) {
+            last = s->seen_last.v[i];
             x = s->seen.v[i++];
-        else if (i == s->seen.n || r->v[k] < s->seen.v[i])
+        } else if (i == s->seen.n || r->v[k] < s->seen.v[i]) {
+            last = e->time;
             x = r->v[k++];
-        else
+        } else {
+            last = s->seen_last.v[i] > e->time ? s->seen_last.v[i] : e->time;
             x = (k++, s->seen.v[i++]);
+        }
+        s->merged_last.v[m] = last;
         s->merged.v[m++] = x;
     }
-    s->merged.n = m;
+    s->merged.n = s->merged_last.n = m;
     struct elems t = s->seen;
     s->seen = s->merged;
     s->merged = t;
+    t = s->seen_last;
+    s->seen_last = s->merged_last;
+    s->merged_last = t;
     /* The final read is the last ok read to complete (then the last line). */
     const struct event *f = s->has_final ? &h->ev[s->final_ev] : NULL;
     if (f == NULL || e->time >= f->time) {
@@ -1092,10 +1102,12 @@ void sv__hist_free(struct hist *h)
     intern_free(&h->errors);
     free(h->ev);
     elems_free(&h->set.seen);
+    elems_free(&h->set.seen_last);
     elems_free(&h->set.duplicated);
     elems_free(&h->set.final);
     elems_free(&h->set.read);
     elems_free(&h->set.merged);
+    elems_free(&h->set.merged_last);
     free(h->ops);
     memset(h, 0, sizeof(*h));
 }

@@ -110,11 +110,13 @@ struct elems {
  * memory grows with its distinct elements, not with reads times elements). */
 struct hist_set {
     struct elems seen;       /* sorted, distinct: in any ok read */
+    struct elems seen_last;  /* by seen's index: the latest completion time of an ok read
+                                holding that element (sv-check --open) */
     struct elems duplicated; /* appeared twice in one ok read (may repeat) */
     struct elems final;      /* sorted, distinct: the last ok read's elements */
     size_t final_ev;         /* its completion: index in hist.ev */
     bool has_final;
-    struct elems read, merged; /* scratch */
+    struct elems read, merged, merged_last; /* scratch */
 };
 
 /* One operation: an invocation and its completion (NULL: never completed). */

@@ -3,8 +3,8 @@
 # site failover mode (--cut/--promote/--open, jepsen/run --nemesis site; ctest
 # jepsen-site-check-test) against hand-made histories in tests/jepsen/site-histories,
 # all split at cut 100, promote 200, open 300: valid-* must be accepted (exit
-# 0), invalid-* rejected (exit 1); then the lost_after_cut lists and counts,
-# and the option errors.
+# 0), invalid-* rejected (exit 1); then the lost_after_cut and seen_after_cut
+# lists and counts, and the option errors.
 set -u
 check=$1 dir=$2 work=$3
 mkdir -p "$work"
@@ -46,18 +46,20 @@ for f in "$dir"/*.jsonl; do
     *) fail "$name: the file name does not say the expected verdict" ;;
     esac
 done
-[[ $n_valid -ge 5 && $n_invalid -ge 6 ]]
-expect corpus "at least 5 valid and 6 invalid site histories ($n_valid, $n_invalid)"
+[[ $n_valid -ge 9 && $n_invalid -ge 11 ]]
+expect corpus "at least 9 valid and 11 invalid site histories ($n_valid, $n_invalid)"
 
 # Only writes acknowledged after the cut may be missing, and each one missing is listed.
 run "${SITE[@]}" "$dir/valid-site-after-cut-write-missing.jsonl"
 has '"lost_after_cut": {"count": 1, "writes": [{"line": 3, "f": "write", "key": "x", "value": 2, "acked": 150}]}' &&
     has '"acked_before_cut": 1, "acked_after_cut": 1, "acked_promoted": 0' &&
-    [[ $err == *"1 of 1 writes acknowledged after the cut"* ]]
+    [[ $err == *"1 of 1 writes acknowledged after the cut"* ]] &&
+    has '"seen_after_cut": {"count": 0, "writes": []}'
 expect "register after cut" "the missing write listed, counted, and named on stderr"
 run "${SITE[@]}" "$dir/valid-site-after-cut-write-kept.jsonl"
-has '"lost_after_cut": {"count": 0, "writes": []}' && [[ -z $err ]]
-expect "register after cut kept" "nothing missing"
+has '"lost_after_cut": {"count": 0, "writes": []}' && [[ -z $err ]] &&
+    has '"acked_after_cut": 1,' && has '"seen_after_cut": {"count": 0, "writes": []}'
+expect "register after cut kept" "invoked before the cut, acked after it, read after open: nothing missing, nothing seen"
 run "${SITE[@]}" "$dir/valid-site-after-cut-cas-missing.jsonl"
 has '"lost_after_cut": {"count": 1, "writes": [{"line": 3, "f": "cas", "key": "x", "value": [1, 3], "acked": 130}]}'
 expect "cas after cut" "listed with its pair"
@@ -78,9 +80,50 @@ run "${SITE[@]}" "$dir/invalid-site-set-final-read-before-open.jsonl"
 has '{"kind": "no-final-read"}'
 expect "set final read before open" "no final read"
 
+# Writes invoked between cut and promote went to the old primary and were
+# stamped after the cut: the promotion drops them, so a read after open must
+# not return them, whatever their outcome.
+run "${SITE[@]}" "$dir/invalid-site-after-cut-write-seen.jsonl"
+[[ $rc -eq 1 ]] &&
+    has '"seen_after_cut": {"count": 1, "writes": [{"line": 3, "f": "write", "key": "x", "value": 2, "invoked": 140, "outcome": "ok", "seen_at": 410}]}' &&
+    has '"lost_after_cut": {"count": 0,' && has '"anomalies": [{"kind": "seen-after-cut", "count": 1}]' &&
+    [[ $err == *"1 of 1 writes invoked after the cut"*"seen_after_cut"* ]]
+expect "register seen after cut" "the acked write read after open: listed, counted, named on stderr"
+run "${SITE[@]}" "$dir/invalid-site-after-cut-write-info-seen.jsonl"
+has '"seen_after_cut": {"count": 1, "writes": [{"line": 3, "f": "write", "key": "x", "value": 2, "invoked": 140, "outcome": "info", "seen_at": 410}]}'
+expect "register info seen after cut" "an indeterminate write is not excused"
+run "${SITE[@]}" "$dir/invalid-site-after-cut-cas-seen.jsonl"
+has '"seen_after_cut": {"count": 1, "writes": [{"line": 3, "f": "cas", "key": "x", "value": [1, 3], "invoked": 120, "outcome": "ok", "seen_at": 410}]}'
+expect "cas seen after cut" "the value it set, read after open"
+run "${SITE[@]}" "$dir/valid-site-after-cut-value-also-before.jsonl"
+has '"seen_after_cut": {"count": 0,'
+expect "register value also written before the cut" "not only the dropped write's: not seen"
+run "${SITE[@]}" "$dir/valid-site-promoted-write-seen.jsonl"
+has '"seen_after_cut": {"count": 0,' && has '"acked_promoted": 1,'
+expect "register invoked after promote" "the promoted site's write"
+run "${SITE[@]}" "$dir/valid-site-old-primary-read-left-out.jsonl"
+has '"seen_after_cut": {"count": 0,'
+expect "old primary's read" "a read before open seeing the dropped write does not count"
+run "${SITE[@]}" "$dir/invalid-site-set-after-cut-add-seen.jsonl"
+has '"lost": 0,' && has '"seen_after_cut": {"count": 1, "writes": [{"line": 3, "f": "add", "key": "set", "value": 2, "invoked": 140, "outcome": "ok", "seen_at": 410}]}' &&
+    has '"anomalies": [{"kind": "seen-after-cut", "count": 1}]'
+expect "set seen after cut" "the add in the final read"
+run "${SITE[@]}" "$dir/invalid-site-set-after-cut-add-seen-earlier.jsonl"
+has '"seen_after_cut": {"count": 1, "writes": [{"line": 3, "f": "add", "key": "set", "value": 2, "invoked": 140, "outcome": "info", "seen_at": 320}]}'
+expect "set seen after cut, not in the final read" "a read after open held it"
+run "${SITE[@]}" "$dir/valid-site-set-after-cut-add-missing.jsonl"
+has '"seen_after_cut": {"count": 0,'
+expect "set after cut missing" "not seen"
+run "${SITE[@]}" "$dir/valid-site-set-add-acked-after-cut-seen.jsonl"
+has '"acked_after_cut": 1,' && has '"seen_after_cut": {"count": 0,'
+expect "set add invoked before the cut" "acked after it and read: kept"
+run "${SITE[@]}" "$dir/valid-site-set-old-primary-read-holds-after-cut-add.jsonl"
+has '"seen_after_cut": {"count": 0,' && has '"lost_after_cut": {"count": 1,'
+expect "set old primary's read" "a read before open holding the dropped add does not count"
+
 # Without the split the same histories are invalid: the options are what accepts them.
 run "$dir/valid-site-after-cut-write-missing.jsonl"
-[[ $rc -eq 1 ]] && ! has '"site"' && ! has 'lost_after_cut'
+[[ $rc -eq 1 ]] && ! has '"site"' && ! has 'lost_after_cut' && ! has 'seen_after_cut'
 expect "no split" "register: a lost write"
 run "$dir/valid-site-set-after-cut-add-missing.jsonl"
 [[ $rc -eq 1 ]]
@@ -96,9 +139,9 @@ expect options "cut after promote: exit 2"
 run --cut x --promote 200 --open 300 "$dir/valid-site-after-cut-write-kept.jsonl"
 [[ $rc -eq 2 ]]
 expect options "not an integer: exit 2"
-run --cut -5 --promote 200 --open 300 "$dir/valid-site-after-cut-write-kept.jsonl"
-[[ $rc -eq 0 ]]
-expect options "a negative cut (before the run began) is a time"
+run --cut -5 --promote 200 --open 300 "$dir/invalid-site-before-cut-write-missing.jsonl"
+[[ $rc -eq 0 ]] && has '"cut": -5,' && has '"lost_after_cut": {"count": 1,'
+expect options "a negative cut (before the run began) is a time: the write at 50 is after it"
 run --help
 has '--cut T --promote T --open T'
 expect options "--help names them"
