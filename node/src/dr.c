@@ -800,6 +800,8 @@ void sv__dr_on_applied(struct sv_node *n, struct group *g, const struct sv_raft_
             s->st.mark = max64(s->st.mark, c.upload);
         return;
     }
+    if (res->status == SV_ST_OK && res->upload) /* a held chunk this replica lacks (sm.h) */
+        sv__copy_installed(n, g);
     if (res->status == SV_ST_OK) {
         s->loaded = false; /* a release or a cut moved what ran: read it again */
         s->release_flight = false;

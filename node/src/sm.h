@@ -47,7 +47,13 @@
  *   'h' index(BE)                    -> a standby's held entry (SHIP): the
  *                                       primary's command at that index,
  *                                       committed here, run once the
- *                                       release passes its stamp
+ *                                       release passes its stamp; a CHUNK's
+ *                                       without its bytes (put in the
+ *                                       segment store when held, under its
+ *                                       chunk id, unless that id was taken;
+ *                                       deleted if the cut drops it, copied
+ *                                       from a replica if a snapshot brought
+ *                                       the record without them)
  *   'D'                              -> a primary's DR_MARK: its standby's
  *                                       cursor (u64 LE)
  *   'c'                              -> chunk copy pending: the applied index
@@ -117,7 +123,9 @@ enum sv_cmd_type {
      * seq = the release: the site's frontier as the standby's meta leader
      * last knew it (0: none). A command runs when its stamp (mtime_ms) is
      * below the release and nothing before it is held; otherwise it is
-     * held ('h') until a later SHIP's release passes it. With chunk = 1
+     * held ('h') until a later SHIP's release passes it (the result's
+     * upload is 1 when a held chunk that ran is not on this replica: the
+     * copy marker is set). With chunk = 1
      * (a cut: the promoted site's cut, session = its new site epoch) the
      * held commands below the release run, the rest are dropped, and the
      * shard is cut at that epoch; n_chunks is then 0. */

@@ -28,6 +28,7 @@ struct apply {
     size_t errlen;
     struct session sess; /* the command's session record, read once by session_lookup */
     bool sess_loaded;
+    bool copy; /* a held chunk this replica lacks: the copy marker was set */
 };
 
 static int seg_fail(struct apply *a, int rc, const char *what)
@@ -271,13 +272,18 @@ static int apply_begin(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
     return rc;
 }
 
-static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+/* CHUNK c. stored: a held one whose bytes were put when it was held (the
+ * held record has none, c->data_len is 0): when no upload takes it, it
+ * is deleted; when this replica lacks it (the held record came in a
+ * snapshot), the copy marker is set and a->copy says so. */
+static int apply_chunk_as(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res,
+                          bool stored)
 {
     struct upload u;
     int rc = sv__sm_get_upload(a->sm, a->group, c->upload, &u);
     if (rc == -ENOENT) {
         res->status = SV_ST_NOT_FOUND; /* committed or aborted already */
-        return 0;
+        return stored ? release_chunk(a, c->upload, c->chunk) : 0;
     }
     if (rc)
         return rc;
@@ -297,7 +303,20 @@ static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
         u.bitmap = b;
         u.nbits = nbits;
     }
-    rc = put_chunk(a, c->upload, c->chunk, c->data, c->data_len);
+    if (!stored) {
+        rc = put_chunk(a, c->upload, c->chunk, c->data, c->data_len);
+    } else {
+        uint8_t id[SV_SEG_ID_BYTES], k[PFX], v[8];
+        sv_chunk_id(a->group, c->upload, c->chunk, id);
+        int has = sv_seg_has(a->seg, id);
+        if (has < 0) {
+            rc = seg_fail(a, has, "index");
+        } else if (!has) {
+            sv_put64(v, a->index);
+            rc = sv__sm_stage(a->sm, k, key_pfx(k, a->group, 'c'), v, 8);
+            a->copy = true;
+        }
+    }
     if (rc)
         goto out;
     u.bitmap[c->chunk / 8] |= (uint8_t)(1u << (c->chunk % 8));
@@ -314,6 +333,11 @@ static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_res
 out:
     free(u.bitmap);
     return rc;
+}
+
+static int apply_chunk(struct apply *a, const struct sv_cmd *c, struct sv_sm_result *res)
+{
+    return apply_chunk_as(a, c, res, false);
 }
 
 /* Remove upload id: its chunks and record. */
@@ -580,7 +604,21 @@ static bool ship_runs(const uint8_t *data, size_t len, struct sv_cmd *inner)
            inner->type != SV_CMD_SEED;
 }
 
-/* Run the shipped command data[0..len) at the primary's index. */
+static size_t key_held(uint8_t *k, uint64_t group, uint64_t index)
+{
+    size_t n = key_pfx(k, group, 'h');
+    sv_put64be(k + n, index);
+    return n + 8;
+}
+
+/* A held CHUNK whose bytes went to the segment store when it was held. */
+static bool stored_chunk(const struct sv_cmd *c)
+{
+    return c->type == SV_CMD_CHUNK && c->data_len == 0; /* a client's always has bytes */
+}
+
+/* Run the shipped command data[0..len) at the primary's index (a held
+ * record's: a stored chunk's bytes are in the segment store). */
 static int ship_run(struct apply *a, uint64_t index, const uint8_t *data, size_t len)
 {
     struct sv_cmd inner;
@@ -589,7 +627,56 @@ static int ship_run(struct apply *a, uint64_t index, const uint8_t *data, size_t
         return 0;
     memset(&ir, 0, sizeof ir);
     a->sess_loaded = false;
-    return apply_cmd(a, index, &inner, &ir);
+    if (!stored_chunk(&inner))
+        return apply_cmd(a, index, &inner, &ir);
+    a->index = index;
+    a->epoch = inner.epoch;
+    return apply_chunk_as(a, &inner, &ir, true);
+}
+
+/* Hold the shipped entry at index (data[0..len)): a CHUNK's sealed bytes
+ * go to the segment store now, under its chunk id, and the record keeps
+ * the command without them (so a standby does not write every chunk a
+ * second time); unless that id is taken (a chunk sent again): then the
+ * whole entry is kept. *kept: the record's size. */
+static int hold(struct apply *a, uint64_t index, const uint8_t *data, size_t len, size_t *kept)
+{
+    uint8_t k[PFX + 8];
+    size_t klen = key_held(k, a->group, index);
+    struct sv_cmd inner;
+    *kept = len;
+    if (ship_runs(data, len, &inner) && inner.type == SV_CMD_CHUNK && inner.data_len) {
+        uint8_t id[SV_SEG_ID_BYTES];
+        sv_chunk_id(a->group, inner.upload, inner.chunk, id);
+        int has = sv_seg_has(a->seg, id);
+        if (has < 0)
+            return seg_fail(a, has, "index");
+        if (!has) {
+            int rc = put_chunk(a, inner.upload, inner.chunk, inner.data, inner.data_len);
+            if (rc)
+                return rc;
+            inner.data = NULL;
+            inner.data_len = 0;
+            *kept = sv_cmd_encoded_len(&inner);
+            uint8_t *v = malloc(*kept);
+            if (!v)
+                return -ENOMEM;
+            sv_cmd_encode(&inner, v);
+            rc = sv__sm_stage(a->sm, k, klen, v, *kept);
+            free(v);
+            return rc;
+        }
+    }
+    return sv__sm_stage(a->sm, k, klen, data, len);
+}
+
+/* A dropped held record: a stored chunk's bytes go too. */
+static int unhold(struct apply *a, const uint8_t *data, size_t len)
+{
+    struct sv_cmd inner;
+    if (ship_runs(data, len, &inner) && stored_chunk(&inner))
+        return release_chunk(a, inner.upload, inner.chunk);
+    return 0;
 }
 
 /* Whether the entry data[0..len) may run at release: its stamp is below it
@@ -598,13 +685,6 @@ static bool ship_released(const uint8_t *data, size_t len, uint64_t release_ms)
 {
     struct sv_cmd inner;
     return !ship_runs(data, len, &inner) || inner.mtime_ms < release_ms;
-}
-
-static size_t key_held(uint8_t *k, uint64_t group, uint64_t index)
-{
-    size_t n = key_pfx(k, group, 'h');
-    sv_put64be(k + n, index);
-    return n + 8;
 }
 
 /* Run the held entries, in index order, while the release passes them; a
@@ -636,6 +716,8 @@ static int held_walk(struct apply *a, struct sv_sm_ship *st, bool drop)
             int frc = sv_seg_batch_flush(a->seg);
             rc = frc ? seg_fail(a, frc, "write") : 0;
             st->applied = index;
+        } else if (!running) {
+            rc = unhold(a, v, vlen);
         }
         if (!rc)
             rc = sv__sm_stage(a->sm, k, klen, NULL, 0);
@@ -666,6 +748,7 @@ static int apply_cut(struct apply *a, const struct sv_cmd *c, struct sv_sm_ship 
         return rc;
     st->cut_epoch = c->session;
     res->version = st->applied;
+    res->upload = a->copy;
     return ship_store(a, st);
 }
 
@@ -720,11 +803,11 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
                 return rc;
             st.applied = e.index;
         } else {
-            uint8_t k[PFX + 8];
-            if ((rc = sv__sm_stage(a->sm, k, key_held(k, a->group, e.index), d, dlen)))
+            size_t kept;
+            if ((rc = hold(a, e.index, d, dlen, &kept)))
                 return rc;
             st.held++;
-            st.held_bytes += dlen;
+            st.held_bytes += kept;
         }
         st.cursor = e.index;
     }
@@ -736,6 +819,7 @@ static int apply_ship(struct apply *a, const struct sv_cmd *c, struct sv_sm_resu
         return rc;
     res->status = SV_ST_OK;
     res->version = st.cursor;
+    res->upload = a->copy; /* dr.c starts the copy pass */
     return 0;
 }
 
@@ -808,6 +892,8 @@ static int seed_wipe(struct apply *a)
             struct sv_obj o;
             if (!sv__sm_obj_decode(v, vlen, &o) && !o.deleted)
                 rc = delete_chunks(a, o.upload, o.n_chunks);
+        } else if (klen == PFX + 8 && k[9] == 'h') {
+            rc = unhold(a, v, vlen);
         } else if (klen == PFX + 8 && k[9] == 'u') {
             struct upload u;
             if (!(rc = sv__sm_upload_decode(v, vlen, &u))) {

@@ -1649,7 +1649,16 @@ static void test_ship_cut(void)
     CHECK(ship_get(&s, "gone", &o) == 0 && !o.deleted);
     CHECK(ship_get(&s, "over", &o) == 0 && o.version == 1);
     CHECK(ship_get(&s, "late", &o) == -ENOENT);
-    CHECK(ship_chunk(&s, SHIP_MULTI, 0, chunk) == -1);
+    /* The held chunks' bytes went to the segment store at once (no upload
+     * claims them yet); their records keep the commands without them. */
+    static uint8_t want[SHIP_READ_MAX];
+    for (uint32_t i = 0; i < 3; i++) {
+        size_t len_i = i < 2 ? SHIP_PART_BYTES : SHIP_LAST_BYTES;
+        ship_part(i, want, len_i);
+        CHECK(ship_chunk(&s, SHIP_MULTI, i, chunk) == (long)len_i && !memcmp(chunk, want, len_i));
+    }
+    struct sv_sm_ship hs;
+    CHECK(sv_sm_ship_state(s.sm, SHIP_GROUP, &hs) == 0 && hs.held_bytes < 2000);
 
     /* An older release changes nothing; 1008 runs 4..7 (the NOOP has no
      * stamp: it goes with its neighbours), 8 (1008) stays held. */
@@ -1683,7 +1692,6 @@ static void test_ship_cut(void)
     CHECK(ship_get(&s, "gone", &o) == 0 && o.deleted);
     CHECK(ship_get(&s, "over", &o) == 0 && o.version == 2);
     CHECK(ship_chunk(&s, 5, 0, chunk) == 14 && !memcmp(chunk, "second version", 14));
-    CHECK(ship_chunk(&s, SHIP_MULTI, 0, chunk) == -1); /* the upload began, no chunk yet */
     uint64_t ids[4];
     size_t k = 0;
     CHECK(sv_sm_expired_uploads(s.sm, SHIP_GROUP, UINT64_MAX, ids, 4, &k) == 0 && k == 1 &&
@@ -1706,11 +1714,33 @@ static void test_ship_cut(void)
     CHECK_SHIP_STATE(&s, 13, 9500, 13);
     CHECK_HELD(&s, 7, 1008, 6, 0);
 
+    /* A replica that gets the shard by snapshot now has the held records
+     * but not the held chunks' bytes: when they run, it sets the copy
+     * marker (the result says so), to fetch them from a replica. */
+    struct node s2;
+    node_open(&s2, "cut-standby-2");
+    uint8_t *img;
+    size_t ilen;
+    CHECK(sv_sm_snapshot(s.sm, NULL, SHIP_GROUP, 1 << 20, &img, &ilen) == 0);
+    CHECK(sv_sm_install(s2.sm, s2.seg, SHIP_GROUP, standby_index, img, ilen) == 0);
+    free(img);
+    bool pending = true;
+    uint64_t since = 0; /* the install's marker, cleared as a copy pass would */
+    CHECK(sv_sm_copy_pending(s2.sm, NULL, SHIP_GROUP, &pending, &since) == 0);
+    CHECK(sv_sm_copy_done(s2.sm, SHIP_GROUP, since) == 0);
+    CHECK(sv_sm_copy_pending(s2.sm, NULL, SHIP_GROUP, &pending, NULL) == 0 && !pending);
+
     /* The cut at 1010 (site epoch 5): 8 and 9 run, 10..13 are dropped; the
      * upload keeps the two chunks it had, late never comes. */
     struct sv_cmd cut = {.type = SV_CMD_SHIP, .upload = 13, .session = 5, .chunk = 1, .seq = 1010};
-    struct sv_sm_result r = standby_apply(&s, &cut);
-    CHECK(r.status == SV_ST_OK && r.version == 9);
+    struct sv_sm_result r = standby_apply(&s2, &cut);
+    CHECK(r.status == SV_ST_OK && r.version == 9 && r.upload == 1);
+    CHECK(sv_sm_copy_pending(s2.sm, NULL, SHIP_GROUP, &pending, NULL) == 0 && pending);
+    CHECK(ship_chunk(&s2, SHIP_MULTI, 0, chunk) == -1);
+    node_close(&s2);
+    standby_index--; /* the same entry on s */
+    r = standby_apply(&s, &cut);
+    CHECK(r.status == SV_ST_OK && r.version == 9 && r.upload == 0);
     CHECK_HELD(&s, 9, 1010, 0, 5);
     CHECK_SHIP_STATE(&s, 13, 9500, 13);
     CHECK(ship_chunk(&s, SHIP_MULTI, 1, chunk) == SHIP_PART_BYTES);
