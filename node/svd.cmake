@@ -31,6 +31,7 @@ add_library(svnode STATIC
     ${CMAKE_CURRENT_SOURCE_DIR}/src/repair.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/copy.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/dr.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/dr_compare.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/upkeep.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/meta.c
     ${CMAKE_CURRENT_SOURCE_DIR}/src/move.c

@@ -61,7 +61,6 @@ enum {
     DR_PEER_ALIVE_MS = 3000,      /* a peer heard within this is up: no promotion unless forced */
     DR_IMAGE_IDLE_MS = 60000,     /* a primary drops an image nobody asked for this long */
     DR_ASK_TIMEOUT_MS = 1500,     /* a DR_STATUS to the peer unanswered this long: redial */
-    DR_DIVERGED_LIMIT = 256,      /* records in one DR_DIVERGED answer, by default */
     DR_RELEASE_MS = 100,          /* a standby leader proposes a release at most this often */
     DR_CUT_RETRY_MS = 1000,       /* a promoted leader proposes its cut again after */
     DR_HELD_MAX = 64u << 20,      /* held bytes past which a standby shard may stop pulling */
@@ -69,7 +68,6 @@ enum {
 };
 
 static void image_drop(struct sv__ship *s);
-static bool leads(const struct group *g);
 static bool propose_cmd(struct sv_node *n, struct group *g, const struct sv_cmd *cmd);
 
 static void set_str(struct sv_bytes *b, const char *s)
@@ -569,7 +567,7 @@ void sv__dr_tick(struct sv_node *n, uint64_t now_ms)
         struct group *g = n->groups[id];
         if (g && n->map->site_role == SV_MAP_STANDBY)
             pull_tick(n, g, now_ms);
-        else if (g && n->map->site_role == SV_MAP_PRIMARY && leads(g))
+        else if (g && n->map->site_role == SV_MAP_PRIMARY && sv__dr_leads(g))
             cut_tick(n, g, now_ms);
     }
 }
@@ -1144,217 +1142,6 @@ uint64_t sv__dr_trailing(struct sv_node *n, struct group *g, uint64_t index)
     return index - i > keep ? index - i : keep;
 }
 
-/* ---- the divergence ledger's source ---------------------------------------- */
-
-/* Records of one DR_DIVERGED answer, copied out of the scan. */
-struct diverged {
-    struct sv_item *items;
-    uint8_t *keys; /* each record's object key, SV_SM_CURSOR_KEY_MAX bytes apart */
-    uint32_t n;
-    size_t last_len; /* the last record's key length */
-};
-
-static void diverged_cb(void *arg, const uint8_t *okey, size_t klen, const struct sv_obj *o)
-{
-    struct diverged *d = arg;
-    uint8_t *k = d->keys + (size_t)d->n * SV_SM_CURSOR_KEY_MAX;
-    memcpy(k, okey, klen);
-    const uint8_t *zero = klen > 8 ? memchr(k + 8, 0, klen - 8) : NULL;
-    if (!zero)
-        return; /* not an object key: never written so */
-    struct sv_item *it = &d->items[d->n++];
-    d->last_len = klen;
-    it->tenant = sv_get64be(k);
-    it->bucket = (struct sv_bytes){k + 8, (size_t)(zero - (k + 8))};
-    it->key = (struct sv_bytes){zero + 1, klen - (size_t)(zero + 1 - k)};
-    it->version = o->version;
-    it->size = o->size;
-    it->mtime_ms = o->mtime_ms;
-    it->index = o->index;
-    memcpy(it->sha256, o->sha256, 32);
-    set_str(&it->state, o->deleted ? "deleted" : "live");
-    it->fields = 1u << SV_I_TENANT | 1u << SV_I_BUCKET | 1u << SV_I_KEY | 1u << SV_I_VERSION |
-                 1u << SV_I_SIZE | 1u << SV_I_MTIME_MS | 1u << SV_I_INDEX | 1u << SV_I_STATE;
-    if (!o->deleted)
-        SV_ITEM_SET(it, SV_I_SHA256);
-}
-
-/* A DR_DIVERGED page read in the pool (a scan of the whole shard, at worst). */
-struct diverged_job {
-    uv_work_t w;
-    struct sv_node *n;
-    uint64_t group, epoch, after, conn, req_id;
-    uint32_t type, limit;
-    uint8_t start[SV_SM_CURSOR_KEY_MAX];
-    size_t start_len;
-    struct diverged d;
-    bool more;
-    int rc;
-};
-
-static void diverged_work(uv_work_t *req)
-{
-    struct diverged_job *j = req->data;
-    j->rc = sv_sm_diverged(j->n->sm, j->group, j->epoch, j->after, j->start_len ? j->start : NULL,
-                           j->start_len, j->limit, &j->more, diverged_cb, &j->d);
-}
-
-static void diverged_after(uv_work_t *req, int status)
-{
-    (void)status;
-    struct diverged_job *j = req->data;
-    struct sv_node *n = j->n;
-    n->jobs_in_pool--;
-    if (j->rc) {
-        sv__reply_status(n, j->conn, j->type, j->req_id, SV_ST_INTERNAL,
-                         "the shard's records could not be read");
-    } else {
-        struct sv_msg r = {0};
-        r.items = j->d.items;
-        r.n_items = j->d.n;
-        r.fields = 1u << SV_F_ITEMS;
-        if (j->more && j->d.n) {
-            r.data = (struct sv_bytes){j->d.keys + (size_t)(j->d.n - 1) * SV_SM_CURSOR_KEY_MAX,
-                                       j->d.last_len};
-            SV_MSG_SET(&r, SV_F_DATA);
-        }
-        sv__send_msg(n, j->conn, j->type, j->req_id, &r);
-    }
-    free(j->d.items);
-    free(j->d.keys);
-    free(j);
-}
-
-void sv__dr_diverged(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
-                     struct sv_msg *m)
-{
-    uint64_t conn = sv_conn_id(c);
-    if (!SV_MSG_HAS(m, SV_F_SHARD) || !SV_MSG_HAS(m, SV_F_VERSION) ||
-        m->shard >= n->map->n_shards ||
-        (SV_MSG_HAS(m, SV_F_DATA) && m->data.len > SV_SM_CURSOR_KEY_MAX)) {
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
-                         "DR_DIVERGED needs SHARD and VERSION (the cut); DATA is where to go on");
-        return;
-    }
-    struct group *g = sv__group(n, m->shard + 1);
-    if (!g || g->role != SV_RAFT_LEADER) {
-        sv__reply_not_leader(n, conn, f->type, f->req_id,
-                             g ? g->leader : sv_map_group(n->map, m->shard + 1)->ids[0]);
-        return;
-    }
-    if (n->map->site_role != SV_MAP_FENCED) {
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST,
-                         "only a fenced site has diverged from the primary (this site is not "
-                         "fenced)");
-        return;
-    }
-    uint32_t limit = SV_MSG_HAS(m, SV_F_LIMIT) && m->limit && m->limit < DR_DIVERGED_LIMIT
-                         ? (uint32_t)m->limit
-                         : DR_DIVERGED_LIMIT;
-    struct diverged_job *j = calloc(1, sizeof *j);
-    if (j) {
-        j->d.items = calloc(limit, sizeof *j->d.items);
-        j->d.keys = malloc((size_t)limit * SV_SM_CURSOR_KEY_MAX);
-    }
-    if (!j || !j->d.items || !j->d.keys) {
-        if (j) {
-            free(j->d.items);
-            free(j->d.keys);
-        }
-        free(j);
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
-        return;
-    }
-    j->n = n;
-    j->group = g->id;
-    j->epoch = n->map->site_epoch;
-    j->after = m->version;
-    j->limit = limit;
-    j->conn = conn;
-    j->req_id = f->req_id;
-    j->type = f->type;
-    if (SV_MSG_HAS(m, SV_F_DATA)) {
-        memcpy(j->start, m->data.p, m->data.len);
-        j->start_len = m->data.len;
-    }
-    j->w.data = j;
-    n->jobs_in_pool++;
-    uv_queue_work(&n->loop, &j->w, diverged_work, diverged_after);
-}
-
-/* ---- digests: a shard compared across the sites ---------------------------- */
-
-struct digest_job {
-    uv_work_t w;
-    struct sv_node *n;
-    struct sv_sm_view *view;
-    uint64_t group, conn, req_id;
-    uint32_t type;
-    bool standby;
-    uint8_t out[32];
-    uint64_t applied, cursor;
-    int rc;
-};
-
-static void digest_work(uv_work_t *req)
-{
-    struct digest_job *j = req->data;
-    j->rc = sv_sm_digest(j->n->sm, j->view, j->group, j->out, &j->applied, &j->cursor);
-}
-
-static void digest_after(uv_work_t *req, int status)
-{
-    (void)status;
-    struct digest_job *j = req->data;
-    struct sv_node *n = j->n;
-    n->jobs_in_pool--;
-    sv_sm_view_release(n->sm, j->view);
-    if (j->rc) {
-        sv__reply_status(n, j->conn, j->type, j->req_id, SV_ST_INTERNAL,
-                         "the shard's records could not be read");
-    } else {
-        struct sv_msg r = {0};
-        memcpy(r.sha256, j->out, 32);
-        /* the primary index the digest stands at: the last a standby ran,
-         * a primary's own applied index */
-        r.version = j->standby ? j->cursor : j->applied;
-        r.fields = 1u << SV_F_SHA256 | 1u << SV_F_VERSION;
-        sv__send_msg(n, j->conn, j->type, j->req_id, &r);
-    }
-    free(j);
-}
-
-void sv__dr_digest(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
-                   struct sv_msg *m)
-{
-    uint64_t conn = sv_conn_id(c);
-    if (!SV_MSG_HAS(m, SV_F_SHARD) || m->shard >= n->map->n_shards) {
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, "DR_DIGEST needs SHARD");
-        return;
-    }
-    struct group *g = sv__group(n, m->shard + 1);
-    if (!leads(g)) {
-        sv__reply_not_leader(n, conn, f->type, f->req_id,
-                             g ? g->leader : sv_map_group(n->map, m->shard + 1)->ids[0]);
-        return;
-    }
-    struct digest_job *j = calloc(1, sizeof *j);
-    if (!j || !(j->view = sv_sm_view(n->sm))) {
-        free(j);
-        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_INTERNAL, "out of memory");
-        return;
-    }
-    j->n = n;
-    j->group = g->id;
-    j->conn = conn;
-    j->req_id = f->req_id;
-    j->type = f->type;
-    j->standby = n->map->site_role == SV_MAP_STANDBY;
-    j->w.data = j;
-    n->jobs_in_pool++;
-    uv_queue_work(&n->loop, &j->w, digest_work, digest_after);
-}
-
 /* ---- status ---------------------------------------------------------------- */
 
 /* What DR_STATUS and the metrics say of a group this node leads. */
@@ -1423,7 +1210,7 @@ static void group_view(struct sv_node *n, struct group *g, uint64_t now, struct 
                                    : "no standby has pulled since this node took the lead";
 }
 
-static bool leads(const struct group *g)
+bool sv__dr_leads(const struct group *g)
 {
     return g && g->id && !g->closing && g->role == SV_RAFT_LEADER;
 }
@@ -1439,7 +1226,7 @@ void sv__dr_reply_status(struct sv_node *n, struct sv_conn *c, const struct sv_w
     uint32_t k = 0;
     for (uint32_t id = 1; id < n->n_group_ids; id++) {
         struct group *g = n->groups[id];
-        if (!leads(g))
+        if (!sv__dr_leads(g))
             continue;
         struct view v;
         group_view(n, g, now, &v);
@@ -1492,7 +1279,7 @@ void sv__dr_summary(struct sv_node *n, struct sv__dr_summary *out)
     memset(out, 0, sizeof *out);
     for (uint32_t id = 1; id < n->n_group_ids; id++) {
         struct group *g = n->groups[id];
-        if (!leads(g))
+        if (!sv__dr_leads(g))
             continue;
         struct view v;
         group_view(n, g, now, &v);

@@ -534,6 +534,8 @@ void sv__dr_tick(struct sv_node *n, uint64_t now_ms);
 /* A standby: group g's closed time, for the heartbeat (0: none, or the
  * shard is not whole). */
 uint64_t sv__dr_closed(struct sv_node *n, struct group *g);
+/* g is a shard group this node leads. */
+bool sv__dr_leads(const struct group *g);
 /* A promoted site: group g's cut is not applied yet (it takes no write). */
 bool sv__dr_cutting(struct sv_node *n, struct group *g);
 void sv__dr_on_peer_status(struct sv_node *n, const struct sv_wire_frame *f);

@@ -1152,20 +1152,26 @@ static struct sv_cmd ship_cmd(uint64_t after, uint64_t commit, uint64_t closed_m
 /* The standby's own log index. */
 static uint64_t standby_index;
 
-/* Apply SHIP command c as the standby's next entry and commit. */
-static struct sv_sm_result standby_apply(struct node *s, const struct sv_cmd *c)
+/* Command c as the standby's next entry (its data malloc'd). */
+static struct sv_raft_entry standby_entry(const struct sv_cmd *c)
 {
     size_t len = sv_cmd_encoded_len(c);
     uint8_t *buf = malloc(len);
     ASSERT(buf);
     sv_cmd_encode(c, buf);
-    struct sv_raft_entry e = {.term = 1,
-                              .index = ++standby_index,
-                              .type = SV_RAFT_ENTRY_NORMAL,
-                              .len = (uint32_t)len,
-                              .data = buf};
+    return (struct sv_raft_entry){.term = 1,
+                                  .index = ++standby_index,
+                                  .type = SV_RAFT_ENTRY_NORMAL,
+                                  .len = (uint32_t)len,
+                                  .data = buf};
+}
+
+/* Apply SHIP command c as the standby's next entry and commit. */
+static struct sv_sm_result standby_apply(struct node *s, const struct sv_cmd *c)
+{
+    struct sv_raft_entry e = standby_entry(c);
     struct sv_sm_result res = apply_entry(s, SHIP_GROUP, &e);
-    free(buf);
+    free(e.data);
     return res;
 }
 
@@ -1442,22 +1448,14 @@ static void test_ship(void)
     size_t len = 0;
     uint8_t *d = ship_data(&log, 1, 4, &len);
     struct sv_cmd c = ship_cmd(0, 12, 5000, 4, d, len);
-    size_t elen = sv_cmd_encoded_len(&c);
-    uint8_t *ebuf = malloc(elen);
-    ASSERT(ebuf);
-    sv_cmd_encode(&c, ebuf);
-    struct sv_raft_entry e = {.term = 1,
-                              .index = ++standby_index,
-                              .type = SV_RAFT_ENTRY_NORMAL,
-                              .len = (uint32_t)elen,
-                              .data = ebuf};
+    struct sv_raft_entry e = standby_entry(&c);
     char err[256] = "";
     CHECK(sv_sm_apply(s.sm, s.seg, SHIP_GROUP, &e, &r, err, sizeof err) == 0);
     CHECK(r.status == SV_ST_OK && r.version == 4);
     CHECK_SHIP_STATE(&s, 0, 0, 0);
     CHECK(ship_get(&s, "keep", &o) == -ENOENT);
     CHECK(sv_sm_commit(s.sm, s.seg, err, sizeof err) == 0);
-    free(ebuf);
+    free(e.data);
     free(d);
     CHECK_SHIP_STATE(&s, 4, 0, 12);
     CHECK(ship_get(&s, "keep", &o) == 0 && o.version == 1 && o.upload == 1);
@@ -1671,22 +1669,14 @@ static void test_ship_cut(void)
      * writes a put's bytes at its end. The held entries' bytes are the
      * database iterator's: each chunk is written before the next step. */
     rel.seq = 1008;
-    size_t rlen = sv_cmd_encoded_len(&rel);
-    uint8_t *rbuf = malloc(rlen);
-    ASSERT(rbuf);
-    sv_cmd_encode(&rel, rbuf);
-    struct sv_raft_entry re = {.term = 1,
-                               .index = ++standby_index,
-                               .type = SV_RAFT_ENTRY_NORMAL,
-                               .len = (uint32_t)rlen,
-                               .data = rbuf};
+    struct sv_raft_entry re = standby_entry(&rel);
     struct sv_sm_result rr;
     char err[256] = "";
     sv_seg_batch_begin(s.seg);
     CHECK(sv_sm_apply(s.sm, s.seg, SHIP_GROUP, &re, &rr, err, sizeof err) == 0);
     CHECK(sv_seg_batch_end(s.seg) == 0);
     CHECK(sv_sm_commit(s.sm, s.seg, err, sizeof err) == 0);
-    free(rbuf);
+    free(re.data);
     CHECK(rr.status == SV_ST_OK);
     CHECK_HELD(&s, 7, 1008, 5, 0);
     CHECK(ship_get(&s, "gone", &o) == 0 && o.deleted);
