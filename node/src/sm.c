@@ -104,7 +104,7 @@ int sv_sm_open(const char *dir, struct sv_sm **out, char *errmsg, size_t errlen)
     leveldb_options_set_create_if_missing(sm->opts, 1);
     leveldb_options_set_compression(sm->opts, leveldb_no_compression);
     sm->ropts = leveldb_readoptions_create();
-    sm->wopts = leveldb_writeoptions_create(); /* not synced: sm.h, the invariant */
+    sm->wopts = leveldb_writeoptions_create(); /* not synced: forget_done only */
     sm->sync_wopts = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(sm->sync_wopts, 1);
     char *err = NULL;
@@ -395,13 +395,11 @@ int sv_sm_commit_records(struct sv_sm *sm, struct sv_seg_store *seg, char *errms
     }
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     sv__sm_staged_drain(sm, wb);
-    /* Records that stop claiming chunks are synced: the chunks are deleted
-     * right after (sv_sm_release), and a power cut must not keep the
-     * deletion and lose the records (they would claim deleted chunks until
-     * the log is applied again). One fsync, for jobs that overwrite or
-     * delete only. */
-    rc =
-        sv__sm_write_batch(sm, sm->n_rel ? sm->sync_wopts : sm->wopts, wb, "write", errmsg, errlen);
+    /* Synced, always (sm.h: LevelDB's sync covers only its current log
+     * file, so an unsynced batch left at the end of a log it switched away
+     * from could be lost under a later synced one, and the applied index
+     * would claim entries whose records are gone). */
+    rc = sv__sm_write_batch(sm, sm->sync_wopts, wb, "write", errmsg, errlen);
     leveldb_writebatch_destroy(wb);
     if (rc)
         sm->n_rel = 0; /* the node stops: their release records are not written */

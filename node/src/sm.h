@@ -78,15 +78,20 @@
  * register-kill: "no healthy copy", every replica having deleted that old
  * version). A release record ('X', in the records' batch) marks each such
  * chunk until it is deleted; sv_sm_redo_releases deletes what a crash left
- * at the next start. A records' write carrying release records is synced
- * (a power cut must not keep a deletion and lose the records that stopped
- * claiming the chunk); the deletions themselves are not (the next commit's
- * segment sync carries them, and only after it do their release records go,
- * so a deletion lost to a power cut is done again at the next start). Any other records' write is
- * not synced: whichever commits of the state machine survive a power cut, the segment store holds
- * at least their chunk writes, and the entries after the surviving applied index are applied again
- * from the Raft log (the write-ahead log): a chunk put again replaces its copy, a chunk deleted
- * again is already gone. LevelDB keeps a prefix of its writes. It is NOT opened with paranoid
+ * at the next start. Every records' write is synced, so LevelDB keeps
+ * every commit it acknowledged, in order. It used to be synced only when it
+ * carried release records, and it-powercut lost acknowledged writes: LevelDB
+ * switches to a new log file when its memtable fills without syncing the old
+ * one, and a sync syncs only the current file; a power cut before the old
+ * memtable reached a table file then kept a synced batch of the new log and
+ * lost the unsynced end of the old one, under an applied index past it. The
+ * chunk deletions are not synced (the next commit's segment sync carries
+ * them, and only after it do their release records go, so a deletion lost to
+ * a power cut is done again at the next start); neither is the deletion of
+ * the release records (one that survives costs a second deletion of
+ * nothing). The entries after the applied index are applied again from the
+ * Raft log (the write-ahead log): a chunk put again replaces its copy, a
+ * chunk deleted again is already gone. It is NOT opened with paranoid
  * checks: a power cut tears the last record of its log, and paranoid checks report that as
  * corruption and refuse to open (it-powercut found a node that could not start so); without them
  * the torn record is dropped. Chunks live in the segment store under sv_chunk_id(group, upload,
@@ -270,7 +275,7 @@ int sv_sm_apply(struct sv_sm *sm, struct sv_seg_store *seg, uint64_t group,
  * sv_sm_release. sv_sm_commit_records: first the segment store
  * (sv_seg_sync: their chunk writes and any queued batch records), then one
  * LevelDB batch with the records, their release records and the new applied
- * index (synced only when it carries release records). 0 (also when nothing
+ * index, synced. 0 (also when nothing
  * is staged: no sync then), the
  * segment store's error (-ENOSPC: a full disk; nothing was committed, the
  * entries may be applied again once there is room), or -EIO (LevelDB; it
