@@ -130,6 +130,9 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
     out->n_shards = 16;
     out->replicas = 3;
     out->upload_ttl_s = 600;
+    out->max_conns = 4096;
+    out->max_conns_per_source = 1024;
+    out->idle_timeout_s = 120;
     out->down_after_s = 10;
     out->evict_after_s = 60;
     strcpy(out->site, "primary");
@@ -171,6 +174,16 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
         } else if (!strcmp(d, "upload_ttl_s") && nt == 2) {
             if (parse_u32(tok[1], 1, 7 * 86400, &out->upload_ttl_s))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "upload_ttl_s: expected 1..604800");
+        } else if (!strcmp(d, "max_connections") && nt == 2) {
+            if (parse_u32(tok[1], 512, 4096, &out->max_conns))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "max_connections: expected 512..4096");
+        } else if (!strcmp(d, "max_connections_per_source") && nt == 2) {
+            if (parse_u32(tok[1], 1, 4096, &out->max_conns_per_source))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln,
+                          "max_connections_per_source: expected 1..4096");
+        } else if (!strcmp(d, "idle_timeout_s") && nt == 2) {
+            if (parse_u32(tok[1], 1, 86400, &out->idle_timeout_s))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "idle_timeout_s: expected 1..86400");
         } else if (!strcmp(d, "down_after_s") && nt == 2) {
             if (parse_u32(tok[1], 1, 86400, &out->down_after_s))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "down_after_s: expected 1..86400");

@@ -8,6 +8,12 @@
  *   master_key PATH   master key file (KEK), mode 0600
  *   data_key PATH     the cluster data key wrapped by the master key
  *   upload_ttl_s S    seconds after which an unfinished upload is removed (default 600)
+ *   max_connections N open connections per node (default 4096; 512..4096), of which
+ *                     256 are kept for nodes
+ *   max_connections_per_source N
+ *                     client connections from one address (default 1024; 1..4096)
+ *   idle_timeout_s S  a client connection that sends nothing this long is closed
+ *                     (default 120; 1..86400)
  *   down_after_s S    a node silent this long is down (default 10; 1..86400)
  *   evict_after_s S   ... and this long, evicted: its replicas are rebuilt elsewhere
  *                     (default 60; down_after_s..86400). Both bootstrap the cluster's
@@ -74,6 +80,7 @@ struct sv_cfg {
     uint32_t n_shards;
     uint32_t replicas;
     uint32_t upload_ttl_s;
+    uint32_t max_conns, max_conns_per_source, idle_timeout_s;
     uint32_t down_after_s, evict_after_s;
     char ca[SV_CFG_PATH_MAX];
     char master_key[SV_CFG_PATH_MAX];

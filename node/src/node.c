@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +105,44 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_close(void *arg, struct sv_conn *c, int err, const char *reason)
 {
     (void)arg, (void)c, (void)err, (void)reason;
+}
+
+/* The transport's peers: a node certificate of this site (in the map or
+ * joining it) or of the peer site. Their connections never count as
+ * clients' (transport.h: the limits). */
+static bool is_peer(void *arg, const struct sv_conn *c)
+{
+    const struct sv_node *n = arg;
+    const char *name = sv_conn_peer_name(c);
+    return name && (sv_cfg_cert_node(n->cfg.site, name) ||
+                    (n->cfg.peer_site[0] && sv_cfg_cert_node(n->cfg.peer_site, name)));
+}
+
+/* File descriptors the node needs besides its connections: LevelDB keeps up
+ * to 1,000 table files open in each of its three databases; segments,
+ * payload files, the metrics listener. */
+enum { FDS_BESIDE_CONNS = 3584 };
+
+/* Raise the open files limit to its hard limit, and fit the connection
+ * limit under it: a node out of descriptors can neither accept nor dial,
+ * and its peers' links are the first to go. */
+static size_t fit_conns(size_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return want;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want + FDS_BESIDE_CONNS)
+        return want;
+    size_t fit = rl.rlim_cur > FDS_BESIDE_CONNS + 512 ? rl.rlim_cur - FDS_BESIDE_CONNS : 512;
+    LOG_WARN("open files limit %llu: connections limited to %zu (max_connections %zu needs %zu "
+             "open files; raise the limit: ulimit -n)",
+             (unsigned long long)rl.rlim_cur, fit, want, want + FDS_BESIDE_CONNS);
+    return fit;
 }
 
 /* ---- open / run --------------------------------------------------------- */
@@ -280,7 +319,11 @@ int sv_node_open(const char *config_path, uint64_t id, unsigned flags, struct sv
                               .key_file = key,
                               .arg = n,
                               .on_frame = sv__dispatch_frame,
-                              .on_close = on_close};
+                              .on_close = on_close,
+                              .conns_max = fit_conns(n->cfg.max_conns),
+                              .per_source_max = n->cfg.max_conns_per_source,
+                              .idle_timeout_ms = n->cfg.idle_timeout_s * 1000u,
+                              .is_peer = is_peer};
     rc = sv_tp_start(&tc, &n->tp, errmsg, errlen);
     if (rc)
         goto err_loop;

@@ -77,6 +77,10 @@ enum {
     COPY_PAGE = 256,                /* chunks looked at per copy page */
     COPY_COUNT_PAGE = 1024,         /* chunks counted per hold of seg_mu */
     COPY_RETRY_MS = 5000,           /* a pass with failed fetches starts again after */
+    /* Reads in libuv's pool at once (of its 4 threads): the others stay
+     * free for the persist and apply jobs, whose syncs commit every write. */
+    READS_IN_POOL = 2,
+    READS_QUEUED_MAX = 1024, /* reads waiting for the pool; beyond, UNAVAILABLE */
 };
 
 _Static_assert(COPY_CONCURRENT <= COPY_PAGE, "a page feeds every fetch slot");
@@ -400,6 +404,10 @@ struct sv_node {
     uint32_t copy_jobs;      /* count and page jobs in the pool */
     bool copy_pumping;       /* copy.c's pump is on the stack */
     int jobs_in_pool;        /* read, repair, copy and upkeep jobs */
+    /* Reads (objects.c): in the pool, and waiting for it in order. */
+    uint32_t reads_in_pool, reads_queued;
+    struct waiter *read_q, **read_q_tail;
+    uint64_t reads_refused; /* UNAVAILABLE: READS_QUEUED_MAX were waiting */
     bool stopping;
     int exit_code;
     struct sv__stats *stats; /* metrics (stats.c) */
@@ -613,7 +621,10 @@ void sv__objects_write(struct sv_node *n, struct sv_conn *c, const struct sv_wir
  * (the caller's m is zeroed). */
 void sv__objects_read(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                       const struct sv__ctx *ctx, struct sv_msg *m, uint8_t *body, struct group *g);
-/* Run w's read in the pool. */
+/* Run w's read in the pool: at once when fewer than READS_IN_POOL run,
+ * else after those queued before it; UNAVAILABLE when READS_QUEUED_MAX
+ * wait already (a flood of reads must not delay the Raft syncs that run in
+ * the same pool, nor grow without bound). */
 void sv__objects_start_read(struct sv_node *n, struct waiter *w);
 /* Start the reads of g whose read index is applied. */
 void sv__objects_serve_ready(struct sv_node *n, struct group *g);

@@ -273,6 +273,24 @@ static void on_repaired(struct sv_node *n, void *arg, int status, const char *te
     }
 }
 
+static void read_submit(struct sv_node *n, struct waiter *w);
+
+/* Start the queued reads the pool has room for; fail them when stopping. */
+static void read_next(struct sv_node *n)
+{
+    while (n->read_q && (n->stopping || n->reads_in_pool < READS_IN_POOL)) {
+        struct waiter *w = n->read_q;
+        if (!(n->read_q = w->next))
+            n->read_q_tail = &n->read_q;
+        n->reads_queued--;
+        w->next = NULL;
+        if (n->stopping)
+            sv__waiter_fail(w, SV_ST_UNAVAILABLE, "node is shutting down");
+        else
+            read_submit(n, w);
+    }
+}
+
 static void read_after(uv_work_t *req, int status)
 {
     (void)status;
@@ -280,6 +298,7 @@ static void read_after(uv_work_t *req, int status)
     struct waiter *w = r->wt;
     struct sv_node *n = w->node;
     n->jobs_in_pool--;
+    n->reads_in_pool--;
     if (r->repair && w->repairs < REPAIR_ATTEMPTS) {
         w->repairs++;
         sv__repair_start(n, w->group, r->chunk_id, &r->ad, w, on_repaired);
@@ -302,9 +321,10 @@ static void read_after(uv_work_t *req, int status)
         free(r->out);
     }
     free(r);
+    read_next(n);
 }
 
-void sv__objects_start_read(struct sv_node *n, struct waiter *w)
+static void read_submit(struct sv_node *n, struct waiter *w)
 {
     struct read_job *r = calloc(1, sizeof *r);
     if (!r) {
@@ -314,7 +334,27 @@ void sv__objects_start_read(struct sv_node *n, struct waiter *w)
     r->wt = w;
     r->w.data = r;
     n->jobs_in_pool++;
+    n->reads_in_pool++;
     uv_queue_work(&n->loop, &r->w, read_work, read_after);
+}
+
+void sv__objects_start_read(struct sv_node *n, struct waiter *w)
+{
+    if (n->reads_in_pool < READS_IN_POOL && !n->read_q) {
+        read_submit(n, w);
+    } else if (n->reads_queued >= READS_QUEUED_MAX) {
+        n->reads_refused++;
+        char t[96];
+        snprintf(t, sizeof t, "node busy: %u reads waiting; retry", n->reads_queued);
+        sv__waiter_fail(w, SV_ST_UNAVAILABLE, t);
+    } else {
+        if (!n->read_q_tail)
+            n->read_q_tail = &n->read_q;
+        w->next = NULL;
+        *n->read_q_tail = w;
+        n->read_q_tail = &w->next;
+        n->reads_queued++;
+    }
 }
 
 /* Encode cmd into a new buffer, sealing plain (may be NULL) for (tenant,

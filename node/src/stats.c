@@ -99,6 +99,11 @@ struct sv__stats {
     struct sv_metrics_family *sched;
     struct sv_counter *sched_reason[SV_SCHED_R_COUNT_];
     struct sv_histogram *compact_hold, *persist_sync, *persist_entries, *apply;
+    /* Arguments of the sv_connections_refused_total series, one per limit. */
+    struct tp_limit_arg {
+        const struct sv_node *node;
+        enum sv_tp_limit limit;
+    } tp_limits[SV_TP_LIMITS];
 
     /* The request whose frame is being dispatched: a reply to it while it
      * is still the latest frame is timed from its arrival. */
@@ -204,6 +209,31 @@ static double disk_free(void *arg)
 static double connections(void *arg)
 {
     return (double)sv_tp_conn_count(((const struct sv_node *)arg)->tp);
+}
+
+static double client_connections(void *arg)
+{
+    struct sv_tp_stats st;
+    sv_tp_stats(((const struct sv_node *)arg)->tp, &st);
+    return (double)st.clients;
+}
+
+static double connections_refused(void *arg)
+{
+    const struct tp_limit_arg *a = arg;
+    struct sv_tp_stats st;
+    sv_tp_stats(a->node->tp, &st);
+    return (double)st.refused[a->limit];
+}
+
+static double reads_queued(void *arg)
+{
+    return (double)((const struct sv_node *)arg)->reads_queued;
+}
+
+static double reads_refused(void *arg)
+{
+    return (double)((const struct sv_node *)arg)->reads_refused;
 }
 
 static double map_epoch(void *arg)
@@ -364,6 +394,7 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
     static const char *const result_label[] = {"result"};
     static const char *const state_label[] = {"state"};
     static const char *const reason_label[] = {"reason"};
+    static const char *const limit_label[] = {"limit"};
     const struct sv_metrics_desc seconds = {
         .type = SV_METRIC_HISTOGRAM,
         .bounds = lat,
@@ -527,6 +558,38 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
     d.name = "sv_transport_connections";
     d.help = "Open connections of the node's transport (clients and nodes, both directions).";
     TRY(fn_family(s, &d, NULL, connections, n, errmsg, errlen));
+    d.name = "sv_transport_client_connections";
+    d.help = "Of them, connections accepted and not (yet) known as another node's: what the "
+             "client limits count (max_connections less 256 kept for nodes, "
+             "max_connections_per_source).";
+    TRY(fn_family(s, &d, NULL, client_connections, n, errmsg, errlen));
+    d = (struct sv_metrics_desc){
+        .type = SV_METRIC_COUNTER,
+        .name = "sv_connections_refused_total",
+        .help = "Connections refused or closed by a limit: full (every connection taken), "
+                "clients (the clients' share full and no node certificate shown), source "
+                "(max_connections_per_source from that address), idle (a client silent for "
+                "idle_timeout_s).",
+        .labels = limit_label,
+        .n_labels = 1};
+    struct sv_metrics_family *refused;
+    TRY(family(s, &refused, &d, errmsg, errlen));
+    for (int l = 0; l < SV_TP_LIMITS; l++) {
+        const char *v[] = {sv_tp_limit_name((enum sv_tp_limit)l)};
+        s->tp_limits[l] = (struct tp_limit_arg){n, (enum sv_tp_limit)l};
+        SERIES(sv_metrics_series_fn(refused, v, connections_refused, &s->tp_limits[l]), d.name);
+    }
+    d = (struct sv_metrics_desc){.type = SV_METRIC_GAUGE};
+    d.name = "sv_reads_queued";
+    d.help = "Reads waiting for the thread pool (at most 2 run there at once, so that the "
+             "persist and apply jobs always find a thread).";
+    TRY(fn_family(s, &d, NULL, reads_queued, n, errmsg, errlen));
+    d = (struct sv_metrics_desc){
+        .type = SV_METRIC_COUNTER,
+        .name = "sv_reads_refused_total",
+        .help = "Reads answered UNAVAILABLE (node busy) because 1024 reads were waiting already."};
+    TRY(fn_family(s, &d, NULL, reads_refused, n, errmsg, errlen));
+    d = (struct sv_metrics_desc){.type = SV_METRIC_GAUGE};
     d.name = "sv_map_epoch";
     d.help = "Epoch of the cluster map this node routes by.";
     TRY(fn_family(s, &d, NULL, map_epoch, n, errmsg, errlen));

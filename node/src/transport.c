@@ -119,6 +119,16 @@ int sv_tp_start(const struct sv_tp_config *cfg, struct sv_tp **out, char *errmsg
     tp->cfg = *cfg;
     tp->handshake_timeout_ms =
         cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : SV_TP_HANDSHAKE_TIMEOUT_MS;
+    tp->conns_max = cfg->conns_max ? cfg->conns_max : SV_TP_CONNS_MAX;
+    tp->peer_reserve = cfg->peer_reserve ? cfg->peer_reserve : SV_TP_PEER_RESERVE;
+    tp->per_source_max = cfg->per_source_max ? cfg->per_source_max : SV_TP_PER_SOURCE_MAX;
+    tp->idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : SV_TP_IDLE_TIMEOUT_MS;
+    if (tp->conns_max > SV_TP_CONNS_MAX || tp->peer_reserve >= tp->conns_max) {
+        set_err(errmsg, errlen, "connection limits: at most %d connections, a reserve below that",
+                SV_TP_CONNS_MAX);
+        free(tp);
+        return -EINVAL;
+    }
     bool failed = false;
     tp->listen_addr = dup_or_null(cfg->listen_addr, &failed);
     tp->ca_file = dup_or_null(cfg->ca_file, &failed);
@@ -253,7 +263,8 @@ int sv_tp_connect(struct sv_tp *tp, const char *addr, const char *peer_name, str
     if (rc != 0) {
         return rc;
     }
-    if (tp->nconns >= SV_TP_CONNS_MAX) {
+    if (tp->nconns >= tp->conns_max) {
+        tp->refused[SV_TP_LIMIT_FULL]++;
         return -EMFILE;
     }
     struct sv_tls_conn *tls = NULL;
@@ -281,6 +292,19 @@ int sv_tp_connect(struct sv_tp *tp, const char *addr, const char *peer_name, str
     sv__tp_start_timer(c);
     *out = c;
     return 0;
+}
+
+void sv_tp_stats(const struct sv_tp *tp, struct sv_tp_stats *out)
+{
+    out->conns = tp->nconns;
+    out->clients = tp->n_clients;
+    memcpy(out->refused, tp->refused, sizeof out->refused);
+}
+
+const char *sv_tp_limit_name(enum sv_tp_limit l)
+{
+    static const char *const names[SV_TP_LIMITS] = {"full", "clients", "source", "idle"};
+    return (unsigned)l < SV_TP_LIMITS ? names[l] : "?";
 }
 
 struct sv_conn *sv_tp_conn(struct sv_tp *tp, uint64_t id)

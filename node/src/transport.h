@@ -34,9 +34,26 @@
 
 enum {
     SV_TP_OUT_MAX = 64 << 20,           /* bytes queued for sending on one connection */
-    SV_TP_CONNS_MAX = 4096,             /* open connections per node */
+    SV_TP_CONNS_MAX = 4096,             /* open connections per node (default) */
+    SV_TP_PEER_RESERVE = 256,           /* of them, only for peers (default) */
+    SV_TP_PER_SOURCE_MAX = 1024,        /* client connections from one address (default) */
+    SV_TP_IDLE_TIMEOUT_MS = 120000,     /* a client connection silent this long closes */
     SV_TP_HANDSHAKE_TIMEOUT_MS = 10000, /* TLS handshake must finish within */
     SV_TP_ADDR_MAX = 256,               /* "host:port" text, with NUL */
+};
+
+/* Connections refused or closed by a limit (sv_tp_stats), by limit:
+ * - FULL: every connection slot taken (accepted or dialled);
+ * - CLIENTS: the client share full (conns_max - peer_reserve), and the
+ *   connection, let into the peers' reserve, showed no peer's certificate;
+ * - SOURCE: per_source_max client connections from its address already;
+ * - IDLE: a client connection that sent nothing for idle_timeout_ms. */
+enum sv_tp_limit {
+    SV_TP_LIMIT_FULL,
+    SV_TP_LIMIT_CLIENTS,
+    SV_TP_LIMIT_SOURCE,
+    SV_TP_LIMIT_IDLE,
+    SV_TP_LIMITS
 };
 
 struct sv_tp;
@@ -63,7 +80,29 @@ struct sv_tp_config {
     /* Close a connection whose TLS handshake has not finished this long after
      * it was accepted or dialled; 0: SV_TP_HANDSHAKE_TIMEOUT_MS (tests use less). */
     unsigned handshake_timeout_ms;
+    /* Limits (0: the SV_TP_ default). An accepted connection is a client's
+     * until its handshake shows a peer (is_peer): clients share conns_max -
+     * peer_reserve slots, at most per_source_max from one address, and are
+     * closed after idle_timeout_ms without a byte from them. When the
+     * clients' share is full, a new connection is let into the reserve
+     * (at most half of it, a few per address) only to become a peer: it is
+     * closed at the end of its handshake otherwise. Dialled connections
+     * are peers. So clients, however many, leave peers room to connect. */
+    size_t conns_max, peer_reserve, per_source_max;
+    unsigned idle_timeout_ms;
+    /* Whether accepted connection c, its handshake just done, is a peer
+     * (sv_conn_peer_name tells whose certificate it showed). NULL: none is. */
+    bool (*is_peer)(void *arg, const struct sv_conn *c);
 };
+
+struct sv_tp_stats {
+    size_t conns;                   /* open (sv_tp_conn_count) */
+    size_t clients;                 /* of them, accepted and not peers */
+    uint64_t refused[SV_TP_LIMITS]; /* refused or closed by each limit, ever */
+};
+void sv_tp_stats(const struct sv_tp *tp, struct sv_tp_stats *out);
+/* "full", "clients", "source", "idle". */
+const char *sv_tp_limit_name(enum sv_tp_limit l);
 
 /* Start: load the TLS contexts (server and client role, both from the node
  * certificate) and listen. cfg is copied (strings too). Returns 0, a negative

@@ -68,6 +68,88 @@ static void table_remove(struct sv_tp *tp, struct sv_conn *c)
     }
     c->in_table = false;
     tp->nconns--;
+    sv__tp_client_drop(tp, c);
+}
+
+/* Client connections per source address: linear probing on the address,
+ * backward-shift deletion (as the id table). */
+
+static size_t src_home(uint32_t addr)
+{
+    return (size_t)((addr * 0x9E3779B1u) >> (32 - TABLE_BITS));
+}
+
+/* addr's slot, or the free slot where it would go. */
+static size_t src_find(const struct sv_tp *tp, uint32_t addr)
+{
+    size_t i = src_home(addr);
+    while (tp->src[i].addr != 0 && tp->src[i].addr != addr) {
+        i = (i + 1) & (SOURCES - 1);
+    }
+    return i;
+}
+
+static void src_free(struct sv_tp *tp, size_t i)
+{
+    tp->src[i].addr = 0;
+    for (size_t j = (i + 1) & (SOURCES - 1); tp->src[j].addr != 0; j = (j + 1) & (SOURCES - 1)) {
+        size_t k = src_home(tp->src[j].addr);
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            tp->src[i] = tp->src[j];
+            tp->src[j].addr = 0;
+            i = j;
+        }
+    }
+}
+
+/* May accepted connection c (its address known) be let in? 0 and counted as
+ * a client (provisional when the clients' share is full), or the limit it
+ * hit. */
+static int client_admit(struct sv_tp *tp, struct sv_conn *c, enum sv_tp_limit *hit)
+{
+    if (tp->nconns >= tp->conns_max) {
+        *hit = SV_TP_LIMIT_FULL;
+        return -EMFILE;
+    }
+    /* Every slot is taken by a client before any address has SOURCES of them. */
+    size_t i = src_find(tp, c->src);
+    uint32_t n = tp->src[i].addr ? tp->src[i].n : 0;
+    uint32_t prov = tp->src[i].addr ? tp->src[i].provisional : 0;
+    bool full = tp->n_clients - tp->n_provisional >= tp->conns_max - tp->peer_reserve;
+    if (n >= tp->per_source_max) {
+        *hit = SV_TP_LIMIT_SOURCE;
+        return -EMFILE;
+    }
+    if (full && (tp->n_provisional >= tp->peer_reserve / 2 || prov >= PROVISIONAL_PER_SOURCE)) {
+        *hit = SV_TP_LIMIT_CLIENTS;
+        return -EMFILE;
+    }
+    tp->src[i].addr = c->src;
+    tp->src[i].n = n + 1;
+    tp->src[i].provisional = prov + full;
+    tp->n_clients++;
+    tp->n_provisional += full;
+    c->client = true;
+    c->provisional = full;
+    return 0;
+}
+
+void sv__tp_client_drop(struct sv_tp *tp, struct sv_conn *c)
+{
+    if (!c->client) {
+        return;
+    }
+    size_t i = src_find(tp, c->src);
+    ASSERT(tp->src[i].addr == c->src && tp->src[i].n > 0);
+    tp->src[i].n--;
+    tp->src[i].provisional -= c->provisional;
+    if (tp->src[i].n == 0) {
+        src_free(tp, i);
+    }
+    tp->n_clients--;
+    tp->n_provisional -= c->provisional;
+    c->client = c->provisional = false;
 }
 
 /* Lists. */
@@ -247,8 +329,8 @@ void sv__tp_conn_end(struct sv_conn *c, int err, const char *fmt, ...)
         return;
     }
     uv_timer_stop(&c->timer);
-    if (!c->connected || tp->stopping) {
-        sv__tp_hard_close(c);
+    if (!c->connected || c->tls == NULL || tp->stopping) {
+        sv__tp_hard_close(c); /* nothing to send: no TLS yet (refused at accept) */
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -329,10 +411,27 @@ void sv__tp_on_connection(uv_stream_t *server, int status)
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET) {
-        sv__tp_format_addr((const struct sockaddr_in *)&ss, c->remote, sizeof(c->remote));
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        sv__tp_format_addr(sin, c->remote, sizeof(c->remote));
+        c->src = sin->sin_addr.s_addr;
     }
-    if (tp->nconns >= SV_TP_CONNS_MAX) {
-        sv__tp_conn_end(c, -EMFILE, "over %d connections", SV_TP_CONNS_MAX);
+    enum sv_tp_limit hit = SV_TP_LIMIT_FULL;
+    if (client_admit(tp, c, &hit) != 0) {
+        tp->refused[hit]++;
+        /* Silent, and one line per REFUSAL_LOG_MS: under a flood, one log
+         * line per refusal would be a second flood. */
+        uint64_t now = uv_now(tp->loop);
+        if (!tp->refusal_logged_ms || now - tp->refusal_logged_ms >= REFUSAL_LOG_MS) {
+            tp->refusal_logged_ms = now;
+            LOG_WARN("transport: refusing connections (limit %s, from %s): %zu open, %zu of "
+                     "clients; refused so far: %" PRIu64 " full, %" PRIu64 " clients, %" PRIu64
+                     " source",
+                     sv_tp_limit_name(hit), c->remote[0] ? c->remote : "?", tp->nconns,
+                     tp->n_clients, tp->refused[SV_TP_LIMIT_FULL], tp->refused[SV_TP_LIMIT_CLIENTS],
+                     tp->refused[SV_TP_LIMIT_SOURCE]);
+        }
+        c->silent = true;
+        sv__tp_conn_end(c, -EMFILE, "connection limit: %s", sv_tp_limit_name(hit));
         return;
     }
     sv__tp_table_insert(tp, c);

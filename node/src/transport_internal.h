@@ -24,6 +24,9 @@ enum {
     TABLE_SIZE = 2 * SV_TP_CONNS_MAX, /* id -> connection, open addressing */
     TABLE_BITS = 13,
     LISTEN_BACKLOG = 128,
+    REFUSAL_LOG_MS = 10000,     /* at most one log line per this long for refused connections */
+    SOURCES = TABLE_SIZE,       /* client addresses counted (open addressing) */
+    PROVISIONAL_PER_SOURCE = 4, /* connections in the peers' reserve from one address */
 };
 
 _Static_assert((long)READ_BUF <= (long)SV_TLS_FEED_MAX, "a read fits one feed");
@@ -74,7 +77,11 @@ struct sv_conn {
     bool hard_closed; /* uv_close called on both handles */
     bool dirty;       /* on tp->dirty: has frames to push through TLS */
     bool in_table;
-    bool silent; /* never announced to the owner: no on_close */
+    bool silent;        /* never announced to the owner: no on_close */
+    bool client;        /* counted as a client (accepted, not a peer) */
+    bool provisional;   /* let into the peers' reserve: must show a peer */
+    uint32_t src;       /* remote IPv4 address (network order; 0: unknown) */
+    uint64_t active_ms; /* the loop's time of the last bytes from a client */
     void *data;
     struct sv_conn *all_prev, *all_next;
     struct sv_conn *dirty_prev, *dirty_next;
@@ -95,9 +102,19 @@ struct sv_tp {
     int handles_open; /* listener and prepare */
     int port;
     unsigned handshake_timeout_ms;
-    size_t nconns;         /* in the table */
-    struct sv_conn *all;   /* every connection not yet freed */
-    struct sv_conn *dirty; /* connections with frames to push */
+    size_t nconns; /* in the table */
+    size_t conns_max, peer_reserve, per_source_max;
+    unsigned idle_timeout_ms;
+    size_t n_clients;     /* connections counted as clients (c->client) */
+    size_t n_provisional; /* of them, in the peers' reserve */
+    struct {
+        uint32_t addr; /* 0: free */
+        uint32_t n, provisional;
+    } src[SOURCES];
+    uint64_t refused[SV_TP_LIMITS];
+    uint64_t refusal_logged_ms; /* the loop's time of the last refusal logged */
+    struct sv_conn *all;        /* every connection not yet freed */
+    struct sv_conn *dirty;      /* connections with frames to push */
     struct sv_conn *table[TABLE_SIZE];
     uint8_t read_buf[READ_BUF];
     uint8_t plain_buf[PLAIN_BUF];
@@ -126,6 +143,8 @@ void sv__tp_conn_end(struct sv_conn *c, int err, const char *fmt, ...)
 struct sv_conn *sv__tp_conn_new(struct sv_tp *tp, bool outbound);
 /* Start c's handshake timeout. */
 void sv__tp_start_timer(struct sv_conn *c);
+/* c stops counting as a client (it closes, or showed a peer). */
+void sv__tp_client_drop(struct sv_tp *tp, struct sv_conn *c);
 /* libuv callbacks: a connection to accept on the listener, a dial's outcome. */
 void sv__tp_on_connection(uv_stream_t *server, int status);
 void sv__tp_on_connect(uv_connect_t *req, int status);

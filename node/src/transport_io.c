@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "transport_internal.h"
 
+#include "sv_assert.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,17 +150,46 @@ void sv__tp_flush(struct sv_conn *c, size_t limit)
 
 /* Input. */
 
-static void became_ready(struct sv_conn *c)
+static void on_idle(uv_timer_t *t)
 {
+    struct sv_conn *c = t->data;
+    struct sv_tp *tp = c->tp;
+    uint64_t now = uv_now(tp->loop), quiet = now - c->active_ms;
+    if (quiet < tp->idle_timeout_ms) {
+        ASSERT(uv_timer_start(&c->timer, on_idle, tp->idle_timeout_ms - quiet, 0) == 0);
+        return;
+    }
+    tp->refused[SV_TP_LIMIT_IDLE]++;
+    sv__tp_conn_end(c, 0, "idle for %u s", tp->idle_timeout_ms / 1000);
+}
+
+/* The handshake finished: a connection accepted from a peer stops counting
+ * as a client's; one let into the peers' reserve must be a peer's; a
+ * client's is watched for idleness. Returns false once c is closing. */
+static bool became_ready(struct sv_conn *c)
+{
+    struct sv_tp *tp = c->tp;
     c->ready = true;
     uv_timer_stop(&c->timer);
     const char *name = sv_tls_peer_name(c->tls);
     if (name != NULL) {
         snprintf(c->peer, sizeof(c->peer), "%s", name);
     }
+    if (c->client && tp->cfg.is_peer != NULL && tp->cfg.is_peer(tp->cfg.arg, c)) {
+        sv__tp_client_drop(tp, c);
+    } else if (c->provisional) {
+        tp->refused[SV_TP_LIMIT_CLIENTS]++;
+        sv__tp_conn_end(c, -EMFILE, "connection limit: %s (%zu client connections)",
+                        sv_tp_limit_name(SV_TP_LIMIT_CLIENTS), tp->n_clients);
+        return false;
+    } else if (c->client) {
+        c->active_ms = uv_now(tp->loop);
+        ASSERT(uv_timer_start(&c->timer, on_idle, tp->idle_timeout_ms, 0) == 0);
+    }
     if (c->head != NULL) {
         sv__tp_mark_dirty(c);
     }
+    return true;
 }
 
 /* Decrypt everything svtls can, hand every frame to the owner. Returns false
@@ -169,8 +200,8 @@ static bool conn_decrypt(struct sv_conn *c)
     for (;;) {
         size_t n = 0;
         int rc = sv_tls_read(c->tls, tp->plain_buf, sizeof(tp->plain_buf), &n);
-        if (!c->ready && sv_tls_handshake_done(c->tls)) {
-            became_ready(c);
+        if (!c->ready && sv_tls_handshake_done(c->tls) && !became_ready(c)) {
+            return false;
         }
         if (rc != 0) {
             tls_failed(c, rc);
@@ -218,6 +249,9 @@ void sv__tp_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             sv__tp_conn_end(c, (int)nread, "read: %s", uv_strerror((int)nread));
         }
         return;
+    }
+    if (c->client) {
+        c->active_ms = uv_now(c->tp->loop);
     }
     int rc = sv_tls_feed(c->tls, buf->base, (size_t)nread);
     if (rc == SV_TLS_E_BUFFER_FULL) {

@@ -363,10 +363,39 @@ struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp)
 
 /* ---- a replica move (MOVE over TLS) ----------------------------------------- */
 
+int it_tls_pump(int fd, struct sv_tls_conn *t, struct sv_wire_decoder *d, int timeout_ms)
+{
+    static uint8_t buf[65536], plain[65536];
+    it_tls_flush(fd, t);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0)
+        return 0;
+    ssize_t got = recv(fd, buf, sizeof buf, 0);
+    if (got <= 0)
+        return -1;
+    sv_tls_feed(t, buf, (size_t)got);
+    size_t n;
+    while (sv_tls_read(t, plain, sizeof plain, &n) == 0 && n > 0)
+        sv_wire_feed(d, plain, n);
+    return 1;
+}
+
 int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv_msg *m,
             struct sv_msg *r, uint8_t **body, uint64_t timeout_ms)
 {
-    struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = c->ca};
+    return it_call_as(c, port, 0, type, m, r, body, timeout_ms);
+}
+
+int it_call_as(const struct it_cluster *c, int port, int as_node, uint32_t type,
+               const struct sv_msg *m, struct sv_msg *r, uint8_t **body, uint64_t timeout_ms)
+{
+    char cert[600], key[600];
+    snprintf(cert, sizeof cert, "%s/node%d/node.pem", c->dir, as_node);
+    snprintf(key, sizeof key, "%s/node%d/node.key", c->dir, as_node);
+    struct sv_tls_config tc = {.role = SV_TLS_CLIENT,
+                               .ca_file = c->ca,
+                               .cert_file = as_node ? cert : NULL,
+                               .key_file = as_node ? key : NULL};
     struct sv_tls_ctx *ctx = NULL;
     char em[256];
     int fd = -1, rc = -1;
@@ -380,19 +409,12 @@ int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv
     struct sv_wire_decoder d;
     sv_wire_decoder_init(&d);
     uint64_t end = it_now_ms() + timeout_ms;
-    static uint8_t buf[65536], plain[65536];
     while (it_now_ms() < end && rc) {
-        it_tls_flush(fd, t);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 200) <= 0)
-            continue;
-        ssize_t got = recv(fd, buf, sizeof buf, 0);
-        if (got <= 0)
+        int got = it_tls_pump(fd, t, &d, 200);
+        if (got < 0)
             break;
-        sv_tls_feed(t, buf, (size_t)got);
-        size_t n;
-        while (sv_tls_read(t, plain, sizeof plain, &n) == 0 && n > 0)
-            sv_wire_feed(&d, plain, n);
+        if (got == 0)
+            continue;
         struct sv_wire_frame f;
         if (sv_wire_next(&d, &f) == 1 && f.type == (type | SV_MSG_RESP)) {
             *body = malloc(f.body_len ? f.body_len : 1);

@@ -78,6 +78,10 @@ double it_metric_sum(const char *expo, const char *prefix);
 struct sv_msg;
 int it_call(const struct it_cluster *c, int port, uint32_t type, const struct sv_msg *m,
             struct sv_msg *r, uint8_t **body, uint64_t timeout_ms);
+/* it_call over a connection that shows node as_node's certificate (its
+ * node.pem and node.key in the cluster directory; 0: none). */
+int it_call_as(const struct it_cluster *c, int port, int as_node, uint32_t type,
+               const struct sv_msg *m, struct sv_msg *r, uint8_t **body, uint64_t timeout_ms);
 
 /* Move shard's replica from node from to node to: a MOVE request sent to
  * the meta group's leader (followed from the NOT_LEADER answers) until it
@@ -102,6 +106,11 @@ void it_tls_flush(int fd, struct sv_tls_conn *t);
  * completed within 5 s (its socket in *fdp), or NULL. */
 struct sv_tls_conn *it_tls_dial(struct sv_tls_ctx *ctx, int port, int *fdp);
 
+struct sv_wire_decoder;
+/* Send what t has, then wait up to timeout_ms for bytes on fd and feed what
+ * they decrypt to d: 1 when bytes came, 0 when none, -1 when the
+ * connection ended. Not thread-safe (one static buffer). */
+int it_tls_pump(int fd, struct sv_tls_conn *t, struct sv_wire_decoder *d, int timeout_ms);
 /* True when the server closes fd within timeout_ms (EOF or reset). */
 bool it_closed_by_server(int fd, int timeout_ms);
 /* Over a new TLS connection of ctx to port, send one frame (type, id, body):

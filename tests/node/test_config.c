@@ -73,6 +73,7 @@ static void test_defaults(void)
     CHECK(!strcmp(cfg.nodes[2].addr, "localhost:7103"));
     CHECK(!strcmp(cfg.nodes[2].dir, "/d/3"));
     CHECK(cfg.n_shards == 16 && cfg.replicas == 1 && cfg.upload_ttl_s == 600);
+    CHECK(cfg.max_conns == 4096 && cfg.max_conns_per_source == 1024 && cfg.idle_timeout_s == 120);
     /* The largest port with a default: 64535 + 1000 = 65535. */
     CHECK(load("node 1 zone-a 10.0.0.1:64535 /d/1\n") == 0);
     CHECK(!strcmp(cfg.nodes[0].metrics, "10.0.0.1:65535"));
@@ -114,6 +115,21 @@ static void test_bad_metrics(void)
                   "wrong arguments");
     CHECK_REFUSED("node 1 zone-a 127.0.0.1:7101 /d/1 metrics 127.0.0.1:9000 extra\n", L1,
                   "wrong arguments");
+}
+
+static void test_limits(void)
+{
+    CHECK(load("max_connections 512\nmax_connections_per_source 1\nidle_timeout_s 86400\n"
+               "node 1 zone-a 127.0.0.1:7101 /d/1\n") == 0);
+    CHECK(cfg.max_conns == 512 && cfg.max_conns_per_source == 1 && cfg.idle_timeout_s == 86400);
+    CHECK_REFUSED("max_connections 511\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
+                  "max_connections: expected 512..4096");
+    CHECK_REFUSED("max_connections 4097\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
+                  "max_connections: expected 512..4096");
+    CHECK_REFUSED("max_connections_per_source 0\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
+                  "max_connections_per_source: expected 1..4096");
+    CHECK_REFUSED("idle_timeout_s 0\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
+                  "idle_timeout_s: expected 1..86400");
 }
 
 static void test_clashes(void)
@@ -358,7 +374,7 @@ static const struct sv_test tests[] = {
     {"node_lines", test_node_lines},       {"map_ignores_metrics", test_map_ignores_metrics},
     {"site_defaults", test_site_defaults}, {"site_parsed", test_site_parsed},
     {"site_valid", test_site_valid},       {"site_errors", test_site_errors},
-    {"cert_names", test_cert_names},
+    {"cert_names", test_cert_names},       {"limits", test_limits},
 };
 const struct sv_test_suite sv_test_suite = {
     .name = "config-test",

@@ -398,7 +398,8 @@ static void raw_handle_closed(uv_handle_t *h)
     r->handle_closed = true;
 }
 
-static void raw_start(struct raw *r, int port, const char *send)
+/* A raw connection to port from address from (NULL: any). */
+static void raw_start_from(struct raw *r, int port, const char *send, const char *from)
 {
     memset(r, 0, sizeof(*r));
     r->send = send;
@@ -407,7 +408,17 @@ static void raw_start(struct raw *r, int port, const char *send)
     struct sockaddr_in sa;
     CHECK_RC(uv_ip4_addr("127.0.0.1", port, &sa), 0);
     CHECK_RC(uv_tcp_init(&loop, &r->tcp), 0);
+    if (from != NULL) {
+        struct sockaddr_in src;
+        CHECK_RC(uv_ip4_addr(from, 0, &src), 0);
+        CHECK_RC(uv_tcp_bind(&r->tcp, (const struct sockaddr *)&src, 0), 0);
+    }
     CHECK_RC(uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&sa, raw_connected), 0);
+}
+
+static void raw_start(struct raw *r, int port, const char *send)
+{
+    raw_start_from(r, port, send, NULL);
 }
 
 static void raw_finish(struct raw *r)
@@ -1006,6 +1017,151 @@ static void test_config(void)
     sv_tp_stop(X.tp);
 }
 
+/* test_limits: only node-2's certificate is a peer's. */
+static bool limits_is_peer(void *arg, const struct sv_conn *c)
+{
+    (void)arg;
+    const char *name = sv_conn_peer_name(c);
+    return name != NULL && strcmp(name, "node-2") == 0;
+}
+
+static struct sv_tp_stats limits_stats(const struct node *n)
+{
+    struct sv_tp_stats st;
+    sv_tp_stats(n->tp, &st);
+    return st;
+}
+
+/* A TLS client with node-4's certificate (not a peer here) on a thread:
+ * handshake, send nothing, read until the server closes. */
+static void limits_client(struct tls_client *tc, uv_thread_t *th, int port)
+{
+    struct sv_tls_config cfg = {
+        .role = SV_TLS_CLIENT,
+        .ca_file = path("ca", ".pem"),
+        .cert_file = path("node-4", ".pem"),
+        .key_file = path("node-4", ".key"),
+    };
+    memset(tc, 0, sizeof(*tc));
+    tc->port = port;
+    char err[256] = "";
+    CHECK_RC(sv_tls_ctx_new(&cfg, &tc->ctx, err, sizeof(err)), 0);
+    CHECK_RC(uv_thread_create(th, tls_client_main, tc), 0);
+}
+
+static void limits_client_end(struct tls_client *tc, uv_thread_t *th)
+{
+    WAIT(atomic_load(&tc->done) == 1, WAIT_MS);
+    uv_thread_join(th);
+    CHECK(tc->handshake_ok && tc->eof);
+    sv_tls_ctx_free(tc->ctx);
+}
+
+/* Connection limits (transport.h): at most per_source_max clients from one
+ * address; when the clients' share is full, a peer still gets in through
+ * the reserve and a client that gets there is closed after its handshake;
+ * a client silent for idle_timeout_ms is closed, a peer never. */
+static void test_limits(void)
+{
+    enum { MAX = 12, RESERVE = 4, PER_SOURCE = 5, IDLE_MS = 500, HANDSHAKE_MS = 4000 };
+    struct node L;
+    memset(&L, 0, sizeof(L));
+    L.name = "L";
+    struct sv_tp_config cfg = {
+        .loop = &loop,
+        .listen_addr = "127.0.0.1:0",
+        .ca_file = path("ca", ".pem"),
+        .cert_file = path("node-1", ".pem"),
+        .key_file = path("node-1", ".key"),
+        .arg = &L,
+        .on_frame = on_frame,
+        .on_close = on_close,
+        .handshake_timeout_ms = HANDSHAKE_MS,
+        .conns_max = MAX,
+        .peer_reserve = RESERVE,
+        .per_source_max = PER_SOURCE,
+        .idle_timeout_ms = IDLE_MS,
+        .is_peer = limits_is_peer,
+    };
+    char err[256] = "";
+    CHECK_RC(sv_tp_start(&cfg, &L.tp, err, sizeof(err)), 0);
+    if (L.tp == NULL) {
+        return;
+    }
+    int port = sv_tp_port(L.tp);
+    struct raw r[14];
+    size_t nr = 0;
+
+    /* One address: PER_SOURCE clients, the next two refused at once. */
+    for (int i = 0; i < PER_SOURCE + 2; i++) {
+        raw_start_from(&r[nr++], port, NULL, "127.0.0.2");
+    }
+    WAIT(limits_stats(&L).refused[SV_TP_LIMIT_SOURCE] == 2 &&
+             limits_stats(&L).clients == PER_SOURCE,
+         WAIT_MS);
+    WAIT(r[PER_SOURCE].closed && r[PER_SOURCE + 1].closed, WAIT_MS);
+    CHECK(!r[0].closed);
+
+    /* Another address fills the clients' share (MAX - RESERVE). */
+    for (int i = 0; i < MAX - RESERVE - PER_SOURCE; i++) {
+        raw_start_from(&r[nr++], port, NULL, "127.0.0.3");
+    }
+    WAIT(limits_stats(&L).clients == MAX - RESERVE, WAIT_MS);
+
+    /* A peer still connects, through the reserve, and stops counting as a client. */
+    struct sv_conn *peer = NULL;
+    CHECK_RC(sv_tp_connect(B.tp, addr_of(&L), "node-1", &peer), 0);
+    uint64_t peer_id = peer ? sv_conn_id(peer) : 0;
+    long l0 = L.frames;
+    if (peer != NULL) {
+        CHECK_RC(send_seeded(peer, T_DATA, 1, 100), 0);
+    }
+    WAIT(L.frames == l0 + 1, WAIT_MS);
+    CHECK(limits_stats(&L).clients == MAX - RESERVE);
+
+    /* A client let into the reserve is closed once its handshake shows no peer. */
+    struct tls_client tc;
+    uv_thread_t th;
+    limits_client(&tc, &th, port);
+    limits_client_end(&tc, &th);
+    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_CLIENTS] == 1);
+    CHECK(strstr(last_close(&L)->reason, "connection limit: clients") != NULL);
+
+    /* Unidentified connections take at most half the reserve. */
+    for (int i = 0; i < RESERVE / 2 + 1; i++) {
+        raw_start_from(&r[nr++], port, NULL, "127.0.0.4");
+    }
+    WAIT(limits_stats(&L).refused[SV_TP_LIMIT_CLIENTS] == 2 && r[nr - 1].closed, WAIT_MS);
+    CHECK(limits_stats(&L).clients == MAX - RESERVE + RESERVE / 2);
+
+    /* The raw connections end at their handshake timeout: no client left,
+     * and the peer, silent all along, still open. */
+    WAIT(limits_stats(&L).clients == 0, WAIT_MS);
+    CHECK(sv_tp_conn(B.tp, peer_id) != NULL);
+    for (size_t i = 0; i < nr; i++) {
+        WAIT(r[i].closed, WAIT_MS);
+        raw_finish(&r[i]);
+    }
+
+    /* A client that sends nothing after its handshake is closed when idle. */
+    limits_client(&tc, &th, port);
+    limits_client_end(&tc, &th);
+    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_IDLE] == 1);
+    CHECK(strstr(last_close(&L)->reason, "idle") != NULL);
+    l0 = L.frames;
+    peer = sv_tp_conn(B.tp, peer_id);
+    CHECK(peer != NULL);
+    if (peer != NULL) {
+        CHECK_RC(send_seeded(peer, T_DATA, 2, 100), 0);
+    }
+    WAIT(L.frames == l0 + 1, WAIT_MS);
+    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_FULL] == 0);
+    if (peer != NULL) {
+        sv_conn_close(peer, "done");
+    }
+    sv_tp_stop(L.tp);
+}
+
 /* Stop with open connections and queued frames; then the loop must empty. */
 static void test_stop(void)
 {
@@ -1074,6 +1230,7 @@ static const struct sv_test tests[] = {
     {"callback-close", test_callback_close},
     {"stop-in-callback", test_stop_in_callback},
     {"config", test_config},
+    {"limits", test_limits},
 };
 
 const struct sv_test_suite sv_test_suite = {
