@@ -535,7 +535,7 @@ void sv__dispatch_frame(void *arg, struct sv_conn *c, const struct sv_wire_frame
         sv__peers_on_raft(n, c, f);
     else if (f->type == (SV_MSG_CHUNK_FETCH | SV_MSG_RESP) &&
              (sv__peer_id(n, c) || sv__dr_peer_id(n, c)))
-        sv__repair_on_reply(n, f);
+        sv__repair_on_reply(n, c, f);
     else if (f->type == (SV_MSG_MAP_GET | SV_MSG_RESP) && sv__peer_id(n, c))
         sv__meta_on_map_reply(n, f);
     else if (f->type == (SV_MSG_CONF | SV_MSG_RESP) && sv__peer_id(n, c))

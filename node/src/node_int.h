@@ -717,8 +717,9 @@ void sv__repair_start(struct sv_node *n, uint64_t group, const uint8_t *chunk_id
  * synced the store. Many chunks then cost one sync, not one each. */
 void sv__repair_copy(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
                      const struct sv_crypto_chunk_ad *ad, void *arg, sv__repair_cb cb);
-/* A CHUNK_FETCH reply from a peer. */
-void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *f);
+/* A CHUNK_FETCH reply from a peer on c; taken only from the connection the
+ * fetch went out on. */
+void sv__repair_on_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f);
 /* Ask the next replica where one did not answer in time. */
 void sv__repair_tick(struct sv_node *n, uint64_t now_ms);
 /* Give up every fetch (the node stops): their callbacks get UNAVAILABLE. */

@@ -14,7 +14,8 @@
 /* A chunk being fetched from another replica to repair ours. */
 struct fetch {
     struct fetch *next;
-    uint64_t id; /* request id of the CHUNK_FETCH frames */
+    uint64_t id;   /* request id of the CHUNK_FETCH frames */
+    uint64_t conn; /* the connection the last one went out on: only its reply counts */
     uint64_t group;
     uint8_t chunk_id[SV_SEG_ID_BYTES];
     struct sv_crypto_chunk_ad ad;
@@ -122,6 +123,7 @@ static bool fetch_next(struct sv_node *n, struct fetch *f)
         int rc = sv_conn_send(c, SV_MSG_CHUNK_FETCH, f->id, body, len);
         free(body);
         if (rc == 0) {
+            f->conn = sv_conn_id(c);
             f->deadline_ms = uv_now(&n->loop) + FETCH_TIMEOUT_MS;
             return true;
         }
@@ -192,13 +194,15 @@ void sv__repair_copy(struct sv_node *n, uint64_t group, const uint8_t *chunk_id,
     start(n, group, chunk_id, ad, arg, cb, true);
 }
 
-void sv__repair_on_reply(struct sv_node *n, const struct sv_wire_frame *fr)
+void sv__repair_on_reply(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *fr)
 {
     struct fetch *f = n->fetches;
     while (f && f->id != fr->req_id)
         f = f->next;
-    if (!f)
-        return; /* late: already answered or given up */
+    /* Late (answered or given up already), or from a connection the fetch
+     * did not go out on: another node answering for the one asked. */
+    if (!f || f->conn != sv_conn_id(c))
+        return;
     struct sv_msg m;
     int rc = sv_msg_decode(fr->body, fr->body_len, &m, NULL, 0);
     bool ok = rc == 0 && m.status == SV_ST_OK && SV_MSG_HAS(&m, SV_F_DATA);
