@@ -37,5 +37,12 @@ target_link_libraries(drill-test PRIVATE svtest shardvault)
 target_include_directories(drill-test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
 add_test(NAME drill-test COMMAND drill-test)
 
+# svctl-util-test: svctl's helpers (a key escaped for a terminal, JSON strings).
+add_executable(svctl-util-test ${CMAKE_SOURCE_DIR}/tests/client/test_svctl_util.c
+                               ${CMAKE_CURRENT_SOURCE_DIR}/src/svctl_util.c)
+target_link_libraries(svctl-util-test PRIVATE svtest shardvault)
+target_include_directories(svctl-util-test PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+add_test(NAME svctl-util-test COMMAND svctl-util-test)
+
 add_test(NAME svctl-usage-test
          COMMAND sh ${CMAKE_SOURCE_DIR}/tests/client/svctl_usage.sh $<TARGET_FILE:svctl>)

@@ -525,7 +525,9 @@ static int run_ls(struct sv_client *c, const struct global *g, int argc, char **
                 printf(",\"size\":%" PRIu64 ",\"version\":%" PRIu64 ",\"mtime_ms\":%" PRIu64 "}",
                        e->size, e->version, e->mtime_ms);
             } else {
-                printf("%12" PRIu64 "  %8" PRIu64 "  %s  %s\n", e->size, e->version, t, e->key);
+                static char key[SV_TEXT_ESC_MAX];
+                sv__text_esc(e->key, key, sizeof key);
+                printf("%12" PRIu64 "  %8" PRIu64 "  %s  %s\n", e->size, e->version, t, key);
             }
             first = false;
         }

@@ -43,6 +43,13 @@ bool sv__parse_u64(const char *s, uint64_t *out);
 /* s as a JSON string (quotes and escapes) on f. */
 void sv__json_str(FILE *f, const char *s);
 
+/* s for a terminal, into out (cap bytes, NUL-terminated; cut at a whole
+ * character): printable ASCII and valid UTF-8 of printable characters as
+ * they are, a backslash as \\, every other byte (controls, escape
+ * sequences, bytes of no valid character) as \xHH. Returns the length. */
+enum { SV_TEXT_ESC_MAX = 4 * 1024 + 1 }; /* a key of 1,024 bytes, each escaped */
+size_t sv__text_esc(const char *s, char *out, size_t cap);
+
 /* ms since the epoch as 2006-01-02T15:04:05.000Z into out. */
 void sv__iso_time(uint64_t ms, char *out, size_t cap);
 

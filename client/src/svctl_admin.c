@@ -1176,11 +1176,14 @@ static int dr_diverged_list(struct sv_client *c, const struct global *g)
             sv__json_str(stdout, d->ledger_key);
             printf("}");
         } else {
+            static char bucket[SV_TEXT_ESC_MAX], key[SV_TEXT_ESC_MAX], lkey[SV_TEXT_ESC_MAX];
+            sv__text_esc(d->bucket, bucket, sizeof bucket);
+            sv__text_esc(d->key, key, sizeof key);
+            sv__text_esc(d->deleted ? "-" : d->ledger_key, lkey, sizeof lkey);
             printf("%-6" PRIu64 " %-5" PRIu64 " %-20s %-24s %7" PRIu64 " %10" PRIu64
                    " %-16.16s %-24s %-7s %s\n",
-                   d->site_epoch, d->shard, d->bucket, d->key, d->version, d->size,
-                   d->deleted ? "-" : sha, when, d->deleted ? "deleted" : "live",
-                   d->deleted ? "-" : d->ledger_key);
+                   d->site_epoch, d->shard, bucket, key, d->version, d->size,
+                   d->deleted ? "-" : sha, when, d->deleted ? "deleted" : "live", lkey);
         }
     }
     if (g->json)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "svctl.h"
@@ -20,6 +21,59 @@ void sv__json_str(FILE *f, const char *s)
             fputc(*p, f);
     }
     fputc('"', f);
+}
+
+/* The length of the valid UTF-8 sequence at p for a printable character
+ * (U+00A0 and up: no C1 control, no overlong form, no surrogate, at most
+ * U+10FFFF), or 0. */
+static size_t utf8_printable(const unsigned char *p)
+{
+    uint32_t cp;
+    size_t n;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2, cp = p[0] & 0x1fu;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3, cp = p[0] & 0x0fu;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4, cp = p[0] & 0x07u;
+    else
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) /* also the terminating NUL */
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    static const uint32_t min[5] = {0, 0, 0xa0, 0x800, 0x10000};
+    if (cp < min[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    return n;
+}
+
+size_t sv__text_esc(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        char esc[5];
+        const char *piece = (const char *)p;
+        size_t n = *p >= 0x20 && *p < 0x7f ? 1 : utf8_printable(p);
+        if (*p == '\\') {
+            piece = "\\\\";
+        } else if (n == 0) {
+            snprintf(esc, sizeof esc, "\\x%02x", *p);
+            piece = esc;
+            n = 1;
+        }
+        size_t plen = piece == (const char *)p ? n : strlen(piece);
+        if (o + plen >= cap)
+            break;
+        memcpy(out + o, piece, plen);
+        o += plen;
+        p += n;
+    }
+    out[o] = 0;
+    return o;
 }
 
 void sv__iso_time(uint64_t ms, char *out, size_t cap)
