@@ -67,12 +67,29 @@ void sv__reply_not_leader(struct sv_node *n, uint64_t conn, uint32_t type, uint6
 
 /* ---- waiters ------------------------------------------------------------ */
 
+/* The node's data on a connection (sv_conn_data) is the number of its
+ * client requests in flight (waiters), held in the pointer itself: nothing
+ * to allocate, nothing to free when the connection goes. */
+static uint32_t in_flight(const struct sv_conn *c)
+{
+    return (uint32_t)(uintptr_t)sv_conn_data(c);
+}
+
+static void in_flight_set(struct sv_conn *c, uint32_t v)
+{
+    sv_conn_set_data(c, (void *)(uintptr_t)v);
+}
+
 struct waiter *sv__waiter_new(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                               const struct sv__ctx *ctx, uint64_t group)
 {
     struct waiter *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
+    if (ctx->role == SV_ROLE_CLIENT) {
+        in_flight_set(c, in_flight(c) + 1);
+        w->counted = true;
+    }
     w->node = n;
     w->ctx = *ctx;
     w->conn = sv_conn_id(c);
@@ -89,6 +106,9 @@ void sv__waiter_free(struct waiter *w)
     if (!w)
         return;
     w->node->unapplied -= w->unapplied;
+    struct sv_conn *c = w->counted ? sv_tp_conn(w->node->tp, w->conn) : NULL;
+    if (c) /* (none when the connection closed meanwhile) */
+        in_flight_set(c, in_flight(c) - 1);
     if (w->body) /* a read: m was decoded from it */
         sv_msg_free(&w->m);
     free(w->body);
@@ -512,6 +532,12 @@ static void on_request(struct sv_node *n, struct sv_conn *c, const struct sv_wir
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_UNAVAILABLE, "node is shutting down");
     } else if (!rt) {
         sv__reply_status(n, conn, f->type, f->req_id, SV_ST_BAD_REQUEST, "unknown request type");
+    } else if (ctx.role == SV_ROLE_CLIENT && in_flight(c) >= CONN_IN_FLIGHT_MAX) {
+        n->in_flight_refused++;
+        char t[128];
+        snprintf(t, sizeof t, "%d requests in flight on this connection already; retry",
+                 CONN_IN_FLIGHT_MAX);
+        sv__reply_status(n, conn, f->type, f->req_id, SV_ST_UNAVAILABLE, t);
     } else if (!permitted(&ctx, rt->role)) {
         sv_conn_close(c, rt->role == SV_ROLE_SITE   ? "a site request from a connection without a "
                                                       "node certificate of the peer site"

@@ -81,6 +81,9 @@ enum {
      * free for the persist and apply jobs, whose syncs commit every write. */
     READS_IN_POOL = 2,
     READS_QUEUED_MAX = 1024, /* reads waiting for the pool; beyond, UNAVAILABLE */
+    /* A client connection's requests waiting for their answer (reads and
+     * writes); the next gets UNAVAILABLE until one is answered. */
+    CONN_IN_FLIGHT_MAX = 512,
 };
 
 _Static_assert(COPY_CONCURRENT <= COPY_PAGE, "a page feeds every fetch slot");
@@ -135,6 +138,7 @@ struct waiter {
     size_t unapplied;  /* a write's entry bytes, counted in node->unapplied until freed */
     uint64_t start_ns; /* uv_hrtime() when made (stats.c: request latency) */
     uint64_t wall_ms;  /* DR_PULL: the wall clock before its read index was asked */
+    bool counted;      /* in its client connection's requests in flight (dispatch.c) */
 };
 
 struct inmsg {
@@ -408,6 +412,7 @@ struct sv_node {
     uint32_t reads_in_pool, reads_queued;
     struct waiter *read_q, **read_q_tail;
     uint64_t reads_refused; /* UNAVAILABLE: READS_QUEUED_MAX were waiting */
+    uint64_t in_flight_refused; /* UNAVAILABLE: CONN_IN_FLIGHT_MAX on the connection */
     bool stopping;
     int exit_code;
     struct sv__stats *stats; /* metrics (stats.c) */
@@ -604,7 +609,8 @@ void sv__reply_status(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t 
                       const char *text);
 void sv__reply_not_leader(struct sv_node *n, uint64_t conn, uint32_t type, uint64_t req_id,
                           uint64_t leader);
-/* A waiter for request f of c, acting for ctx, on group; NULL without memory. */
+/* A waiter for request f of c, acting for ctx, on group; NULL without
+ * memory. A client's counts in c's requests in flight until freed. */
 struct waiter *sv__waiter_new(struct sv_node *n, struct sv_conn *c, const struct sv_wire_frame *f,
                               const struct sv__ctx *ctx, uint64_t group);
 void sv__waiter_free(struct waiter *w);

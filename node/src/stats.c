@@ -236,6 +236,11 @@ static double reads_refused(void *arg)
     return (double)((const struct sv_node *)arg)->reads_refused;
 }
 
+static double in_flight_refused(void *arg)
+{
+    return (double)((const struct sv_node *)arg)->in_flight_refused;
+}
+
 static double map_epoch(void *arg)
 {
     return (double)((const struct sv_node *)arg)->map->epoch;
@@ -589,6 +594,10 @@ static int register_all(struct sv__stats *s, char *errmsg, size_t errlen)
         .name = "sv_reads_refused_total",
         .help = "Reads answered UNAVAILABLE (node busy) because 1024 reads were waiting already."};
     TRY(fn_family(s, &d, NULL, reads_refused, n, errmsg, errlen));
+    d.name = "sv_requests_in_flight_refused_total";
+    d.help = "Client requests answered UNAVAILABLE because 512 requests of their connection "
+             "were waiting for their answers already.";
+    TRY(fn_family(s, &d, NULL, in_flight_refused, n, errmsg, errlen));
     d = (struct sv_metrics_desc){.type = SV_METRIC_GAUGE};
     d.name = "sv_map_epoch";
     d.help = "Epoch of the cluster map this node routes by.";

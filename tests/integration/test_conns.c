@@ -12,8 +12,9 @@
  *    showing node 2's certificate still gets in and is answered; one
  *    without is closed after its handshake. Once the flood stops, clients
  *    are served again.
- * 3. 8,000 stale GETs at once on one connection: node 1 runs 2 at a time,
- *    queues 1,024 and answers the rest "node busy"; writes go on.
+ * 3. 4 connections send 2,000 stale GETs each at once: node 1 lets a
+ *    connection have 512 waiting, runs 2 reads at a time, queues 1,024 and
+ *    answers the rest UNAVAILABLE; writes go on.
  * Node 1's metrics count each refusal by limit. */
 #define _GNU_SOURCE
 #include "harness.h"
@@ -240,25 +241,55 @@ static void test_many_sources(void)
     sv_client_close(c);
 }
 
-/* 8,000 stale GETs sent at once on one connection to node 1: the node
- * runs 2 at a time, queues at most 1,024 and answers the rest
- * UNAVAILABLE ("node busy"); every GET gets an answer, and writes go on. */
+/* The answers to one flooding connection's GETs, by kind. */
+struct tally {
+    size_t ok, busy, in_flight, other;
+};
+
+static void tally_frames(struct sv_wire_decoder *d, struct tally *n)
+{
+    struct sv_wire_frame f;
+    while (sv_wire_next(d, &f) == 1) {
+        struct sv_msg r;
+        if (f.type != (SV_MSG_GET | SV_MSG_RESP) ||
+            sv_msg_decode(f.body, f.body_len, &r, NULL, 0)) {
+            n->other++;
+            continue;
+        }
+        bool unavailable = r.status == SV_ST_UNAVAILABLE && r.msg.len;
+        if (r.status == SV_ST_OK)
+            n->ok++;
+        else if (unavailable && memmem(r.msg.p, r.msg.len, "node busy", 9))
+            n->busy++;
+        else if (unavailable && memmem(r.msg.p, r.msg.len, "in flight", 9))
+            n->in_flight++;
+        else
+            n->other++;
+        sv_msg_free(&r);
+    }
+}
+
+/* 4 connections to node 1 send 2,000 stale GETs each, at once: a
+ * connection has at most 512 waiting, the node runs 2 reads at a time and
+ * queues 1,024; the rest are answered UNAVAILABLE ("in flight", "node
+ * busy"). Every GET gets an answer, and writes go on. */
 static void test_read_flood(void)
 {
-    enum { GETS = 8000 };
+    enum { CONNS = 4, GETS = 2000 };
     struct sv_client *c = it_client(&cl_, 30000);
     CHECK_RC(sv_client_put(c, "conns", "flood", "x", 1, SV_IF_ANY, NULL), SV_OK);
     struct sv_tls_config tc = {.role = SV_TLS_CLIENT, .ca_file = cl_.ca};
     struct sv_tls_ctx *ctx = NULL;
     char em[256] = "";
     CHECK_RC(sv_tls_ctx_new(&tc, &ctx, em, sizeof em), 0);
-    int fd = -1;
-    struct sv_tls_conn *t = ctx ? it_tls_dial(ctx, BASE_PORT + 1, &fd) : NULL;
-    CHECK(t != NULL);
-    if (!t) {
-        sv_tls_ctx_free(ctx);
-        sv_client_close(c);
-        return;
+    int fd[CONNS];
+    struct sv_tls_conn *t[CONNS];
+    struct sv_wire_decoder d[CONNS];
+    size_t sent[CONNS] = {0};
+    for (int k = 0; k < CONNS; k++) {
+        t[k] = ctx ? it_tls_dial(ctx, BASE_PORT + 1, &fd[k]) : NULL;
+        CHECK(t[k] != NULL);
+        sv_wire_decoder_init(&d[k]);
     }
     struct sv_msg m = {0};
     m.bucket = (struct sv_bytes){(const uint8_t *)"conns", 5};
@@ -270,50 +301,45 @@ static void test_read_flood(void)
     uint8_t *req = NULL, *frame = NULL;
     size_t req_len = 0, flen = 0;
     CHECK_RC(sv_msg_encode(&m, &req, &req_len), 0);
-    size_t sent = 0, ok = 0, busy = 0, other = 0;
-    struct sv_wire_decoder d;
-    sv_wire_decoder_init(&d);
+    struct tally n[CONNS] = {0}, all = {0};
     uint64_t end = it_now_ms() + 60000;
-    while (ok + busy + other < GETS && it_now_ms() < end) {
-        /* Send in bursts of 500 frames, reading whatever came back between. */
-        for (int i = 0; i < 500 && sent < GETS; i++, sent++) {
-            free(frame);
-            frame = NULL;
-            if (sv_wire_encode(SV_MSG_GET, sent + 1, req, req_len, &frame, &flen) ||
-                sv_tls_write(t, frame, flen))
-                break;
-        }
-        int got = it_tls_pump(fd, t, &d, sent < GETS ? 0 : 200);
-        if (got < 0)
-            break;
-        struct sv_wire_frame f;
-        while (sv_wire_next(&d, &f) == 1) {
-            struct sv_msg r;
-            if (f.type != (SV_MSG_GET | SV_MSG_RESP) ||
-                sv_msg_decode(f.body, f.body_len, &r, NULL, 0)) {
-                other++;
+    for (bool done = false; !done && it_now_ms() < end;) {
+        done = true;
+        for (int k = 0; k < CONNS; k++) {
+            if (!t[k] || n[k].ok + n[k].busy + n[k].in_flight + n[k].other >= GETS)
                 continue;
+            done = false;
+            /* In bursts of 500 frames, reading what came back between. */
+            for (int i = 0; i < 500 && sent[k] < GETS; i++, sent[k]++) {
+                free(frame);
+                frame = NULL;
+                if (sv_wire_encode(SV_MSG_GET, sent[k] + 1, req, req_len, &frame, &flen) ||
+                    sv_tls_write(t[k], frame, flen))
+                    break;
             }
-            if (r.status == SV_ST_OK)
-                ok++;
-            else if (r.status == SV_ST_UNAVAILABLE && r.msg.len &&
-                     memmem(r.msg.p, r.msg.len, "node busy", 9))
-                busy++;
-            else
-                other++;
-            sv_msg_free(&r);
+            if (it_tls_pump(fd[k], t[k], &d[k], sent[k] < GETS ? 0 : 50) < 0)
+                break;
+            tally_frames(&d[k], &n[k]);
         }
     }
-    sv_wire_decoder_free(&d);
+    for (int k = 0; k < CONNS; k++) {
+        all.ok += n[k].ok, all.busy += n[k].busy, all.in_flight += n[k].in_flight,
+            all.other += n[k].other;
+        sv_wire_decoder_free(&d[k]);
+        if (t[k]) {
+            sv_tls_conn_free(t[k]);
+            close(fd[k]);
+        }
+    }
     free(frame);
     free(req);
-    sv_tls_conn_free(t);
-    close(fd);
     sv_tls_ctx_free(ctx);
-    sv_test_log("%zu GETs at once: %zu answered, %zu node busy, %zu other", sent, ok, busy, other);
-    CHECK(ok + busy == GETS && other == 0);
-    CHECK(busy > 0 && ok >= 1026);
-    CHECK(metric1("sv_reads_refused_total") == (double)busy);
+    sv_test_log("%d x %d GETs at once: %zu answered, %zu node busy, %zu in flight, %zu other",
+                CONNS, GETS, all.ok, all.busy, all.in_flight, all.other);
+    CHECK(all.ok + all.busy + all.in_flight == CONNS * GETS && all.other == 0);
+    CHECK(all.busy > 0 && all.in_flight > 0);
+    CHECK(metric1("sv_reads_refused_total") == (double)all.busy);
+    CHECK(metric1("sv_requests_in_flight_refused_total") == (double)all.in_flight);
     CHECK(metric1("sv_reads_queued") == 0);
     put_get_all(c, 4);
     sv_client_close(c);
