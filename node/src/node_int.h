@@ -411,7 +411,7 @@ struct sv_node {
     /* Reads (objects.c): in the pool, and waiting for it in order. */
     uint32_t reads_in_pool, reads_queued;
     struct waiter *read_q, **read_q_tail;
-    uint64_t reads_refused; /* UNAVAILABLE: READS_QUEUED_MAX were waiting */
+    uint64_t reads_refused;     /* UNAVAILABLE: READS_QUEUED_MAX were waiting */
     uint64_t in_flight_refused; /* UNAVAILABLE: CONN_IN_FLIGHT_MAX on the connection */
     bool stopping;
     int exit_code;
