@@ -545,7 +545,9 @@ static int run_ls(struct sv_client *c, const struct global *g, int argc, char **
         sv__json_str(stdout, more ? after : "");
         printf("}\n");
     } else if (more) {
-        printf("(more: --start-after '%s')\n", after);
+        static char shown[SV_TEXT_ESC_MAX];
+        sv__text_esc(after, shown, sizeof shown);
+        printf("(more: --start-after '%s')\n", shown);
     }
     return EXIT_OK;
 }

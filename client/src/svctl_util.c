@@ -25,7 +25,7 @@ void sv__json_str(FILE *f, const char *s)
 
 /* The length of the valid UTF-8 sequence at p for a printable character
  * (U+00A0 and up: no C1 control, no overlong form, no surrogate, at most
- * U+10FFFF), or 0. */
+ * U+10FFFF, none that is invisible or reorders the text), or 0. */
 static size_t utf8_printable(const unsigned char *p)
 {
     uint32_t cp;
@@ -45,6 +45,11 @@ static size_t utf8_printable(const unsigned char *p)
     }
     static const uint32_t min[5] = {0, 0, 0xa0, 0x800, 0x10000};
     if (cp < min[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        return 0;
+    /* Invisible or reordering: zero-width marks, line and paragraph
+     * separators, bidi embeddings, overrides and isolates, the BOM. */
+    if ((cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+        (cp >= 0x2060 && cp <= 0x2069) || cp == 0xfeff)
         return 0;
     return n;
 }

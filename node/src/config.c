@@ -182,8 +182,9 @@ int sv_cfg_load(const char *path, struct sv_cfg *out, char *errmsg, size_t errle
                 rc = fail(errmsg, errlen, -EINVAL, path, ln,
                           "max_connections_per_source: expected 1..4096");
         } else if (!strcmp(d, "idle_timeout_s") && nt == 2) {
-            if (parse_u32(tok[1], 1, 86400, &out->idle_timeout_s))
-                rc = fail(errmsg, errlen, -EINVAL, path, ln, "idle_timeout_s: expected 1..86400");
+            /* at least a request's timeout: the idle clock counts only the client's bytes */
+            if (parse_u32(tok[1], 10, 86400, &out->idle_timeout_s))
+                rc = fail(errmsg, errlen, -EINVAL, path, ln, "idle_timeout_s: expected 10..86400");
         } else if (!strcmp(d, "down_after_s") && nt == 2) {
             if (parse_u32(tok[1], 1, 86400, &out->down_after_s))
                 rc = fail(errmsg, errlen, -EINVAL, path, ln, "down_after_s: expected 1..86400");

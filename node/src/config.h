@@ -13,7 +13,7 @@
  *   max_connections_per_source N
  *                     client connections from one address (default 1024; 1..4096)
  *   idle_timeout_s S  a client connection that sends nothing this long is closed
- *                     (default 120; 1..86400)
+ *                     (default 120; 10..86400)
  *   down_after_s S    a node silent this long is down (default 10; 1..86400)
  *   evict_after_s S   ... and this long, evicted: its replicas are rebuilt elsewhere
  *                     (default 60; down_after_s..86400). Both bootstrap the cluster's

@@ -106,7 +106,7 @@ void sv__waiter_free(struct waiter *w)
     if (!w)
         return;
     w->node->unapplied -= w->unapplied;
-    struct sv_conn *c = w->counted ? sv_tp_conn(w->node->tp, w->conn) : NULL;
+    struct sv_conn *c = w->counted && w->node->tp ? sv_tp_conn(w->node->tp, w->conn) : NULL;
     if (c) /* (none when the connection closed meanwhile) */
         in_flight_set(c, in_flight(c) - 1);
     if (w->body) /* a read: m was decoded from it */

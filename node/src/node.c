@@ -399,6 +399,7 @@ int sv_node_run(struct sv_node *n)
     sv__move_close(n);
     sv__stats_stop(n);
     sv_tp_stop(n->tp);
+    n->tp = NULL; /* freed by the loop run below; waiters freed later look nothing up */
     uv_walk(&n->loop, close_walk, NULL);
     uv_run(&n->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&n->loop);

@@ -630,7 +630,8 @@ void sv__objects_read(struct sv_node *n, struct sv_conn *c, const struct sv_wire
 /* Run w's read in the pool: at once when fewer than READS_IN_POOL run,
  * else after those queued before it; UNAVAILABLE when READS_QUEUED_MAX
  * wait already (a flood of reads must not delay the Raft syncs that run in
- * the same pool, nor grow without bound). */
+ * the same pool, nor grow without bound). Another node's read runs at once;
+ * a queued client read whose connection closed is dropped. */
 void sv__objects_start_read(struct sv_node *n, struct waiter *w);
 /* Start the reads of g whose read index is applied. */
 void sv__objects_serve_ready(struct sv_node *n, struct group *g);

@@ -286,6 +286,8 @@ static void read_next(struct sv_node *n)
         w->next = NULL;
         if (n->stopping)
             sv__waiter_fail(w, SV_ST_UNAVAILABLE, "node is shutting down");
+        else if (w->counted && !sv_tp_conn(n->tp, w->conn))
+            sv__waiter_free(w); /* its client went: nobody to answer */
         else
             read_submit(n, w);
     }
@@ -340,7 +342,9 @@ static void read_submit(struct sv_node *n, struct waiter *w)
 
 void sv__objects_start_read(struct sv_node *n, struct waiter *w)
 {
-    if (n->reads_in_pool < READS_IN_POOL && !n->read_q) {
+    /* Another node's (a repair's or a copy's CHUNK_FETCH, a peer site's
+     * pull) goes first: a flood of client reads must not stall them. */
+    if ((n->reads_in_pool < READS_IN_POOL && !n->read_q) || w->ctx.role != SV_ROLE_CLIENT) {
         read_submit(n, w);
     } else if (n->reads_queued >= READS_QUEUED_MAX) {
         n->reads_refused++;

@@ -91,13 +91,13 @@ static size_t src_find(const struct sv_tp *tp, uint32_t addr)
 
 static void src_free(struct sv_tp *tp, size_t i)
 {
-    tp->src[i].addr = 0;
+    tp->src[i].addr = tp->src[i].n = tp->src[i].provisional = 0;
     for (size_t j = (i + 1) & (SOURCES - 1); tp->src[j].addr != 0; j = (j + 1) & (SOURCES - 1)) {
         size_t k = src_home(tp->src[j].addr);
         bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
         if (!stays) {
             tp->src[i] = tp->src[j];
-            tp->src[j].addr = 0;
+            tp->src[j].addr = tp->src[j].n = tp->src[j].provisional = 0;
             i = j;
         }
     }
@@ -133,6 +133,19 @@ static int client_admit(struct sv_tp *tp, struct sv_conn *c, enum sv_tp_limit *h
     c->client = true;
     c->provisional = full;
     return 0;
+}
+
+bool sv__tp_client_settle(struct sv_tp *tp, struct sv_conn *c)
+{
+    if (tp->n_clients - tp->n_provisional >= tp->conns_max - tp->peer_reserve) {
+        return false;
+    }
+    size_t i = src_find(tp, c->src);
+    ASSERT(tp->src[i].addr == c->src && tp->src[i].provisional > 0);
+    tp->src[i].provisional--;
+    tp->n_provisional--;
+    c->provisional = false;
+    return true;
 }
 
 void sv__tp_client_drop(struct sv_tp *tp, struct sv_conn *c)
@@ -414,6 +427,13 @@ void sv__tp_on_connection(uv_stream_t *server, int status)
         const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
         sv__tp_format_addr(sin, c->remote, sizeof(c->remote));
         c->src = sin->sin_addr.s_addr;
+    }
+    if (c->src == 0) {
+        /* Reset before it was accepted (no peer address): nothing to serve,
+         * and 0 would be the free mark of the per-address counts. */
+        c->silent = true;
+        sv__tp_conn_end(c, -ENOTCONN, "accept: no peer address");
+        return;
     }
     enum sv_tp_limit hit = SV_TP_LIMIT_FULL;
     if (client_admit(tp, c, &hit) != 0) {

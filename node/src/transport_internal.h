@@ -145,6 +145,9 @@ struct sv_conn *sv__tp_conn_new(struct sv_tp *tp, bool outbound);
 void sv__tp_start_timer(struct sv_conn *c);
 /* c stops counting as a client (it closes, or showed a peer). */
 void sv__tp_client_drop(struct sv_tp *tp, struct sv_conn *c);
+/* Provisional client c becomes an ordinary one if the clients' share has
+ * room now; whether it did. */
+bool sv__tp_client_settle(struct sv_tp *tp, struct sv_conn *c);
 /* libuv callbacks: a connection to accept on the listener, a dial's outcome. */
 void sv__tp_on_connection(uv_stream_t *server, int status);
 void sv__tp_on_connect(uv_connect_t *req, int status);

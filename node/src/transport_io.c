@@ -177,6 +177,8 @@ static bool became_ready(struct sv_conn *c)
     }
     if (c->client && tp->cfg.is_peer != NULL && tp->cfg.is_peer(tp->cfg.arg, c)) {
         sv__tp_client_drop(tp, c);
+    } else if (c->provisional && sv__tp_client_settle(tp, c)) {
+        /* the clients' share has room again: an ordinary client now */
     } else if (c->provisional) {
         tp->refused[SV_TP_LIMIT_CLIENTS]++;
         sv__tp_conn_end(c, -EMFILE, "connection limit: %s (%zu client connections)",

@@ -37,6 +37,14 @@ static void test_text_escape(void)
     esc_is("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80");
     esc_is("\xff\xfe", "\\xff\\xfe");
     esc_is("cut\xe2\x82", "cut\\xe2\\x82");
+    /* Characters that hide or reorder text: a bidi override, a zero-width
+     * space, the BOM. */
+    esc_is("a\xe2\x80\xae"
+           "b",
+           "a\\xe2\\x80\\xae"
+           "b");
+    esc_is("\xe2\x80\x8b", "\\xe2\\x80\\x8b");
+    esc_is("\xef\xbb\xbf", "\\xef\\xbb\\xbf");
     /* Cut at a whole character when out is short. */
     char small[6];
     CHECK(sv__text_esc("ab\ncd", small, sizeof small) == 2 && strcmp(small, "ab") == 0);

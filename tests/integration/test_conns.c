@@ -229,8 +229,13 @@ static void test_many_sources(void)
     CHECK(clients1() <= CLIENT_SHARE + 128);
     /* Room for a node; none for another client. */
     CHECK(status_answered(2));
+    /* (A flood connection may end at its handshake timeout and leave a slot
+     * for a moment: one refusal in a few tries is what must happen.) */
     double before = refused("clients");
-    CHECK(!status_answered(0));
+    bool refused_once = false;
+    for (int i = 0; i < 5 && !refused_once; i++)
+        refused_once = !status_answered(0);
+    CHECK(refused_once);
     CHECK(refused("clients") > before);
     flood_stop(&f);
     /* The flood closed its connections: the node sees them go. */

@@ -128,8 +128,8 @@ static void test_limits(void)
                   "max_connections: expected 512..4096");
     CHECK_REFUSED("max_connections_per_source 0\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
                   "max_connections_per_source: expected 1..4096");
-    CHECK_REFUSED("idle_timeout_s 0\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
-                  "idle_timeout_s: expected 1..86400");
+    CHECK_REFUSED("idle_timeout_s 9\nnode 1 zone-a 127.0.0.1:7101 /d/1\n", L1,
+                  "idle_timeout_s: expected 10..86400");
 }
 
 static void test_clashes(void)
