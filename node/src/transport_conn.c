@@ -79,7 +79,8 @@ static size_t src_home(uint32_t addr)
     return (size_t)((addr * 0x9E3779B1u) >> (32 - TABLE_BITS));
 }
 
-/* addr's slot, or the free slot where it would go. */
+/* addr's slot, or the free slot where it would go (there is one: SOURCES
+ * is twice the most connections a transport holds). */
 static size_t src_find(const struct sv_tp *tp, uint32_t addr)
 {
     size_t i = src_home(addr);
@@ -112,7 +113,6 @@ static int client_admit(struct sv_tp *tp, struct sv_conn *c, enum sv_tp_limit *h
         *hit = SV_TP_LIMIT_FULL;
         return -EMFILE;
     }
-    /* Every slot is taken by a client before any address has SOURCES of them. */
     size_t i = src_find(tp, c->src);
     uint32_t n = tp->src[i].addr ? tp->src[i].n : 0;
     uint32_t prov = tp->src[i].addr ? tp->src[i].provisional : 0;

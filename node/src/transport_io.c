@@ -177,14 +177,13 @@ static bool became_ready(struct sv_conn *c)
     }
     if (c->client && tp->cfg.is_peer != NULL && tp->cfg.is_peer(tp->cfg.arg, c)) {
         sv__tp_client_drop(tp, c);
-    } else if (c->provisional && sv__tp_client_settle(tp, c)) {
-        /* the clients' share has room again: an ordinary client now */
-    } else if (c->provisional) {
+    } else if (c->provisional && !sv__tp_client_settle(tp, c)) {
         tp->refused[SV_TP_LIMIT_CLIENTS]++;
         sv__tp_conn_end(c, -EMFILE, "connection limit: %s (%zu client connections)",
                         sv_tp_limit_name(SV_TP_LIMIT_CLIENTS), tp->n_clients);
         return false;
-    } else if (c->client) {
+    }
+    if (c->client) { /* (also one the share found room for by now) */
         c->active_ms = uv_now(tp->loop);
         ASSERT(uv_timer_start(&c->timer, on_idle, tp->idle_timeout_ms, 0) == 0);
     }

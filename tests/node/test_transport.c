@@ -435,6 +435,7 @@ struct tls_client {
     struct sv_tls_ctx *ctx;
     const uint8_t *payload;
     size_t len;
+    unsigned delay_ms; /* between the TCP connect and the handshake */
     bool handshake_ok, eof;
     int tls_rc;
     char err[256];
@@ -490,6 +491,9 @@ static void tls_client_main(void *arg)
         connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) != 0) {
         snprintf(tc->err, sizeof(tc->err), "connect: %s", strerror(errno));
         goto out;
+    }
+    if (tc->delay_ms > 0) {
+        usleep(tc->delay_ms * 1000u);
     }
     if (sv_tls_conn_new(tc->ctx, "node-1", &t, tc->err, sizeof(tc->err)) != 0) {
         goto out;
@@ -1034,7 +1038,7 @@ static struct sv_tp_stats limits_stats(const struct node *n)
 
 /* A TLS client with node-4's certificate (not a peer here) on a thread:
  * handshake, send nothing, read until the server closes. */
-static void limits_client(struct tls_client *tc, uv_thread_t *th, int port)
+static void limits_client(struct tls_client *tc, uv_thread_t *th, int port, unsigned delay_ms)
 {
     struct sv_tls_config cfg = {
         .role = SV_TLS_CLIENT,
@@ -1044,6 +1048,7 @@ static void limits_client(struct tls_client *tc, uv_thread_t *th, int port)
     };
     memset(tc, 0, sizeof(*tc));
     tc->port = port;
+    tc->delay_ms = delay_ms;
     char err[256] = "";
     CHECK_RC(sv_tls_ctx_new(&cfg, &tc->ctx, err, sizeof(err)), 0);
     CHECK_RC(uv_thread_create(th, tls_client_main, tc), 0);
@@ -1089,7 +1094,7 @@ static void test_limits(void)
         return;
     }
     int port = sv_tp_port(L.tp);
-    struct raw r[14];
+    struct raw r[16];
     size_t nr = 0;
 
     /* One address: PER_SOURCE clients, the next two refused at once. */
@@ -1122,10 +1127,23 @@ static void test_limits(void)
     /* A client let into the reserve is closed once its handshake shows no peer. */
     struct tls_client tc;
     uv_thread_t th;
-    limits_client(&tc, &th, port);
+    limits_client(&tc, &th, port, 0);
     limits_client_end(&tc, &th);
     CHECK(limits_stats(&L).refused[SV_TP_LIMIT_CLIENTS] == 1);
     CHECK(strstr(last_close(&L)->reason, "connection limit: clients") != NULL);
+
+    /* One let into the reserve that finds room in the share by the end of
+     * its handshake stays, a client like any other: watched for idleness. */
+    limits_client(&tc, &th, port, 300);
+    WAIT(limits_stats(&L).clients == MAX - RESERVE + 1, WAIT_MS);
+    struct raw *freed = &r[PER_SOURCE + 2]; /* one of 127.0.0.3's */
+    raw_finish(freed);
+    limits_client_end(&tc, &th);
+    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_CLIENTS] == 1);
+    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_IDLE] == 1);
+    CHECK(strstr(last_close(&L)->reason, "idle") != NULL);
+    raw_start_from(&r[nr++], port, NULL, "127.0.0.3"); /* the share full again */
+    WAIT(limits_stats(&L).clients == MAX - RESERVE, WAIT_MS);
 
     /* Unidentified connections take at most half the reserve. */
     for (int i = 0; i < RESERVE / 2 + 1; i++) {
@@ -1139,14 +1157,16 @@ static void test_limits(void)
     WAIT(limits_stats(&L).clients == 0, WAIT_MS);
     CHECK(sv_tp_conn(B.tp, peer_id) != NULL);
     for (size_t i = 0; i < nr; i++) {
-        WAIT(r[i].closed, WAIT_MS);
-        raw_finish(&r[i]);
+        if (&r[i] != freed) {
+            WAIT(r[i].closed, WAIT_MS);
+            raw_finish(&r[i]);
+        }
     }
 
     /* A client that sends nothing after its handshake is closed when idle. */
-    limits_client(&tc, &th, port);
+    limits_client(&tc, &th, port, 0);
     limits_client_end(&tc, &th);
-    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_IDLE] == 1);
+    CHECK(limits_stats(&L).refused[SV_TP_LIMIT_IDLE] == 2);
     CHECK(strstr(last_close(&L)->reason, "idle") != NULL);
     l0 = L.frames;
     peer = sv_tp_conn(B.tp, peer_id);
